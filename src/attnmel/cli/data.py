@@ -1,0 +1,49 @@
+"""``attnmel data check`` and ``attnmel data stats``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from attnmel.data.check import check_dataset
+from attnmel.data.readers import LAYOUTS, read_dataset
+from attnmel.data.records import TASKS
+from attnmel.data.stats import normalization_stats
+from attnmel.io import atomic_write_json
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    data = subparsers.add_parser("data", help="inspect datasets")
+    commands = data.add_subparsers(dest="data_command", metavar="SUBCOMMAND", required=True)
+
+    check = commands.add_parser("check", help="counts per split and class, masks, unreadable files")
+    check.add_argument("path", help="dataset folder (ISIC 2017/2016 layout, isic-cli folder) or manifest CSV")
+    check.add_argument("--task", default="melanoma", choices=sorted(TASKS))
+    check.add_argument("--json", action="store_true", help="print JSON instead of text")
+    check.add_argument("--no-decode", action="store_true", help="only read the layout, do not decode images")
+    check.set_defaults(handler=_check)
+
+    stats = commands.add_parser("stats", help="normalisation mean/std of a split (the paper's method)")
+    stats.add_argument("path")
+    stats.add_argument("--split", default="train")
+    stats.add_argument("--layout", choices=LAYOUTS)
+    stats.add_argument("--resize", type=int, default=256)
+    stats.add_argument("--crop-ratio", type=float, default=0.8)
+    stats.add_argument("--output", help="write the statistics JSON here (usable as data.normalization)")
+    stats.set_defaults(handler=_stats)
+
+
+def _check(args: argparse.Namespace) -> int:
+    report = check_dataset(args.path, args.task, decode=not args.no_decode, progress=not args.json)
+    print(json.dumps(report.to_dict(), indent=2) if args.json else report.to_text())
+    return 0 if report.ok else 1
+
+
+def _stats(args: argparse.Namespace) -> int:
+    index = read_dataset(args.path, layout=args.layout)
+    stats = normalization_stats(index.split(args.split), args.resize, args.crop_ratio)
+    if args.output:
+        atomic_write_json(args.output, stats)
+        print(f"wrote {args.output}")
+    print(json.dumps(stats, indent=2))
+    return 0

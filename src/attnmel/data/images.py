@@ -1,0 +1,119 @@
+"""Decoding images and masks, with every failure turned into a ``DataError`` that names the file.
+
+What real archives contain and how each case is handled (documented in the README):
+- grayscale, palette, RGBA/LA, CMYK, 16-bit and float images are converted to 8-bit RGB
+  (alpha is composited on white; 16-bit values are scaled, not clipped);
+- EXIF orientation is applied, so what the model sees is what a viewer shows;
+- zero-byte, truncated and non-image files raise an error; so do images above ``MAX_PIXELS``,
+  checked from the header before any pixel is decoded (decompression bombs).
+Masks: any mode is reduced to one channel and binarised at 128 (``>= 128`` is lesion), so
+anti-aliased or 0/1-valued masks work; a mask whose size differs from its image is an error.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from attnmel.errors import DataError
+
+#: Largest image accepted (pixels): an ISIC original is at most 6688 x 4439 (30 Mpx).
+MAX_PIXELS = 120_000_000
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+
+
+def _open(path: Path, what: str) -> Image.Image:
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        raise DataError(path, f"{what} file not found.", "check the path or remove the entry that points to it.") from None
+    if size == 0:
+        raise DataError(path, f"{what} file is empty (0 bytes).", "re-download or re-export this file.")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(path)
+    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        if isinstance(exc, UnidentifiedImageError):
+            raise DataError(
+                path, f"not a readable {what} (unknown or corrupt format).", "replace it with a JPEG or PNG file."
+            ) from None
+        raise DataError(path, f"{what} is too large to decode safely ({exc}).", "downscale it below 120 Mpx.") from None
+    except OSError as exc:
+        raise DataError(path, f"cannot open {what}: {exc}.", "re-download or re-export this file.") from None
+    width, height = image.size
+    if width * height > MAX_PIXELS:
+        image.close()
+        raise DataError(
+            path,
+            f"{what} is {width}x{height} px, above the {MAX_PIXELS // 1_000_000} Mpx safety limit.",
+            "downscale it before use.",
+        )
+    if width < 1 or height < 1:
+        raise DataError(path, f"{what} has no pixels ({width}x{height}).", "re-export this file.")
+    return image
+
+
+def _decode(image: Image.Image, path: Path, what: str) -> Image.Image:
+    try:
+        image.load()
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise DataError(
+            path, f"{what} is truncated or corrupt ({exc}).", "re-download or re-export this file."
+        ) from None
+    return image
+
+
+def image_size(path: str | Path) -> tuple[int, int]:
+    """(width, height) from the header alone, after EXIF orientation."""
+    path = Path(path)
+    with _open(path, "image") as image:
+        width, height = image.size
+        orientation = image.getexif().get(0x0112, 1)
+    return (height, width) if orientation in (5, 6, 7, 8) else (width, height)
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Convert any PIL mode to 8-bit RGB."""
+    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        array = np.asarray(image, dtype=np.float64)
+        high = 65535.0 if image.mode.startswith("I;16") or array.max(initial=0) > 255 else 255.0
+        array = np.clip(array / high * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        image = Image.fromarray(array, mode="L")
+    if image.mode == "P":
+        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(background, rgba)
+    return image.convert("RGB") if image.mode != "RGB" else image
+
+
+def read_image(path: str | Path) -> Image.Image:
+    """Decode ``path`` as 8-bit RGB with EXIF orientation applied."""
+    path = Path(path)
+    image = _decode(_open(path, "image"), path, "image")
+    try:
+        image = ImageOps.exif_transpose(image)
+    except Exception:  # noqa: BLE001 - a broken EXIF block must not make the pixels unusable
+        pass
+    return to_rgb(image)
+
+
+def read_mask(path: str | Path, expected_size: tuple[int, int] | None = None) -> np.ndarray:
+    """Decode a binary mask as a bool array (H, W); ``expected_size`` is the image's (width, height)."""
+    path = Path(path)
+    image = _decode(_open(path, "mask"), path, "mask")
+    if expected_size is not None and image.size != tuple(expected_size):
+        raise DataError(
+            path,
+            f"mask is {image.size[0]}x{image.size[1]} px but its image is {expected_size[0]}x{expected_size[1]} px.",
+            "regenerate the mask at the image's size (masks are paired pixel by pixel).",
+        )
+    gray = np.asarray(to_rgb(image).convert("L"))
+    if gray.max(initial=0) <= 1:  # 0/1-valued masks
+        return gray >= 1
+    return gray >= 128

@@ -1,0 +1,46 @@
+"""One family of errors, each a sentence a person can act on.
+
+Every error that comes from user input names the file (or key) at fault and says how to fix it,
+so the CLI can print it without a traceback (see ``attnmel.cli``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class AttnmelError(Exception):
+    """Base class: an expected failure with a message meant for the user."""
+
+
+class DataError(AttnmelError):
+    """A data file or dataset layout is unusable.
+
+    ``path`` is the offending file or folder; ``fix`` says what the user can do about it.
+    """
+
+    def __init__(self, path: str | Path | None, problem: str, fix: str | None = None):
+        self.path = None if path is None else Path(path)
+        self.problem = problem
+        self.fix = fix
+        where = f"{self.path}: " if self.path is not None else ""
+        message = f"{where}{problem}"
+        if fix:
+            message += f" Fix: {fix}"
+        super().__init__(message)
+
+
+class ConfigError(AttnmelError):
+    """A configuration file or override is invalid."""
+
+
+class CheckpointError(AttnmelError):
+    """A checkpoint is missing, unreadable, or not trusted."""
+
+
+class WeightsError(AttnmelError):
+    """Backbone weights could not be obtained or do not fit the backbone."""
+
+
+class TrainingError(AttnmelError):
+    """Training cannot continue (diverged loss, out of memory, ...); the last good checkpoint is kept."""

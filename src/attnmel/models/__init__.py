@@ -1,0 +1,32 @@
+"""Models: staged backbones, the attention gate, and the paper's rows behind one registry."""
+
+from attnmel.models.attention import AttentionGate
+from attnmel.models.backbones import BACKBONES, StagedBackbone, create_backbone, list_backbones
+from attnmel.models.networks import (
+    AttnMelCNN,
+    GapNet,
+    LogitsOnly,
+    MelCNN,
+    ModelOutput,
+    VGG16Classifier,
+    upsample_map,
+)
+from attnmel.models.registry import create_model, list_models, model_entry
+
+__all__ = [
+    "BACKBONES",
+    "AttentionGate",
+    "AttnMelCNN",
+    "GapNet",
+    "LogitsOnly",
+    "MelCNN",
+    "ModelOutput",
+    "StagedBackbone",
+    "VGG16Classifier",
+    "create_backbone",
+    "create_model",
+    "list_backbones",
+    "list_models",
+    "model_entry",
+    "upsample_map",
+]

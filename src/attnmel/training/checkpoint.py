@@ -1,0 +1,177 @@
+"""Checkpoints that never unpickle: safetensors for tensors, a JSON sidecar for everything else.
+
+- A model checkpoint is ``<stem>.safetensors``: the weights, with the metadata (architecture,
+  class names, preprocessing, training summary, validation metrics, attnmel version) embedded in
+  the safetensors header, so weights and metadata can never disagree. ``<stem>.json`` beside it is
+  a readable copy of that metadata (the sidecar) for people and other tools.
+- A training state (``last-state.safetensors``) holds the model, optimiser, schedule, RNG and
+  history so that ``--resume`` continues exactly where the last complete epoch ended.
+Each file is written atomically (``attnmel.io``): a crash leaves the previous complete file.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from attnmel.errors import CheckpointError
+from attnmel.io import atomic_path, atomic_write_json
+
+FORMAT = "attnmel-checkpoint"
+FORMAT_VERSION = 1
+
+
+def _version() -> str:
+    from attnmel import __version__
+
+    return __version__
+
+
+def _save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, Any]) -> None:
+    contiguous = {k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}
+    with atomic_path(path) as tmp:
+        save_file(contiguous, str(tmp), metadata={"attnmel": json.dumps(metadata)})
+
+
+def _read_embedded(path: Path) -> dict[str, Any]:
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            header = handle.metadata() or {}
+        return json.loads(header["attnmel"])
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: checkpoint not found.") from None
+    except Exception as exc:  # noqa: BLE001 - corrupt header, foreign safetensors file, bad JSON
+        raise CheckpointError(f"{path}: not an attnmel safetensors checkpoint ({type(exc).__name__}: {exc}).") from None
+
+
+def checkpoint_paths(path: str | Path) -> tuple[Path, Path]:
+    """(weights, sidecar) for a run folder (its best model), a ``.safetensors`` or a ``.json`` path."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "best.safetensors"
+    if path.suffix in (".pth", ".pt", ".ckpt", ".pkl", ".bin") and path.suffix != ".safetensors":
+        raise CheckpointError(
+            f"{path}: pickle checkpoints are not loaded by default because unpickling can run code; "
+            "re-save it as safetensors, or pass --trust-pickle if you trust its source."
+        )
+    stem = path.with_suffix("")
+    return stem.with_suffix(".safetensors"), stem.with_suffix(".json")
+
+
+def save_model_checkpoint(path: str | Path, model: nn.Module, metadata: dict[str, Any]) -> Path:
+    weights, sidecar = checkpoint_paths(path)
+    payload = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "attnmel_version": _version(),
+        "architecture": dict(model.architecture),
+        **metadata,
+    }
+    _save_tensors(weights, model.state_dict(), payload)
+    atomic_write_json(sidecar, payload)
+    return weights
+
+
+def read_metadata(path: str | Path) -> dict[str, Any]:
+    """The metadata embedded in the checkpoint (the sidecar JSON is only a copy of it)."""
+    weights, _ = checkpoint_paths(path)
+    meta = _read_embedded(weights)
+    if meta.get("format") != FORMAT:
+        raise CheckpointError(f"{weights}: not an attnmel model checkpoint (format {meta.get('format')!r}).")
+    if int(meta.get("format_version", 0)) > FORMAT_VERSION:
+        raise CheckpointError(f"{weights}: written by a newer attnmel ({meta.get('attnmel_version')}); upgrade attnmel.")
+    return meta
+
+
+def load_model_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild the model from the sidecar and load its weights (no pickle involved)."""
+    from attnmel.models import create_model
+
+    weights, _ = checkpoint_paths(path)
+    meta = read_metadata(path)
+    arch = meta["architecture"]
+    model = create_model(
+        arch["name"],
+        arch["num_classes"],
+        backbone=arch.get("backbone"),
+        weights=None,
+        normalize=arch.get("normalize", "sigmoid"),
+        attention_channels=arch.get("attention_channels", 256),
+    )
+    try:
+        state = load_file(str(weights), device="cpu")
+    except Exception as exc:  # noqa: BLE001
+        raise CheckpointError(f"{weights}: unreadable safetensors file ({exc}).") from None
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise CheckpointError(
+            f"{weights}: weights do not fit {arch['name']} ({len(missing)} missing, {len(unexpected)} unexpected keys)."
+        )
+    model.to(device).eval()
+    return model, meta
+
+
+# ----------------------------------------------------------------------------------- training state
+
+
+def _flatten(value: Any, prefix: str, tensors: dict[str, torch.Tensor]) -> Any:
+    """Replace tensors by references and gather them, so the rest is JSON."""
+    if isinstance(value, torch.Tensor):
+        key = prefix or "tensor"
+        tensors[key] = value
+        return {"__tensor__": key}
+    if isinstance(value, dict):
+        return {"__dict__": [[_flatten(k, f"{prefix}.k{i}", tensors), _flatten(v, f"{prefix}.{i}", tensors)]
+                             for i, (k, v) in enumerate(value.items())]}
+    if isinstance(value, tuple):
+        return {"__tuple__": [_flatten(v, f"{prefix}.{i}", tensors) for i, v in enumerate(value)]}
+    if isinstance(value, list):
+        return [_flatten(v, f"{prefix}.{i}", tensors) for i, v in enumerate(value)]
+    if isinstance(value, float) and value != value:
+        return {"__float__": "nan"}
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    raise CheckpointError(f"cannot store a {type(value).__name__} in a training state ({prefix}).")
+
+
+def _unflatten(value: Any, tensors: dict[str, torch.Tensor]) -> Any:
+    if isinstance(value, dict):
+        if "__tensor__" in value:
+            return tensors[value["__tensor__"]]
+        if "__dict__" in value:
+            return {_unflatten(k, tensors): _unflatten(v, tensors) for k, v in value["__dict__"]}
+        if "__tuple__" in value:
+            return tuple(_unflatten(v, tensors) for v in value["__tuple__"])
+        if "__float__" in value:
+            return float(value["__float__"])
+    if isinstance(value, list):
+        return [_unflatten(v, tensors) for v in value]
+    return value
+
+
+def save_training_state(path: str | Path, state: dict[str, Any]) -> None:
+    """Store a nested state (model, optimiser, scheduler, RNG, counters) in one safetensors file."""
+    weights, _ = checkpoint_paths(path)
+    tensors: dict[str, torch.Tensor] = {}
+    structure = _flatten(state, "s", tensors)
+    _save_tensors(weights, tensors, {"format": "attnmel-training-state", "attnmel_version": _version(), "state": structure})
+
+
+def load_training_state(path: str | Path) -> dict[str, Any]:
+    weights, _ = checkpoint_paths(path)
+    if not weights.is_file():
+        raise CheckpointError(f"{weights.parent}: no complete training state to resume from ({weights.name} missing).")
+    payload = _read_embedded(weights)
+    if payload.get("format") != "attnmel-training-state":
+        raise CheckpointError(f"{weights}: not an attnmel training state.")
+    try:
+        tensors = load_file(str(weights), device="cpu")
+    except Exception as exc:  # noqa: BLE001
+        raise CheckpointError(f"{weights}: unreadable training state ({exc}); start a new run.") from None
+    return _unflatten(payload["state"], tensors)

@@ -1,0 +1,479 @@
+"""Training: the paper's recipe by default, reproducible and resumable.
+
+An epoch is a pure function of (seed, epoch): the sampler order and every sample's augmentation
+are seeded from them, so ``--resume`` after a crash reproduces the uninterrupted run exactly (on
+the same device and thread count). After each epoch the run folder gets, atomically:
+``last-state.safetensors`` (everything needed to resume), ``metrics.csv``, TensorBoard events, and
+``best.safetensors`` (+ ``best.json``) when the validation metric improves.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+from torchvision.transforms import v2
+from tqdm import tqdm
+
+from attnmel.config import Config, config_from_dict, load_config, parse_override
+from attnmel.data.dataset import IsicDataset
+from attnmel.data.images import image_size
+from attnmel.data.masks import RoiSpec, has_region
+from attnmel.data.readers import read_dataset
+from attnmel.data.records import DatasetIndex, Problem, Sample
+from attnmel.data.sampling import epoch_indices, stratified_split
+from attnmel.data.transforms import geometry, resolve_normalization, train_augment
+from attnmel.errors import CheckpointError, ConfigError, DataError, TrainingError
+from attnmel.evaluation.inference import Preprocessing, eval_loader, resolve_device, run_inference
+from attnmel.evaluation.metrics import classification_report
+from attnmel.io import atomic_write_text
+from attnmel.models import create_model
+from attnmel.training.checkpoint import load_training_state, save_model_checkpoint, save_training_state
+from attnmel.training.losses import attention_prior_loss, classification_loss
+from attnmel.training.optim import build_optimizer, build_scheduler
+
+STATE_FILE = "last-state.safetensors"
+BEST_FILE = "best.safetensors"
+
+
+def derive_seed(*parts: int) -> int:
+    """A 63-bit seed from integers, stable across processes and platforms."""
+    return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1, dtype=np.uint64)[0]) & ((1 << 63) - 1)
+
+
+@dataclass
+class TrainingData:
+    index: DatasetIndex
+    train: list[Sample]
+    val: list[Sample]
+    problems: list[Problem] = field(default_factory=list)
+
+    def summary(self, roi: RoiSpec | None) -> dict[str, Any]:
+        names = self.index.task.class_names
+
+        def describe(samples: list[Sample]) -> dict[str, Any]:
+            counts = np.bincount([s.label for s in samples], minlength=len(names))
+            out = {"images": len(samples), "classes": dict(zip(names, counts.tolist(), strict=True))}
+            if roi is not None:
+                out["with_prior"] = sum(has_region(s, roi) for s in samples)
+            return out
+
+        return {
+            "root": str(self.index.root),
+            "layout": self.index.layout,
+            "task": self.index.task.name,
+            "train": describe(self.train),
+            "val": describe(self.val),
+            "skipped": len(self.problems),
+        }
+
+
+def prepare_data(config: Config, data: str | Path) -> TrainingData:
+    """Read the dataset, pick (or carve) train and validation, and pre-flight every image header."""
+    cfg = config.data
+    index = read_dataset(data, cfg.task, layout=cfg.layout, skip_bad=cfg.skip_bad)
+    train = index.split(cfg.train_split)
+    if cfg.val_split and cfg.val_split in index.splits:
+        val = index.split(cfg.val_split)
+    elif cfg.val_fraction:
+        train_idx, val_idx = stratified_split([s.label for s in train], cfg.val_fraction, config.train.seed)
+        train, val = [train[i] for i in train_idx], [train[i] for i in val_idx]
+    else:
+        raise DataError(
+            index.root,
+            f"no validation split {cfg.val_split!r} (splits: {sorted(index.splits)}).",
+            "set data.val_fraction (e.g. 0.1) to carve one from training, or data.val_split to an existing split.",
+        )
+    problems = list(index.problems)
+    train, bad_train = _preflight(train, cfg.skip_bad)
+    val, bad_val = _preflight(val, cfg.skip_bad)
+    problems += bad_train + bad_val
+    if not train or not val:
+        raise DataError(index.root, "training or validation split is empty after reading.", "check the dataset.")
+    return TrainingData(index, train, val, problems)
+
+
+def _preflight(samples: list[Sample], skip_bad: bool) -> tuple[list[Sample], list[Problem]]:
+    """Open every image header (cheap) so a bad file fails now, not hours into training."""
+    good, bad = [], []
+    for sample in samples:
+        try:
+            image_size(sample.image_path)
+        except DataError as exc:
+            if not skip_bad:
+                raise
+            bad.append(Problem(sample.image_path, "unreadable_image", f"{exc.problem} (skipped)"))
+            continue
+        good.append(sample)
+    return good, bad
+
+
+@dataclass
+class TrainResult:
+    output_dir: Path
+    best_checkpoint: Path
+    best_epoch: int
+    best_metric: float
+    history: list[dict[str, Any]]
+
+
+def _preprocessing(config: Config) -> Preprocessing:
+    mean, std = resolve_normalization(config.data.normalization)
+    d = config.data
+    return Preprocessing(d.crop_ratio, d.resize, d.image_size, mean, std)
+
+
+def _roi(config: Config) -> RoiSpec | None:
+    if config.data.roi in (None, "", "none"):
+        return None
+    return RoiSpec(config.data.roi, tuple(config.data.dermo_features))
+
+
+def _setup_torch(config: Config) -> None:
+    if config.train.threads:
+        torch.set_num_threads(config.train.threads)
+    if config.train.deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+
+
+def _resumable_config(requested: Config, saved: dict[str, Any], output_dir: Path) -> Config:
+    """The run's own config; only ``train.epochs`` may change on resume (to extend a run)."""
+    saved_config = config_from_dict(saved, str(output_dir / STATE_FILE))
+    mine, theirs = requested.to_dict(), saved_config.to_dict()
+    mine["train"]["epochs"] = theirs["train"]["epochs"]
+    if mine != theirs:
+        differing = [f"{section}.{key}" for section in theirs if isinstance(theirs[section], dict)
+                     for key in theirs[section] if mine[section].get(key) != theirs[section][key]]
+        differing += [key for key in theirs if not isinstance(theirs[key], dict) and mine[key] != theirs[key]]
+        raise ConfigError(
+            f"{output_dir}: the config differs from the run's own ({', '.join(differing)}); resume with the run's "
+            "config (omit --config) and change only train.epochs."
+        )
+    saved_config.train.epochs = requested.train.epochs
+    return saved_config
+
+
+def run_config(output_dir: str | Path, overrides: list[str] | None = None) -> Config:
+    """The config a run folder was started with, plus ``overrides`` (for ``--resume`` without ``--config``)."""
+    state = load_training_state(Path(output_dir) / STATE_FILE)
+    config = config_from_dict(state["config"], str(Path(output_dir) / STATE_FILE))
+    for text in overrides or []:
+        keys, value = parse_override(text)
+        node = config
+        for key in keys[:-1]:
+            node = getattr(node, key)
+        if not hasattr(node, keys[-1]):
+            raise ConfigError(f"override {text!r}: no such key.")
+        setattr(node, keys[-1], value)
+    return config
+
+
+class Trainer:
+    """One training run in ``output_dir``; ``run()`` trains (or resumes) to the last epoch."""
+
+    def __init__(
+        self,
+        config: Config,
+        data: str | Path,
+        output_dir: str | Path,
+        *,
+        resume: bool = False,
+        progress: bool = True,
+        log: Callable[[str], None] = print,
+    ):
+        self.output_dir = Path(output_dir)
+        self.progress = progress
+        self.log = log
+        self.resume_state: dict[str, Any] | None = None
+        if resume:
+            self.resume_state = load_training_state(self.output_dir / STATE_FILE)
+            config = _resumable_config(config, self.resume_state["config"], self.output_dir)
+        elif (self.output_dir / STATE_FILE).exists():
+            raise CheckpointError(
+                f"{self.output_dir}: already holds a training run; pass --resume to continue it or choose another --output."
+            )
+        self.config = config
+        _setup_torch(config)
+        self.device = resolve_device(config.train.device)
+        self.data = prepare_data(config, data)
+        self.task = self.data.index.task
+        self.preprocessing = _preprocessing(config)
+        self.roi = _roi(config)
+
+        torch.manual_seed(config.train.seed)
+        weights = None if resume else config.model.weights
+        self.model = create_model(
+            config.model.name,
+            self.task.num_classes,
+            backbone=config.model.backbone,
+            weights=weights,
+            normalize=config.model.normalize,
+            attention_channels=config.model.attention_channels,
+        ).to(self.device)
+        if self.roi is not None and not self.model.attention_layers:
+            raise ConfigError(f"data.roi={self.roi.kind!r} needs a model with attention; {config.model.name!r} has none.")
+        self.criterion = classification_loss(config.loss)
+        self.optimizer = build_optimizer(self.model, config.optim)
+        self.train_dataset = IsicDataset(
+            self.data.train,
+            v2.Compose([
+                geometry(config.data.resize, config.data.crop_ratio),
+                train_augment(config.data.image_size, self.preprocessing.mean, self.preprocessing.std),
+            ]),
+            self.roi,
+        )
+        self.steps_per_pass = self._batches_per_pass()
+        self.scheduler = build_scheduler(
+            self.optimizer, config.optim, self.steps_per_pass * config.train.passes_per_epoch, config.train.epochs
+        )
+        self.val_loader = eval_loader(
+            self.data.val, self.preprocessing, config.train.eval_batch_size, config.data.num_workers
+        )
+        self.start_epoch = 0
+        self.best_metric = -math.inf
+        self.best_epoch = -1
+        self.history: list[dict[str, Any]] = []
+        self.global_step = 0
+        if self.resume_state is not None:
+            self._restore(self.resume_state)
+        self._writer = None
+
+    # ------------------------------------------------------------------ bookkeeping
+
+    def _batches_per_pass(self) -> int:
+        labels = [s.label for s in self.data.train]
+        n = len(labels) if self.config.data.sampler != "oversample" else sum(
+            self.config.data.oversample if label == self.task.positive_index else 1 for label in labels
+        )
+        batch = self.config.train.batch_size
+        return n // batch if n > batch else 1
+
+    def _restore(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.start_epoch = int(state["epoch"])
+        self.best_metric = float(state["best_metric"])
+        self.best_epoch = int(state["best_epoch"])
+        self.history = list(state["history"])
+        self.global_step = int(state["global_step"])
+        self.log(f"resuming {self.output_dir} after epoch {self.start_epoch} (best {self.best_metric:.4f} at epoch {self.best_epoch})")
+
+    def _state(self, epoch: int) -> dict[str, Any]:
+        return {
+            "config": self.config.to_dict(),
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "epoch": epoch,
+            "best_metric": self.best_metric,
+            "best_epoch": self.best_epoch,
+            "history": self.history,
+            "global_step": self.global_step,
+        }
+
+    @property
+    def writer(self):
+        if self._writer is None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._writer = SummaryWriter(str(self.output_dir / "tensorboard"))
+        return self._writer
+
+    def checkpoint_metadata(self, epoch: int, val_metrics: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "task": self.task.name,
+            "class_names": list(self.task.class_names),
+            "score_columns": list(self.task.score_columns),
+            "preprocessing": self.preprocessing.to_dict(),
+            "training": {
+                "run": self.config.name,
+                "paper_row": self.config.paper_row,
+                "epoch": epoch,
+                "seed": self.config.train.seed,
+                "data": self.data.summary(self.roi),
+                "prior": None if self.roi is None else {"roi": self.roi.kind, "weights": self.config.loss.prior_weights},
+            },
+            "metrics": {"val": val_metrics},
+        }
+
+    # ------------------------------------------------------------------ the loop
+
+    def _train_loader(self, epoch: int, pass_index: int) -> DataLoader:
+        cfg = self.config
+        generator = torch.Generator().manual_seed(derive_seed(cfg.train.seed, epoch, pass_index, 1))
+        order = epoch_indices(
+            self.train_dataset.labels,
+            cfg.data.sampler,
+            generator,
+            positive=self.task.positive_index,
+            factor=cfg.data.oversample,
+        )
+        keys = [(index, derive_seed(cfg.train.seed, epoch, pass_index, 2, position)) for position, index in enumerate(order)]
+        return DataLoader(
+            self.train_dataset,
+            batch_size=cfg.train.batch_size,
+            sampler=keys,
+            num_workers=cfg.data.num_workers,
+            drop_last=len(keys) > cfg.train.batch_size,
+            pin_memory=self.device.type == "cuda",
+            persistent_workers=False,
+        )
+
+    def _step(self, batch: dict, epoch: int, step_in_epoch: int) -> dict[str, float]:
+        images = batch["image"].to(self.device, non_blocking=True)
+        labels = batch["label"].to(self.device, non_blocking=True)
+        output = self.model(images)
+        cls_loss = self.criterion(output.logits, labels)
+        loss = cls_loss
+        prior = torch.zeros((), device=self.device)
+        if self.roi is not None:
+            prior, _ = attention_prior_loss(
+                output.attention,
+                batch["mask"].to(self.device, non_blocking=True),
+                batch["has_mask"].to(self.device),
+                self.config.loss.prior_weights,
+                softmax_maps=self.config.model.normalize == "softmax",
+            )
+            loss = loss + prior
+        if not torch.isfinite(loss):
+            raise TrainingError(
+                f"loss became {loss.item()} at epoch {epoch + 1}, step {step_in_epoch + 1}; the run stopped and the "
+                f"last good checkpoint is kept in {self.output_dir}. Lower optim.lr or check the inputs."
+            )
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.scheduler.step()
+        self.global_step += 1
+        return {"loss": float(loss.detach()), "cls_loss": float(cls_loss.detach()), "prior_loss": float(prior.detach()),
+                "prior_samples": int(batch["has_mask"].sum()) if self.roi is not None else 0}
+
+    def train_epoch(self, epoch: int) -> dict[str, float]:
+        cfg = self.config
+        torch.manual_seed(derive_seed(cfg.train.seed, epoch, 0))  # dropout etc.
+        self.model.train()
+        sums = {"loss": 0.0, "cls_loss": 0.0, "prior_loss": 0.0, "prior_samples": 0}
+        steps = images = 0
+        for pass_index in range(cfg.train.passes_per_epoch):
+            loader = self._train_loader(epoch, pass_index)
+            desc = f"epoch {epoch + 1}/{cfg.train.epochs}" + (
+                f" pass {pass_index + 1}/{cfg.train.passes_per_epoch}" if cfg.train.passes_per_epoch > 1 else ""
+            )
+            bar = tqdm(loader, desc=desc, disable=not self.progress, leave=False, unit="batch")
+            for batch in bar:
+                try:
+                    values = self._step(batch, epoch, steps)
+                except torch.cuda.OutOfMemoryError:
+                    raise TrainingError(
+                        f"the GPU ran out of memory at batch size {cfg.train.batch_size}; try "
+                        f"--set train.batch_size={max(1, cfg.train.batch_size // 2)} (the last good checkpoint is kept)."
+                    ) from None
+                for key, value in values.items():
+                    sums[key] += value
+                steps += 1
+                images += len(batch["label"])
+                bar.set_postfix(loss=f"{values['loss']:.4f}")
+        out = {key: (value / max(steps, 1) if key != "prior_samples" else value) for key, value in sums.items()}
+        out["images"] = images
+        return out
+
+    def validate(self) -> tuple[dict[str, Any], float]:
+        predictions = run_inference(self.model, self.val_loader, self.device, progress=self.progress, desc="validate")
+        report = classification_report(
+            predictions.labels, predictions.probabilities, self.task.class_names, self.task.score_columns
+        )
+        picked = predictions.probabilities[np.arange(len(predictions.labels)), predictions.labels]
+        report["val_nll"] = float(-np.log(np.clip(picked, 1e-12, 1)).mean())
+        return report, report[self.task.positive_class].get(self.config.train.select_metric, math.nan)
+
+    def run(self) -> TrainResult:
+        cfg = self.config
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(self.output_dir / "config.yaml", cfg.to_yaml())
+        summary = self.data.summary(self.roi)
+        if self.start_epoch == 0:
+            self.log(
+                f"training {cfg.model.name} ({self.model.architecture['backbone']}) on {summary['train']['images']} images, "
+                f"validating on {summary['val']['images']}; device {self.device}; output {self.output_dir}"
+            )
+            if self.roi is not None:
+                self.log(
+                    f"attention prior '{self.roi.kind}': {summary['train']['with_prior']} of {summary['train']['images']} "
+                    "training images carry a region; the rest contribute the classification loss only"
+                )
+            for problem in self.data.problems:
+                self.log(f"warning: {problem.path}: {problem.message}")
+        for epoch in range(self.start_epoch, cfg.train.epochs):
+            started = time.perf_counter()
+            train_values = self.train_epoch(epoch)
+            val_report, metric = self.validate()
+            seconds = time.perf_counter() - started
+            improved = not math.isnan(metric) and metric > self.best_metric or self.best_epoch < 0
+            if improved:
+                self.best_metric = metric if not math.isnan(metric) else -math.inf
+                self.best_epoch = epoch + 1
+            positive = val_report[self.task.positive_class]
+            row = {
+                "epoch": epoch + 1,
+                "lr": self.optimizer.param_groups[0]["lr"],
+                **{f"train_{k}": v for k, v in train_values.items()},
+                **{f"val_{k}": positive[k] for k in (
+                    "roc_auc", "average_precision", "accuracy", "sensitivity", "specificity",
+                    "balanced_accuracy", "sensitivity_at_90_specificity")},
+                "val_nll": val_report["val_nll"],
+                "seconds": round(seconds, 2),
+                "images_per_second": round(train_values["images"] / seconds, 2),
+                "best": improved,
+            }
+            self.history.append(row)
+            if improved:
+                save_model_checkpoint(self.output_dir / BEST_FILE, self.model, self.checkpoint_metadata(epoch + 1, val_report))
+            save_training_state(self.output_dir / STATE_FILE, self._state(epoch + 1))
+            self._write_logs(row)
+            self.log(
+                f"epoch {epoch + 1}/{cfg.train.epochs}: loss {row['train_loss']:.4f}, val AUC {row['val_roc_auc']:.4f}, "
+                f"AP {row['val_average_precision']:.4f}, {row['images_per_second']:.1f} img/s" + ("  [best]" if improved else "")
+            )
+        if self._writer is not None:
+            self._writer.close()
+        return TrainResult(self.output_dir, self.output_dir / BEST_FILE, self.best_epoch, self.best_metric, self.history)
+
+    def _write_logs(self, row: dict[str, Any]) -> None:
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=list(self.history[0].keys()))
+        writer.writeheader()
+        writer.writerows(self.history)
+        atomic_write_text(self.output_dir / "metrics.csv", buffer.getvalue())
+        for key, value in row.items():
+            if isinstance(value, int | float) and not isinstance(value, bool) and key != "epoch":
+                self.writer.add_scalar(key.replace("_", "/", 1), value, row["epoch"])
+        self.writer.flush()
+
+
+def train(
+    config: Config | str | Path,
+    data: str | Path,
+    output_dir: str | Path,
+    *,
+    overrides: list[str] | None = None,
+    resume: bool = False,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+) -> TrainResult:
+    """Train (or resume) a run; ``config`` is a ``Config``, a YAML path or a preset name."""
+    if not isinstance(config, Config):
+        config = load_config(config, overrides)
+    return Trainer(config, data, output_dir, resume=resume, progress=progress, log=log).run()

@@ -1,0 +1,75 @@
+"""Classification losses and the attention prior (Dice toward a region of interest)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from attnmel.config import LossConfig
+from attnmel.errors import ConfigError
+
+
+class FocalLoss(nn.Module):
+    """Focal loss (Lin et al. 2017) on softmax outputs, mean over the batch; gamma 0 is cross-entropy."""
+
+    def __init__(self, gamma: float = 2.0, label_smoothing: float = 0.0):
+        super().__init__()
+        self.gamma = gamma
+        self.label_smoothing = label_smoothing
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        log_p = -F.cross_entropy(logits, target, reduction="none")
+        p = log_p.exp()
+        if self.label_smoothing:
+            ce = F.cross_entropy(logits, target, reduction="none", label_smoothing=self.label_smoothing)
+        else:
+            ce = -log_p
+        return ((1 - p) ** self.gamma * ce).mean()
+
+
+def classification_loss(config: LossConfig) -> nn.Module:
+    if config.name == "focal":
+        return FocalLoss(config.focal_gamma, config.label_smoothing)
+    if config.name == "cross_entropy":
+        return nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+    raise ConfigError(f"loss.name must be 'focal' or 'cross_entropy', not {config.name!r}.")
+
+
+def dice_loss(prediction: torch.Tensor, target: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """1 - Dice over the whole batch, as the original code computes it (soft, no thresholding)."""
+    intersection = (prediction * target).sum()
+    return 1 - 2 * intersection / (prediction.sum() + target.sum() + eps)
+
+
+def attention_prior_loss(
+    attention: dict[str, torch.Tensor],
+    region: torch.Tensor,
+    has_region: torch.Tensor,
+    weights: list[float],
+    softmax_maps: bool = False,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """Weighted Dice between each attention map and the region average-pooled to the map's size.
+
+    Only samples that carry a region contribute. Softmax maps sum to one, so each is rescaled by
+    its maximum before the Dice (a sigmoid map is used as is).
+    """
+    if len(weights) != len(attention):
+        raise ConfigError(
+            f"loss.prior_weights has {len(weights)} values but the model has {len(attention)} attention maps "
+            f"({list(attention)})."
+        )
+    total = region.new_zeros(())
+    parts: dict[str, float] = {}
+    if not bool(has_region.any()):
+        return total, parts
+    keep = has_region.bool()
+    for (name, amap), weight in zip(attention.items(), weights, strict=True):
+        amap = amap[keep]
+        if softmax_maps:
+            amap = amap / amap.amax(dim=(2, 3), keepdim=True).clamp_min(1e-12)
+        pooled = F.adaptive_avg_pool2d(region[keep], amap.shape[-2:])
+        term = dice_loss(amap, pooled)
+        parts[name] = float(term.detach())
+        total = total + weight * term
+    return total, parts

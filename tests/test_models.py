@@ -1,0 +1,142 @@
+"""Every registered model (and every backbone of the generic heads) at two input sizes."""
+
+from __future__ import annotations
+
+import urllib.error
+
+import pytest
+import torch
+import torchvision
+
+import attnmel
+from attnmel.errors import ConfigError, WeightsError
+from attnmel.models import LogitsOnly, create_model, list_backbones, list_models, model_entry
+from attnmel.models.backbones import BACKBONES
+
+CASES = [
+    (name, backbone)
+    for name in list_models()
+    for backbone in ([model_entry(name).default_backbone] if model_entry(name).fixed_backbone else list_backbones())
+    if not (name == "gap" and backbone == "vgg16_bn")  # identical to vgg16-gap
+]
+SIZES = (64, 97)
+
+
+@pytest.fixture(scope="module")
+def models():
+    cache = {}
+
+    def get(name, backbone):
+        if (name, backbone) not in cache:
+            torch.manual_seed(0)
+            cache.clear()  # keep one model in memory at a time
+            cache[(name, backbone)] = create_model(name, backbone=backbone)
+        return cache[(name, backbone)]
+
+    return get
+
+
+def test_registry_lists_the_paper_rows():
+    assert {"vgg16", "vgg16-gap", "melcnn", "attnmel"} <= set(attnmel.list_models())
+    assert {"vgg16_bn", "resnet50", "efficientnet_b0", "mobilenet_v2", "convnext_tiny"} <= set(list_backbones())
+
+
+@pytest.mark.parametrize(("name", "backbone"), CASES, ids=[f"{n}-{b}" for n, b in CASES])
+@pytest.mark.parametrize("size", SIZES)
+def test_forward_backward(models, name, backbone, size):
+    model = models(name, backbone)
+    model.train()
+    x = torch.randn(2, 3, size, size)
+    out = model(x)
+    assert out.logits.shape == (2, 2)
+    if name == "attnmel":
+        spec = BACKBONES[backbone]
+        assert list(out.attention) == list(spec.local_names)
+        for amap, stride in zip(out.attention.values(), (8, 16), strict=True):
+            assert amap.shape[:2] == (2, 1)
+            assert abs(amap.shape[-1] - size / stride) <= 1
+            assert float(amap.detach().min()) >= 0 and float(amap.detach().max()) <= 1
+    else:
+        assert out.attention == {}
+    out.logits.sum().backward()
+    first_conv = next(p for n, p in model.named_parameters() if p.ndim == 4)
+    assert first_conv.grad is not None and float(first_conv.grad.abs().sum()) > 0, "no gradient reached the backbone"
+    model.zero_grad(set_to_none=True)
+
+
+@pytest.mark.parametrize("backbone", list_backbones())
+def test_declared_stage_channels_are_real(backbone):
+    bb = attnmel.models.create_backbone(backbone)
+    taps = bb(torch.randn(1, 3, 64, 64))
+    assert [t.shape[1] for t in taps.values()] == list(BACKBONES[backbone].stage_channels)
+    assert [64 // t.shape[-1] for t in taps.values()] == [8, 16, 32]
+
+
+def test_softmax_attention_sums_to_one():
+    model = create_model("attnmel", backbone="mobilenet_v2", normalize="softmax").eval()
+    out = model(torch.randn(2, 3, 96, 96))
+    for amap in out.attention.values():
+        torch.testing.assert_close(amap.sum(dim=(2, 3)), torch.ones(2, 1))
+
+
+def test_attnmel_classifier_reads_gap_and_both_gates():
+    model = create_model("attnmel")
+    assert model.classifier.in_features == 512 + 256 + 512
+    assert model.gates["pool3"].local_proj.out_channels == 256
+
+
+def test_logits_only_view_works_with_grad_cam_and_captum():
+    from captum.attr import IntegratedGradients
+    from pytorch_grad_cam import GradCAM
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    model = create_model("attnmel", backbone="mobilenet_v2").eval()
+    view = LogitsOnly(model)
+    x = torch.randn(1, 3, 64, 64)
+    cam = GradCAM(model=view, target_layers=[model.last_stage()])
+    heat = cam(input_tensor=x, targets=[ClassifierOutputTarget(1)])
+    assert heat.shape == (1, 64, 64)
+    attributions = IntegratedGradients(view).attribute(x, target=1, n_steps=4)
+    assert attributions.shape == x.shape
+
+
+def test_local_weights_file_loads_and_partial_file_is_rejected(tmp_path):
+    reference = torchvision.models.mobilenet_v2()
+    features = {k: v for k, v in reference.state_dict().items() if k.startswith("features.")}
+    path = tmp_path / "features.pth"
+    torch.save(features, path)
+    model = create_model("attnmel", backbone="mobilenet_v2", weights=path)
+    stage = model.backbone.stages["stage3"]
+    torch.testing.assert_close(stage[0][0].weight, reference.features[0][0].weight)
+
+    torch.save({k: v for i, (k, v) in enumerate(features.items()) if i % 2}, tmp_path / "half.pth")
+    with pytest.raises(WeightsError, match="missing"):
+        create_model("gap", backbone="mobilenet_v2", weights=tmp_path / "half.pth")
+    with pytest.raises(WeightsError, match="not found"):
+        create_model("gap", backbone="mobilenet_v2", weights=tmp_path / "nope.pth")
+
+
+def test_shared_offline_imagenet_weights(mobilenet_weights):
+    model = create_model("attnmel", backbone="mobilenet_v2", weights=mobilenet_weights)
+    state = torch.load(mobilenet_weights, weights_only=True)
+    torch.testing.assert_close(model.backbone.stages["stage3"][0][0].weight, state["features.0.0.weight"])
+
+
+def test_imagenet_offline_is_one_clear_sentence(monkeypatch):
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(torchvision.models._api, "load_state_dict_from_url", offline)
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
+    with pytest.raises(WeightsError) as info:
+        create_model("attnmel", backbone="mobilenet_v2", weights="imagenet")
+    message = str(info.value)
+    assert "ImageNet" in message and "local state-dict file" in message
+    assert message.count(". ") == 0 and message.endswith(".")
+
+
+def test_unknown_names_are_config_errors():
+    with pytest.raises(ConfigError, match="Unknown model"):
+        create_model("resnet-attn")
+    with pytest.raises(ConfigError, match="defined on vgg16_bn"):
+        create_model("vgg16", backbone="resnet50")
