@@ -113,11 +113,7 @@ class Distributed:
 
     def differentiable_sum(self, tensor: torch.Tensor) -> torch.Tensor:
         """Sum over ranks that passes gradients back to every rank's share."""
-        if not self.enabled:
-            return tensor
-        from torch.distributed.nn.functional import all_reduce
-
-        return all_reduce(tensor)
+        return _sum_over_ranks(tensor) if self.enabled else tensor
 
     def gather_rows(self, array: np.ndarray) -> np.ndarray:
         """Reassemble rows scored on ``eval_indices`` of every rank into the original order."""
@@ -151,6 +147,13 @@ class Distributed:
         )
 
 
+def _sum_over_ranks(tensor: torch.Tensor) -> torch.Tensor:
+    """All-reduce (sum) whose backward all-reduces the gradient (torch's functional collectives)."""
+    from torch.distributed import _functional_collectives as funcol
+
+    return funcol.all_reduce(tensor, "sum", dist.group.WORLD)
+
+
 class GlobalBatchNorm(nn.BatchNorm2d):
     """``BatchNorm2d`` whose training statistics are those of the global batch over all ranks.
 
@@ -163,16 +166,14 @@ class GlobalBatchNorm(nn.BatchNorm2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not (self.training and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
             return super().forward(x)
-        from torch.distributed.nn.functional import all_reduce
-
         dims = (0, 2, 3)
-        x32 = x.float()
-        count = torch.tensor([x32.numel() / x32.shape[1]], dtype=torch.float32, device=x.device)
-        sums = all_reduce(torch.cat([x32.sum(dims), count]))
+        x32 = x if x.dtype == torch.float64 else x.float()
+        count = torch.tensor([x32.numel() / x32.shape[1]], dtype=x32.dtype, device=x.device)
+        sums = _sum_over_ranks(torch.cat([x32.sum(dims), count]))
         n = sums[-1]
         mean = sums[:-1] / n
         centred = x32 - mean.view(1, -1, 1, 1)
-        var = all_reduce((centred * centred).sum(dims)) / n
+        var = _sum_over_ranks((centred * centred).sum(dims)) / n
         y = centred * torch.rsqrt(var + self.eps).view(1, -1, 1, 1)
         if self.affine:
             y = y * self.weight.view(1, -1, 1, 1) + self.bias.view(1, -1, 1, 1)
