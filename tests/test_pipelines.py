@@ -14,7 +14,7 @@ from .conftest import make_isic2017_subset
 
 TINY = [
     "model.backbone=mobilenet_v2", "data.resize=72", "data.image_size=64", "data.num_workers=0", "data.roi=lesion",
-    "train.batch_size=4", "train.eval_batch_size=8", "train.threads=2",
+    "train.batch_size=4", "train.eval_batch_size=8", "train.threads=1",
 ]
 
 
@@ -32,6 +32,7 @@ def _weights(run):
     return load_file(str(run / "last-state.safetensors"))
 
 
+@pytest.mark.slow
 def test_device_pipeline_with_cache_trains_like_the_cpu_pipeline_and_resumes(tiny_data, tmp_path):
     fast = [f"data.cache_dir={tmp_path / 'cache'}", "data.cache=true", "data.pipeline=device"]
     reference = _train(tiny_data, tmp_path / "cpu")
@@ -55,6 +56,7 @@ def test_device_pipeline_with_cache_trains_like_the_cpu_pipeline_and_resumes(tin
     assert [r["val_roc_auc"] for r in resumed.history] == [r["val_roc_auc"] for r in device.history]
 
 
+@pytest.mark.slow
 def test_bf16_autocast_and_channels_last_train(tiny_data, tmp_path):
     result = _train(tiny_data, tmp_path / "amp", ["data.pipeline=device", "train.amp=true", "train.channels_last=true",
                                                   "train.deterministic=false"], epochs=1)
@@ -66,3 +68,14 @@ def test_bf16_autocast_and_channels_last_train(tiny_data, tmp_path):
 def test_unknown_pipeline_is_a_config_error(tiny_data, tmp_path):
     with pytest.raises(ConfigError, match="data.pipeline"):
         _train(tiny_data, tmp_path / "bad", ["data.pipeline=gpu"], epochs=1)
+
+
+def test_resume_may_change_how_batches_are_made_but_not_what_is_trained(tmp_path):
+    from attnmel.training.loop import _resumable_config
+
+    saved = load_config(None, TINY).to_dict()
+    faster = load_config(None, [*TINY, "data.pipeline=device", "data.cache=true", "data.num_workers=4", "train.epochs=9"])
+    resumed = _resumable_config(faster, saved, tmp_path)
+    assert (resumed.data.pipeline, resumed.data.cache, resumed.data.num_workers, resumed.train.epochs) == ("device", True, 4, 9)
+    with pytest.raises(ConfigError, match="train.amp"):
+        _resumable_config(load_config(None, [*TINY, "train.amp=true"]), saved, tmp_path)

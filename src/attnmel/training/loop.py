@@ -153,20 +153,27 @@ def _setup_torch(config: Config) -> None:
         torch.backends.cudnn.benchmark = True
 
 
+#: what a resumed run may change: its length, and how (not which) input batches are produced
+RESUME_MAY_CHANGE = (("train", "epochs"), ("data", "num_workers"), ("data", "pipeline"), ("data", "cache"),
+                     ("data", "cache_dir"))
+
+
 def _resumable_config(requested: Config, saved: dict[str, Any], output_dir: Path) -> Config:
-    """The run's own config; only ``train.epochs`` may change on resume (to extend a run)."""
+    """The run's own config; only ``RESUME_MAY_CHANGE`` may differ on resume."""
     saved_config = config_from_dict(saved, str(output_dir / STATE_FILE))
     mine, theirs = requested.to_dict(), saved_config.to_dict()
-    mine["train"]["epochs"] = theirs["train"]["epochs"]
+    for section, key in RESUME_MAY_CHANGE:
+        mine[section][key] = theirs[section][key]
     if mine != theirs:
         differing = [f"{section}.{key}" for section in theirs if isinstance(theirs[section], dict)
                      for key in theirs[section] if mine[section].get(key) != theirs[section][key]]
         differing += [key for key in theirs if not isinstance(theirs[key], dict) and mine[key] != theirs[key]]
         raise ConfigError(
             f"{output_dir}: the config differs from the run's own ({', '.join(differing)}); resume with the run's "
-            "config (omit --config) and change only train.epochs."
+            "config (omit --config) and change only train.epochs (or data.num_workers, pipeline, cache, cache_dir)."
         )
-    saved_config.train.epochs = requested.train.epochs
+    for section, key in RESUME_MAY_CHANGE:
+        setattr(getattr(saved_config, section), key, getattr(getattr(requested, section), key))
     return saved_config
 
 
