@@ -15,7 +15,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--checkpoint", required=True, help="best.safetensors, or a run folder")
     parser.add_argument("--data", required=True)
-    parser.add_argument("--split", default="val", help="the split to fit on (validation; never the test split)")
+    parser.add_argument("--split", default="val", help="the split to fit on (default val; fitting on test makes its metrics optimistic)")
     parser.add_argument("--tta", action="store_true", help="fit the temperature to the 8-view TTA average")
     parser.add_argument("--bins", type=int, default=DEFAULT_BINS, help="equal-width bins for ECE")
     parser.add_argument("--dry-run", action="store_true", help="fit and report, but leave the checkpoint unchanged")

@@ -16,7 +16,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="best.safetensors or a run folder; repeat it to average an ensemble")
     parser.add_argument("--data", required=True)
     parser.add_argument("--split", default="val", help="val, test, train (or all for folders without splits)")
-    parser.add_argument("--output", help="where to write (default: <run>/eval-<split>)")
+    parser.add_argument("--output", help="where to write (default: <first checkpoint's run>/eval-<split>[-tta][-ensemble])")
     parser.add_argument("--threshold", type=float, default=0.5, help="decision threshold (positive when p > threshold)")
     parser.add_argument("--tta", action="store_true", help="average the 8 dihedral views (4 rotations x flip)")
     parser.add_argument("--no-temperature", action="store_true",
