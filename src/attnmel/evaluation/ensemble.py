@@ -42,10 +42,9 @@ class LoadedPredictor:
 
     def members(self) -> list[dict[str, Any]]:
         """What each member is, for reports (checkpoint, architecture, temperature used)."""
-        temperatures = self.predictor.temperatures or []
         return [
             {"checkpoint": str(path), "architecture": meta["architecture"], "temperature": temperature}
-            for path, meta, temperature in zip(self.checkpoints, self.metadata, temperatures, strict=True)
+            for path, meta, temperature in zip(self.checkpoints, self.metadata, self.predictor.temperatures, strict=True)
         ]
 
 
