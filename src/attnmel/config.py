@@ -92,6 +92,9 @@ class TrainConfig:
     select_metric: str = "roc_auc"
     deterministic: bool = True
     threads: int | None = None
+    #: exponential moving average of the weights (e.g. 0.998); validation, selection and the best
+    #: checkpoint then use the averaged weights. null = off (the paper)
+    ema_decay: float | None = None
 
 
 @dataclass

@@ -1,12 +1,16 @@
-"""``attnmel evaluate``: score a checkpoint on a dataset split and write what a paper needs.
+"""``attnmel evaluate``: score a checkpoint (or an ensemble) on a dataset split and write what a paper needs.
 
 Outputs in ``output_dir``: ``predictions.csv`` (ISIC scorer format: ``image`` + one probability
 column per scored class), ``ground_truth.csv`` (same format, 0/1, to run the official scorer),
-``metrics.json``, ``roc.png`` and ``pr.png``.
+``metrics.json`` (classification metrics and calibration: ECE over equal-width bins, NLL),
+``roc.png``, ``pr.png`` and ``reliability.png``. Each checkpoint's stored temperature is applied
+(``use_temperature=False`` to see raw softmax outputs); ``tta`` averages the 8 dihedral views;
+several checkpoints are averaged as an ensemble (``evaluation/ensemble.py``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,17 +20,12 @@ import pandas as pd
 
 from attnmel.data.readers import read_dataset
 from attnmel.errors import DataError
-from attnmel.evaluation.inference import (
-    Predictions,
-    Preprocessing,
-    eval_loader,
-    resolve_device,
-    run_inference,
-)
+from attnmel.evaluation.calibration import DEFAULT_BINS, calibration_report
+from attnmel.evaluation.ensemble import load_predictor
+from attnmel.evaluation.inference import Predictions, eval_loader, resolve_device, run_inference
 from attnmel.evaluation.metrics import classification_report
-from attnmel.evaluation.plots import roc_and_pr_curves
+from attnmel.evaluation.plots import reliability_diagram, roc_and_pr_curves
 from attnmel.io import atomic_write_json, atomic_write_text
-from attnmel.training.checkpoint import load_model_checkpoint
 
 
 @dataclass
@@ -49,38 +48,46 @@ def scorer_frames(predictions: Predictions, class_names: list[str], score_column
 
 
 def evaluate_checkpoint(
-    checkpoint: str | Path,
+    checkpoint: str | Path | Sequence[str | Path],
     data: str | Path,
     split: str,
     output_dir: str | Path,
     *,
     threshold: float = 0.5,
+    tta: bool = False,
+    use_temperature: bool = True,
+    calibration_bins: int = DEFAULT_BINS,
     batch_size: int = 64,
     num_workers: int = 0,
     device: str = "auto",
     layout: str | None = None,
     progress: bool = True,
 ) -> EvaluationResult:
+    """Metrics and files for ``checkpoint`` (a path, or several for an ensemble) on ``split`` of ``data``."""
     output_dir = Path(output_dir)
     torch_device = resolve_device(device)
-    model, meta = load_model_checkpoint(checkpoint, torch_device)
-    class_names, score_columns = list(meta["class_names"]), list(meta["score_columns"])
-    index = read_dataset(data, meta["task"], layout=layout)
+    loaded = load_predictor(checkpoint, torch_device, tta=tta, use_temperature=use_temperature)
+    class_names, score_columns = loaded.class_names, loaded.score_columns
+    index = read_dataset(data, loaded.task, layout=layout)
     samples = index.split(split)
     if not samples:
         raise DataError(index.root, f"split {split!r} has no images.", "choose another split.")
-    preprocessing = Preprocessing.from_dict(meta["preprocessing"])
-    loader = eval_loader(samples, preprocessing, batch_size, num_workers)
-    predictions = run_inference(model, loader, torch_device, progress=progress, desc=f"evaluate {split}")
+    loader = eval_loader(samples, loaded.preprocessing, batch_size, num_workers)
+    predictions = run_inference(loaded.predictor, loader, torch_device, progress=progress, desc=f"evaluate {split}")
     report = classification_report(predictions.labels, predictions.probabilities, class_names, score_columns, threshold)
+    calibration = calibration_report(
+        predictions.labels, predictions.probabilities, class_names, score_columns, calibration_bins
+    )
     metrics = {
-        "checkpoint": str(checkpoint),
+        "checkpoints": [str(p) for p in loaded.checkpoints],
+        "members": loaded.members(),
+        "tta": tta,
         "data": str(index.root),
         "split": split,
         "images": len(samples),
-        "model": meta["architecture"],
         "threshold": threshold,
         "classification": report,
+        "calibration": calibration,
     }
     output_dir.mkdir(parents=True, exist_ok=True)
     predicted, truth = scorer_frames(predictions, class_names, score_columns)
@@ -90,6 +97,9 @@ def evaluate_checkpoint(
     files.update(
         roc_and_pr_curves(predictions.labels, predictions.probabilities, class_names, score_columns, output_dir, split)
     )
+    files.update(reliability_diagram(
+        predictions.labels, predictions.probabilities, class_names, score_columns, output_dir, calibration_bins, split
+    ))
     files["metrics"] = output_dir / "metrics.json"
     atomic_write_json(files["metrics"], _finite(metrics))
     return EvaluationResult(output_dir, metrics, predictions, files)
@@ -117,3 +127,10 @@ def format_metrics(report: dict[str, dict[str, float]]) -> str:
     if columns:
         lines.append(f"(threshold {report[columns[0]]['threshold']}: positive when probability > threshold)")
     return "\n".join(lines)
+
+
+def format_calibration(calibration: dict[str, Any]) -> str:
+    """One line: top-label ECE, each scored class's ECE, and the NLL."""
+    per_class = [f"{name} ECE {value['ece']:.4f}" for name, value in calibration.items() if isinstance(value, dict)]
+    return (f"calibration ({calibration['bins']} equal-width bins): ECE {calibration['ece']:.4f} (top label), "
+            + ", ".join([*per_class, f"NLL {calibration['nll']:.4f}"]))

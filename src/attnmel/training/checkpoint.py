@@ -3,7 +3,9 @@
 - A model checkpoint is ``<stem>.safetensors``: the weights, with the metadata (architecture,
   class names, preprocessing, training summary, validation metrics, attnmel version) embedded in
   the safetensors header, so weights and metadata can never disagree. ``<stem>.json`` beside it is
-  a readable copy of that metadata (the sidecar) for people and other tools.
+  a readable copy of that metadata (the sidecar) for people and other tools. ``update_metadata``
+  rewrites both (same tensors) when a later step adds to it, e.g. the ``temperature`` that
+  ``attnmel calibrate`` fits (read with ``checkpoint_temperature``; 1.0 when never calibrated).
 - A training state (``last-state.safetensors``) holds the model, optimiser, schedule, RNG and
   history so that ``--resume`` continues exactly where the last complete epoch ended.
 Each file is written atomically (``attnmel.io``): a crash leaves the previous complete file.
@@ -87,6 +89,25 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
     if int(meta.get("format_version", 0)) > FORMAT_VERSION:
         raise CheckpointError(f"{weights}: written by a newer attnmel ({meta.get('attnmel_version')}); upgrade attnmel.")
     return meta
+
+
+def update_metadata(path: str | Path, changes: dict[str, Any]) -> dict[str, Any]:
+    """Merge ``changes`` into a model checkpoint's metadata: same tensors, file and sidecar rewritten atomically."""
+    weights, sidecar = checkpoint_paths(path)
+    meta = {**read_metadata(path), **changes}
+    try:
+        tensors = load_file(str(weights), device="cpu")
+    except Exception as exc:  # noqa: BLE001
+        raise CheckpointError(f"{weights}: unreadable safetensors file ({exc}).") from None
+    _save_tensors(weights, tensors, meta)
+    atomic_write_json(sidecar, meta)
+    return meta
+
+
+def checkpoint_temperature(meta: dict[str, Any]) -> float:
+    """The softmax temperature fitted by ``attnmel calibrate`` (1.0, i.e. none, when never calibrated)."""
+    value = meta.get("temperature")
+    return 1.0 if value is None else float(value)
 
 
 def load_model_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:

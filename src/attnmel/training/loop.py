@@ -4,7 +4,8 @@ An epoch is a pure function of (seed, epoch): the sampler order and every sample
 are seeded from them, so ``--resume`` after a crash reproduces the uninterrupted run exactly (on
 the same device and thread count). After each epoch the run folder gets, atomically:
 ``last-state.safetensors`` (everything needed to resume), ``metrics.csv``, TensorBoard events, and
-``best.safetensors`` (+ ``best.json``) when the validation metric improves.
+``best.safetensors`` (+ ``best.json``) when the validation metric improves. With
+``train.ema_decay`` set, the averaged weights are the ones validated and saved (``training/ema.py``).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from attnmel.evaluation.metrics import classification_report
 from attnmel.io import atomic_write_text
 from attnmel.models import create_model
 from attnmel.training.checkpoint import load_training_state, save_model_checkpoint, save_training_state
+from attnmel.training.ema import create_ema
 from attnmel.training.losses import attention_prior_loss, classification_loss
 from attnmel.training.optim import build_optimizer, build_scheduler
 
@@ -224,6 +226,7 @@ class Trainer:
         ).to(self.device)
         if self.roi is not None and not self.model.attention_layers:
             raise ConfigError(f"data.roi={self.roi.kind!r} needs a model with attention; {config.model.name!r} has none.")
+        self.ema = create_ema(self.model, config.train.ema_decay)
         self.criterion = classification_loss(config.loss)
         self.optimizer = build_optimizer(self.model, config.optim)
         self.train_dataset = IsicDataset(
@@ -262,6 +265,8 @@ class Trainer:
 
     def _restore(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
+        if self.ema is not None:
+            self.ema.load_state_dict(state["ema"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.start_epoch = int(state["epoch"])
@@ -275,6 +280,7 @@ class Trainer:
         return {
             "config": self.config.to_dict(),
             "model": self.model.state_dict(),
+            **({"ema": self.ema.state_dict()} if self.ema is not None else {}),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "epoch": epoch,
@@ -303,6 +309,7 @@ class Trainer:
                 "paper_row": self.config.paper_row,
                 "epoch": epoch,
                 "seed": self.config.train.seed,
+                "ema_decay": self.config.train.ema_decay,
                 "data": self.data.summary(self.roi),
                 "prior": None if self.roi is None else {"roi": self.roi.kind, "weights": self.config.loss.prior_weights},
             },
@@ -356,6 +363,8 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
+        if self.ema is not None:
+            self.ema.update_parameters(self.model)
         self.scheduler.step()
         self.global_step += 1
         return {"loss": float(loss.detach()), "cls_loss": float(cls_loss.detach()), "prior_loss": float(prior.detach()),
@@ -390,8 +399,15 @@ class Trainer:
         out["images"] = images
         return out
 
+    @property
+    def selected_model(self) -> torch.nn.Module:
+        """The weights that are validated and saved as best: the EMA average when it is on."""
+        return self.model if self.ema is None else self.ema.module
+
     def validate(self) -> tuple[dict[str, Any], float]:
-        predictions = run_inference(self.model, self.val_loader, self.device, progress=self.progress, desc="validate")
+        predictions = run_inference(
+            self.selected_model, self.val_loader, self.device, progress=self.progress, desc="validate"
+        )
         report = classification_report(
             predictions.labels, predictions.probabilities, self.task.class_names, self.task.score_columns
         )
@@ -440,7 +456,9 @@ class Trainer:
             }
             self.history.append(row)
             if improved:
-                save_model_checkpoint(self.output_dir / BEST_FILE, self.model, self.checkpoint_metadata(epoch + 1, val_report))
+                save_model_checkpoint(
+                    self.output_dir / BEST_FILE, self.selected_model, self.checkpoint_metadata(epoch + 1, val_report)
+                )
             save_training_state(self.output_dir / STATE_FILE, self._state(epoch + 1))
             self._write_logs(row)
             self.log(
