@@ -16,6 +16,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--split", default="val", help="val, test, train (or all for folders without splits)")
     parser.add_argument("--output", help="where to write (default: <run>/eval-<split>)")
     parser.add_argument("--threshold", type=float, default=0.5, help="decision threshold (positive when p > threshold)")
+    parser.add_argument("--masks", action="store_true",
+                        help="also score attention maps (or the CAM of GAP models) against the lesion masks: "
+                             "Jaccard and Dice per layer, attention_quality.csv")
+    parser.add_argument("--mask-threshold", type=float, default=0.5,
+                        help="a min-max-normalised map pixel counts as attended when above this (default 0.5, the paper)")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--workers", type=int, default=0)
     parser.add_argument("--device", default="auto")
@@ -32,12 +37,15 @@ def _evaluate(args: argparse.Namespace) -> int:
     output = Path(args.output) if args.output else default_output(args.checkpoint, f"eval-{args.split}")
     result = evaluate_checkpoint(
         args.checkpoint, args.data, args.split, output, threshold=args.threshold, batch_size=args.batch_size,
-        num_workers=args.workers, device=args.device, progress=not args.json,
+        num_workers=args.workers, device=args.device, progress=not args.json, masks=args.masks,
+        mask_threshold=args.mask_threshold,
     )
     if args.json:
         print(json.dumps(json.loads(result.files["metrics"].read_text()), indent=2))
     else:
         print(f"{result.metrics['split']}: {result.metrics['images']} images")
         print(format_metrics(result.metrics["classification"]))
+        if result.attention_quality is not None:
+            print(result.attention_quality.to_string())
         print(f"wrote {', '.join(p.name for p in result.files.values())} to {output}")
     return 0

@@ -2,7 +2,9 @@
 
 Outputs in ``output_dir``: ``predictions.csv`` (ISIC scorer format: ``image`` + one probability
 column per scored class), ``ground_truth.csv`` (same format, 0/1, to run the official scorer),
-``metrics.json``, ``roc.png`` and ``pr.png``.
+``metrics.json``, ``roc.png`` and ``pr.png``; with ``masks=True`` also ``attention_quality.csv``
+(per-image Jaccard/Dice of each attention layer against the lesion mask) and its means in
+``metrics.json``.
 """
 
 from __future__ import annotations
@@ -16,6 +18,12 @@ import pandas as pd
 
 from attnmel.data.readers import read_dataset
 from attnmel.errors import DataError
+from attnmel.evaluation.attention_quality import (
+    AttentionQuality,
+    check_mask_threshold,
+    collect_maps,
+    score_predictions,
+)
 from attnmel.evaluation.inference import (
     Predictions,
     Preprocessing,
@@ -35,6 +43,7 @@ class EvaluationResult:
     metrics: dict[str, Any]
     predictions: Predictions
     files: dict[str, Path]
+    attention_quality: AttentionQuality | None = None
 
 
 def scorer_frames(predictions: Predictions, class_names: list[str], score_columns: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -60,8 +69,14 @@ def evaluate_checkpoint(
     device: str = "auto",
     layout: str | None = None,
     progress: bool = True,
+    masks: bool = False,
+    mask_threshold: float = 0.5,
 ) -> EvaluationResult:
+    """Classification metrics; with ``masks`` also the attention quality against the lesion masks
+    (one inference pass for both)."""
     output_dir = Path(output_dir)
+    if masks:
+        check_mask_threshold(mask_threshold)
     torch_device = resolve_device(device)
     model, meta = load_model_checkpoint(checkpoint, torch_device)
     class_names, score_columns = list(meta["class_names"]), list(meta["score_columns"])
@@ -69,16 +84,26 @@ def evaluate_checkpoint(
     samples = index.split(split)
     if not samples:
         raise DataError(index.root, f"split {split!r} has no images.", "choose another split.")
-    preprocessing = Preprocessing.from_dict(meta["preprocessing"])
-    loader = eval_loader(samples, preprocessing, batch_size, num_workers)
-    predictions = run_inference(model, loader, torch_device, progress=progress, desc=f"evaluate {split}")
+    quality = None
+    if masks:
+        predictions = collect_maps(model, meta, samples, batch_size=batch_size, num_workers=num_workers,
+                                   device=torch_device, progress=progress, desc=f"evaluate {split}")
+        quality = score_predictions(predictions, mask_threshold)
+    else:
+        loader = eval_loader(samples, Preprocessing.from_dict(meta["preprocessing"]), batch_size, num_workers)
+        predictions = run_inference(model, loader, torch_device, progress=progress, desc=f"evaluate {split}")
     report = classification_report(predictions.labels, predictions.probabilities, class_names, score_columns, threshold)
+    training = meta.get("training", {})
     metrics = {
         "checkpoint": str(checkpoint),
         "data": str(index.root),
+        "layout": index.layout,
         "split": split,
         "images": len(samples),
         "model": meta["architecture"],
+        "run": training.get("run"),
+        "paper_row": training.get("paper_row"),
+        "prior": training.get("prior"),
         "threshold": threshold,
         "classification": report,
     }
@@ -90,9 +115,12 @@ def evaluate_checkpoint(
     files.update(
         roc_and_pr_curves(predictions.labels, predictions.probabilities, class_names, score_columns, output_dir, split)
     )
+    if quality is not None:
+        metrics["attention_quality"] = quality.to_dict()
+        files["attention_quality"] = quality.write_csv(output_dir / "attention_quality.csv")
     files["metrics"] = output_dir / "metrics.json"
     atomic_write_json(files["metrics"], _finite(metrics))
-    return EvaluationResult(output_dir, metrics, predictions, files)
+    return EvaluationResult(output_dir, metrics, predictions, files, quality)
 
 
 def _finite(value: Any) -> Any:

@@ -1,7 +1,8 @@
 """``attnmel predict``: probabilities for new images, and where the model looked.
 
 For each image the model sees the evaluation view (centre 0.8 square, resized, centre crop);
-overlays are drawn on that view, one PNG per attention layer (``<id>_<layer>.png``).
+overlays are drawn on that view, one PNG per attention layer (``<id>_<layer>.png``); GAP models
+(``vgg16-gap``, ``gap``) get the class activation map of the positive class (``<id>_cam.png``).
 """
 
 from __future__ import annotations
@@ -16,11 +17,12 @@ from torch import nn
 
 from attnmel.data.dataset import load_pair
 from attnmel.data.images import IMAGE_SUFFIXES
-from attnmel.data.records import Sample
+from attnmel.data.records import Sample, get_task
 from attnmel.errors import DataError
 from attnmel.evaluation.inference import Preprocessing, resolve_device
 from attnmel.evaluation.overlays import denormalize, heatmap_overlay
 from attnmel.io import atomic_path, atomic_write_text
+from attnmel.models import with_maps
 from attnmel.training.checkpoint import load_model_checkpoint
 
 
@@ -29,7 +31,7 @@ class ImagePrediction:
     image: Path
     probabilities: dict[str, float]
     predicted_class: str
-    #: raw attention maps by layer (h, w)
+    #: raw attention maps by layer (h, w); ``cam`` for GAP models
     attention: dict[str, np.ndarray] = field(default_factory=dict)
     #: the RGB uint8 view the model saw (H, W, 3)
     view: np.ndarray | None = None
@@ -68,6 +70,7 @@ def predict_images(
 ) -> list[ImagePrediction]:
     torch_device = resolve_device(device)
     model, meta = load_model_checkpoint(checkpoint, torch_device)
+    model = with_maps(model, get_task(meta["task"]).positive_index)
     class_names = list(meta["class_names"])
     preprocessing = Preprocessing.from_dict(meta["preprocessing"])
     transform = preprocessing.eval_transform()
