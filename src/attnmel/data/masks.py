@@ -94,7 +94,7 @@ def read_superpixel_features(path: str | Path) -> dict[str, np.ndarray]:
         name = _FEATURE_ALIASES.get(key, key)
         if name not in DERMO_FEATURES:
             continue
-        bad = [v for v in values if not (isinstance(v, int | float) and v in (0, 1))] if isinstance(values, list) else [values]
+        bad = [v for v in values if v not in (0, 1)] if isinstance(values, list) else [values]
         if bad:
             raise DataError(path, f"feature {key!r} must be a list of 0/1 values (found {bad[0]!r}).",
                             "use the ISIC 2017 Part 2 ground-truth file.")

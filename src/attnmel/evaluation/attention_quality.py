@@ -22,7 +22,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from attnmel.data.masks import RoiSpec
@@ -37,7 +36,7 @@ from attnmel.evaluation.inference import (
     run_inference,
 )
 from attnmel.io import atomic_write_text
-from attnmel.models import with_maps
+from attnmel.models import upsample_map, with_maps
 from attnmel.training.checkpoint import load_model_checkpoint
 
 #: Images upsampled and scored at a time (bounds memory at full input size).
@@ -117,7 +116,7 @@ def binarize_maps(maps: np.ndarray | torch.Tensor, size: tuple[int, int], thresh
     """(N, h, w) maps -> (N, H, W) bool: bilinear upsampling to ``size``, per-image min-max, ``> threshold``."""
     check_mask_threshold(threshold)
     maps = maps.float() if torch.is_tensor(maps) else torch.as_tensor(np.asarray(maps, dtype=np.float32))
-    upsampled = F.interpolate(maps[:, None], size=size, mode="bilinear", align_corners=False)[:, 0]
+    upsampled = upsample_map(maps[:, None], size)[:, 0]
     low = upsampled.amin(dim=(1, 2), keepdim=True)
     span = upsampled.amax(dim=(1, 2), keepdim=True) - low
     normalized = torch.where(span > 1e-12, (upsampled - low) / span.clamp_min(1e-12), torch.zeros_like(upsampled))
