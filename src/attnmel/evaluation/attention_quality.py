@@ -148,12 +148,12 @@ def score_attention(
     masks = np.asarray(masks, dtype=bool)
     has_mask = np.asarray(has_mask, dtype=bool)
     size = tuple(masks.shape[-2:])
+    scored = np.flatnonzero(has_mask)
     jaccard: dict[str, np.ndarray] = {}
     dice: dict[str, np.ndarray] = {}
     for layer, maps in attention.items():
         jaccard[layer] = np.full(len(image_ids), np.nan)
         dice[layer] = np.full(len(image_ids), np.nan)
-        scored = np.flatnonzero(has_mask)
         for start in range(0, len(scored), _CHUNK):
             rows = scored[start : start + _CHUNK]
             attended = binarize_maps(np.asarray(maps)[rows], size, threshold)
