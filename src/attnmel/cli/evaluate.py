@@ -22,6 +22,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--no-temperature", action="store_true",
                         help="ignore the temperature stored by `attnmel calibrate` (raw softmax)")
     parser.add_argument("--bins", type=int, default=DEFAULT_BINS, help="equal-width bins for ECE and the reliability diagram")
+    parser.add_argument("--masks", action="store_true",
+                        help="also score attention maps (or the CAM of GAP models) against the lesion masks: "
+                             "Jaccard and Dice per layer, attention_quality.csv")
+    parser.add_argument("--mask-threshold", type=float, default=0.5,
+                        help="a min-max-normalised map pixel counts as attended when above this (default 0.5, the paper)")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--workers", type=int, default=0)
     parser.add_argument("--device", default="auto")
@@ -40,7 +45,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     result = evaluate_checkpoint(
         args.checkpoint, args.data, args.split, output, threshold=args.threshold, tta=args.tta,
         use_temperature=not args.no_temperature, calibration_bins=args.bins, batch_size=args.batch_size,
-        num_workers=args.workers, device=args.device, progress=not args.json,
+        num_workers=args.workers, device=args.device, progress=not args.json, masks=args.masks,
+        mask_threshold=args.mask_threshold,
     )
     if args.json:
         print(json.dumps(json.loads(result.files["metrics"].read_text()), indent=2))
@@ -51,5 +57,7 @@ def _evaluate(args: argparse.Namespace) -> int:
               f"temperature {temperatures}" + (", 8-view TTA" if args.tta else ""))
         print(format_metrics(result.metrics["classification"]))
         print(format_calibration(result.metrics["calibration"]))
+        if result.attention_quality is not None:
+            print(result.attention_quality.to_string())
         print(f"wrote {', '.join(p.name for p in result.files.values())} to {output}")
     return 0

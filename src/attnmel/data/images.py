@@ -117,3 +117,28 @@ def read_mask(path: str | Path, expected_size: tuple[int, int] | None = None) ->
     if gray.max(initial=0) <= 1:  # 0/1-valued masks
         return gray >= 1
     return gray >= 128
+
+
+def read_superpixel_index(path: str | Path, expected_size: tuple[int, int] | None = None) -> np.ndarray:
+    """Decode an ISIC superpixel map (int64 (H, W) of superpixel indices).
+
+    ISIC stores the index of each pixel's superpixel in the RGB channels of an 8-bit PNG:
+    ``index = R + 256 * G + 65536 * B``. Only lossless RGB(A) maps keep that code intact.
+    """
+    path = Path(path)
+    image = _decode(_open(path, "superpixel map"), path, "superpixel map")
+    if image.mode not in ("RGB", "RGBA"):
+        raise DataError(
+            path,
+            f"superpixel map is mode {image.mode}, but ISIC encodes superpixel indices in the RGB channels.",
+            "use the original *_superpixels.png from the ISIC archive (not a re-saved or grayscale copy).",
+        )
+    if expected_size is not None and image.size != tuple(expected_size):
+        raise DataError(
+            path,
+            f"superpixel map is {image.size[0]}x{image.size[1]} px but its image is "
+            f"{expected_size[0]}x{expected_size[1]} px.",
+            "use the superpixel map that belongs to this image, at its original size.",
+        )
+    rgb = np.asarray(image, dtype=np.int64)[..., :3]
+    return rgb[..., 0] + (rgb[..., 1] << 8) + (rgb[..., 2] << 16)

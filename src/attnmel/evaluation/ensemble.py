@@ -15,8 +15,10 @@ from typing import Any
 
 import torch
 
+from attnmel.data.records import get_task
 from attnmel.errors import CheckpointError
 from attnmel.evaluation.inference import Predictor, Preprocessing
+from attnmel.models import with_maps
 from attnmel.training.checkpoint import checkpoint_temperature, load_model_checkpoint
 
 
@@ -39,6 +41,11 @@ class LoadedPredictor:
     @property
     def score_columns(self) -> list[str]:
         return list(self.metadata[0]["score_columns"])
+
+    @property
+    def attention_layers(self) -> list[str]:
+        """Layers whose maps the predictor returns (attention gates, or ``cam`` for GAP models)."""
+        return sorted({layer for model in self.predictor.models for layer in getattr(model, "attention_layers", [])})
 
     def members(self) -> list[dict[str, Any]]:
         """What each member is, for reports (checkpoint, architecture, temperature used)."""
@@ -80,7 +87,11 @@ def load_predictor(
     tta: bool = False,
     use_temperature: bool = True,
 ) -> LoadedPredictor:
-    """One checkpoint, or several averaged as an ensemble; each applies its stored temperature unless told not to."""
+    """One checkpoint, or several averaged as an ensemble; each applies its stored temperature unless told not to.
+
+    GAP models are wrapped so that their class activation map of the positive class is returned as
+    the attention layer ``cam`` (``attnmel.models.with_maps``): overlays and attention quality read it.
+    """
     paths = [Path(checkpoints)] if isinstance(checkpoints, str | Path) else [Path(p) for p in checkpoints]
     if not paths:
         raise CheckpointError("no checkpoint given; pass at least one --checkpoint.")
@@ -89,7 +100,7 @@ def load_predictor(
         model, meta = load_model_checkpoint(path, device)
         if metadata:
             _check_compatible(path, meta, paths[0], metadata[0])
-        models.append(model)
+        models.append(with_maps(model, get_task(meta["task"]).positive_index))
         metadata.append(meta)
     preprocessing = [Preprocessing.from_dict(meta["preprocessing"]) for meta in metadata]
     predictor = Predictor(

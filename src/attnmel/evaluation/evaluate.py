@@ -5,7 +5,9 @@ column per scored class), ``ground_truth.csv`` (same format, 0/1, to run the off
 ``metrics.json`` (classification metrics and calibration: ECE over equal-width bins, NLL),
 ``roc.png``, ``pr.png`` and ``reliability.png``. Each checkpoint's stored temperature is applied
 (``use_temperature=False`` to see raw softmax outputs); ``tta`` averages the 8 dihedral views;
-several checkpoints are averaged as an ensemble (``evaluation/ensemble.py``).
+several checkpoints are averaged as an ensemble (``evaluation/ensemble.py``). With ``masks=True``
+also ``attention_quality.csv`` (per-image Jaccard/Dice of each attention layer, or the CAM of a GAP
+model, against the lesion mask) and its means in ``metrics.json``.
 """
 
 from __future__ import annotations
@@ -20,6 +22,12 @@ import pandas as pd
 
 from attnmel.data.readers import read_dataset
 from attnmel.errors import DataError
+from attnmel.evaluation.attention_quality import (
+    AttentionQuality,
+    check_mask_threshold,
+    collect_maps,
+    score_predictions,
+)
 from attnmel.evaluation.calibration import DEFAULT_BINS, calibration_report
 from attnmel.evaluation.ensemble import load_predictor
 from attnmel.evaluation.inference import Predictions, eval_loader, resolve_device, run_inference
@@ -34,6 +42,7 @@ class EvaluationResult:
     metrics: dict[str, Any]
     predictions: Predictions
     files: dict[str, Path]
+    attention_quality: AttentionQuality | None = None
 
 
 def scorer_frames(predictions: Predictions, class_names: list[str], score_columns: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -62,9 +71,14 @@ def evaluate_checkpoint(
     device: str = "auto",
     layout: str | None = None,
     progress: bool = True,
+    masks: bool = False,
+    mask_threshold: float = 0.5,
 ) -> EvaluationResult:
-    """Metrics and files for ``checkpoint`` (a path, or several for an ensemble) on ``split`` of ``data``."""
+    """Metrics and files for ``checkpoint`` (a path, or several for an ensemble) on ``split`` of ``data``;
+    with ``masks`` also the attention quality against the lesion masks (one inference pass for both)."""
     output_dir = Path(output_dir)
+    if masks:
+        check_mask_threshold(mask_threshold)
     torch_device = resolve_device(device)
     loaded = load_predictor(checkpoint, torch_device, tta=tta, use_temperature=use_temperature)
     class_names, score_columns = loaded.class_names, loaded.score_columns
@@ -72,19 +86,30 @@ def evaluate_checkpoint(
     samples = index.split(split)
     if not samples:
         raise DataError(index.root, f"split {split!r} has no images.", "choose another split.")
-    loader = eval_loader(samples, loaded.preprocessing, batch_size, num_workers)
-    predictions = run_inference(loaded.predictor, loader, torch_device, progress=progress, desc=f"evaluate {split}")
+    quality = None
+    if masks:
+        predictions = collect_maps(loaded, samples, batch_size=batch_size, num_workers=num_workers,
+                                   device=torch_device, progress=progress, desc=f"evaluate {split}")
+        quality = score_predictions(predictions, mask_threshold)
+    else:
+        loader = eval_loader(samples, loaded.preprocessing, batch_size, num_workers)
+        predictions = run_inference(loaded.predictor, loader, torch_device, progress=progress, desc=f"evaluate {split}")
     report = classification_report(predictions.labels, predictions.probabilities, class_names, score_columns, threshold)
     calibration = calibration_report(
         predictions.labels, predictions.probabilities, class_names, score_columns, calibration_bins
     )
+    training = loaded.metadata[0].get("training", {})
     metrics = {
         "checkpoints": [str(p) for p in loaded.checkpoints],
         "members": loaded.members(),
         "tta": tta,
         "data": str(index.root),
+        "layout": index.layout,
         "split": split,
         "images": len(samples),
+        "run": training.get("run"),
+        "paper_row": training.get("paper_row"),
+        "prior": training.get("prior"),
         "threshold": threshold,
         "classification": report,
         "calibration": calibration,
@@ -100,9 +125,12 @@ def evaluate_checkpoint(
     files.update(reliability_diagram(
         predictions.labels, predictions.probabilities, class_names, score_columns, output_dir, calibration_bins, split
     ))
+    if quality is not None:
+        metrics["attention_quality"] = quality.to_dict()
+        files["attention_quality"] = quality.write_csv(output_dir / "attention_quality.csv")
     files["metrics"] = output_dir / "metrics.json"
     atomic_write_json(files["metrics"], _finite(metrics))
-    return EvaluationResult(output_dir, metrics, predictions, files)
+    return EvaluationResult(output_dir, metrics, predictions, files, quality)
 
 
 def _finite(value: Any) -> Any:

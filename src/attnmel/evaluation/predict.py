@@ -1,9 +1,10 @@
 """``attnmel predict``: probabilities for new images, and where the model looked.
 
 For each image the model sees the evaluation view (centre 0.8 square, resized, centre crop);
-overlays are drawn on that view, one PNG per attention layer (``<id>_<layer>.png``). The
-checkpoint's calibrated temperature is applied; with ``tta`` probabilities and maps are averaged
-over the 8 dihedral views (each map turned back to the image's orientation first).
+overlays are drawn on that view, one PNG per attention layer (``<id>_<layer>.png``); GAP models
+(``vgg16-gap``, ``gap``) get the class activation map of the positive class (``<id>_cam.png``).
+The checkpoint's calibrated temperature is applied; with ``tta`` probabilities and maps are
+averaged over the 8 dihedral views (each map turned back to the image's orientation first).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ class ImagePrediction:
     image: Path
     probabilities: dict[str, float]
     predicted_class: str
-    #: raw attention maps by layer (h, w)
+    #: raw attention maps by layer (h, w); ``cam`` for GAP models
     attention: dict[str, np.ndarray] = field(default_factory=dict)
     #: the RGB uint8 view the model saw (H, W, 3)
     view: np.ndarray | None = None
