@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from attnmel.data.images import verify_image
 from attnmel.data.readers import read_dataset
 from attnmel.errors import DataError
 from attnmel.evaluation.inference import (
@@ -69,6 +70,8 @@ def evaluate_checkpoint(
     samples = index.split(split)
     if not samples:
         raise DataError(index.root, f"split {split!r} has no images.", "choose another split.")
+    for sample in samples:  # a bad file fails here, naming itself, not inside a DataLoader worker
+        verify_image(sample.image_path)
     preprocessing = Preprocessing.from_dict(meta["preprocessing"])
     loader = eval_loader(samples, preprocessing, batch_size, num_workers)
     predictions = run_inference(model, loader, torch_device, progress=progress, desc=f"evaluate {split}")

@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from attnmel.config import Config, config_from_dict, load_config, parse_override
 from attnmel.data.dataset import IsicDataset
-from attnmel.data.images import image_size
+from attnmel.data.images import verify_image
 from attnmel.data.masks import RoiSpec, has_region
 from attnmel.data.readers import read_dataset
 from attnmel.data.records import DatasetIndex, Problem, Sample
@@ -36,7 +36,7 @@ from attnmel.data.transforms import geometry, resolve_normalization, train_augme
 from attnmel.errors import CheckpointError, ConfigError, DataError, TrainingError
 from attnmel.evaluation.inference import Preprocessing, eval_loader, resolve_device, run_inference
 from attnmel.evaluation.metrics import classification_report
-from attnmel.io import atomic_write_text
+from attnmel.io import atomic_write_text, remove_stale_temporaries
 from attnmel.models import create_model
 from attnmel.training.checkpoint import load_training_state, save_model_checkpoint, save_training_state
 from attnmel.training.losses import attention_prior_loss, classification_loss
@@ -104,11 +104,11 @@ def prepare_data(config: Config, data: str | Path) -> TrainingData:
 
 
 def _preflight(samples: list[Sample], skip_bad: bool) -> tuple[list[Sample], list[Problem]]:
-    """Open every image header (cheap) so a bad file fails now, not hours into training."""
+    """Check every image's header and end (cheap) so a bad file fails now, not hours into training."""
     good, bad = [], []
     for sample in samples:
         try:
-            image_size(sample.image_path)
+            verify_image(sample.image_path)
         except DataError as exc:
             if not skip_bad:
                 raise
@@ -198,6 +198,8 @@ class Trainer:
         self.log = log
         self.resume_state: dict[str, Any] | None = None
         if resume:
+            for path in remove_stale_temporaries(self.output_dir):
+                log(f"removed {path.name}, left by a write that was interrupted")
             self.resume_state = load_training_state(self.output_dir / STATE_FILE)
             config = _resumable_config(config, self.resume_state["config"], self.output_dir)
         elif (self.output_dir / STATE_FILE).exists():
