@@ -112,14 +112,28 @@ def verify_image(path: str | Path) -> tuple[int, int]:
     """
     path = Path(path)
     size, fmt = _header(path)
-    marker = _END_MARKERS.get(fmt or "")
-    if marker is not None:
-        with open(path, "rb") as handle:
-            handle.seek(max(0, path.stat().st_size - 32))
-            tail = handle.read()
-        if marker not in tail:
-            read_image(path)
+    if not _ends_well(path, fmt):
+        read_image(path)
     return size
+
+
+def verify_mask(path: str | Path, image_size: tuple[int, int]) -> None:
+    """The same pre-flight for a mask: readable header, complete file, and its image's size."""
+    path = Path(path)
+    with _open(path, "mask") as mask:
+        size, fmt = mask.size, mask.format
+    check_mask_size(path, size, image_size)
+    if not _ends_well(path, fmt):
+        read_mask_levels(path)
+
+
+def _ends_well(path: Path, fmt: str | None) -> bool:
+    marker = _END_MARKERS.get(fmt or "")
+    if marker is None:
+        return True
+    with open(path, "rb") as handle:
+        handle.seek(max(0, path.stat().st_size - 32))
+        return marker in handle.read()
 
 
 def to_rgb(image: Image.Image) -> Image.Image:

@@ -27,8 +27,8 @@ from tqdm import tqdm
 
 from attnmel.config import Config, config_from_dict, load_config, parse_override
 from attnmel.data.dataset import IsicDataset
-from attnmel.data.images import verify_image
-from attnmel.data.masks import RoiSpec, has_region
+from attnmel.data.images import verify_image, verify_mask
+from attnmel.data.masks import RoiSpec, has_region, region_paths
 from attnmel.data.readers import read_dataset
 from attnmel.data.records import DatasetIndex, Problem, Sample
 from attnmel.data.sampling import epoch_indices, stratified_split
@@ -95,24 +95,27 @@ def prepare_data(config: Config, data: str | Path) -> TrainingData:
             "set data.val_fraction (e.g. 0.1) to carve one from training, or data.val_split to an existing split.",
         )
     problems = list(index.problems)
-    train, bad_train = _preflight(train, cfg.skip_bad)
-    val, bad_val = _preflight(val, cfg.skip_bad)
+    train, bad_train = _preflight(train, cfg.skip_bad, _roi(config))
+    val, bad_val = _preflight(val, cfg.skip_bad, None)
     problems += bad_train + bad_val
     if not train or not val:
         raise DataError(index.root, "training or validation split is empty after reading.", "check the dataset.")
     return TrainingData(index, train, val, problems)
 
 
-def _preflight(samples: list[Sample], skip_bad: bool) -> tuple[list[Sample], list[Problem]]:
-    """Check every image's header and end (cheap) so a bad file fails now, not hours into training."""
+def _preflight(samples: list[Sample], skip_bad: bool, roi: RoiSpec | None) -> tuple[list[Sample], list[Problem]]:
+    """Check every image's (and needed mask's) header and end, which is cheap, so that a bad file
+    fails now, not hours into training."""
     good, bad = [], []
     for sample in samples:
         try:
-            verify_image(sample.image_path)
+            size = verify_image(sample.image_path)
+            for mask in region_paths(sample, roi) if roi is not None else []:
+                verify_mask(mask, size)
         except DataError as exc:
             if not skip_bad:
                 raise
-            bad.append(Problem(sample.image_path, "unreadable_image", f"{exc.problem} (skipped)"))
+            bad.append(Problem(exc.path, "unreadable_image", f"{exc.problem} (skipped)"))
             continue
         good.append(sample)
     return good, bad
