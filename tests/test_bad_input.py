@@ -107,3 +107,20 @@ def test_data_check_lists_unreadable_files(tmp_path):
     assert not report.ok
     assert [f.paths for f in report.of_kind("unreadable_image")] == [(victim,)]
     assert str(victim) in report.to_text()
+
+
+def test_error_inside_a_dataloader_worker_still_names_the_file(tmp_path):
+    """PyTorch re-raises a worker's exception as ``type(exc)(traceback_text)``; the file must stay named."""
+    from torch.utils.data import DataLoader
+
+    from attnmel.data.dataset import IsicDataset
+    from attnmel.data.records import Sample
+
+    good = synthetic_image(tmp_path / "good.png")
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(good.read_bytes()[:200])
+    dataset = IsicDataset([Sample("good", good, 0, "train"), Sample("bad", bad, 1, "train")], lambda pair: pair)
+    with pytest.raises(DataError) as info:
+        list(DataLoader(dataset, batch_size=1, num_workers=1))
+    message = str(info.value)
+    assert message.startswith(f"{bad}: image is truncated") and "\n" not in message

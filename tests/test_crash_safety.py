@@ -88,7 +88,10 @@ def test_sigkill_mid_epoch_then_resume_equals_uninterrupted_run(tmp_path):
     assert state["epoch"] == 1 and len(state["history"]) == 1
     assert len((killed / "metrics.csv").read_text().strip().splitlines()) == 2
 
+    leftover = killed / ".last-state.safetensors.k1ll3d.tmp"  # what a kill during a checkpoint write leaves
+    leftover.write_bytes(b"\x00" * 128)
     resumed = train(_config(), data, killed, resume=True, progress=False, log=lambda *_: None)
+    assert not leftover.exists()
     assert resumed.history[0] == state["history"][0]  # epoch 1 was continued from, not trained again
     full = train(_config(), data, tmp_path / "full", progress=False, log=lambda *_: None)
 
