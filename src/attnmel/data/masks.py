@@ -135,3 +135,10 @@ def has_region(sample: Sample, spec: RoiSpec) -> bool:
     if spec.kind in ("lesion", "background"):
         return sample.mask_path is not None
     return bool(sample.attribute_paths) or sample.superpixel_paths is not None
+
+
+def region_paths(sample: Sample, spec: RoiSpec) -> list[Path]:
+    """The mask files ``region_of_interest`` will read for ``sample`` (for pre-flight checks)."""
+    if spec.kind in ("lesion", "background"):
+        return [sample.mask_path] if sample.mask_path is not None else []
+    return [sample.attribute_paths[f] for f in spec.features if f in sample.attribute_paths]

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from attnmel.data.images import verify_image
 from attnmel.data.readers import read_dataset
 from attnmel.errors import DataError
 from attnmel.evaluation.attention_quality import (
@@ -86,6 +87,8 @@ def evaluate_checkpoint(
     samples = index.split(split)
     if not samples:
         raise DataError(index.root, f"split {split!r} has no images.", "choose another split.")
+    for sample in samples:  # a bad file fails here, naming itself, not inside a DataLoader worker
+        verify_image(sample.image_path)
     quality = None
     if masks:
         predictions = collect_maps(loaded, samples, batch_size=batch_size, num_workers=num_workers,

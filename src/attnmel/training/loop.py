@@ -28,8 +28,8 @@ from tqdm import tqdm
 
 from attnmel.config import Config, config_from_dict, load_config, parse_override
 from attnmel.data.dataset import IsicDataset
-from attnmel.data.images import image_size
-from attnmel.data.masks import RoiSpec, has_region
+from attnmel.data.images import verify_image, verify_mask
+from attnmel.data.masks import RoiSpec, has_region, region_paths
 from attnmel.data.readers import read_dataset
 from attnmel.data.records import DatasetIndex, Problem, Sample
 from attnmel.data.sampling import epoch_indices, stratified_split
@@ -37,7 +37,7 @@ from attnmel.data.transforms import geometry, resolve_normalization, train_augme
 from attnmel.errors import CheckpointError, ConfigError, DataError, TrainingError
 from attnmel.evaluation.inference import Preprocessing, eval_loader, resolve_device, run_inference
 from attnmel.evaluation.metrics import classification_report
-from attnmel.io import atomic_write_text
+from attnmel.io import atomic_write_text, remove_stale_temporaries
 from attnmel.models import create_model
 from attnmel.training.checkpoint import load_training_state, save_model_checkpoint, save_training_state
 from attnmel.training.ema import create_ema
@@ -97,24 +97,27 @@ def prepare_data(config: Config, data: str | Path) -> TrainingData:
             "set data.val_fraction (e.g. 0.1) to carve one from training, or data.val_split to an existing split.",
         )
     problems = list(index.problems)
-    train, bad_train = _preflight(train, cfg.skip_bad)
-    val, bad_val = _preflight(val, cfg.skip_bad)
+    train, bad_train = _preflight(train, cfg.skip_bad, _roi(config))
+    val, bad_val = _preflight(val, cfg.skip_bad, None)
     problems += bad_train + bad_val
     if not train or not val:
         raise DataError(index.root, "training or validation split is empty after reading.", "check the dataset.")
     return TrainingData(index, train, val, problems)
 
 
-def _preflight(samples: list[Sample], skip_bad: bool) -> tuple[list[Sample], list[Problem]]:
-    """Open every image header (cheap) so a bad file fails now, not hours into training."""
+def _preflight(samples: list[Sample], skip_bad: bool, roi: RoiSpec | None) -> tuple[list[Sample], list[Problem]]:
+    """Check every image's (and needed mask's) header and end, which is cheap, so that a bad file
+    fails now, not hours into training."""
     good, bad = [], []
     for sample in samples:
         try:
-            image_size(sample.image_path)
+            size = verify_image(sample.image_path)
+            for mask in region_paths(sample, roi) if roi is not None else []:
+                verify_mask(mask, size)
         except DataError as exc:
             if not skip_bad:
                 raise
-            bad.append(Problem(sample.image_path, "unreadable_image", f"{exc.problem} (skipped)"))
+            bad.append(Problem(exc.path, "unreadable_image", f"{exc.problem} (skipped)"))
             continue
         good.append(sample)
     return good, bad
@@ -200,6 +203,8 @@ class Trainer:
         self.log = log
         self.resume_state: dict[str, Any] | None = None
         if resume:
+            for path in remove_stale_temporaries(self.output_dir):
+                log(f"removed {path.name}, left by a write that was interrupted")
             self.resume_state = load_training_state(self.output_dir / STATE_FILE)
             config = _resumable_config(config, self.resume_state["config"], self.output_dir)
         elif (self.output_dir / STATE_FILE).exists():
