@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+from attnmel.cli.options import add_trust_pickle
 from attnmel.evaluation.evaluate import evaluate_checkpoint, format_metrics
 
 
@@ -20,6 +21,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--workers", type=int, default=0)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--json", action="store_true", help="print metrics as JSON")
+    add_trust_pickle(parser)
     parser.set_defaults(handler=_evaluate)
 
 
@@ -32,7 +34,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     output = Path(args.output) if args.output else default_output(args.checkpoint, f"eval-{args.split}")
     result = evaluate_checkpoint(
         args.checkpoint, args.data, args.split, output, threshold=args.threshold, batch_size=args.batch_size,
-        num_workers=args.workers, device=args.device, progress=not args.json,
+        num_workers=args.workers, device=args.device, progress=not args.json, trust_pickle=args.trust_pickle,
     )
     if args.json:
         print(json.dumps(json.loads(result.files["metrics"].read_text()), indent=2))

@@ -60,10 +60,11 @@ def evaluate_checkpoint(
     device: str = "auto",
     layout: str | None = None,
     progress: bool = True,
+    trust_pickle: bool = False,
 ) -> EvaluationResult:
     output_dir = Path(output_dir)
     torch_device = resolve_device(device)
-    model, meta = load_model_checkpoint(checkpoint, torch_device)
+    model, meta = load_model_checkpoint(checkpoint, torch_device, trust_pickle=trust_pickle)
     class_names, score_columns = list(meta["class_names"]), list(meta["score_columns"])
     index = read_dataset(data, meta["task"], layout=layout)
     samples = index.split(split)

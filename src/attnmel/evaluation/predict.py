@@ -65,9 +65,10 @@ def predict_images(
     overlays: bool = True,
     batch_size: int = 16,
     device: str = "auto",
+    trust_pickle: bool = False,
 ) -> list[ImagePrediction]:
     torch_device = resolve_device(device)
-    model, meta = load_model_checkpoint(checkpoint, torch_device)
+    model, meta = load_model_checkpoint(checkpoint, torch_device, trust_pickle=trust_pickle)
     class_names = list(meta["class_names"])
     preprocessing = Preprocessing.from_dict(meta["preprocessing"])
     transform = preprocessing.eval_transform()

@@ -303,6 +303,7 @@ class Trainer:
                 "paper_row": self.config.paper_row,
                 "epoch": epoch,
                 "seed": self.config.train.seed,
+                "backbone_weights": self.config.model.weights,
                 "data": self.data.summary(self.roi),
                 "prior": None if self.roi is None else {"roi": self.roi.kind, "weights": self.config.loss.prior_weights},
             },
