@@ -25,6 +25,8 @@ from attnmel.errors import CheckpointError
 from attnmel.training.checkpoint import load_model_checkpoint, read_metadata, save_model_checkpoint
 from attnmel.training.legacy import LegacyAssumptions, load_legacy_checkpoint
 
+from .conftest import SAMPLE
+
 
 def test_metadata_is_embedded_and_mirrored_in_the_sidecar(tiny_checkpoint):
     with safe_open(str(tiny_checkpoint), framework="pt") as handle:
@@ -96,6 +98,9 @@ def test_trusted_dict_with_metadata_keeps_it(tmp_path, tiny_checkpoint):
     loaded, loaded_meta = load_model_checkpoint(path, trust_pickle=True)
     assert loaded_meta["preprocessing"] == meta["preprocessing"] and loaded_meta["training"] == meta["training"]
     _same_outputs(model, loaded)
+    image = next((SAMPLE / "ISIC-2017_Validation_Data").glob("*.jpg"))
+    assert main(["predict", str(image), "--checkpoint", str(path), "--trust-pickle", "--output", str(tmp_path / "p")]) == 0
+    assert (tmp_path / "p" / f"{image.stem}_stage3.png").is_file()
 
 
 def test_weights_of_the_wrong_shape_are_an_error(tmp_path):
