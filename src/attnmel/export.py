@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import tempfile
 import warnings
 from dataclasses import dataclass, field
@@ -85,7 +84,6 @@ def export_onnx(model: nn.Module, meta: dict[str, Any], target: str | Path, *, o
     batch = torch.export.Dim("batch", min=1, max=65536)
     with tempfile.TemporaryDirectory(prefix="attnmel-onnx-") as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")  # exporter chatter (deprecations inside torch.export/onnxscript)
-        logging.getLogger("torch.onnx").setLevel(logging.ERROR)
         raw = Path(tmp) / "model.onnx"
         try:
             torch.onnx.export(

@@ -3,8 +3,9 @@
 The body is consumed chunk by chunk and refused as soon as it passes the limit (or at once when
 ``Content-Length`` announces more), so a client cannot make the server buffer more than the
 limit. Multipart bodies are parsed as they stream in with python-multipart's parser (the one
-Starlette uses), without Starlette's spooling of large files to temporary files: uploaded bytes
-are never written to disk.
+Starlette uses) but without Starlette's form handling, which spools files above 1 MB to temporary
+files: uploaded bytes are never written to disk. (Recent FastAPI versions can bound the body
+size themselves, ``FastAPI(max_body_size=...)``, but that does not change the spooling.)
 """
 
 from __future__ import annotations
