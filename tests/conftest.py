@@ -116,3 +116,23 @@ def synthetic_image(path: Path, size=(64, 48), mode="RGB", seed=0) -> Path:
     else:
         raise ValueError(mode)
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    """A real AttnMel-CNN checkpoint (MobileNetV2, 64 px) trained for one epoch on 8 sample images.
+
+    For tests of what uses a checkpoint (export, service): fast, not a good model.
+    """
+    from attnmel.config import load_config
+    from attnmel.training.loop import train
+
+    root = tmp_path_factory.mktemp("tiny-checkpoint")
+    data = make_isic2017_subset(root / "data", n_train=8, n_val=6)
+    config = load_config("isic2017/attnmel-lesion", [
+        "model.backbone=mobilenet_v2", "model.weights=null", "data.resize=72", "data.image_size=64",
+        "data.num_workers=0", "train.epochs=1", "train.batch_size=4", "train.passes_per_epoch=1", "train.threads=1",
+    ])
+    result = train(config, data, root / "run", progress=False, log=lambda _: None)
+    torch.set_num_threads(2)
+    return result.best_checkpoint

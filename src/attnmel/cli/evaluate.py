@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+from attnmel.cli.options import add_trust_pickle
 from attnmel.evaluation.calibration import DEFAULT_BINS
 from attnmel.evaluation.evaluate import evaluate_checkpoint, format_calibration, format_metrics
 
@@ -31,6 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--workers", type=int, default=0)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--json", action="store_true", help="print metrics as JSON")
+    add_trust_pickle(parser)
     parser.set_defaults(handler=_evaluate)
 
 
@@ -46,7 +48,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         args.checkpoint, args.data, args.split, output, threshold=args.threshold, tta=args.tta,
         use_temperature=not args.no_temperature, calibration_bins=args.bins, batch_size=args.batch_size,
         num_workers=args.workers, device=args.device, progress=not args.json, masks=args.masks,
-        mask_threshold=args.mask_threshold,
+        mask_threshold=args.mask_threshold, trust_pickle=args.trust_pickle,
     )
     if args.json:
         print(json.dumps(json.loads(result.files["metrics"].read_text()), indent=2))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from attnmel.cli.options import add_trust_pickle
 from attnmel.evaluation.predict import predict_images
 
 
@@ -17,12 +18,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--no-overlays", action="store_true")
     parser.add_argument("--tta", action="store_true", help="average the 8 dihedral views (probabilities and maps)")
     parser.add_argument("--device", default="auto")
+    add_trust_pickle(parser)
     parser.set_defaults(handler=_predict)
 
 
 def _predict(args: argparse.Namespace) -> int:
     results = predict_images(args.checkpoint, args.inputs, Path(args.output), overlays=not args.no_overlays,
-                             device=args.device, tta=args.tta)
+                             device=args.device, tta=args.tta, trust_pickle=args.trust_pickle)
     for result in results:
         probabilities = "  ".join(f"{name} {p:.3f}" for name, p in result.probabilities.items())
         print(f"{result.image.name}: {probabilities}  -> {result.predicted_class}")

@@ -14,8 +14,10 @@ anti-aliased or 0/1-valued masks work; a mask whose size differs from its image 
 
 from __future__ import annotations
 
+import io
 import warnings
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -30,6 +32,14 @@ MIN_SIDE = 16
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
 
+class NotAnImageError(DataError):
+    """The bytes are no image format Pillow knows (the HTTP service answers 415)."""
+
+
+class ImageTooLargeError(DataError):
+    """The header announces more pixels than is safe to decode (the HTTP service answers 413)."""
+
+
 def _open(path: Path, what: str) -> Image.Image:
     try:
         size = path.stat().st_size
@@ -37,24 +47,31 @@ def _open(path: Path, what: str) -> Image.Image:
         raise DataError(path, f"{what} file not found.", "check the path or remove the entry that points to it.") from None
     if size == 0:
         raise DataError(path, f"{what} file is empty (0 bytes).", "re-download or re-export this file.")
+    return _open_header(path, path, what)
+
+
+def _open_header(source: Path | BinaryIO, path: Path, what: str, max_pixels: int = MAX_PIXELS) -> Image.Image:
+    """Parse the header only and refuse oversized images before any pixel is decoded."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(path)
+            image = Image.open(source)
     except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         if isinstance(exc, UnidentifiedImageError):
-            raise DataError(
+            raise NotAnImageError(
                 path, f"not a readable {what} (unknown or corrupt format).", "replace it with a JPEG or PNG file."
             ) from None
-        raise DataError(path, f"{what} is too large to decode safely ({exc}).", "downscale it below 120 Mpx.") from None
+        raise ImageTooLargeError(
+            path, f"{what} is too large to decode safely ({exc}).", f"downscale it below {max_pixels / 1e6:g} Mpx."
+        ) from None
     except OSError as exc:
         raise DataError(path, f"cannot open {what}: {exc}.", "re-download or re-export this file.") from None
     width, height = image.size
-    if width * height > MAX_PIXELS:
+    if width * height > max_pixels:
         image.close()
-        raise DataError(
+        raise ImageTooLargeError(
             path,
-            f"{what} is {width}x{height} px, above the {MAX_PIXELS // 1_000_000} Mpx safety limit.",
+            f"{what} is {width}x{height} px, above the {max_pixels / 1_000_000:g} Mpx safety limit.",
             "downscale it before use.",
         )
     if what == "image" and min(width, height) < MIN_SIDE:
@@ -155,7 +172,21 @@ def to_rgb(image: Image.Image) -> Image.Image:
 def read_image(path: str | Path) -> Image.Image:
     """Decode ``path`` as 8-bit RGB with EXIF orientation applied."""
     path = Path(path)
-    image = _decode(_open(path, "image"), path, "image")
+    return _oriented_rgb(_decode(_open(path, "image"), path, "image"))
+
+
+def read_image_bytes(data: bytes, name: str = "upload", max_pixels: int = MAX_PIXELS) -> Image.Image:
+    """Decode an in-memory file (an HTTP upload) exactly as ``read_image`` decodes a file.
+
+    Nothing is written to disk; ``name`` only labels errors.
+    """
+    path = Path(name)
+    if not data:
+        raise DataError(path, "image file is empty (0 bytes).", "send a JPEG or PNG file.")
+    return _oriented_rgb(_decode(_open_header(io.BytesIO(data), path, "image", max_pixels), path, "image"))
+
+
+def _oriented_rgb(image: Image.Image) -> Image.Image:
     try:
         image = ImageOps.exif_transpose(image)
     except Exception:  # noqa: BLE001 - a broken EXIF block must not make the pixels unusable

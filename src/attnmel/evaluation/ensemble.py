@@ -86,6 +86,7 @@ def load_predictor(
     *,
     tta: bool = False,
     use_temperature: bool = True,
+    trust_pickle: bool = False,
 ) -> LoadedPredictor:
     """One checkpoint, or several averaged as an ensemble; each applies its stored temperature unless told not to.
 
@@ -97,7 +98,7 @@ def load_predictor(
         raise CheckpointError("no checkpoint given; pass at least one --checkpoint.")
     models, metadata = [], []
     for path in paths:
-        model, meta = load_model_checkpoint(path, device)
+        model, meta = load_model_checkpoint(path, device, trust_pickle=trust_pickle)
         if metadata:
             _check_compatible(path, meta, paths[0], metadata[0])
         models.append(with_maps(model, get_task(meta["task"]).positive_index))

@@ -74,6 +74,7 @@ def evaluate_checkpoint(
     progress: bool = True,
     masks: bool = False,
     mask_threshold: float = 0.5,
+    trust_pickle: bool = False,
 ) -> EvaluationResult:
     """Metrics and files for ``checkpoint`` (a path, or several for an ensemble) on ``split`` of ``data``;
     with ``masks`` also the attention quality against the lesion masks (one inference pass for both)."""
@@ -81,7 +82,7 @@ def evaluate_checkpoint(
     if masks:
         check_mask_threshold(mask_threshold)
     torch_device = resolve_device(device)
-    loaded = load_predictor(checkpoint, torch_device, tta=tta, use_temperature=use_temperature)
+    loaded = load_predictor(checkpoint, torch_device, tta=tta, use_temperature=use_temperature, trust_pickle=trust_pickle)
     class_names, score_columns = loaded.class_names, loaded.score_columns
     index = read_dataset(data, loaded.task, layout=layout)
     samples = index.split(split)

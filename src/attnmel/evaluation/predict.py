@@ -73,9 +73,10 @@ def predict_images(
     batch_size: int = 16,
     device: str = "auto",
     tta: bool = False,
+    trust_pickle: bool = False,
 ) -> list[ImagePrediction]:
     torch_device = resolve_device(device)
-    loaded = load_predictor(checkpoint, torch_device, tta=tta)
+    loaded = load_predictor(checkpoint, torch_device, tta=tta, trust_pickle=trust_pickle)
     class_names = loaded.class_names
     preprocessing = loaded.preprocessing
     transform = preprocessing.eval_transform()

@@ -315,6 +315,7 @@ class Trainer:
                 "epoch": epoch,
                 "seed": self.config.train.seed,
                 "ema_decay": self.config.train.ema_decay,
+                "backbone_weights": self.config.model.weights,
                 "data": self.data.summary(self.roi),
                 "prior": None if self.roi is None else {"roi": self.roi.kind, "weights": self.config.loss.prior_weights},
             },
