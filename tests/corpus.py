@@ -7,8 +7,8 @@ A ``Case`` builds one bad (or odd) file and states what must happen to it:
 - ``check_kind``: the finding ``attnmel data check`` must report for the file (``"fatal"``: the
   dataset cannot be read at all, the command exits 2 naming the file).
 - ``expected_upload_status``: the HTTP status the upload door (``attnmel serve``) should answer
-  when the file is posted as an image: 200 recovered, 400 empty body, 413 too many pixels,
-  415 not an image, 422 an image that cannot be used (truncated, corrupt, too small).
+  when the file is posted as an image: 200 recovered, 413 too many pixels,
+  415 not an image, 422 an image that cannot be used (empty, truncated, corrupt, too small).
   ``upload_cases()`` yields (name, filename, bytes, status) for wiring that door.
 
 Targets: ``image`` (goes through data check, train, evaluate, predict, upload), ``mask`` (a lesion
@@ -318,8 +318,8 @@ _UNREADABLE = "unreadable_image"
 
 CASES: list[Case] = [
     # images that cannot be used: an error naming the file
-    Case("zero_byte_jpeg", "image", _writer(lambda: b""), r"empty \(0 bytes\)", _UNREADABLE, ".jpg", 400),
-    Case("zero_byte_png", "image", _writer(lambda: b""), r"empty \(0 bytes\)", _UNREADABLE, ".png", 400),
+    Case("zero_byte_jpeg", "image", _writer(lambda: b""), r"empty \(0 bytes\)", _UNREADABLE, ".jpg", 422),
+    Case("zero_byte_png", "image", _writer(lambda: b""), r"empty \(0 bytes\)", _UNREADABLE, ".png", 422),
     Case("truncated_jpeg", "image", _writer(lambda: _jpeg()[: len(_jpeg()) // 2]), "truncated", _UNREADABLE, ".jpg", 422),
     Case("truncated_png", "image", _writer(lambda: _png()[: len(_png()) // 2]), "truncated", _UNREADABLE, ".png", 422),
     Case("text_named_jpg", "image", _writer(lambda: b"<html><body>404 Not Found</body></html>\n"),

@@ -270,3 +270,19 @@ def test_demo_model_is_trained_once_cached_and_flagged(tmp_path, monkeypatch, ti
             assert response.headers["x-attnmel-demo-model"] == "true"
             assert response.json()["demo_model"] is True and "Demo model" in response.json()["notice"]
         assert demo_client.get("/").headers["x-attnmel-demo-model"] == "true"
+
+
+def test_bad_input_corpus_through_the_upload_door(client, lesion):
+    """Every image case of the bad-input corpus (tests/corpus.py) gets its documented status, with a
+    JSON error for refusals, and the service keeps answering good requests after each one."""
+    from .corpus import upload_cases
+
+    seen = 0
+    for name, filename, data, expected in upload_cases():
+        response = client.post("/predict", files={"file": (filename, data, "application/octet-stream")})
+        assert response.status_code == expected, f"{name}: {response.status_code} {response.text[:200]}"
+        if expected != 200:
+            assert "error" in response.json(), name
+        assert client.post("/predict?images=false", files=upload(lesion)).status_code == 200, f"down after {name}"
+        seen += 1
+    assert seen >= 20

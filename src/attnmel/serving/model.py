@@ -1,7 +1,9 @@
 """The served model: one uploaded image in, probabilities and attention (numbers and pictures) out.
 
 Decoding reuses ``attnmel.data.images`` (size checked from the header before any pixel is
-decoded), preprocessing is the checkpoint's own evaluation transform, inference is
+decoded), preprocessing is the checkpoint's own evaluation transform, the model is loaded by
+``attnmel.evaluation.ensemble.load_predictor`` (calibrated temperature applied; GAP models answer
+with their class activation map as the layer ``cam``), inference is
 ``attnmel.evaluation.predict.predict_tensor`` and the pictures are ``attnmel.evaluation.overlays``,
 so the service shows exactly what ``attnmel predict`` writes.
 
@@ -25,16 +27,15 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image
-from torch import nn
 from torchvision import tv_tensors
 from torchvision.transforms.v2 import functional as F
 
 from attnmel.data.images import MAX_PIXELS, read_image_bytes
-from attnmel.evaluation.inference import Preprocessing, resolve_device
+from attnmel.evaluation.ensemble import LoadedPredictor, load_predictor
+from attnmel.evaluation.inference import resolve_device
 from attnmel.evaluation.overlays import denormalize, heatmap_image, heatmap_overlay, normalize_map
 from attnmel.evaluation.predict import predict_tensor
 from attnmel.model_card import NOT_DIAGNOSTIC, model_card
-from attnmel.training.checkpoint import load_model_checkpoint
 
 DEMO_NOTICE = (
     "Demo model: trained for minutes on 40 bundled ISIC images. It is not a diagnostic tool and its "
@@ -64,18 +65,17 @@ class Prepared:
 
 @dataclass
 class ServedModel:
-    model: nn.Module
-    meta: dict[str, Any]
+    loaded: LoadedPredictor
     source: str
     demo: bool = False
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
 
     def __post_init__(self) -> None:
-        self.model.eval()
-        self.preprocessing = Preprocessing.from_dict(self.meta["preprocessing"])
+        self.meta = self.loaded.metadata[0]
+        self.preprocessing = self.loaded.preprocessing
         self.transform = self.preprocessing.eval_transform()
-        self.class_names = list(self.meta["class_names"])
-        self.layers = list(self.model.attention_layers)
+        self.class_names = self.loaded.class_names
+        self.layers = self.loaded.attention_layers
         self.card = model_card(self.meta, demo=self.demo)
 
     @property
@@ -96,7 +96,7 @@ class ServedModel:
 
     def infer(self, batch: torch.Tensor) -> list[tuple[np.ndarray, dict[str, np.ndarray]]]:
         """Probabilities (C,) and raw maps by layer (h, w), per image of a batch."""
-        probabilities, maps = predict_tensor(self.model, batch.to(self.device))
+        probabilities, maps = predict_tensor(self.loaded.predictor, batch.to(self.device))
         return [(probabilities[i], {name: m[i] for name, m in maps.items()}) for i in range(len(batch))]
 
     def response(self, prepared: Prepared, result: tuple[np.ndarray, dict[str, np.ndarray]],
@@ -135,5 +135,5 @@ def load_served_model(
 
         checkpoint = demo_checkpoint(log=log)
     torch_device = resolve_device(device)
-    model, meta = load_model_checkpoint(checkpoint, torch_device, trust_pickle=trust_pickle)
-    return ServedModel(model, meta, str(checkpoint), demo=demo, device=torch_device)
+    loaded = load_predictor(checkpoint, torch_device, trust_pickle=trust_pickle)
+    return ServedModel(loaded, str(checkpoint), demo=demo, device=torch_device)
