@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import os
+
+# Idle OpenMP threads sleep instead of spinning: on a small, shared CPU spinning threads slow
+# torch down by an order of magnitude. Must be set before torch is imported.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 import csv
 import shutil
 from pathlib import Path
@@ -12,7 +18,7 @@ import torch
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(__import__("os").environ.get("ATTNMEL_SHARED", REPO.parent / "shared"))
+SHARED = Path(os.environ.get("ATTNMEL_SHARED", REPO.parent / "shared"))
 ISIC2017 = SHARED / "data" / "isic2017"
 ISIC2016 = SHARED / "data" / "isic2016"
 MOBILENET_WEIGHTS = SHARED / "weights" / "mobilenet_v2_imagenet_features.pth"
@@ -110,3 +116,23 @@ def synthetic_image(path: Path, size=(64, 48), mode="RGB", seed=0) -> Path:
     else:
         raise ValueError(mode)
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    """A real AttnMel-CNN checkpoint (MobileNetV2, 64 px) trained for one epoch on 8 sample images.
+
+    For tests of what uses a checkpoint (export, service): fast, not a good model.
+    """
+    from attnmel.config import load_config
+    from attnmel.training.loop import train
+
+    root = tmp_path_factory.mktemp("tiny-checkpoint")
+    data = make_isic2017_subset(root / "data", n_train=8, n_val=6)
+    config = load_config("isic2017/attnmel-lesion", [
+        "model.backbone=mobilenet_v2", "model.weights=null", "data.resize=72", "data.image_size=64",
+        "data.num_workers=0", "train.epochs=1", "train.batch_size=4", "train.passes_per_epoch=1", "train.threads=1",
+    ])
+    result = train(config, data, root / "run", progress=False, log=lambda _: None)
+    torch.set_num_threads(2)
+    return result.best_checkpoint

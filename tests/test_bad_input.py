@@ -9,8 +9,8 @@ import pytest
 from PIL import Image
 
 from attnmel.data import read_dataset
-from attnmel.data.check import check_dataset
 from attnmel.data.images import read_image, read_mask
+from attnmel.data.integrity import check_dataset
 from attnmel.errors import DataError
 
 from .conftest import make_isic2017_subset, subset_rows, synthetic_image, write_csv
@@ -46,7 +46,7 @@ def test_grayscale_rgba_and_16bit_become_rgb(tmp_path, mode):
 
 
 def test_16bit_scales_instead_of_clipping(tmp_path):
-    array = np.full((4, 4), 65535, np.uint16)
+    array = np.full((20, 20), 65535, np.uint16)
     array[0, 0] = 0
     Image.fromarray(array).save(tmp_path / "x.png")
     rgb = np.asarray(read_image(tmp_path / "x.png"))
@@ -78,7 +78,7 @@ def test_image_without_label(tmp_path):
     with pytest.raises(DataError, match="has no label") as info:
         read_dataset(root)
     assert info.value.path == stray
-    assert check_dataset(root).index.problems[0].path == stray
+    assert check_dataset(root).of_kind("unlabelled_image")[0].paths == (stray,)
 
 
 def test_duplicate_ids(tmp_path):
@@ -105,5 +105,22 @@ def test_data_check_lists_unreadable_files(tmp_path):
     victim.write_bytes(victim.read_bytes()[:300])
     report = check_dataset(root)
     assert not report.ok
-    assert [p.path for p in report.unreadable] == [victim]
+    assert [f.paths for f in report.of_kind("unreadable_image")] == [(victim,)]
     assert str(victim) in report.to_text()
+
+
+def test_error_inside_a_dataloader_worker_still_names_the_file(tmp_path):
+    """PyTorch re-raises a worker's exception as ``type(exc)(traceback_text)``; the file must stay named."""
+    from torch.utils.data import DataLoader
+
+    from attnmel.data.dataset import IsicDataset
+    from attnmel.data.records import Sample
+
+    good = synthetic_image(tmp_path / "good.png")
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(good.read_bytes()[:200])
+    dataset = IsicDataset([Sample("good", good, 0, "train"), Sample("bad", bad, 1, "train")], lambda pair: pair)
+    with pytest.raises(DataError) as info:
+        list(DataLoader(dataset, batch_size=1, num_workers=1))
+    message = str(info.value)
+    assert message.startswith(f"{bad}: image is truncated") and "\n" not in message

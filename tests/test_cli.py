@@ -16,10 +16,11 @@ from .conftest import make_isic2017_subset
 def test_data_check_on_real_isic2017(isic2017, capsys):
     assert main(["data", "check", str(isic2017), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
-    train, val = report["splits"]["train"], report["splits"]["val"]
+    splits = report["datasets"][0]["splits"]
+    train, val = splits["train"], splits["val"]
     assert (train["images"], train["classes"]["melanoma"], train["masks_present"]) == (2000, 374, 1800)
     assert (val["images"], val["classes"]["melanoma"], val["masks_present"]) == (150, 30, 121)
-    assert report["unreadable"] == [] and report["ok"]
+    assert report["counts"]["error"] == 0 and report["ok"]
 
 
 def test_errors_are_one_line_without_traceback(tmp_path, capsys):

@@ -116,6 +116,28 @@ def test_local_weights_file_loads_and_partial_file_is_rejected(tmp_path):
         create_model("gap", backbone="mobilenet_v2", weights=tmp_path / "nope.pth")
 
 
+@pytest.mark.parametrize("backbone", list_backbones())
+def test_every_backbone_loads_a_local_weights_file(backbone, tmp_path):
+    """A state dict without the ImageNet classifier, as .pth or .safetensors, fills every stage tensor."""
+    from safetensors.torch import save_file
+
+    spec = BACKBONES[backbone]
+    torch.manual_seed(1)
+    reference = spec.build(weights=None)
+    kept = {k: v for k, v in reference.state_dict().items() if not k.startswith(("classifier.", "fc."))}
+    path = tmp_path / ("weights.safetensors" if backbone in ("resnet50", "mobilenet_v2") else "weights.pth")
+    if path.suffix == ".safetensors":
+        save_file({k: v.contiguous() for k, v in kept.items()}, str(path))
+    else:
+        torch.save(kept, path)
+    torch.manual_seed(2)
+    staged = attnmel.models.create_backbone(backbone, weights=path)
+    loaded = list(staged.state_dict().values())
+    assert len(loaded) == len(kept)  # the three stages hold the whole feature extractor, in order
+    for ours, theirs in zip(loaded, kept.values(), strict=True):
+        assert torch.equal(ours, theirs)
+
+
 def test_shared_offline_imagenet_weights(mobilenet_weights):
     model = create_model("attnmel", backbone="mobilenet_v2", weights=mobilenet_weights)
     state = torch.load(mobilenet_weights, weights_only=True)

@@ -100,6 +100,9 @@ class TrainConfig:
     select_metric: str = "roc_auc"
     deterministic: bool = True
     threads: int | None = None
+    #: exponential moving average of the weights (e.g. 0.998); validation, selection and the best
+    #: checkpoint then use the averaged weights. null = off (the paper)
+    ema_decay: float | None = None
     #: bf16 autocast for the forward pass (losses stay in fp32)
     amp: bool = False
     channels_last: bool = False

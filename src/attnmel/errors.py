@@ -19,7 +19,11 @@ class DataError(AttnmelError):
     ``path`` is the offending file or folder; ``fix`` says what the user can do about it.
     """
 
-    def __init__(self, path: str | Path | None, problem: str, fix: str | None = None):
+    def __init__(self, path: str | Path | None, problem: str | None = None, fix: str | None = None):
+        if problem is None:
+            # Rebuilt from a message alone: a DataLoader worker re-raises ``type(exc)(traceback_text)``.
+            # Keep the original one-line message (the traceback's last line), so the file stays named.
+            path, problem = None, _last_line(str(path))
         self.path = None if path is None else Path(path)
         self.problem = problem
         self.fix = fix
@@ -28,6 +32,11 @@ class DataError(AttnmelError):
         if fix:
             message += f" Fix: {fix}"
         super().__init__(message)
+
+
+def _last_line(text: str) -> str:
+    line = text.strip().splitlines()[-1] if text.strip() else text
+    return line.split(": ", 1)[1] if line.startswith(f"{__name__}.DataError: ") else line
 
 
 class ConfigError(AttnmelError):

@@ -14,7 +14,7 @@ from attnmel import __version__
 from attnmel.errors import AttnmelError
 
 # Command modules, in the order `attnmel --help` lists them.
-COMMAND_MODULES = ("data", "train", "evaluate", "predict", "demo", "info")
+COMMAND_MODULES = ("data", "train", "evaluate", "calibrate", "predict", "report", "export", "serve", "demo", "info")
 
 
 def build_parser() -> argparse.ArgumentParser:

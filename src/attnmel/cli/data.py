@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from attnmel.data.cache import build_cache
-from attnmel.data.check import check_dataset
+from attnmel.data.integrity import DEFAULT_MIN_SIZE, DEFAULT_PHASH_DISTANCE, check_datasets
 from attnmel.data.masks import DEFAULT_DERMO_FEATURES, ROI_KINDS, RoiSpec
 from attnmel.data.readers import LAYOUTS, read_dataset
 from attnmel.data.records import TASKS
@@ -18,11 +19,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     data = subparsers.add_parser("data", help="inspect datasets")
     commands = data.add_subparsers(dest="data_command", metavar="SUBCOMMAND", required=True)
 
-    check = commands.add_parser("check", help="counts per split and class, masks, unreadable files")
-    check.add_argument("path", help="dataset folder (ISIC 2017/2016 layout, isic-cli folder) or manifest CSV")
+    check = commands.add_parser(
+        "check", help="integrity report: counts, unreadable files, bad masks, duplicates, leakage, label conflicts",
+        description="Exit code 0 when there are no errors, 1 when there are (warnings do not fail), 2 when a "
+                    "dataset cannot be read at all.",
+    )
+    check.add_argument("paths", nargs="+", metavar="PATH",
+                       help="dataset folder (ISIC 2017/2016 layout, isic-cli folder) or manifest CSV; give several "
+                            "to check leakage and label conflicts across them")
     check.add_argument("--task", default="melanoma", choices=sorted(TASKS))
     check.add_argument("--json", action="store_true", help="print JSON instead of text")
     check.add_argument("--no-decode", action="store_true", help="only read the layout, do not decode images")
+    check.add_argument("--min-size", type=int, default=DEFAULT_MIN_SIZE,
+                       help=f"warn about images with a side below this many px (default {DEFAULT_MIN_SIZE}, the paper's input)")
+    check.add_argument("--phash-distance", type=int, default=DEFAULT_PHASH_DISTANCE,
+                       help=f"near-identical when perceptual hashes differ in at most this many of 256 bits "
+                            f"(default {DEFAULT_PHASH_DISTANCE}; 0 for only the closest copies)")
+    check.add_argument("--workers", type=int, default=None, help="decoding threads (default: CPU count, at most 8)")
     check.set_defaults(handler=_check)
 
     stats = commands.add_parser("stats", help="normalisation mean/std of a split (the paper's method)")
@@ -49,7 +62,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _check(args: argparse.Namespace) -> int:
-    report = check_dataset(args.path, args.task, decode=not args.no_decode, progress=not args.json)
+    report = check_datasets(
+        args.paths, args.task, decode=not args.no_decode, min_size=args.min_size,
+        phash_distance=args.phash_distance, workers=args.workers, progress=not args.json and sys.stderr.isatty(),
+    )
     print(json.dumps(report.to_dict(), indent=2) if args.json else report.to_text())
     return 0 if report.ok else 1
 

@@ -5,15 +5,19 @@ What real archives contain and how each case is handled (documented in the READM
   (alpha is composited on white; 16-bit values are scaled, not clipped);
 - EXIF orientation is applied, so what the model sees is what a viewer shows;
 - zero-byte, truncated and non-image files raise an error; so do images above ``MAX_PIXELS``,
-  checked from the header before any pixel is decoded (decompression bombs).
+  checked from the header before any pixel is decoded (decompression bombs), and images whose
+  short side is below ``MIN_SIDE``;
+- a file's content decides its format, not its extension (a PNG named ``.jpg`` is read as PNG).
 Masks: any mode is reduced to one channel and binarised at 128 (``>= 128`` is lesion), so
 anti-aliased or 0/1-valued masks work; a mask whose size differs from its image is an error.
 """
 
 from __future__ import annotations
 
+import io
 import warnings
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -22,7 +26,18 @@ from attnmel.errors import DataError
 
 #: Largest image accepted (pixels): an ISIC original is at most 6688 x 4439 (30 Mpx).
 MAX_PIXELS = 120_000_000
+#: Smallest image side accepted: below it no lesion detail survives, and the 0.8 centre crop of the
+#: preprocessing would be empty for a 1 px image.
+MIN_SIDE = 16
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+
+
+class NotAnImageError(DataError):
+    """The bytes are no image format Pillow knows (the HTTP service answers 415)."""
+
+
+class ImageTooLargeError(DataError):
+    """The header announces more pixels than is safe to decode (the HTTP service answers 413)."""
 
 
 def _open(path: Path, what: str) -> Image.Image:
@@ -32,25 +47,39 @@ def _open(path: Path, what: str) -> Image.Image:
         raise DataError(path, f"{what} file not found.", "check the path or remove the entry that points to it.") from None
     if size == 0:
         raise DataError(path, f"{what} file is empty (0 bytes).", "re-download or re-export this file.")
+    return _open_header(path, path, what)
+
+
+def _open_header(source: Path | BinaryIO, path: Path, what: str, max_pixels: int = MAX_PIXELS) -> Image.Image:
+    """Parse the header only and refuse oversized images before any pixel is decoded."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(path)
+            image = Image.open(source)
     except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         if isinstance(exc, UnidentifiedImageError):
-            raise DataError(
+            raise NotAnImageError(
                 path, f"not a readable {what} (unknown or corrupt format).", "replace it with a JPEG or PNG file."
             ) from None
-        raise DataError(path, f"{what} is too large to decode safely ({exc}).", "downscale it below 120 Mpx.") from None
+        raise ImageTooLargeError(
+            path, f"{what} is too large to decode safely ({exc}).", f"downscale it below {max_pixels / 1e6:g} Mpx."
+        ) from None
     except OSError as exc:
         raise DataError(path, f"cannot open {what}: {exc}.", "re-download or re-export this file.") from None
     width, height = image.size
-    if width * height > MAX_PIXELS:
+    if width * height > max_pixels:
+        image.close()
+        raise ImageTooLargeError(
+            path,
+            f"{what} is {width}x{height} px, above the {max_pixels / 1_000_000:g} Mpx safety limit.",
+            "downscale it before use.",
+        )
+    if what == "image" and min(width, height) < MIN_SIDE:
         image.close()
         raise DataError(
             path,
-            f"{what} is {width}x{height} px, above the {MAX_PIXELS // 1_000_000} Mpx safety limit.",
-            "downscale it before use.",
+            f"image is {width}x{height} px; its short side is below the {MIN_SIDE} px minimum.",
+            "use the original, full-size image.",
         )
     if width < 1 or height < 1:
         raise DataError(path, f"{what} has no pixels ({width}x{height}).", "re-export this file.")
@@ -69,11 +98,59 @@ def _decode(image: Image.Image, path: Path, what: str) -> Image.Image:
 
 def image_size(path: str | Path) -> tuple[int, int]:
     """(width, height) from the header alone, after EXIF orientation."""
-    path = Path(path)
+    return _header(Path(path))[0]
+
+
+def _header(path: Path) -> tuple[tuple[int, int], str | None]:
     with _open(path, "image") as image:
         width, height = image.size
-        orientation = image.getexif().get(0x0112, 1)
-    return (height, width) if orientation in (5, 6, 7, 8) else (width, height)
+        orientation = _orientation(image)
+        fmt = image.format
+    return ((height, width) if orientation in (5, 6, 7, 8) else (width, height)), fmt
+
+
+def _orientation(image: Image.Image) -> int:
+    try:
+        return int(image.getexif().get(0x0112, 1))
+    except Exception:  # noqa: BLE001 - a broken EXIF block is ignored, as read_image does
+        return 1
+
+
+#: What a complete file of each format ends with (JPEG: EOI marker; PNG: the IEND chunk).
+_END_MARKERS = {"JPEG": b"\xff\xd9", "PNG": b"IEND"}
+
+
+def verify_image(path: str | Path) -> tuple[int, int]:
+    """``image_size`` plus a cheap check of the file's end, so a truncated download fails before training.
+
+    Decoding every image up front would take minutes on full-size ISIC images; reading the header
+    and the last bytes takes microseconds. Only a file whose end marker is missing is decoded, to
+    confirm (a JPEG with padding after its end marker still decodes and passes).
+    """
+    path = Path(path)
+    size, fmt = _header(path)
+    if not _ends_well(path, fmt):
+        read_image(path)
+    return size
+
+
+def verify_mask(path: str | Path, image_size: tuple[int, int]) -> None:
+    """The same pre-flight for a mask: readable header, complete file, and its image's size."""
+    path = Path(path)
+    with _open(path, "mask") as mask:
+        size, fmt = mask.size, mask.format
+    check_mask_size(path, size, image_size)
+    if not _ends_well(path, fmt):
+        read_mask_levels(path)
+
+
+def _ends_well(path: Path, fmt: str | None) -> bool:
+    marker = _END_MARKERS.get(fmt or "")
+    if marker is None:
+        return True
+    with open(path, "rb") as handle:
+        handle.seek(max(0, path.stat().st_size - 32))
+        return marker in handle.read()
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
@@ -95,7 +172,21 @@ def to_rgb(image: Image.Image) -> Image.Image:
 def read_image(path: str | Path) -> Image.Image:
     """Decode ``path`` as 8-bit RGB with EXIF orientation applied."""
     path = Path(path)
-    image = _decode(_open(path, "image"), path, "image")
+    return _oriented_rgb(_decode(_open(path, "image"), path, "image"))
+
+
+def read_image_bytes(data: bytes, name: str = "upload", max_pixels: int = MAX_PIXELS) -> Image.Image:
+    """Decode an in-memory file (an HTTP upload) exactly as ``read_image`` decodes a file.
+
+    Nothing is written to disk; ``name`` only labels errors.
+    """
+    path = Path(name)
+    if not data:
+        raise DataError(path, "image file is empty (0 bytes).", "send a JPEG or PNG file.")
+    return _oriented_rgb(_decode(_open_header(io.BytesIO(data), path, "image", max_pixels), path, "image"))
+
+
+def _oriented_rgb(image: Image.Image) -> Image.Image:
     try:
         image = ImageOps.exif_transpose(image)
     except Exception:  # noqa: BLE001 - a broken EXIF block must not make the pixels unusable
@@ -103,17 +194,60 @@ def read_image(path: str | Path) -> Image.Image:
     return to_rgb(image)
 
 
-def read_mask(path: str | Path, expected_size: tuple[int, int] | None = None) -> np.ndarray:
-    """Decode a binary mask as a bool array (H, W); ``expected_size`` is the image's (width, height)."""
+def read_mask_levels(path: str | Path) -> np.ndarray:
+    """A mask's 8-bit gray levels (H, W) before binarisation (``data check`` reports non-binary masks)."""
     path = Path(path)
     image = _decode(_open(path, "mask"), path, "mask")
+    if image.mode not in ("L", "1"):  # ISIC masks are 8-bit gray already: skip the round trip through RGB
+        image = to_rgb(image)
+    return np.asarray(image.convert("L") if image.mode != "L" else image)
+
+
+def check_mask_size(path: str | Path, mask_size: tuple[int, int], image_size: tuple[int, int]) -> None:
+    """Masks are paired pixel by pixel: (width, height) must equal the image's."""
+    if tuple(mask_size) != tuple(image_size):
+        raise DataError(
+            path,
+            f"mask is {mask_size[0]}x{mask_size[1]} px but its image is {image_size[0]}x{image_size[1]} px.",
+            "regenerate the mask at the image's size (masks are paired pixel by pixel).",
+        )
+
+
+def binarize_mask(levels: np.ndarray) -> np.ndarray:
+    """``>= 128`` is lesion; a mask whose values are all 0/1 uses 1 for lesion."""
+    if levels.max(initial=0) <= 1:
+        return levels >= 1
+    return levels >= 128
+
+
+def read_mask(path: str | Path, expected_size: tuple[int, int] | None = None) -> np.ndarray:
+    """Decode a binary mask as a bool array (H, W); ``expected_size`` is the image's (width, height)."""
+    levels = read_mask_levels(path)
+    if expected_size is not None:
+        check_mask_size(path, (levels.shape[1], levels.shape[0]), expected_size)
+    return binarize_mask(levels)
+
+
+def read_superpixel_index(path: str | Path, expected_size: tuple[int, int] | None = None) -> np.ndarray:
+    """Decode an ISIC superpixel map (int64 (H, W) of superpixel indices).
+
+    ISIC stores the index of each pixel's superpixel in the RGB channels of an 8-bit PNG:
+    ``index = R + 256 * G + 65536 * B``. Only lossless RGB(A) maps keep that code intact.
+    """
+    path = Path(path)
+    image = _decode(_open(path, "superpixel map"), path, "superpixel map")
+    if image.mode not in ("RGB", "RGBA"):
+        raise DataError(
+            path,
+            f"superpixel map is mode {image.mode}, but ISIC encodes superpixel indices in the RGB channels.",
+            "use the original *_superpixels.png from the ISIC archive (not a re-saved or grayscale copy).",
+        )
     if expected_size is not None and image.size != tuple(expected_size):
         raise DataError(
             path,
-            f"mask is {image.size[0]}x{image.size[1]} px but its image is {expected_size[0]}x{expected_size[1]} px.",
-            "regenerate the mask at the image's size (masks are paired pixel by pixel).",
+            f"superpixel map is {image.size[0]}x{image.size[1]} px but its image is "
+            f"{expected_size[0]}x{expected_size[1]} px.",
+            "use the superpixel map that belongs to this image, at its original size.",
         )
-    gray = np.asarray(to_rgb(image).convert("L"))
-    if gray.max(initial=0) <= 1:  # 0/1-valued masks
-        return gray >= 1
-    return gray >= 128
+    rgb = np.asarray(image, dtype=np.int64)[..., :3]
+    return rgb[..., 0] + (rgb[..., 1] << 8) + (rgb[..., 2] << 16)

@@ -141,7 +141,7 @@ def _flag(value: str, path: Path, row_id: str, column: str) -> bool:
     raise DataError(path, f"label of {row_id} in column {column!r} is {hint}.", "use 0/1 (or benign/malignant).")
 
 
-def _image_files(folder: Path) -> dict[str, Path]:
+def _image_files(folder: Path, reading: _Reading) -> dict[str, Path]:
     """ISIC ID -> image file for every image in ``folder`` (superpixel maps excluded)."""
     found: dict[str, Path] = {}
     if not folder.is_dir():
@@ -151,11 +151,12 @@ def _image_files(folder: Path) -> dict[str, Path]:
             continue
         image_id = path.stem
         if image_id in found:
-            raise DataError(
-                path,
+            reading.bad(
+                path, "duplicate_id",
                 f"image ID {image_id} appears twice in {folder.name} (also {found[image_id].name}).",
                 "keep one file per ID.",
             )
+            continue
         found[image_id] = path
     return found
 
@@ -265,19 +266,21 @@ def _read_isic2017(root: Path, task: Task, reading: _Reading) -> dict[str, list[
                 raise DataError(truth, f"missing column {column!r} (found {header}).", "use the official Part 3 file.")
         has_sk = "seborrheic_keratosis" in header
         parsed = []
+        unusable: set[str] = set()
         for row in rows:
             record = dict(zip(header, row, strict=False))
             image_id = record["image_id"]
-            parsed.append(
-                (
-                    image_id,
-                    _flag(record.get("melanoma", ""), truth, image_id, "melanoma"),
-                    _flag(record.get("seborrheic_keratosis", ""), truth, image_id, "seborrheic_keratosis")
-                    if has_sk else None,
-                )
-            )
+            try:
+                melanoma = _flag(record.get("melanoma", ""), truth, image_id, "melanoma")
+                keratosis = _flag(record.get("seborrheic_keratosis", ""), truth, image_id, "seborrheic_keratosis") \
+                    if has_sk else None
+            except DataError as exc:
+                unusable.add(image_id)
+                reading.bad(truth, "bad_label", exc.problem, exc.fix)
+                continue
+            parsed.append((image_id, melanoma, keratosis))
         labels = _label_table(truth, parsed, task, reading)
-        images = _image_files(data)
+        images = _image_files(data, reading)
         masks = _masks(root / f"ISIC-2017_{official}_Part1_GroundTruth", "_segmentation.png")
         part2 = root / f"ISIC-2017_{official}_Part2_GroundTruth"
         superpixels = {}
@@ -287,7 +290,7 @@ def _read_isic2017(root: Path, task: Task, reading: _Reading) -> dict[str, list[
                 superpixel_png = data / f"{image_id}_superpixels.png"
                 if superpixel_png.is_file():
                     superpixels[image_id] = (superpixel_png, features)
-        splits[split] = _pair(split, labels, images, masks, reading, truth, attributes, superpixels)
+        splits[split] = _pair(split, labels, images, masks, reading, truth, attributes, superpixels, frozenset(unusable))
     return splits
 
 
@@ -307,14 +310,19 @@ def _read_isic2016(root: Path, task: Task, reading: _Reading) -> dict[str, list[
         if rows and rows[0] and not _ID_PATTERN.match(rows[0][0]):
             rows = rows[1:]  # tolerate a header row added by hand
         parsed = []
+        unusable: set[str] = set()
         for row in rows:
-            if len(row) < 2:
-                raise DataError(truth, f"row {row} has no label column.", "rows are: ISIC_ID,label.")
-            parsed.append((row[0], _flag(row[1], truth, row[0], "label"), None))
+            try:
+                if len(row) < 2:
+                    raise DataError(truth, f"row {row} has no label column.", "rows are: ISIC_ID,label.")
+                parsed.append((row[0], _flag(row[1], truth, row[0], "label"), None))
+            except DataError as exc:
+                unusable.add(row[0])
+                reading.bad(truth, "bad_label", exc.problem, exc.fix)
         labels = _label_table(truth, parsed, task, reading)
-        images = _image_files(data)
+        images = _image_files(data, reading)
         masks = _masks(root / f"ISBI2016_ISIC_Part1_{official}_GroundTruth", "_Segmentation.png")
-        splits[split] = _pair(split, labels, images, masks, reading, truth)
+        splits[split] = _pair(split, labels, images, masks, reading, truth, reported=frozenset(unusable))
     return splits
 
 
@@ -359,7 +367,7 @@ def _read_isic_cli(root: Path, task: Task, reading: _Reading) -> dict[str, list[
         parsed.append((image_id, melanoma, keratosis if keratosis is not None else False))
     labels = _label_table(metadata, parsed, task, reading)
     masks = _masks(root / "masks", "_segmentation.png")
-    return {"all": _pair("all", labels, _image_files(root), masks, reading, metadata, reported=frozenset(left_out))}
+    return {"all": _pair("all", labels, _image_files(root, reading), masks, reading, metadata, reported=frozenset(left_out))}
 
 
 # --------------------------------------------------------------------------------------------- manifest
@@ -381,7 +389,11 @@ def _read_manifest(root: Path, task: Task, reading: _Reading) -> dict[str, list[
         if image_id in seen:
             reading.bad(manifest, "duplicate_id", f"line {line}: image ID {image_id} appears twice.", "keep one row per image.")
             continue
-        label = _manifest_label(record["label"], task, manifest, line)
+        try:
+            label = _manifest_label(record["label"], task, manifest, line)
+        except DataError as exc:
+            reading.bad(manifest, "bad_label", exc.problem, exc.fix)
+            continue
         if label is None:
             reading.bad(manifest, "unlabelled_image", f"line {line}: {image_id} has no label.", "fill in the label column.")
             continue

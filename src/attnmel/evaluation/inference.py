@@ -1,4 +1,10 @@
-"""Running a model over samples: probabilities, and attention maps when asked for."""
+"""Running a model over samples: probabilities, and attention maps when asked for.
+
+Every path from logits to probabilities (training validation, evaluate, calibrate, predict, the
+HTTP service) goes through ``probabilities_from_logits``, so a checkpoint's fitted temperature is
+applied the same way everywhere. A ``Predictor`` is what turns a batch into probabilities: one
+model or an ensemble, each member with its temperature, optionally under test-time augmentation.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 from torchvision.transforms import v2
@@ -17,6 +24,7 @@ from attnmel.data.dataset import IsicDataset
 from attnmel.data.masks import RoiSpec
 from attnmel.data.records import Sample
 from attnmel.data.transforms import eval_augment, geometry
+from attnmel.evaluation.tta import dihedral_view, undo_view, view_indices
 
 
 @dataclass(frozen=True)
@@ -52,6 +60,63 @@ class Preprocessing:
         return v2.Compose([geometry(self.resize, self.crop_ratio), eval_augment(self.image_size, self.mean, self.std)])
 
 
+def probabilities_from_logits(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """Softmax of ``logits / temperature`` over the last axis (temperature 1: the plain softmax).
+
+    The temperature is fitted on validation by ``attnmel calibrate`` and stored in the checkpoint
+    (``attnmel.training.checkpoint.checkpoint_temperature`` reads it).
+    """
+    if not temperature > 0:
+        raise ValueError(f"temperature must be positive, not {temperature!r}")
+    return torch.softmax(logits.float() / temperature, dim=-1)
+
+
+@dataclass
+class Predictor:
+    """One model or an ensemble, each member with its temperature, optionally under 8-view TTA.
+
+    Probabilities are averaged over members and views (each view's softmax at the member's
+    temperature). Attention maps are turned back to the input's orientation (``tta.undo_view``)
+    and averaged per layer name over the members and views that produce that layer.
+    ``input_affine`` re-normalises the batch for a member trained with other mean/std:
+    ``x * scale + shift`` (None: use the batch as it is).
+    """
+
+    models: Sequence[nn.Module]
+    temperatures: Sequence[float] | None = None
+    tta: bool = False
+    input_affine: Sequence[tuple[torch.Tensor, torch.Tensor] | None] | None = None
+
+    def __post_init__(self) -> None:
+        n = len(self.models)
+        self.temperatures = list(self.temperatures) if self.temperatures is not None else [1.0] * n
+        self.input_affine = list(self.input_affine) if self.input_affine is not None else [None] * n
+        if not n or len(self.temperatures) != n or len(self.input_affine) != n:
+            raise ValueError("a Predictor needs at least one model, and one temperature and input_affine per model")
+
+    @torch.no_grad()
+    def __call__(self, images: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """(probabilities (N, C), attention maps by layer (N, 1, h, w)) for a normalised batch."""
+        total: torch.Tensor | None = None
+        sums: dict[str, torch.Tensor] = {}
+        counts: dict[str, int] = {}
+        views = view_indices(self.tta)
+        for model, temperature, affine in zip(self.models, self.temperatures, self.input_affine, strict=True):
+            model.eval()
+            x = images if affine is None else images * affine[0].to(images) + affine[1].to(images)
+            for index in views:
+                output = model(dihedral_view(x, index))
+                p = probabilities_from_logits(output.logits, temperature)
+                total = p if total is None else total + p
+                for name, amap in output.attention.items():
+                    amap = undo_view(amap.float(), index)
+                    if name in sums and amap.shape != sums[name].shape:  # same layer name, other backbone's rounding
+                        amap = F.interpolate(amap, size=sums[name].shape[-2:], mode="bilinear", align_corners=False)
+                    sums[name] = sums[name] + amap if name in sums else amap
+                    counts[name] = counts.get(name, 0) + 1
+        return total / (len(self.models) * len(views)), {name: sums[name] / counts[name] for name in sums}
+
+
 @dataclass
 class Predictions:
     image_ids: list[str]
@@ -83,7 +148,7 @@ def resolve_device(name: str = "auto") -> torch.device:
 
 @torch.no_grad()
 def run_inference(
-    model: nn.Module,
+    model: nn.Module | Predictor,
     loader: DataLoader,
     device: torch.device | str = "cpu",
     *,
@@ -92,7 +157,8 @@ def run_inference(
     progress: bool = False,
     desc: str = "eval",
 ) -> Predictions:
-    model.eval()
+    """Probabilities (and optionally attention maps and region masks) for every sample of ``loader``."""
+    predictor = model if isinstance(model, Predictor) else Predictor([model])
     ids: list[str] = []
     labels: list[np.ndarray] = []
     probabilities: list[np.ndarray] = []
@@ -100,12 +166,12 @@ def run_inference(
     masks: list[np.ndarray] = []
     has_mask: list[np.ndarray] = []
     for batch in tqdm(loader, desc=desc, disable=not progress, leave=False, unit="batch"):
-        output = model(batch["image"].to(device, non_blocking=True))
-        probabilities.append(torch.softmax(output.logits.float(), dim=1).cpu().numpy())
+        batch_probabilities, batch_attention = predictor(batch["image"].to(device, non_blocking=True))
+        probabilities.append(batch_probabilities.cpu().numpy())
         labels.append(batch["label"].numpy())
         ids.extend(batch["image_id"])
         if keep_attention:
-            for name, amap in output.attention.items():
+            for name, amap in batch_attention.items():
                 attention.setdefault(name, []).append(amap[:, 0].float().cpu().numpy())
         if keep_masks:
             masks.append(batch["mask"][:, 0].numpy().astype(bool))

@@ -22,7 +22,8 @@ def sensitivity_at_specificity(y_true: np.ndarray, score: np.ndarray, specificit
     """Highest sensitivity among operating points whose specificity is at least ``specificity``."""
     if y_true.min(initial=1) == y_true.max(initial=0):
         return math.nan
-    fpr, tpr, _ = skm.roc_curve(y_true, score)
+    # every threshold: drop_intermediate would remove collinear points that can be the best allowed one
+    fpr, tpr, _ = skm.roc_curve(y_true, score, drop_intermediate=False)
     allowed = fpr <= (1 - specificity) + 1e-12
     return float(tpr[allowed].max()) if allowed.any() else 0.0
 

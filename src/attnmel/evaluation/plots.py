@@ -1,4 +1,4 @@
-"""ROC and precision-recall curves as PNG files (matplotlib, no display needed)."""
+"""ROC, precision-recall and reliability curves as PNG files (matplotlib, no display needed)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from sklearn import metrics as skm  # noqa: E402
 
+from attnmel.evaluation.calibration import reliability_bins  # noqa: E402
 from attnmel.io import atomic_path  # noqa: E402
 
 
@@ -50,3 +51,33 @@ def roc_and_pr_curves(
         ax.legend(loc="lower right" if ax is ax_roc else "upper right", fontsize=8)
         ax.grid(alpha=0.3)
     return {"roc": _save(fig_roc, output_dir / "roc.png"), "pr": _save(fig_pr, output_dir / "pr.png")}
+
+
+def reliability_diagram(
+    labels: np.ndarray,
+    probabilities: np.ndarray,
+    class_names: Sequence[str],
+    score_columns: Sequence[str],
+    output_dir: Path,
+    n_bins: int,
+    title: str = "",
+) -> dict[str, Path]:
+    """Write ``reliability.png``: observed frequency vs mean predicted probability per bin, one curve per
+    scored class, with the sample count per bin below (equal-width bins, as in ``calibration.py``)."""
+    figure, (ax, ax_count) = plt.subplots(
+        2, 1, figsize=(4.5, 5.5), sharex=True, gridspec_kw={"height_ratios": [3, 1]}
+    )
+    ax.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=0.8, label="perfect calibration")
+    width = 1.0 / n_bins / max(len(score_columns), 1)
+    for offset, column in enumerate(score_columns):
+        index = list(class_names).index(column)
+        bins = reliability_bins(probabilities[:, index], np.asarray(labels) == index, n_bins)
+        filled = bins.counts > 0
+        ax.plot(bins.mean_confidence[filled], bins.frequency[filled], marker="o", label=f"{column} (ECE {bins.ece:.3f})")
+        ax_count.bar(bins.edges[:-1] + offset * width, bins.counts, width=width, align="edge", label=column)
+    ax.set(ylabel="observed frequency", title=f"Reliability {title}".strip(), xlim=(0, 1), ylim=(0, 1.01))
+    ax.legend(loc="upper left", fontsize=8)
+    ax.grid(alpha=0.3)
+    ax_count.set(xlabel=f"predicted probability ({n_bins} equal-width bins)", ylabel="images")
+    ax_count.grid(alpha=0.3)
+    return {"reliability": _save(figure, output_dir / "reliability.png")}

@@ -1,11 +1,15 @@
 """``attnmel predict``: probabilities for new images, and where the model looked.
 
 For each image the model sees the evaluation view (centre 0.8 square, resized, centre crop);
-overlays are drawn on that view, one PNG per attention layer (``<id>_<layer>.png``).
+overlays are drawn on that view, one PNG per attention layer (``<id>_<layer>.png``); GAP models
+(``vgg16-gap``, ``gap``) get the class activation map of the positive class (``<id>_cam.png``).
+The checkpoint's calibrated temperature is applied; with ``tta`` probabilities and maps are
+averaged over the 8 dihedral views (each map turned back to the image's orientation first).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,10 +22,10 @@ from attnmel.data.dataset import load_pair
 from attnmel.data.images import IMAGE_SUFFIXES
 from attnmel.data.records import Sample
 from attnmel.errors import DataError
-from attnmel.evaluation.inference import Preprocessing, resolve_device
+from attnmel.evaluation.ensemble import load_predictor
+from attnmel.evaluation.inference import Predictor, resolve_device
 from attnmel.evaluation.overlays import denormalize, heatmap_overlay
 from attnmel.io import atomic_path, atomic_write_text
-from attnmel.training.checkpoint import load_model_checkpoint
 
 
 @dataclass
@@ -29,7 +33,7 @@ class ImagePrediction:
     image: Path
     probabilities: dict[str, float]
     predicted_class: str
-    #: raw attention maps by layer (h, w)
+    #: raw attention maps by layer (h, w); ``cam`` for GAP models
     attention: dict[str, np.ndarray] = field(default_factory=dict)
     #: the RGB uint8 view the model saw (H, W, 3)
     view: np.ndarray | None = None
@@ -48,28 +52,33 @@ def collect_images(path: str | Path) -> list[Path]:
     return images
 
 
-@torch.no_grad()
-def predict_tensor(model: nn.Module, batch: torch.Tensor) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """Softmax probabilities (N, C) and raw attention maps by layer (N, h, w) for a normalised batch."""
-    model.eval()
-    output = model(batch)
-    probabilities = torch.softmax(output.logits.float(), dim=1).cpu().numpy()
-    return probabilities, {name: amap[:, 0].float().cpu().numpy() for name, amap in output.attention.items()}
+def predict_tensor(
+    model: nn.Module | Predictor, batch: torch.Tensor, *, temperature: float = 1.0, tta: bool = False
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Probabilities (N, C) at ``temperature`` and raw attention maps by layer (N, h, w) for a normalised batch.
+
+    ``model`` may also be a ``Predictor`` (which carries its own temperatures and TTA setting).
+    """
+    predictor = model if isinstance(model, Predictor) else Predictor([model], [temperature], tta=tta)
+    probabilities, attention = predictor(batch)
+    return probabilities.cpu().numpy(), {name: amap[:, 0].float().cpu().numpy() for name, amap in attention.items()}
 
 
 def predict_images(
-    checkpoint: str | Path,
+    checkpoint: str | Path | Sequence[str | Path],
     inputs: str | Path,
     output_dir: str | Path | None = None,
     *,
     overlays: bool = True,
     batch_size: int = 16,
     device: str = "auto",
+    tta: bool = False,
+    trust_pickle: bool = False,
 ) -> list[ImagePrediction]:
     torch_device = resolve_device(device)
-    model, meta = load_model_checkpoint(checkpoint, torch_device)
-    class_names = list(meta["class_names"])
-    preprocessing = Preprocessing.from_dict(meta["preprocessing"])
+    loaded = load_predictor(checkpoint, torch_device, tta=tta, trust_pickle=trust_pickle)
+    class_names = loaded.class_names
+    preprocessing = loaded.preprocessing
     transform = preprocessing.eval_transform()
     paths = collect_images(inputs)
     results: list[ImagePrediction] = []
@@ -80,7 +89,7 @@ def predict_images(
             image, mask, _ = load_pair(Sample(path.stem, path, -1, "predict"), None)
             tensors.append(transform({"image": image, "mask": mask})["image"].as_subclass(torch.Tensor))
         batch = torch.stack(tensors)
-        probabilities, attention = predict_tensor(model, batch.to(torch_device))
+        probabilities, attention = predict_tensor(loaded.predictor, batch.to(torch_device))
         for i, path in enumerate(chunk):
             results.append(
                 ImagePrediction(

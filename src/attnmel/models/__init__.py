@@ -9,7 +9,9 @@ from attnmel.models.networks import (
     MelCNN,
     ModelOutput,
     VGG16Classifier,
+    WithClassActivationMap,
     upsample_map,
+    with_maps,
 )
 from attnmel.models.registry import create_model, list_models, model_entry
 
@@ -23,10 +25,12 @@ __all__ = [
     "ModelOutput",
     "StagedBackbone",
     "VGG16Classifier",
+    "WithClassActivationMap",
     "create_backbone",
     "create_model",
     "list_backbones",
     "list_models",
     "model_entry",
     "upsample_map",
+    "with_maps",
 ]

@@ -65,11 +65,16 @@ class GapNet(StagedClassifier):
         features = self.forward_features(x)[self.backbone.spec.global_name]
         return ModelOutput(self.classifier(_gap(features)), {})
 
-    def class_activation_map(self, x: torch.Tensor, class_index: int = 1) -> torch.Tensor:
-        """CAM (Zhou et al. 2016): classifier weights of ``class_index`` applied to the last feature map."""
+    def forward_with_cam(self, x: torch.Tensor, class_index: int = 1) -> ModelOutput:
+        """Logits and the CAM of ``class_index`` as attention layer ``cam``, from one backbone pass."""
         features = self.forward_features(x)[self.backbone.spec.global_name]
         weights = self.classifier.weight[class_index].view(1, -1, 1, 1)
-        return (features * weights).sum(dim=1, keepdim=True)
+        cam = (features * weights).sum(dim=1, keepdim=True)
+        return ModelOutput(self.classifier(_gap(features)), {"cam": cam})
+
+    def class_activation_map(self, x: torch.Tensor, class_index: int = 1) -> torch.Tensor:
+        """CAM (Zhou et al. 2016): classifier weights of ``class_index`` applied to the last feature map."""
+        return self.forward_with_cam(x, class_index).attention["cam"]
 
 
 class MelCNN(StagedClassifier):
@@ -158,6 +163,28 @@ class LogitsOnly(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x).logits
+
+
+class WithClassActivationMap(nn.Module):
+    """A view of a GAP model whose output carries the CAM of one class as the attention layer ``cam``,
+    so everything that reads attention maps (overlays, attention quality) reads CAMs too."""
+
+    def __init__(self, model: GapNet, class_index: int = 1):
+        super().__init__()
+        self.model = model
+        self.class_index = class_index
+
+    @property
+    def attention_layers(self) -> list[str]:
+        return ["cam"]
+
+    def forward(self, x: torch.Tensor) -> ModelOutput:
+        return self.model.forward_with_cam(x, self.class_index)
+
+
+def with_maps(model: nn.Module, class_index: int = 1) -> nn.Module:
+    """``model`` itself when it has attention; its CAM view when it is a GAP model; else unchanged."""
+    return WithClassActivationMap(model, class_index) if isinstance(model, GapNet) else model
 
 
 def upsample_map(attention: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

@@ -3,10 +3,15 @@
 - A model checkpoint is ``<stem>.safetensors``: the weights, with the metadata (architecture,
   class names, preprocessing, training summary, validation metrics, attnmel version) embedded in
   the safetensors header, so weights and metadata can never disagree. ``<stem>.json`` beside it is
-  a readable copy of that metadata (the sidecar) for people and other tools.
+  a readable copy of that metadata (the sidecar) for people and other tools. ``update_metadata``
+  rewrites both (same tensors) when a later step adds to it, e.g. the ``temperature`` that
+  ``attnmel calibrate`` fits (read with ``checkpoint_temperature``; 1.0 when never calibrated).
 - A training state (``last-state.safetensors``) holds the model, optimiser, schedule, RNG and
   history so that ``--resume`` continues exactly where the last complete epoch ended.
 Each file is written atomically (``attnmel.io``): a crash leaves the previous complete file.
+
+Pickle checkpoints (``torch.save``) are refused unless the caller passes ``trust_pickle=True``
+(``--trust-pickle``): unpickling can run arbitrary code. See ``attnmel.training.legacy``.
 """
 
 from __future__ import annotations
@@ -50,16 +55,39 @@ def _read_embedded(path: Path) -> dict[str, Any]:
         raise CheckpointError(f"{path}: not an attnmel safetensors checkpoint ({type(exc).__name__}: {exc}).") from None
 
 
+PICKLE_SUFFIXES = (".pth", ".pt", ".ckpt", ".pkl", ".pickle", ".bin", ".tar")
+
+
+def is_pickle_checkpoint(path: str | Path) -> bool:
+    """A ``torch.save`` file: by suffix, or by content (zip or pickle protocol 2+ magic) whatever its name."""
+    path = Path(path)
+    if path.suffix in (".safetensors", ".json") or path.is_dir():
+        return False
+    if path.suffix.lower() in PICKLE_SUFFIXES:
+        return True
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(4)
+    except OSError:
+        return False
+    return head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"
+
+
+def refuse_pickle(path: Path) -> CheckpointError:
+    return CheckpointError(
+        f"{path}: pickle checkpoints are not loaded by default because unpickling can run code; "
+        "convert it once with `attnmel export --checkpoint FILE --format safetensors --trust-pickle`, "
+        "or pass --trust-pickle if you trust its source."
+    )
+
+
 def checkpoint_paths(path: str | Path) -> tuple[Path, Path]:
     """(weights, sidecar) for a run folder (its best model), a ``.safetensors`` or a ``.json`` path."""
     path = Path(path)
     if path.is_dir():
         path = path / "best.safetensors"
-    if path.suffix in (".pth", ".pt", ".ckpt", ".pkl", ".bin") and path.suffix != ".safetensors":
-        raise CheckpointError(
-            f"{path}: pickle checkpoints are not loaded by default because unpickling can run code; "
-            "re-save it as safetensors, or pass --trust-pickle if you trust its source."
-        )
+    if is_pickle_checkpoint(path):
+        raise refuse_pickle(path)
     stem = path.with_suffix("")
     return stem.with_suffix(".safetensors"), stem.with_suffix(".json")
 
@@ -89,13 +117,54 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
     return meta
 
 
-def load_model_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
-    """Rebuild the model from the sidecar and load its weights (no pickle involved)."""
-    from attnmel.models import create_model
+def update_metadata(path: str | Path, changes: dict[str, Any]) -> dict[str, Any]:
+    """Merge ``changes`` into a model checkpoint's metadata: same tensors, file and sidecar rewritten atomically."""
+    weights, sidecar = checkpoint_paths(path)
+    meta = {**read_metadata(path), **changes}
+    try:
+        tensors = load_file(str(weights), device="cpu")
+    except Exception as exc:  # noqa: BLE001
+        raise CheckpointError(f"{weights}: unreadable safetensors file ({exc}).") from None
+    _save_tensors(weights, tensors, meta)
+    atomic_write_json(sidecar, meta)
+    return meta
 
+
+def checkpoint_temperature(meta: dict[str, Any]) -> float:
+    """The softmax temperature fitted by ``attnmel calibrate`` (1.0, i.e. none, when never calibrated)."""
+    value = meta.get("temperature")
+    return 1.0 if value is None else float(value)
+
+
+def load_model_checkpoint(
+    path: str | Path, device: str | torch.device = "cpu", *, trust_pickle: bool = False
+) -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild the model from its embedded metadata and load its weights (no pickle involved).
+
+    ``trust_pickle=True`` also accepts legacy ``torch.save`` checkpoints, with the assumptions
+    documented in ``attnmel.training.legacy``.
+    """
+    if is_pickle_checkpoint(path):
+        if not trust_pickle:
+            raise refuse_pickle(Path(path))
+        from attnmel.training.legacy import load_legacy_checkpoint
+
+        return load_legacy_checkpoint(path, device)
     weights, _ = checkpoint_paths(path)
     meta = read_metadata(path)
-    arch = meta["architecture"]
+    try:
+        state = load_file(str(weights), device="cpu")
+    except Exception as exc:  # noqa: BLE001
+        raise CheckpointError(f"{weights}: unreadable safetensors file ({exc}).") from None
+    model = model_from_state(meta["architecture"], state, weights)
+    model.to(device).eval()
+    return model, meta
+
+
+def model_from_state(arch: dict[str, Any], state: dict[str, torch.Tensor], source: Path) -> nn.Module:
+    """Build ``arch`` (the ``architecture`` metadata) and load ``state`` into it, all keys required."""
+    from attnmel.models import create_model
+
     model = create_model(
         arch["name"],
         arch["num_classes"],
@@ -105,16 +174,14 @@ def load_model_checkpoint(path: str | Path, device: str | torch.device = "cpu") 
         attention_channels=arch.get("attention_channels", 256),
     )
     try:
-        state = load_file(str(weights), device="cpu")
-    except Exception as exc:  # noqa: BLE001
-        raise CheckpointError(f"{weights}: unreadable safetensors file ({exc}).") from None
-    missing, unexpected = model.load_state_dict(state, strict=False)
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as exc:  # shape mismatch
+        raise CheckpointError(f"{source}: weights do not fit {arch['name']} ({str(exc).splitlines()[-1].strip()}).") from None
     if missing or unexpected:
         raise CheckpointError(
-            f"{weights}: weights do not fit {arch['name']} ({len(missing)} missing, {len(unexpected)} unexpected keys)."
+            f"{source}: weights do not fit {arch['name']} ({len(missing)} missing, {len(unexpected)} unexpected keys)."
         )
-    model.to(device).eval()
-    return model, meta
+    return model
 
 
 # ----------------------------------------------------------------------------------- training state

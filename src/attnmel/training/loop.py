@@ -5,7 +5,8 @@ are seeded from them, so ``--resume`` after a crash reproduces the uninterrupted
 the same device and thread count), whichever input pipeline (``training.batches``) and however many
 processes (``training.distributed``) produce the batches. After each epoch the run folder gets, atomically:
 ``last-state.safetensors`` (everything needed to resume), ``metrics.csv``, TensorBoard events, and
-``best.safetensors`` (+ ``best.json``) when the validation metric improves.
+``best.safetensors`` (+ ``best.json``) when the validation metric improves. With
+``train.ema_decay`` set, the averaged weights are the ones validated and saved (``training/ema.py``).
 """
 
 from __future__ import annotations
@@ -26,8 +27,8 @@ import torch
 from tqdm import tqdm
 
 from attnmel.config import Config, config_from_dict, load_config, parse_override
-from attnmel.data.images import image_size
-from attnmel.data.masks import RoiSpec, has_region
+from attnmel.data.images import verify_image, verify_mask
+from attnmel.data.masks import RoiSpec, has_region, region_paths
 from attnmel.data.readers import read_dataset
 from attnmel.data.records import DatasetIndex, Problem, Sample
 from attnmel.data.sampling import epoch_indices, stratified_split
@@ -35,11 +36,12 @@ from attnmel.data.transforms import resolve_normalization
 from attnmel.errors import CheckpointError, ConfigError, DataError, TrainingError
 from attnmel.evaluation.inference import Preprocessing, run_inference
 from attnmel.evaluation.metrics import classification_report
-from attnmel.io import atomic_write_text
+from attnmel.io import atomic_write_text, remove_stale_temporaries
 from attnmel.models import create_model
 from attnmel.training.batches import build_batch_sources
 from attnmel.training.checkpoint import load_training_state, save_model_checkpoint, save_training_state
 from attnmel.training.distributed import Distributed
+from attnmel.training.ema import create_ema
 from attnmel.training.losses import attention_prior_loss, classification_loss
 from attnmel.training.optim import build_optimizer, build_scheduler
 
@@ -98,24 +100,27 @@ def prepare_data(config: Config, data: str | Path) -> TrainingData:
             "set data.val_fraction (e.g. 0.1) to carve one from training, or data.val_split to an existing split.",
         )
     problems = list(index.problems)
-    train, bad_train = _preflight(train, cfg.skip_bad)
-    val, bad_val = _preflight(val, cfg.skip_bad)
+    train, bad_train = _preflight(train, cfg.skip_bad, _roi(config))
+    val, bad_val = _preflight(val, cfg.skip_bad, None)
     problems += bad_train + bad_val
     if not train or not val:
         raise DataError(index.root, "training or validation split is empty after reading.", "check the dataset.")
     return TrainingData(index, train, val, problems)
 
 
-def _preflight(samples: list[Sample], skip_bad: bool) -> tuple[list[Sample], list[Problem]]:
-    """Open every image header (cheap) so a bad file fails now, not hours into training."""
+def _preflight(samples: list[Sample], skip_bad: bool, roi: RoiSpec | None) -> tuple[list[Sample], list[Problem]]:
+    """Check every image's (and needed mask's) header and end, which is cheap, so that a bad file
+    fails now, not hours into training."""
     good, bad = [], []
     for sample in samples:
         try:
-            image_size(sample.image_path)
+            size = verify_image(sample.image_path)
+            for mask in region_paths(sample, roi) if roi is not None else []:
+                verify_mask(mask, size)
         except DataError as exc:
             if not skip_bad:
                 raise
-            bad.append(Problem(sample.image_path, "unreadable_image", f"{exc.problem} (skipped)"))
+            bad.append(Problem(exc.path, "unreadable_image", f"{exc.problem} (skipped)"))
             continue
         good.append(sample)
     return good, bad
@@ -211,6 +216,8 @@ class Trainer:
         self.log = log if self.dist.is_main else _quiet
         self.resume_state: dict[str, Any] | None = None
         if resume:
+            for path in remove_stale_temporaries(self.output_dir) if self.dist.is_main else []:
+                log(f"removed {path.name}, left by a write that was interrupted")
             self.resume_state = load_training_state(self.output_dir / STATE_FILE)
             config = _resumable_config(config, self.resume_state["config"], self.output_dir)
         elif (self.output_dir / STATE_FILE).exists():
@@ -241,6 +248,7 @@ class Trainer:
             self.model = self.model.to(memory_format=torch.channels_last)
         if self.roi is not None and not self.model.attention_layers:
             raise ConfigError(f"data.roi={self.roi.kind!r} needs a model with attention; {config.model.name!r} has none.")
+        self.ema = create_ema(self.model, config.train.ema_decay)
         self.criterion = classification_loss(config.loss)
         self.optimizer = build_optimizer(self.model, config.optim)
         #: what trains: the model, wrapped for DDP and compiled where configured (checkpoints use self.model)
@@ -277,6 +285,8 @@ class Trainer:
 
     def _restore(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
+        if self.ema is not None:
+            self.ema.load_state_dict(state["ema"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.start_epoch = int(state["epoch"])
@@ -290,6 +300,7 @@ class Trainer:
         return {
             "config": self.config.to_dict(),
             "model": self.model.state_dict(),
+            **({"ema": self.ema.state_dict()} if self.ema is not None else {}),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "epoch": epoch,
@@ -318,6 +329,8 @@ class Trainer:
                 "paper_row": self.config.paper_row,
                 "epoch": epoch,
                 "seed": self.config.train.seed,
+                "ema_decay": self.config.train.ema_decay,
+                "backbone_weights": self.config.model.weights,
                 "data": self.data.summary(self.roi),
                 "prior": None if self.roi is None else {"roi": self.roi.kind, "weights": self.config.loss.prior_weights},
             },
@@ -373,6 +386,8 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
+        if self.ema is not None:
+            self.ema.update_parameters(self.model)
         self.scheduler.step()
         self.global_step += 1
         return {"loss": loss_value / world, "cls_loss": cls_value / world, "prior_loss": prior_value / world,
@@ -408,8 +423,15 @@ class Trainer:
         out["images"] = images
         return out
 
+    @property
+    def selected_model(self) -> torch.nn.Module:
+        """The weights that are validated and saved as best: the EMA average when it is on."""
+        return self.model if self.ema is None else self.ema.module
+
     def validate(self) -> tuple[dict[str, Any], float]:
-        predictions = run_inference(self.model, self.val_loader, self.device, progress=self.progress, desc="validate")
+        predictions = run_inference(
+            self.selected_model, self.val_loader, self.device, progress=self.progress, desc="validate"
+        )
         labels, probabilities = self.dist.gather_rows(predictions.labels), self.dist.gather_rows(predictions.probabilities)
         report = classification_report(labels, probabilities, self.task.class_names, self.task.score_columns)
         picked = probabilities[np.arange(len(labels)), labels]
@@ -460,7 +482,9 @@ class Trainer:
             self.history.append(row)
             if main:
                 if improved:
-                    save_model_checkpoint(self.output_dir / BEST_FILE, self.model, self.checkpoint_metadata(epoch + 1, val_report))
+                    save_model_checkpoint(
+                        self.output_dir / BEST_FILE, self.selected_model, self.checkpoint_metadata(epoch + 1, val_report)
+                    )
                 save_training_state(self.output_dir / STATE_FILE, self._state(epoch + 1))
                 self._write_logs(row)
             self.log(

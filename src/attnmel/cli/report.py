@@ -1,0 +1,24 @@
+"""``attnmel report``."""
+
+from __future__ import annotations
+
+import argparse
+
+from attnmel.evaluation.comparison import compare_with_paper, find_evaluations
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("report", help="evaluations side by side with the paper's numbers (markdown + HTML)")
+    parser.add_argument("paths", nargs="+", metavar="EVAL_OR_RUN",
+                        help="folders written by `attnmel evaluate` (or their metrics.json), or run folders "
+                             "(every eval-*/ inside is used)")
+    parser.add_argument("--output", default="attnmel-report.html", help="HTML report to write (default: %(default)s)")
+    parser.set_defaults(handler=_report)
+
+
+def _report(args: argparse.Namespace) -> int:
+    comparison = compare_with_paper(find_evaluations(args.paths))
+    print(comparison.to_markdown())
+    path = comparison.to_html().write(args.output)
+    print(f"\nwrote {path}")
+    return 0

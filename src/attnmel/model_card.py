@@ -1,0 +1,220 @@
+"""Model cards (Mitchell et al., 2019) generated from checkpoint metadata.
+
+One structure, two renderings: ``model_card`` returns JSON-ready data (``GET /info`` of the
+service), ``render_markdown`` the file written next to every exported model. Everything comes
+from the checkpoint's metadata, so a card cannot drift from the weights it describes.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from attnmel.models import model_entry
+from attnmel.models.backbones import BACKBONES
+
+INTENDED_USE = (
+    "Research on interpretable melanoma recognition from dermoscopy images: comparing models, "
+    "studying where a model looks, teaching. Not a medical device and not for diagnosis, triage or "
+    "any decision about a patient."
+)
+OUT_OF_SCOPE = [
+    "clinical diagnosis, screening or triage of real patients",
+    "clinical (non-dermoscopic) photographs, histopathology or any other modality",
+    "lesion segmentation (the attention maps are not segmentations)",
+]
+NOT_DIAGNOSTIC = "Research use only: this model is not a diagnostic tool."
+METHOD_CITATION = "Y. Yan, J. Kawahara, G. Hamarneh. Melanoma Recognition via Visual Attention. IPMI 2019."
+DATA_CITATIONS = {
+    "isic2017": "N. Codella et al. Skin Lesion Analysis Toward Melanoma Detection (ISIC 2017). arXiv:1710.05006.",
+    "isic2016": "D. Gutman et al. Skin Lesion Analysis toward Melanoma Detection (ISIC 2016). arXiv:1605.01397.",
+}
+METRIC_ORDER = ["roc_auc", "average_precision", "accuracy", "balanced_accuracy", "sensitivity", "specificity",
+                "precision", "sensitivity_at_90_specificity", "threshold", "n", "n_positive"]
+
+
+def attention_layers(architecture: dict[str, Any]) -> list[str]:
+    if architecture.get("name") != "attnmel":
+        return []
+    return list(BACKBONES[architecture.get("backbone") or "vgg16_bn"].local_names)
+
+
+def json_safe(value: Any) -> Any:
+    """JSON-safe copy: NaN/inf become None (strict JSON has no NaN)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    return value
+
+
+def _positive_metrics(meta: dict[str, Any]) -> dict[str, Any]:
+    val = (meta.get("metrics") or {}).get("val") or {}
+    for name in meta.get("score_columns") or ["melanoma"]:
+        if isinstance(val.get(name), dict):
+            values = val[name]
+            return {k: values[k] for k in METRIC_ORDER if k in values}
+    return {}
+
+
+def _limitations(meta: dict[str, Any], metrics: dict[str, Any], demo: bool) -> list[str]:
+    pre = meta.get("preprocessing") or {}
+    data = (meta.get("training") or {}).get("data") or {}
+    notes = []
+    if demo:
+        notes.append("This is the attnmel demo model: trained for minutes on a few dozen images; it shows how the "
+                     "tool works and its predictions mean nothing.")
+    notes.append("Not validated for clinical use; no regulatory clearance.")
+    notes.append("ISIC dermoscopy archives come from a few referral centres and mostly lightly pigmented skin; "
+                 "performance on other populations, devices and acquisition protocols is unknown.")
+    if metrics:
+        notes.append("Validation metrics come from the split used to pick the best epoch, so they are optimistic; "
+                     "report held-out test metrics (`attnmel evaluate --split test`).")
+        n = metrics.get("n")
+        if isinstance(n, int) and n < 500:
+            notes.append(f"The validation split has {n} images ({metrics.get('n_positive')} positive): the metrics "
+                         "have wide confidence intervals.")
+    else:
+        notes.append("No validation metrics are recorded in this checkpoint.")
+    if not data:
+        notes.append("The checkpoint does not record its training data.")
+    size = pre.get("image_size")
+    if isinstance(size, int) and size < 224:
+        notes.append(f"Trained at a reduced input size ({size} px; the paper uses 224 px).")
+    if attention_layers(meta.get("architecture") or {}):
+        notes.append("Attention maps show where the model weighted its features; they are neither lesion "
+                     "segmentations nor causal explanations.")
+    legacy = meta.get("legacy")
+    if legacy and legacy.get("assumed"):
+        assumed = ", ".join(f"{k}={v}" for k, v in legacy["assumed"].items())
+        notes.append(f"Converted from a legacy pickle ({legacy.get('origin')}); not stored in it and assumed: {assumed}.")
+    return notes
+
+
+def _citations(training: dict[str, Any]) -> list[str]:
+    layout = (training.get("data") or {}).get("layout")
+    return [METHOD_CITATION] + ([DATA_CITATIONS[layout]] if layout in DATA_CITATIONS else [])
+
+
+def model_card(meta: dict[str, Any], *, demo: bool = False) -> dict[str, Any]:
+    """The model card of a checkpoint, as JSON-ready data."""
+    arch = meta.get("architecture") or {}
+    training = meta.get("training") or {}
+    entry = model_entry(arch["name"]) if arch.get("name") else None
+    layers = attention_layers(arch)
+    pre = meta.get("preprocessing") or {}
+    metrics = _positive_metrics(meta)
+    row = training.get("paper_row") or (entry.paper_row if entry else None)
+    title = f"{row or arch.get('name')} ({arch.get('backbone')}), task {meta.get('task')}"
+    card = {
+        "title": title,
+        "demo_model": demo,
+        "notice": NOT_DIAGNOSTIC,
+        "model": {
+            "name": arch.get("name"),
+            "paper_row": row,
+            "description": entry.description if entry else None,
+            "backbone": arch.get("backbone"),
+            "num_classes": arch.get("num_classes"),
+            "attention_normalization": arch.get("normalize") if layers else None,
+            "attention_channels": arch.get("attention_channels") if layers else None,
+            "attention_layers": layers,
+            "attnmel_version": meta.get("attnmel_version"),
+        },
+        "task": {"name": meta.get("task"), "class_names": meta.get("class_names"),
+                 "score_columns": meta.get("score_columns")},
+        "intended_use": {"primary": INTENDED_USE, "out_of_scope": OUT_OF_SCOPE},
+        "input": {
+            "preprocessing": pre,
+            "description": (
+                f"RGB dermoscopy image; centre square of {pre.get('crop_ratio')} x the short side, resized to "
+                f"{pre.get('resize')} px, centre crop of {pre.get('image_size')} px, normalised with the mean and std "
+                "below (values in [0, 1] before normalisation)."
+            ),
+        },
+        "output": {
+            "probabilities": "softmax of the logits, one per class name",
+            "attention": (
+                "one map per attention layer: "
+                + (", ".join(layers) + "; values in [0, 1] (" + (
+                    "sigmoid, each position independent" if arch.get("normalize") != "softmax"
+                    else "softmax, the map sums to 1") + ")" if layers else "none (this model has no attention gates)")
+            ),
+        },
+        "training": {
+            "run": training.get("run"),
+            "epoch": training.get("epoch"),
+            "seed": training.get("seed"),
+            "backbone_weights": training.get("backbone_weights"),
+            "attention_prior": training.get("prior"),
+            "data": training.get("data"),
+        },
+        "metrics": {"split": "validation", "epoch": training.get("epoch"), "positive_class": metrics},
+        "limitations": _limitations(meta, metrics, demo),
+        "citation": _citations(training),
+    }
+    if meta.get("legacy"):
+        card["legacy"] = meta["legacy"]
+    return json_safe(card)
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return str(value)
+
+
+def render_markdown(card: dict[str, Any]) -> str:
+    """The card as a markdown document (written next to exported models)."""
+    model, task, training = card["model"], card["task"], card["training"]
+    lines = [f"# Model card: {card['title']}", ""]
+    if card.get("demo_model"):
+        lines += ["> **Demo model.** " + card["limitations"][0], ""]
+    lines += [f"> {card['notice']}", "", "## Model", ""]
+    for key in ("name", "paper_row", "description", "backbone", "num_classes", "attention_layers",
+                "attention_normalization", "attention_channels", "attnmel_version"):
+        value = model.get(key)
+        if value not in (None, []):
+            lines.append(f"- **{key.replace('_', ' ')}**: {', '.join(value) if isinstance(value, list) else value}")
+    lines += [f"- **classes**: {', '.join(task.get('class_names') or [])} (task `{task.get('name')}`)", ""]
+    lines += ["## Intended use", "", card["intended_use"]["primary"], "", "Out of scope:", ""]
+    lines += [f"- {item}" for item in card["intended_use"]["out_of_scope"]] + [""]
+    lines += ["## Input and output", "", card["input"]["description"], ""]
+    pre = card["input"]["preprocessing"]
+    if pre:
+        lines += [f"- mean: {pre.get('mean')}", f"- std: {pre.get('std')}"]
+    lines += [f"- probabilities: {card['output']['probabilities']}", f"- attention: {card['output']['attention']}", ""]
+    lines += ["## Training data", ""]
+    data = training.get("data")
+    if data:
+        lines.append(f"- dataset: `{data.get('layout')}` layout, task `{data.get('task')}`")
+        for split in ("train", "val"):
+            part = data.get(split) or {}
+            classes = ", ".join(f"{k} {v}" for k, v in (part.get("classes") or {}).items())
+            prior = f"; {part['with_prior']} with an attention-prior region" if "with_prior" in part else ""
+            lines.append(f"- {split}: {part.get('images')} images ({classes}){prior}")
+        if data.get("skipped"):
+            lines.append(f"- skipped unreadable entries: {data['skipped']}")
+    else:
+        lines.append("Not recorded in this checkpoint.")
+    for key in ("run", "epoch", "seed", "backbone_weights"):
+        if training.get(key) is not None:
+            lines.append(f"- {key.replace('_', ' ')}: {training[key]}")
+    prior = training.get("attention_prior")
+    if prior:
+        lines.append(f"- attention prior: {prior.get('roi')} region, Dice weights {prior.get('weights')}")
+    lines += ["", "## Metrics", ""]
+    metrics = card["metrics"]["positive_class"]
+    if metrics:
+        lines += [f"Validation split, epoch {card['metrics']['epoch']} (positive class, threshold "
+                  f"{_fmt(metrics.get('threshold'))}):", "", "| metric | value |", "|---|---|"]
+        lines += [f"| {k.replace('_', ' ')} | {_fmt(v)} |" for k, v in metrics.items() if k != "threshold"]
+    else:
+        lines.append("No validation metrics recorded.")
+    lines += ["", "## Limitations", ""] + [f"- {item}" for item in card["limitations"]]
+    lines += ["", "## Citation", ""] + [f"- {item}" for item in card["citation"]]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,12 @@
+"""The HTTP service: a thin door onto the library (``attnmel serve``).
+
+``model.py`` holds the served model and turns one image into the response body; ``batching.py``
+groups concurrent requests into one forward pass; ``uploads.py`` reads request bodies within a
+size limit and never writes them to disk; ``demo_model.py`` finds or trains the demo model;
+``app.py`` wires these into FastAPI; ``static/`` is the page served at ``/``.
+"""
+
+from attnmel.serving.app import ServiceSettings, create_app, serve
+from attnmel.serving.model import ServedModel, load_served_model
+
+__all__ = ["ServedModel", "ServiceSettings", "create_app", "load_served_model", "serve"]

@@ -1,0 +1,198 @@
+"""The FastAPI app: ``POST /predict``, ``GET /health``, ``GET /info`` and the page at ``/``.
+
+Every response says whether the demo model is served: JSON bodies carry ``demo_model`` and
+``notice``, and every response (the page and errors included) carries the header
+``X-Attnmel-Demo-Model: true|false``. Bad requests get a JSON error and the process carries on:
+
+| problem | status |
+|---|---|
+| body above the upload limit (default 20 MB) | 413 |
+| image whose header announces more than ``max_pixels`` (decompression bomb) | 413 |
+| not an image, or a content type other than multipart/form-data, image/*, application/octet-stream | 415 |
+| a multipart form without a file | 422 |
+| truncated or corrupt image | 422 |
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from attnmel import __version__
+from attnmel.data.images import MAX_PIXELS, ImageTooLargeError, NotAnImageError
+from attnmel.errors import DataError
+from attnmel.model_card import render_markdown
+from attnmel.serving.batching import DirectInference, MicroBatcher
+from attnmel.serving.model import ServedModel, load_served_model
+from attnmel.serving.uploads import UploadError, read_upload
+
+STATIC = Path(str(resources.files("attnmel") / "serving" / "static"))
+# The page loads nothing from elsewhere; images arrive as data: URLs.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script-src 'self'; "
+    "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
+)
+
+
+@dataclass
+class ServiceSettings:
+    #: largest request body accepted (bytes); larger uploads get 413 before they are read
+    max_upload_bytes: int = 20_000_000
+    #: largest image accepted (pixels, from the header, before decoding)
+    max_pixels: int = MAX_PIXELS
+    #: images per forward pass when requests arrive together; 1 = no batching
+    max_batch: int = 16
+    #: how long a batch waits for more requests (ms); 0 = take what is queued
+    batch_wait_ms: float = 0.0
+
+
+class ServiceHeaders:
+    """Pure ASGI middleware: the demo flag and security headers on every response."""
+
+    def __init__(self, app, demo: bool):
+        self.app = app
+        self.headers = [
+            (b"x-attnmel-demo-model", b"true" if demo else b"false"),
+            (b"content-security-policy", CONTENT_SECURITY_POLICY.encode()),
+            (b"x-content-type-options", b"nosniff"),
+            (b"referrer-policy", b"no-referrer"),
+        ]
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+
+        async def send_with_headers(message):
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), *self.headers]
+            await send(message)
+
+        return await self.app(scope, receive, send_with_headers)
+
+
+def create_app(served: ServedModel, settings: ServiceSettings | None = None) -> FastAPI:
+    settings = settings or ServiceSettings()
+    if settings.max_batch > 1:
+        inference = MicroBatcher(served.infer, settings.max_batch, settings.batch_wait_ms)
+    else:
+        inference = DirectInference(served.infer)
+    stats = {"started": time.time(), "predictions": 0, "rejected": 0}
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI):
+        yield
+        inference.close()
+
+    app = FastAPI(
+        title="attnmel",
+        version=__version__,
+        description="Melanoma probability and where the model looked (research use only, not a diagnostic tool).",
+        docs_url=None,  # Swagger UI would load from a CDN; /openapi.json is served
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    app.add_middleware(ServiceHeaders, demo=served.demo)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    def common() -> dict[str, Any]:
+        return {"demo_model": served.demo, "notice": served.notice}
+
+    def error(status: int, message: str) -> JSONResponse:
+        stats["rejected"] += 1
+        return JSONResponse({"error": message, "status": status, **common()}, status_code=status)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return error(exc.status_code, str(exc.detail))
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {}
+        return error(422, f"invalid request: {'.'.join(map(str, first.get('loc', [])))} {first.get('msg', '')}".strip())
+
+    @app.get("/", include_in_schema=False)
+    async def page() -> FileResponse:
+        return FileResponse(STATIC / "index.html", media_type="text/html")
+
+    @app.get("/health")
+    async def health() -> dict[str, Any]:
+        return {"status": "ok", **common(), "model": served.describe(), "uptime_s": round(time.time() - stats["started"], 1),
+                "predictions": stats["predictions"], "rejected": stats["rejected"], "inference": inference.describe()}
+
+    @app.get("/info")
+    async def info() -> dict[str, Any]:
+        """The model card as JSON (``markdown``: the same card rendered), plus the service's limits."""
+        return {**served.card, **common(), "markdown": render_markdown(served.card),
+                "service": {"max_upload_bytes": settings.max_upload_bytes, "max_pixels": settings.max_pixels,
+                            **inference.describe()}}
+
+    upload_schema = {"type": "object", "properties": {"file": {"type": "string", "format": "binary"}},
+                     "required": ["file"]}
+
+    @app.post(
+        "/predict",
+        openapi_extra={"requestBody": {"required": True, "content": {
+            "multipart/form-data": {"schema": upload_schema},
+            "image/*": {"schema": {"type": "string", "format": "binary"}},
+        }}},
+    )
+    async def predict(request: Request, images: bool = True) -> JSONResponse:
+        """Class probabilities and, per attention layer, the map (numbers) and overlay PNGs.
+
+        ``images=false`` leaves out the PNGs (``view_png``, ``overlay_png``, ``heatmap_png``).
+        """
+        try:
+            upload = await read_upload(request.headers, request.stream(), settings.max_upload_bytes)
+            prepared = await run_in_threadpool(served.prepare, upload.data, upload.name, settings.max_pixels)
+        except UploadError as exc:
+            return error(exc.status, exc.message)
+        except NotAnImageError as exc:
+            return error(415, f"{exc.problem} Send a JPEG or PNG dermoscopy image.")
+        except ImageTooLargeError as exc:
+            return error(413, exc.problem)
+        except DataError as exc:
+            return error(422, exc.problem)
+        result = await inference(prepared.tensor)
+        body = await run_in_threadpool(served.response, prepared, result, images)
+        stats["predictions"] += 1
+        return JSONResponse({**common(), "model": served.describe(), **body})
+
+    @app.exception_handler(Exception)
+    async def internal_error(_: Request, exc: Exception) -> JSONResponse:
+        return error(500, f"internal error ({type(exc).__name__}); the service is still running.")
+
+    return app
+
+
+def serve(
+    checkpoint: str | Path | None = None,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    *,
+    settings: ServiceSettings | None = None,
+    trust_pickle: bool = False,
+    device: str = "auto",
+    access_log: bool = True,
+    log=print,
+) -> None:
+    """Load the model (the demo model without ``checkpoint``) and run the service with uvicorn."""
+    import uvicorn
+
+    settings = settings or ServiceSettings()
+    served = load_served_model(checkpoint, trust_pickle=trust_pickle, device=device, log=log)
+    app = create_app(served, settings)
+    described = served.describe()
+    log(f"serving {described['name']} ({described['backbone']}) from {served.source} at http://{host}:{port}/")
+    log(served.notice)
+    uvicorn.run(app, host=host, port=port, access_log=access_log, log_level="info")

@@ -1,0 +1,236 @@
+// The attnmel page: upload an image, show the probability and each attention map over the image.
+// Plain DOM, no dependencies, nothing loaded from elsewhere. Text from the server is inserted with
+// textContent, never as HTML.
+"use strict";
+
+(function () {
+  const $ = (id) => document.getElementById(id);
+  const form = $("upload-form");
+  const input = $("file-input");
+  const dropZone = $("drop-zone");
+  const statusLine = $("status");
+  const errorLine = $("error");
+  const results = $("results");
+  const maps = $("maps");
+  const opacity = $("opacity");
+  const opacityValue = $("opacity-value");
+  let maxUploadBytes = 20e6;
+  let busy = false;
+
+  function element(tag, text, className) {
+    const node = document.createElement(tag);
+    if (text !== undefined && text !== null) node.textContent = String(text);
+    if (className) node.className = className;
+    return node;
+  }
+
+  function formatNumber(value) {
+    if (value === null || value === undefined) return "n/a";
+    if (typeof value === "number" && !Number.isInteger(value)) return value.toFixed(3);
+    return String(value);
+  }
+
+  function showError(message) {
+    errorLine.textContent = message;
+    errorLine.hidden = false;
+    statusLine.textContent = "";
+  }
+
+  function clearError() {
+    errorLine.textContent = "";
+    errorLine.hidden = true;
+  }
+
+  function showDemoNotice(isDemo, notice) {
+    const banner = $("demo-notice");
+    banner.hidden = !isDemo;
+    banner.textContent = isDemo ? notice : "";
+  }
+
+  function applyOpacity() {
+    const value = Number(opacity.value);
+    opacityValue.textContent = value + " %";
+    opacity.setAttribute("aria-valuetext", value + " percent heat map");
+    for (const heat of maps.querySelectorAll("img.heat")) heat.style.opacity = String(value / 100);
+  }
+
+  function positiveClass(probabilities) {
+    if ("melanoma" in probabilities) return "melanoma";
+    return Object.keys(probabilities).reduce((a, b) => (probabilities[a] >= probabilities[b] ? a : b));
+  }
+
+  function renderResult(body, fileName) {
+    const probabilities = body.probabilities;
+    const positive = positiveClass(probabilities);
+    const p = probabilities[positive];
+    $("probability").textContent =
+      "P(" + positive + ") = " + p.toFixed(3) + " for " + fileName + " (predicted class: " + body.predicted_class + ")";
+    $("probability-meter").value = p;
+    const rows = $("probability-table").querySelector("tbody");
+    rows.replaceChildren();
+    for (const [name, value] of Object.entries(probabilities)) {
+      const row = element("tr");
+      row.append(element("th", name), element("td", value.toFixed(4)));
+      row.firstChild.setAttribute("scope", "row");
+      rows.append(row);
+    }
+    const notice = $("result-notice");
+    notice.hidden = !body.demo_model;
+    notice.textContent = body.demo_model ? body.notice : "";
+
+    maps.replaceChildren();
+    const size = body.model.image_size;
+    const viewFigure = element("figure", null, "map");
+    const viewImage = element("img", null, "view");
+    viewImage.src = body.view_png;
+    viewImage.alt = "The image as the model saw it (" + size + " x " + size + " px centre crop)";
+    viewFigure.append(element("div", null, "stack"), element("figcaption", "What the model saw"));
+    viewFigure.firstChild.append(viewImage);
+    maps.append(viewFigure);
+    for (const [layer, entry] of Object.entries(body.attention)) {
+      const figure = element("figure", null, "map attention-map");
+      figure.dataset.layer = layer;
+      const stack = element("div", null, "stack");
+      const base = element("img", null, "view");
+      base.src = body.view_png;
+      base.alt = "Attention of layer " + layer + " over the image";
+      const heat = element("img", null, "heat");
+      heat.src = entry.heatmap_png;
+      heat.alt = "";
+      heat.setAttribute("aria-hidden", "true");
+      stack.append(base, heat);
+      const peak = Math.max(...entry.raw.flat());
+      figure.append(stack, element("figcaption",
+        "Attention at " + layer + " (" + entry.shape[0] + " x " + entry.shape[1] + " map, peak " + peak.toFixed(3) + ")"));
+      maps.append(figure);
+    }
+    applyOpacity();
+    results.hidden = false;
+    statusLine.textContent = "Result ready: P(" + positive + ") = " + p.toFixed(3) + ".";
+  }
+
+  async function analyse(file) {
+    if (!file) {
+      showError("Choose an image first.");
+      input.focus();
+      return;
+    }
+    if (busy) return;
+    clearError();
+    if (file.size > maxUploadBytes) {
+      showError(file.name + " is " + (file.size / 1e6).toFixed(1) + " MB; the limit is " + (maxUploadBytes / 1e6) + " MB.");
+      return;
+    }
+    busy = true;
+    form.setAttribute("aria-busy", "true");
+    statusLine.textContent = "Analysing " + file.name + "...";
+    try {
+      const data = new FormData();
+      data.append("file", file, file.name);
+      const response = await fetch("/predict", { method: "POST", body: data });
+      const body = await response.json().catch(() => ({ error: "the server answered " + response.status }));
+      if (!response.ok) {
+        showError("Could not analyse " + file.name + ": " + (body.error || response.statusText));
+        return;
+      }
+      showDemoNotice(body.demo_model, body.notice);
+      renderResult(body, file.name);
+    } catch (exc) {
+      showError("The service did not answer (" + exc + ").");
+    } finally {
+      busy = false;
+      form.removeAttribute("aria-busy");
+    }
+  }
+
+  function renderCard(card) {
+    const root = $("model-card");
+    root.replaceChildren();
+    root.append(element("h3", card.title));
+    const facts = element("dl", null, "facts");
+    const model = card.model || {};
+    const add = (term, value) => {
+      if (value === null || value === undefined || (Array.isArray(value) && !value.length)) return;
+      facts.append(element("dt", term), element("dd", Array.isArray(value) ? value.join(", ") : value));
+    };
+    add("model", model.name + (model.paper_row ? " (" + model.paper_row + ")" : ""));
+    add("backbone", model.backbone);
+    add("classes", (card.task || {}).class_names);
+    add("attention layers", model.attention_layers);
+    add("input", card.input && card.input.description);
+    add("attnmel version", model.attnmel_version);
+    root.append(facts);
+    root.append(element("h4", "Intended use"), element("p", card.intended_use.primary));
+    const metrics = (card.metrics || {}).positive_class || {};
+    root.append(element("h4", "Validation metrics"));
+    if (Object.keys(metrics).length) {
+      const table = element("table", null, "metrics");
+      table.append(element("caption", "Validation split, epoch " + formatNumber(card.metrics.epoch)));
+      const body = element("tbody");
+      for (const [name, value] of Object.entries(metrics)) {
+        const row = element("tr");
+        const head = element("th", name.replaceAll("_", " "));
+        head.setAttribute("scope", "row");
+        row.append(head, element("td", formatNumber(value)));
+        body.append(row);
+      }
+      table.append(body);
+      root.append(table);
+    } else {
+      root.append(element("p", "No validation metrics recorded."));
+    }
+    const data = (card.training || {}).data;
+    if (data) {
+      root.append(element("h4", "Training data"));
+      const list = element("ul");
+      for (const split of ["train", "val"]) {
+        if (!data[split]) continue;
+        const classes = Object.entries(data[split].classes || {}).map(([k, v]) => k + " " + v).join(", ");
+        list.append(element("li", split + ": " + data[split].images + " images (" + classes + ")"));
+      }
+      root.append(list);
+    }
+    root.append(element("h4", "Limitations"));
+    const limits = element("ul");
+    for (const item of card.limitations || []) limits.append(element("li", item));
+    root.append(limits);
+  }
+
+  async function loadInfo() {
+    try {
+      const response = await fetch("/info");
+      const info = await response.json();
+      showDemoNotice(info.demo_model, info.notice);
+      renderCard(info);
+      if (info.service && info.service.max_upload_bytes) {
+        maxUploadBytes = info.service.max_upload_bytes;
+        $("upload-limit").textContent = (maxUploadBytes / 1e6) + " MB";
+      }
+    } catch (exc) {
+      $("model-card").textContent = "The model card could not be loaded (" + exc + ").";
+    }
+  }
+
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    analyse(input.files[0]);
+  });
+  input.addEventListener("change", () => analyse(input.files[0]));
+  opacity.addEventListener("input", applyOpacity);
+  for (const name of ["dragenter", "dragover"]) {
+    dropZone.addEventListener(name, (event) => {
+      event.preventDefault();
+      dropZone.classList.add("dragging");
+    });
+  }
+  for (const name of ["dragleave", "drop"]) {
+    dropZone.addEventListener(name, () => dropZone.classList.remove("dragging"));
+  }
+  dropZone.addEventListener("drop", (event) => {
+    event.preventDefault();
+    const file = event.dataTransfer && event.dataTransfer.files[0];
+    if (file) analyse(file);
+  });
+  applyOpacity();
+  loadInfo();
+})();

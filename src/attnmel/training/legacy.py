@@ -1,0 +1,199 @@
+"""Legacy pickle checkpoints, read only when the user trusts the file (``--trust-pickle``).
+
+Unpickling can run arbitrary code, so ``attnmel.training.checkpoint`` refuses these files unless
+asked. When asked, two kinds are understood:
+
+- attnmel weights written with ``torch.save``: a bare state dict, or a dict holding it under
+  ``state_dict`` / ``model`` / ``model_state_dict`` with the attnmel metadata under ``metadata``.
+  Without metadata the architecture is recognised from the weights: every registered model is
+  built on the meta device (no memory, no init cost) and compared key by key, shape by shape.
+- checkpoints of the original IPMI2019-AttnMel code (``{"state_dict": AttnVGG.state_dict(), ...}``,
+  keys ``conv_block1..5``, ``attn1/attn2.{W_l,W_g,phi}``, ``classify``; or ``dense`` for its
+  no-attention VGG). Its five conv blocks are slices of torchvision's ``vgg16_bn.features`` with the
+  max-pools removed, so every tensor maps one to one onto ``attnmel`` (or ``vgg16``); the outputs
+  are the same at the original's 224 px input.
+
+What a pickle cannot tell (the attention normalisation, the training statistics, the class
+names) is taken from ``LegacyAssumptions`` (the paper's defaults) and recorded in the metadata
+under ``legacy``, so the model card says what was assumed.
+"""
+
+from __future__ import annotations
+
+import pickle
+import re
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from attnmel.data.records import TASKS
+from attnmel.data.transforms import resolve_normalization
+from attnmel.errors import CheckpointError
+from attnmel.training.checkpoint import FORMAT, FORMAT_VERSION, _version, model_from_state
+
+ORIGINAL_CODE = "IPMI2019-AttnMel (github.com/SaoYan/IPMI2019-AttnMel)"
+
+#: conv_blockN -> index of its first layer in torchvision's ``vgg16_bn.features``; attnmel's stages
+#: are slices of ``features`` that keep these indices (pool3 = [0, 24), pool4 = [24, 34), pool5 = [34, 44))
+_ORIGINAL_BLOCK_OFFSETS = {1: 0, 2: 7, 3: 14, 4: 24, 5: 34}
+_ORIGINAL_BLOCK_STAGES = {1: "pool3", 2: "pool3", 3: "pool3", 4: "pool4", 5: "pool5"}
+_ORIGINAL_GATES = {"attn1": "pool3", "attn2": "pool4"}
+_ORIGINAL_GATE_PARTS = {"W_l": "local_proj", "W_g": "global_proj", "phi": "score"}
+
+
+@dataclass(frozen=True)
+class LegacyAssumptions:
+    """What a pickle without attnmel metadata cannot say; the defaults are the paper's."""
+
+    #: attention normalisation (the original code's ``--normalize_attn`` means softmax)
+    normalize: str = "sigmoid"
+    #: normalisation statistics: a preset (isic2017, isic2016, imagenet) or a stats JSON
+    normalization: str = "isic2017"
+    crop_ratio: float = 0.8
+    resize: int = 256
+    image_size: int = 224
+
+
+def read_pickle(path: Path) -> Any:
+    """``torch.load`` with the restricted unpickler first, the full one only if the file needs it."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        pass  # the user trusts the file (that is why we are here): allow arbitrary objects
+    except Exception as exc:  # noqa: BLE001 - truncated zip, not a torch file, ...
+        raise CheckpointError(f"{path}: not a readable torch checkpoint ({type(exc).__name__}: {exc}).") from None
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # noqa: BLE001 - e.g. a pickled module whose class is not importable
+        raise CheckpointError(
+            f"{path}: cannot unpickle ({type(exc).__name__}: {exc}); save a state dict "
+            "(torch.save(model.state_dict(), ...)) instead of a whole model."
+        ) from None
+
+
+def split_payload(payload: Any, path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any] | None]:
+    """(state dict, attnmel metadata or None) from whatever ``torch.save`` stored."""
+    metadata = None
+    state = payload
+    if isinstance(payload, dict):
+        if isinstance(payload.get("metadata"), dict):
+            metadata = payload["metadata"]
+        for key in ("state_dict", "model", "model_state_dict"):
+            if isinstance(payload.get(key), dict):
+                state = payload[key]
+                break
+    if isinstance(state, nn.Module):
+        state = state.state_dict()
+    if not isinstance(state, dict) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(
+            f"{path}: found no state dict (a mapping of parameter names to tensors) in this pickle."
+        )
+    return {str(k).removeprefix("module."): v for k, v in state.items()}, metadata
+
+
+def is_original_layout(state: dict[str, torch.Tensor]) -> bool:
+    return any(key.startswith("conv_block1.") for key in state)
+
+
+def map_original_state(state: dict[str, torch.Tensor], path: Path) -> tuple[str, dict[str, torch.Tensor]]:
+    """Rename an original AttnVGG state dict to ``attnmel`` (vgg16_bn) or, without attention, ``vgg16``."""
+    attention = any(key.startswith("attn1.") for key in state)
+    mapped: dict[str, torch.Tensor] = {}
+    for key, value in state.items():
+        if match := re.fullmatch(r"conv_block([1-5])\.(\d+)\.(.+)", key):
+            block, index, rest = int(match[1]), int(match[2]), match[3]
+            prefix = f"backbone.stages.{_ORIGINAL_BLOCK_STAGES[block]}" if attention else "features"
+            mapped[f"{prefix}.{_ORIGINAL_BLOCK_OFFSETS[block] + index}.{rest}"] = value
+        elif match := re.fullmatch(r"(attn[12])\.(W_l|W_g|phi)\.(.+)", key):
+            mapped[f"gates.{_ORIGINAL_GATES[match[1]]}.{_ORIGINAL_GATE_PARTS[match[2]]}.{match[3]}"] = value
+        elif match := re.fullmatch(r"dense\.(\d+)\.(.+)", key):
+            mapped[f"classifier.{match[1]}.{match[2]}"] = value
+        elif match := re.fullmatch(r"classify\.(weight|bias)", key):
+            mapped[f"classifier.{match[1]}" if attention else f"classifier.6.{match[1]}"] = value
+        else:
+            raise CheckpointError(f"{path}: unexpected key {key!r} for a checkpoint of the original AttnMel code.")
+    return ("attnmel" if attention else "vgg16"), mapped
+
+
+def _num_classes(state: dict[str, torch.Tensor], path: Path) -> int:
+    for key in ("classifier.weight", "classifier.6.weight"):
+        if key in state:
+            return int(state[key].shape[0])
+    raise CheckpointError(f"{path}: no classifier weights (classifier.weight) in this state dict.")
+
+
+def infer_architecture(state: dict[str, torch.Tensor], path: Path, normalize: str = "sigmoid") -> dict[str, Any]:
+    """The registered architecture whose state dict has exactly these keys and shapes."""
+    from attnmel.models import create_model, list_backbones, list_models, model_entry
+
+    num_classes = _num_classes(state, path)
+    gate_widths = {v.shape[0] for k, v in state.items() if k.endswith(".local_proj.weight")}
+    attention_channels = gate_widths.pop() if len(gate_widths) == 1 else 256
+    shapes = {k: tuple(v.shape) for k, v in state.items()}
+    for name in list_models():
+        entry = model_entry(name)
+        for backbone in [entry.default_backbone] if entry.fixed_backbone else list_backbones():
+            arch = {"name": name, "backbone": backbone, "num_classes": num_classes, "normalize": normalize,
+                    "attention_channels": attention_channels}
+            with torch.device("meta"):
+                candidate = create_model(name, num_classes, backbone=backbone, weights=None, normalize=normalize,
+                                         attention_channels=attention_channels)
+            if {k: tuple(v.shape) for k, v in candidate.state_dict().items()} == shapes:
+                return arch
+    raise CheckpointError(
+        f"{path}: these weights match no attnmel architecture ({len(state)} tensors, first key "
+        f"{next(iter(state))!r}); `attnmel info` lists the models."
+    )
+
+
+def legacy_metadata(arch: dict[str, Any], path: Path, origin: str, assumed: LegacyAssumptions) -> dict[str, Any]:
+    num_classes = int(arch["num_classes"])
+    task = next((t for t in TASKS.values() if t.num_classes == num_classes), None)
+    if task is None:
+        raise CheckpointError(f"{path}: {num_classes} classes; attnmel's tasks have 2 (melanoma) or 3 (ISIC 2017).")
+    mean, std = resolve_normalization(assumed.normalization)
+    return {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "attnmel_version": _version(),
+        "architecture": arch,
+        "task": task.name,
+        "class_names": list(task.class_names),
+        "score_columns": list(task.score_columns),
+        "preprocessing": {"crop_ratio": assumed.crop_ratio, "resize": assumed.resize,
+                          "image_size": assumed.image_size, "mean": list(mean), "std": list(std)},
+        "training": {"run": path.stem, "paper_row": None, "data": None},
+        "metrics": {},
+        "legacy": {"file": str(path), "origin": origin, "assumed": asdict(assumed)},
+    }
+
+
+def load_legacy_checkpoint(
+    path: str | Path, device: str | torch.device = "cpu", assumed: LegacyAssumptions | None = None
+) -> tuple[nn.Module, dict[str, Any]]:
+    """Load a trusted pickle checkpoint as an attnmel model plus metadata (see the module docstring)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint not found.")
+    assumed = assumed or LegacyAssumptions()
+    state, metadata = split_payload(read_pickle(path), path)
+    if metadata is not None:
+        if "architecture" not in metadata:
+            raise CheckpointError(f"{path}: its 'metadata' has no 'architecture'; is it attnmel metadata?")
+        metadata = {**metadata, "legacy": {"file": str(path), "origin": "attnmel (torch.save)", "assumed": None}}
+    else:
+        if is_original_layout(state):
+            name, state = map_original_state(state, path)
+            arch = {"name": name, "backbone": "vgg16_bn", "num_classes": _num_classes(state, path),
+                    "normalize": assumed.normalize, "attention_channels": 256}
+            origin = ORIGINAL_CODE
+        else:
+            arch = infer_architecture(state, path, assumed.normalize)
+            origin = "attnmel (torch.save, no metadata)"
+        metadata = legacy_metadata(arch, path, origin, assumed)
+    model = model_from_state(metadata["architecture"], state, path)
+    model.to(device).eval()
+    return model, metadata

@@ -1,0 +1,55 @@
+"""Presets beyond the paper: options off in the paper rows, and the fine-tuning recipes end to end."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from attnmel.cli import main
+from attnmel.config import list_presets, load_config
+from attnmel.training.checkpoint import read_metadata
+
+from .conftest import make_isic2017_subset
+
+RECIPES = ("isic2017/attnmel-mobilenetv2-lesion", "isic2017/gap-mobilenetv2")
+
+
+@pytest.mark.parametrize("preset", [p for p in list_presets() if p not in RECIPES])
+def test_options_beyond_the_paper_are_off_in_the_paper_presets(preset):
+    config = load_config(preset)
+    assert config.train.ema_decay is None
+    assert (config.optim.name, config.optim.schedule, config.optim.warmup_epochs) == ("sgd", "step", 0.0)
+    assert (config.optim.backbone_lr_scale, config.loss.label_smoothing) == (1.0, 0.0)
+
+
+def test_recipe_and_baseline_share_initialisation_optimiser_and_budget():
+    recipe, baseline = (load_config(p) for p in RECIPES)
+    assert (recipe.model.name, recipe.data.roi, recipe.train.ema_decay) == ("attnmel", "lesion", 0.998)
+    assert (baseline.model.name, baseline.data.roi, baseline.train.ema_decay) == ("gap", None, None)
+    for config in (recipe, baseline):
+        assert (config.model.backbone, config.model.weights, config.data.normalization) == ("mobilenet_v2", "imagenet", "imagenet")
+        assert (config.optim.name, config.optim.schedule, config.optim.warmup_epochs) == ("adamw", "cosine", 1.0)
+    assert recipe.optim == baseline.optim
+    assert (recipe.train.epochs, recipe.train.batch_size) == (baseline.train.epochs, baseline.train.batch_size)
+    assert recipe.data.oversample == baseline.data.oversample == 4
+
+
+def test_recipe_end_to_end_with_local_weights(mobilenet_weights, tmp_path, capsys):
+    data = make_isic2017_subset(tmp_path / "data", n_train=8, n_val=6)
+    run = tmp_path / "run"
+    assert main([
+        "train", "--config", RECIPES[0], "--data", str(data), "--output", str(run), "--no-progress",
+        "--set", f"model.weights={mobilenet_weights}", "--set", "data.resize=72", "--set", "data.image_size=64",
+        "--set", "train.epochs=1", "--set", "train.batch_size=4", "--set", "data.num_workers=0",
+    ]) == 0
+    meta = read_metadata(run)
+    assert meta["training"]["ema_decay"] == 0.998 and meta["architecture"]["backbone"] == "mobilenet_v2"
+    assert main(["calibrate", "--checkpoint", str(run), "--data", str(data), "--tta"]) == 0
+    assert read_metadata(run)["calibration"]["tta"] is True
+    out = tmp_path / "eval"
+    assert main(["evaluate", "--checkpoint", str(run), "--data", str(data), "--tta", "--output", str(out), "--json"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["tta"] is True and metrics["members"][0]["temperature"] == read_metadata(run)["temperature"]
+    assert {"roc.png", "pr.png", "reliability.png", "predictions.csv"} <= {p.name for p in out.iterdir()}
+    capsys.readouterr()

@@ -1,0 +1,288 @@
+"""The HTTP service: responses, the demo flag, limits and bad input (FastAPI's TestClient, and one
+real ``attnmel serve`` process on loopback)."""
+
+from __future__ import annotations
+
+import base64
+import io
+import os
+import shutil
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+import zlib
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+import starlette.formparsers
+import torch
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from attnmel.evaluation.predict import predict_images
+from attnmel.serving import ServedModel, ServiceSettings, create_app, load_served_model
+from attnmel.serving.batching import MicroBatcher
+from attnmel.serving.demo_model import cached_demo_checkpoint, demo_checkpoint, train_demo_checkpoint
+
+from .conftest import REPO, SAMPLE
+
+
+@pytest.fixture(scope="module")
+def served(tiny_checkpoint) -> ServedModel:
+    return load_served_model(tiny_checkpoint, device="cpu")
+
+
+@pytest.fixture
+def client(served):
+    with TestClient(create_app(served, ServiceSettings(max_upload_bytes=4_000_000))) as test_client:
+        yield test_client
+
+
+@pytest.fixture(scope="module")
+def lesion() -> Path:
+    """A real ISIC 2017 validation image from the bundled sample."""
+    return sorted((SAMPLE / "ISIC-2017_Validation_Data").glob("*.jpg"))[0]
+
+
+def upload(path: Path):
+    return {"file": (path.name, path.read_bytes(), "image/jpeg")}
+
+
+def decode_png(data_url: str) -> Image.Image:
+    assert data_url.startswith("data:image/png;base64,")
+    return Image.open(io.BytesIO(base64.b64decode(data_url.split(",", 1)[1])))
+
+
+def png_claiming(width: int, height: int) -> bytes:
+    """A 1x1 PNG whose header claims ``width`` x ``height`` (a decompression-bomb header)."""
+    buffer = io.BytesIO()
+    Image.new("RGB", (1, 1)).save(buffer, format="PNG")
+    data = bytearray(buffer.getvalue())
+    ihdr = data.index(b"IHDR")
+    data[ihdr + 4 : ihdr + 12] = struct.pack(">II", width, height)
+    data[ihdr + 17 : ihdr + 21] = struct.pack(">I", zlib.crc32(bytes(data[ihdr : ihdr + 17])))
+    return bytes(data)
+
+
+def test_predict_returns_probabilities_maps_and_overlays(client, tiny_checkpoint, lesion):
+    response = client.post("/predict", files=upload(lesion))
+    assert response.status_code == 200, response.text
+    assert response.headers["x-attnmel-demo-model"] == "false"
+    body = response.json()
+    assert body["demo_model"] is False and "not a diagnostic tool" in body["notice"]
+    assert set(body["probabilities"]) == {"other", "melanoma"}
+    assert sum(body["probabilities"].values()) == pytest.approx(1, abs=1e-6)
+    assert body["input"] == dict(zip(("width", "height"), Image.open(lesion).size, strict=True))
+    assert decode_png(body["view_png"]).size == (64, 64)
+    assert set(body["attention"]) == {"stage3", "stage4"}
+    # the service shows what `attnmel predict` computes
+    reference = predict_images(tiny_checkpoint, lesion, device="cpu")[0]
+    for name, p in reference.probabilities.items():
+        assert body["probabilities"][name] == pytest.approx(p, abs=1e-5)
+    for layer, entry in body["attention"].items():
+        raw, normalized = np.array(entry["raw"]), np.array(entry["normalized"])
+        assert list(raw.shape) == entry["shape"] == list(reference.attention[layer].shape)
+        np.testing.assert_allclose(raw, reference.attention[layer], rtol=1e-5, atol=1e-6)
+        assert normalized.min() == 0 and normalized.max() == pytest.approx(1)
+        assert decode_png(entry["overlay_png"]).size == (64, 64)
+        assert decode_png(entry["heatmap_png"]).mode == "RGBA"
+
+
+def test_raw_image_body_and_numbers_only(client, lesion):
+    response = client.post("/predict?images=false", content=lesion.read_bytes(), headers={"content-type": "image/jpeg"})
+    assert response.status_code == 200
+    body = response.json()
+    assert "view_png" not in body and all("overlay_png" not in e for e in body["attention"].values())
+    assert body["attention"]["stage3"]["shape"] == [8, 8]
+
+
+def test_health_info_and_page(client):
+    health = client.get("/health").json()
+    assert health["status"] == "ok" and health["demo_model"] is False and health["model"]["name"] == "attnmel"
+    info = client.get("/info")
+    assert "NaN" not in info.text  # strict JSON
+    card = info.json()
+    assert card["model"]["attention_layers"] == ["stage3", "stage4"]
+    assert "not for diagnosis" in card["intended_use"]["primary"] and card["limitations"]
+    assert card["training"]["data"]["train"]["images"] == 8 and "roc_auc" in card["metrics"]["positive_class"]
+    assert card["markdown"].startswith("# Model card") and card["service"]["max_upload_bytes"] == 4_000_000
+    page = client.get("/")
+    assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+    assert 'id="file-input"' in page.text and "default-src 'self'" in page.headers["content-security-policy"]
+    for asset in ("/static/app.js", "/static/style.css"):
+        assert client.get(asset).status_code == 200
+        assert "://" not in client.get(asset).text  # nothing loaded from elsewhere: works offline
+    assert "://" not in page.text
+    missing = client.get("/nowhere")
+    assert missing.status_code == 404 and missing.json()["demo_model"] is False
+
+
+@pytest.fixture
+def no_temporary_files(monkeypatch):
+    """Fail if anything creates a temporary file or folder while the test runs."""
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("uploaded data must not be written to disk")
+
+    for name in ("TemporaryFile", "NamedTemporaryFile", "SpooledTemporaryFile", "mkstemp", "mkdtemp"):
+        monkeypatch.setattr(tempfile, name, forbidden)
+    monkeypatch.setattr(starlette.formparsers, "SpooledTemporaryFile", forbidden)
+
+
+def test_bad_requests_get_json_errors_and_the_service_carries_on(client, lesion, no_temporary_files):
+    good = upload(lesion)
+    truncated = lesion.read_bytes()[: lesion.stat().st_size // 2]
+    cases = [
+        # (what, request kwargs, expected status, words in the error)
+        ("too large, declared", {"files": {"file": ("big.jpg", b"\xff" * 4_100_000, "image/jpeg")}}, 413, "limit"),
+        ("too large, chunked", {"content": (b"\xff" * 500_000 for _ in range(10)),
+                                "headers": {"content-type": "image/jpeg"}}, 413, "limit"),
+        ("not an image", {"files": {"file": ("notes.txt", b"just some text", "text/plain")}}, 415, "not a readable image"),
+        ("wrong content type", {"content": b"{}", "headers": {"content-type": "application/json"}}, 415, "content type"),
+        ("bomb header", {"files": {"file": ("bomb.png", png_claiming(30000, 30000), "image/png")}}, 413, "too large"),
+        ("truncated", {"files": {"file": ("cut.jpg", truncated, "image/jpeg")}}, 422, "truncated"),
+        ("empty", {"files": {"file": ("empty.jpg", b"", "image/jpeg")}}, 422, "empty"),
+        ("no file", {"data": {"note": "hello"}, "files": {"other": ("", b"", "text/plain")}}, 422, "no file"),
+    ]
+    for what, kwargs, status, words in cases:
+        response = client.post("/predict", **kwargs)
+        assert response.status_code == status, (what, response.text)
+        body = response.json()
+        assert words in body["error"] and body["status"] == status and body["demo_model"] is False, what
+        after = client.post("/predict", files=good)
+        assert after.status_code == 200, f"after {what}: {after.text}"
+    big = io.BytesIO()  # 3 MB, beyond Starlette's 1 MB spool-to-disk threshold, within the limit
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (1000, 1000, 3), dtype=np.uint8)).save(big, format="PNG")
+    assert big.tell() > 2_000_000
+    assert client.post("/predict", files={"file": ("big.png", big.getvalue(), "image/png")}).status_code == 200
+    assert client.get("/health").json()["rejected"] >= len(cases)
+
+
+def test_pixel_limit_is_configurable(served, lesion):
+    with TestClient(create_app(served, ServiceSettings(max_pixels=10_000))) as small:
+        response = small.post("/predict", files=upload(lesion))
+    assert response.status_code == 413 and "0.01 Mpx" in response.json()["error"]
+
+
+def test_micro_batcher_matches_single_image_inference(served, sample_data):
+    paths = sorted((sample_data / "ISIC-2017_Validation_Data").glob("*.jpg"))[:6]
+    tensors = [served.prepare(p.read_bytes()).tensor for p in paths]
+    batcher = MicroBatcher(served.infer, max_batch=8, max_wait_ms=500)
+    try:
+        futures = [batcher.submit(t) for t in tensors]
+        results = [f.result(timeout=120) for f in futures]
+    finally:
+        batcher.close()
+    assert batcher.batches == 1 and batcher.images == 6
+    for tensor, (probabilities, maps) in zip(tensors, results, strict=True):
+        single_probabilities, single_maps = served.infer(tensor[None])[0]
+        np.testing.assert_allclose(probabilities, single_probabilities, atol=1e-5)
+        for layer in maps:
+            np.testing.assert_allclose(maps[layer], single_maps[layer], atol=1e-5)
+
+
+def test_micro_batcher_reports_failures_and_keeps_running():
+    calls = []
+
+    def flaky(batch: torch.Tensor):
+        calls.append(len(batch))
+        if len(calls) == 1:
+            raise RuntimeError("boom")
+        return [float(x.sum()) for x in batch]
+
+    batcher = MicroBatcher(flaky, max_batch=4)
+    try:
+        with pytest.raises(RuntimeError, match="boom"):
+            batcher.submit(torch.ones(2)).result(timeout=10)
+        assert batcher.submit(torch.ones(3)).result(timeout=10) == 3.0
+    finally:
+        batcher.close()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_real_server_process_survives_bad_requests(tiny_checkpoint, lesion, tmp_path):
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "attnmel", "serve", "--checkpoint", str(tiny_checkpoint), "--port", str(port),
+               "--max-upload-mb", "1", "--no-access-log"]
+    log = open(tmp_path / "server.log", "wb")  # noqa: SIM115 - closed below
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=tmp_path)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            assert process.poll() is None, (tmp_path / "server.log").read_text()
+            try:
+                if httpx.get(f"{base}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "the server did not start within 180 s"
+            time.sleep(0.5)
+        with httpx.Client(base_url=base, timeout=60) as http:
+            assert http.post("/predict", files={"file": ("big.jpg", b"\0" * 2_000_000, "image/jpeg")}).status_code == 413
+            assert http.post("/predict", files={"file": ("x.txt", b"text", "text/plain")}).status_code == 415
+            assert http.post("/predict", files={"file": ("b.png", png_claiming(30000, 30000), "image/png")}).status_code == 413
+            response = http.post("/predict", files=upload(lesion))
+            assert response.status_code == 200 and response.headers["x-attnmel-demo-model"] == "false"
+        assert process.poll() is None
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        log.close()
+
+
+@pytest.mark.slow
+def test_demo_model_is_trained_once_cached_and_flagged(tmp_path, monkeypatch, tiny_checkpoint, lesion):
+    cache = tmp_path / "cache"
+    messages: list[str] = []
+    target = train_demo_checkpoint(cached_demo_checkpoint(cache), log=messages.append,
+                                   overrides=["train.epochs=1", "data.resize=72", "data.image_size=64"])
+    assert target.is_file() and target.with_suffix(".json").is_file()
+    assert sorted(p.name for p in target.parent.iterdir()) == ["best.json", "best.safetensors"]
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("ATTNMEL_CACHE", str(cache))
+    assert demo_checkpoint(log=messages.append) == target and "cached" in messages[-1]
+    # after `make demo`, its model is the one served
+    make_demo = tmp_path / "demo-output" / "run"
+    make_demo.mkdir(parents=True)
+    for suffix in (".safetensors", ".json"):
+        shutil.copy(tiny_checkpoint.with_suffix(suffix), make_demo / f"best{suffix}")
+    assert demo_checkpoint(log=messages.append).resolve() == (make_demo / "best.safetensors").resolve()
+    shutil.rmtree(tmp_path / "demo-output")
+
+    demo = load_served_model(None, device="cpu", log=messages.append)
+    assert demo.demo and demo.meta["training"]["run"] == "demo-serve"
+    with TestClient(create_app(demo)) as demo_client:
+        for response in (demo_client.post("/predict", files=upload(lesion)), demo_client.get("/health"),
+                         demo_client.get("/info"), demo_client.post("/predict", content=b"x",
+                                                                   headers={"content-type": "text/plain"})):
+            assert response.headers["x-attnmel-demo-model"] == "true"
+            assert response.json()["demo_model"] is True and "Demo model" in response.json()["notice"]
+        assert demo_client.get("/").headers["x-attnmel-demo-model"] == "true"
+
+
+def test_bad_input_corpus_through_the_upload_door(client, lesion):
+    """Every image case of the bad-input corpus (tests/corpus.py) gets its documented status, with a
+    JSON error for refusals, and the service keeps answering good requests after each one."""
+    from .corpus import upload_cases
+
+    seen = 0
+    for name, filename, data, expected in upload_cases():
+        response = client.post("/predict", files={"file": (filename, data, "application/octet-stream")})
+        assert response.status_code == expected, f"{name}: {response.status_code} {response.text[:200]}"
+        if expected != 200:
+            assert "error" in response.json(), name
+        assert client.post("/predict?images=false", files=upload(lesion)).status_code == 200, f"down after {name}"
+        seen += 1
+    assert seen >= 20
