@@ -108,6 +108,10 @@ def augment_geometry(images: torch.Tensor, params: AugmentParams, out_size: int)
 def normalize(images: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
     """uint8 (B, 3, H, W) -> float32, as ``v2.ToDtype(float32, scale=True)`` then ``v2.Normalize``."""
     out = images.to(torch.float32).mul_(1.0 / 255)
-    mean_t = torch.as_tensor(mean, dtype=torch.float32, device=images.device).view(1, -1, 1, 1)
-    std_t = torch.as_tensor(std, dtype=torch.float32, device=images.device).view(1, -1, 1, 1)
-    return out.sub_(mean_t).div_(std_t)
+    return out.sub_(_channel_values(tuple(mean), images.device)).div_(_channel_values(tuple(std), images.device))
+
+
+@functools.lru_cache(maxsize=16)
+def _channel_values(values: tuple[float, ...], device: torch.device) -> torch.Tensor:
+    """Per-channel constants on ``device``, made once: a copy from pageable memory would wait for the GPU."""
+    return torch.tensor(values, dtype=torch.float32).view(1, -1, 1, 1).to(device)

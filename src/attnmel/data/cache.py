@@ -239,15 +239,17 @@ class GeometryCache:
         num_workers: int = 0,
         progress: bool = False,
         desc: str = "cache",
+        update_index: bool = True,
     ) -> CachedSplit:
         """Make sure every sample (and its region for ``roi``) is cached; build what is missing in
-        ``num_workers`` processes; drop entries left behind by files that changed."""
+        ``num_workers`` processes; record the entries in the index and drop those left behind by
+        files that changed (unless ``update_index`` is false: other processes of a distributed run)."""
         loader = DataLoader(
             _ResolveAll(self, list(samples), roi), batch_size=None, num_workers=num_workers,
             collate_fn=_identity, persistent_workers=False,
         )
         resolved = list(tqdm(loader, total=len(samples), desc=desc, disable=not progress, unit="img", leave=False))
-        removed = self._update_index(resolved, roi)
+        removed = self._update_index(resolved, roi) if update_index else 0
         items = {
             r.source: CachedItem(self.entry("images", r.image_key), self.entry("regions", r.region_key) if r.has_region else None)
             for r in resolved

@@ -234,19 +234,15 @@ class DeviceBatches:
         else:
             pixels = plan["pixels"].to(device, non_blocking=True)
             mask_pixels = plan["mask_pixels"].to(device, non_blocking=True) if "mask_pixels" in plan else None
-        params = _params(plan)
+        params = AugmentParams(plan["top"], plan["left"], plan["quarter_turns"], plan["hflip"], plan["vflip"])
         size = self.preprocessing.image_size
         image = normalize(augment_geometry(pixels, params, size), self.preprocessing.mean, self.preprocessing.std)
-        if mask_pixels is None:
-            mask = torch.zeros(len(plan["index"]), 1, size, size, device=device)
+        if mask_pixels is None:  # no region of interest: a zero view, not a batch-sized allocation
+            mask = torch.zeros((), device=device).expand(len(plan["index"]), 1, size, size)
         else:
             mask = augment_geometry(mask_pixels, params, size).float()
         return {"image": image, "mask": mask, "has_mask": plan["has_mask"], "label": plan["label"],
                 "image_id": plan["image_id"], "index": plan["index"]}
-
-
-def _params(plan: dict) -> AugmentParams:
-    return AugmentParams(plan["top"], plan["left"], plan["quarter_turns"], plan["hflip"], plan["vflip"])
 
 
 def _fits_on(device: torch.device, nbytes: int) -> bool:
@@ -316,10 +312,9 @@ def build_batch_sources(
         cache = GeometryCache(data.cache_dir, data.resize, data.crop_ratio)
 
         def prepare() -> tuple[CachedSplit, CachedSplit]:
-            return (
-                cache.prepare(train_samples, roi, num_workers=data.num_workers, progress=progress, desc="cache train"),
-                cache.prepare(val_samples, None, num_workers=data.num_workers, progress=progress, desc="cache val"),
-            )
+            options = {"num_workers": data.num_workers, "progress": progress, "update_index": dist.is_main}
+            return (cache.prepare(train_samples, roi, desc="cache train", **options),
+                    cache.prepare(val_samples, None, desc="cache val", **options))
 
         if dist.is_main:  # rank 0 builds; the others then find every entry present
             cached_train, cached_val = prepare()
