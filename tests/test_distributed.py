@@ -9,7 +9,7 @@ import sys
 
 import pytest
 import torch
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
 from attnmel.config import load_config
 from attnmel.training.loop import train
@@ -73,3 +73,52 @@ def test_two_processes_reproduce_one_and_resume(tmp_path, mobilenet_weights):
         assert float(mine["train_prior_loss"]) == pytest.approx(theirs["train_prior_loss"], rel=1e-3)
         assert int(mine["train_prior_samples"]) == theirs["train_prior_samples"] > 0
         assert int(mine["train_images"]) == theirs["train_images"] == 12
+
+
+def _batch_norm_worker(rank: int, port: int, out: str) -> None:
+    """Rank ``rank`` of 2: half of a batch through conv + GlobalBatchNorm + conv + GlobalBatchNorm."""
+    from attnmel.training.distributed import Distributed, GlobalBatchNorm
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE="2", LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    dist = Distributed.from_environment("cpu")
+    try:
+        net, images, target = _toy_problem()
+        net = GlobalBatchNorm.convert(net)
+        half = slice(rank, None, 2)
+        # the mean over the whole batch is the average of the two halves' means
+        (((net(images[half]) - target[half]) ** 2).mean() / 2).backward()
+        grads = [dist.all_reduce_sum(p.grad.clone()) for p in net.parameters()]
+        if rank == 0:
+            running = {k: v for k, v in net.state_dict().items() if "running" in k}
+            save_file({**{f"grad.{i}": g for i, g in enumerate(grads)}, **running}, out)
+    finally:
+        dist.close()
+
+
+def _toy_problem():
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.BatchNorm2d(8), torch.nn.ReLU(),
+                              torch.nn.Conv2d(8, 4, 3), torch.nn.BatchNorm2d(4))
+    generator = torch.Generator().manual_seed(1)
+    return net, torch.randn(6, 3, 12, 12, generator=generator) * 3 + 1, torch.randn(6, 4, 8, 8, generator=generator)
+
+
+def test_global_batch_norm_matches_batch_norm_over_the_whole_batch(tmp_path):
+    """No shared data needed: 2 gloo processes with half a batch each give one process's gradients
+    and running statistics (torch's SyncBatchNorm refuses CPU tensors)."""
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    mp.spawn(_batch_norm_worker, args=(port, str(tmp_path / "ddp.safetensors")), nprocs=2)
+    got = load_file(str(tmp_path / "ddp.safetensors"))
+    net, images, target = _toy_problem()
+    ((net(images) - target) ** 2).mean().backward()
+    for i, p in enumerate(net.parameters()):
+        torch.testing.assert_close(got[f"grad.{i}"], p.grad, rtol=1e-4, atol=1e-6)
+    running = {k: v for k, v in net.state_dict().items() if "running" in k}
+    assert running and all(torch.allclose(got[k], v, rtol=1e-5, atol=1e-6) for k, v in running.items())
