@@ -5,7 +5,7 @@
     to 256, random 224 crop, rot90, flips, ToTensor, Normalize); fp32, NCHW.
 (b) attnmel: ``attnmel.training.loop.Trainer`` with the decode-once cache, the device pipeline
     (batch augmentation where the model runs), bf16 autocast and channels_last (``auto``: on CUDA
-    only), ``torch.compile`` with ``--compile``.
+    only); ``--compile`` adds a row with ``torch.compile`` (warm-up epoch excluded from the timing).
 
 Inputs: the shared ISIC 2017 training images upsampled and re-encoded as JPEG at each ``--sizes``
 (default 1024x768 and 4000x3000), generated into a temporary folder. Reported per size and path:
@@ -161,7 +161,7 @@ def _timed_epochs(loader: DataLoader, step, warmup: int, device: torch.device) -
 # --------------------------------------------------------------------------- (b) attnmel's path
 
 
-def attnmel_trainer(data: Path, args, device: torch.device, cache_dir: Path, work: Path) -> Trainer:
+def attnmel_trainer(data: Path, args, device: torch.device, cache_dir: Path, output: Path, use_compile: bool) -> Trainer:
     amp = args.amp == "on" or (args.amp == "auto" and device.type == "cuda")
     channels_last = args.channels_last == "on" or (args.channels_last == "auto" and device.type == "cuda")
     config = load_config(None, [
@@ -169,19 +169,19 @@ def attnmel_trainer(data: Path, args, device: torch.device, cache_dir: Path, wor
         f"data.resize={args.resize}", f"data.crop_ratio={args.crop_ratio}", f"data.image_size={args.image_size}",
         "data.sampler=uniform", "data.pipeline=device", "data.cache=true", f"data.cache_dir={cache_dir}",
         f"data.num_workers={args.workers}", f"train.batch_size={args.batch_size}", f"train.device={device}",
-        f"train.amp={amp}", f"train.channels_last={channels_last}", f"train.compile={args.compile}",
+        f"train.amp={amp}", f"train.channels_last={channels_last}", f"train.compile={use_compile}",
         "train.deterministic=false", "train.epochs=4",
     ])
-    return Trainer(config, data, work / "run", progress=False, log=lambda *_: None)
+    return Trainer(config, data, output, progress=False, log=lambda *_: None)
 
 
-def run_attnmel(data: Path, args, device: torch.device, work: Path) -> dict:
+def run_attnmel(data: Path, args, device: torch.device, work: Path, use_compile: bool) -> dict:
     cache_dir = work / "cache"
     samples = read_dataset(data).split("train")
     started = time.perf_counter()
     GeometryCache(cache_dir, args.resize, args.crop_ratio).prepare(samples, num_workers=args.workers)
-    cache_seconds = time.perf_counter() - started
-    trainer = attnmel_trainer(data, args, device, cache_dir, work)
+    cache_seconds = time.perf_counter() - started  # the first variant builds it, a second one reuses it
+    trainer = attnmel_trainer(data, args, device, cache_dir, work / f"run-compile-{use_compile}", use_compile)
     trainer.train_epoch(0)  # warm-up: cudnn autotuning, torch.compile, worker start
     _sync(device)
     started = time.perf_counter()
@@ -294,12 +294,16 @@ def main(argv: list[str] | None = None) -> int:
         for size_text in args.sizes.split(","):
             size = tuple(int(v) for v in size_text.lower().split("x"))
             data = make_inputs(Path(args.data), work / size_text / "data", size, args.images, max(2, args.batch_size // 4))
-            reference, ours = {}, {}
+            reference = {}
             with _peak_memory(device, reference):
                 reference.update(run_reference(data, args, device))
-            with _peak_memory(device, ours):
-                ours.update(run_attnmel(data, args, device, work / size_text))
-            rows.append((size_text, reference, ours))
+            variants = []
+            for use_compile in [False, True] if args.compile else [False]:
+                ours = {"compile": use_compile}
+                with _peak_memory(device, ours):
+                    ours.update(run_attnmel(data, args, device, work / size_text, use_compile))
+                variants.append(ours)
+            rows.append((size_text, reference, variants))
     finally:
         if not args.work_dir:
             shutil.rmtree(work, ignore_errors=True)
@@ -309,19 +313,21 @@ def main(argv: list[str] | None = None) -> int:
           f"{args.images} images per size")
     print(f"machine: {_machine(device)}; torch {torch.__version__}")
     print(f"command: python benchmarks/train_speed.py {' '.join(argv if argv is not None else sys.argv[1:])}")
-    first = rows[0][2]
+    first = rows[0][2][0]
     print(f"attnmel path: cache + device pipeline, amp {'bf16' if first['amp'] else 'off'}, channels_last "
-          f"{'on' if first['channels_last'] else 'off'}, compile {'on' if args.compile else 'off'}; "
-          f"reference: PIL + per-sample transforms in {args.workers} workers, fp32")
+          f"{'on' if first['channels_last'] else 'off'}; reference: PIL + per-sample transforms in "
+          f"{args.workers} workers, fp32")
     print()
     print("| input | path | train img/s | data path only, img/s | peak GPU memory | b/a | paper schedule (312,200 img) | one-off cache build |")
     print("|---|---|---:|---:|---:|---:|---:|---:|")
-    for size_text, reference, ours in rows:
+    for size_text, reference, variants in rows:
         print(f"| {size_text} JPEG | (a) reference | {reference['train']:.1f} | {reference['data']:.1f} | {reference['memory']} | "
               f"| {_duration(PAPER_SCHEDULE_IMAGES / reference['train'])} | |")
-        print(f"| {size_text} JPEG | (b) attnmel | {ours['train']:.1f} | {ours['data']:.1f} | {ours['memory']} | "
-              f"{ours['train'] / reference['train']:.2f}x | {_duration(PAPER_SCHEDULE_IMAGES / ours['train'])} | "
-              f"{ours['cache_seconds']:.1f} s ({args.images} images) |")
+        for ours in variants:
+            path = "(b) attnmel + compile" if ours["compile"] else "(b) attnmel"
+            cache = f"{ours['cache_seconds']:.1f} s ({args.images} images)" if not ours["compile"] else ""
+            print(f"| {size_text} JPEG | {path} | {ours['train']:.1f} | {ours['data']:.1f} | {ours['memory']} | "
+                  f"{ours['train'] / reference['train']:.2f}x | {_duration(PAPER_SCHEDULE_IMAGES / ours['train'])} | {cache} |")
     print(f"| floor | {flops / 1e9:.1f} GFLOP per training image ({counted}) vs measured {rate_label} matmul "
           f"{rate / 1e12:.2f} TFLOP/s | "
           f"{floor:.1f} | | | | {_duration(PAPER_SCHEDULE_IMAGES / floor)} | |")
