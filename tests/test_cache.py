@@ -118,4 +118,4 @@ def test_data_cache_command(small, capsys):
     assert report["splits"]["val"]["images_built"] == 2
     assert main(args) == 0
     out = capsys.readouterr().out
-    assert "train: 5 images (0 decoded now" in out and "MiB" in out
+    assert "train: 5 images, 0 decoded now, 5 already cached" in out and "MiB" in out

@@ -84,7 +84,8 @@ def _cache(args: argparse.Namespace) -> int:
     rois = [RoiSpec(kind, tuple(args.dermo_features)) for kind in (args.roi or ["lesion"])]
     report = build_cache(
         args.path, cache_dir=args.cache_dir, resize=args.resize, crop_ratio=args.crop_ratio, rois=rois,
-        layout=args.layout, num_workers=args.workers, progress=not args.json, log=(lambda *_: None) if args.json else print,
+        layout=args.layout, num_workers=args.workers, progress=not args.json and sys.stderr.isatty(),
+        log=(lambda *_: None) if args.json else print,
     )
     if args.json:
         print(json.dumps(report, indent=2))

@@ -363,7 +363,8 @@ def build_cache(
                 counts["regions"][roi.kind] = sum(item.region is not None for item in result.items.values())
         report["splits"][split] = counts
         regions = ", ".join(f"{n} {kind} regions" for kind, n in counts["regions"].items())
-        log(f"{split}: {counts['images']} images ({counts['images_built']} decoded now, the rest reused)"
+        log(f"{split}: {counts['images']} images, {counts['images_built']} decoded now, "
+            f"{counts['images'] - counts['images_built']} already cached"
             + (f", {regions} ({counts['regions_built']} built)" if regions else "")
             + (f"; {counts['removed']} stale entries removed" if counts["removed"] else ""))
     report["bytes"] = cache.size_bytes()
