@@ -52,6 +52,13 @@ class DataConfig:
     dermo_features: list[str] = field(
         default_factory=lambda: ["pigment_network", "negative_network", "milia_like_cyst", "streaks"]
     )
+    #: "cpu": per-sample transforms in DataLoader workers; "device": the split is decoded once, held
+    #: in memory and augmented a whole batch at a time on the training device (same samples)
+    pipeline: str = "cpu"
+    #: keep the decoded geometry (0.8 centre crop, resize) on disk, keyed by file content
+    cache: bool = False
+    #: where the cache lives (default: $ATTNMEL_CACHE_DIR or ~/.cache/attnmel)
+    cache_dir: str | None = None
 
 
 @dataclass
@@ -84,6 +91,7 @@ class LossConfig:
 class TrainConfig:
     epochs: int = 50
     passes_per_epoch: int = 1
+    #: the global batch; under torchrun each of N processes takes batch_size / N of it
     batch_size: int = 32
     eval_batch_size: int = 64
     seed: int = 0
@@ -95,6 +103,13 @@ class TrainConfig:
     #: exponential moving average of the weights (e.g. 0.998); validation, selection and the best
     #: checkpoint then use the averaged weights. null = off (the paper)
     ema_decay: float | None = None
+    #: bf16 autocast for the forward pass (losses stay in fp32)
+    amp: bool = False
+    channels_last: bool = False
+    #: torch.compile the training forward/backward
+    compile: bool = False
+    #: batch-norm statistics over the global batch when training on several processes
+    sync_batchnorm: bool = True
 
 
 @dataclass

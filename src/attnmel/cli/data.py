@@ -1,4 +1,4 @@
-"""``attnmel data check`` and ``attnmel data stats``."""
+"""``attnmel data check``, ``attnmel data stats`` and ``attnmel data cache``."""
 
 from __future__ import annotations
 
@@ -6,7 +6,9 @@ import argparse
 import json
 import sys
 
+from attnmel.data.cache import build_cache
 from attnmel.data.integrity import DEFAULT_MIN_SIZE, DEFAULT_PHASH_DISTANCE, check_datasets
+from attnmel.data.masks import DEFAULT_DERMO_FEATURES, ROI_KINDS, RoiSpec
 from attnmel.data.readers import LAYOUTS, read_dataset
 from attnmel.data.records import TASKS
 from attnmel.data.stats import normalization_stats
@@ -45,6 +47,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     stats.add_argument("--output", help="write the statistics JSON here (usable as data.normalization)")
     stats.set_defaults(handler=_stats)
 
+    cache = commands.add_parser("cache", help="decode every image once and keep the paper's geometry on disk")
+    cache.add_argument("path")
+    cache.add_argument("--layout", choices=LAYOUTS)
+    cache.add_argument("--resize", type=int, default=256)
+    cache.add_argument("--crop-ratio", type=float, default=0.8)
+    cache.add_argument("--cache-dir", help="default: $ATTNMEL_CACHE_DIR or ~/.cache/attnmel (use the run's data.cache_dir)")
+    cache.add_argument("--roi", action="append", choices=ROI_KINDS,
+                       help="also cache this region of interest (repeatable; default: lesion)")
+    cache.add_argument("--dermo-features", nargs="+", default=list(DEFAULT_DERMO_FEATURES), metavar="FEATURE")
+    cache.add_argument("--workers", type=int, default=2, help="decoding processes")
+    cache.add_argument("--json", action="store_true", help="print the counts as JSON")
+    cache.set_defaults(handler=_cache)
+
 
 def _check(args: argparse.Namespace) -> int:
     report = check_datasets(
@@ -62,4 +77,18 @@ def _stats(args: argparse.Namespace) -> int:
         atomic_write_json(args.output, stats)
         print(f"wrote {args.output}")
     print(json.dumps(stats, indent=2))
+    return 0
+
+
+def _cache(args: argparse.Namespace) -> int:
+    rois = [RoiSpec(kind, tuple(args.dermo_features)) for kind in (args.roi or ["lesion"])]
+    report = build_cache(
+        args.path, cache_dir=args.cache_dir, resize=args.resize, crop_ratio=args.crop_ratio, rois=rois,
+        layout=args.layout, num_workers=args.workers, progress=not args.json and sys.stderr.isatty(),
+        log=(lambda *_: None) if args.json else print,
+    )
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print(f"cache: {report['cache_dir']} ({report['bytes'] / 2**20:.1f} MiB)")
     return 0

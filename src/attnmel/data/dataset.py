@@ -32,12 +32,20 @@ class IsicDataset(Dataset):
     ``label``, ``image_id``, ``index``.
 
     ``transform`` receives ``{"image": Image, "mask": Mask}`` and must transform both jointly.
+    ``load`` replaces decoding (e.g. ``CachedSplit.load``, which returns the cached geometry).
     """
 
-    def __init__(self, samples: Sequence[Sample], transform: Callable, roi: RoiSpec | None = None):
+    def __init__(
+        self,
+        samples: Sequence[Sample],
+        transform: Callable,
+        roi: RoiSpec | None = None,
+        load: Callable[[Sample], tuple[tv_tensors.Image, tv_tensors.Mask, bool]] | None = None,
+    ):
         self.samples = list(samples)
         self.transform = transform
         self.roi = roi
+        self.load = load
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -51,7 +59,7 @@ class IsicDataset(Dataset):
         so an epoch does not depend on worker count, process count or resume point."""
         index, seed = key if isinstance(key, tuple) else (key, None)
         sample = self.samples[index]
-        image, mask, has_mask = load_pair(sample, self.roi)
+        image, mask, has_mask = load_pair(sample, self.roi) if self.load is None else self.load(sample)
         if seed is None:
             out = self.transform({"image": image, "mask": mask})
         else:

@@ -2,7 +2,9 @@
 
 An epoch is a pure function of (seed, epoch): the sampler order and every sample's augmentation
 are seeded from them, so ``--resume`` after a crash reproduces the uninterrupted run exactly (on
-the same device and thread count). After each epoch the run folder gets, atomically:
+the same device, thread count and process count). Neither the input pipeline (``training.batches``)
+nor the number of processes (``training.distributed``) changes which samples a step sees. After
+each epoch the run folder gets, atomically:
 ``last-state.safetensors`` (everything needed to resume), ``metrics.csv``, TensorBoard events, and
 ``best.safetensors`` (+ ``best.json``) when the validation metric improves. With
 ``train.ema_decay`` set, the averaged weights are the ones validated and saved (``training/ema.py``).
@@ -11,35 +13,35 @@ the same device and thread count). After each epoch the run folder gets, atomica
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
-from torchvision.transforms import v2
 from tqdm import tqdm
 
 from attnmel.config import Config, config_from_dict, load_config, parse_override
-from attnmel.data.dataset import IsicDataset
 from attnmel.data.images import verify_image, verify_mask
 from attnmel.data.masks import RoiSpec, has_region, region_paths
 from attnmel.data.readers import read_dataset
 from attnmel.data.records import DatasetIndex, Problem, Sample
 from attnmel.data.sampling import epoch_indices, stratified_split
-from attnmel.data.transforms import geometry, resolve_normalization, train_augment
+from attnmel.data.transforms import resolve_normalization
 from attnmel.errors import CheckpointError, ConfigError, DataError, TrainingError
-from attnmel.evaluation.inference import Preprocessing, eval_loader, resolve_device, run_inference
+from attnmel.evaluation.inference import Preprocessing, run_inference
 from attnmel.evaluation.metrics import classification_report
 from attnmel.io import atomic_write_text, remove_stale_temporaries
 from attnmel.models import create_model
+from attnmel.training.batches import build_batch_sources
 from attnmel.training.checkpoint import load_training_state, save_model_checkpoint, save_training_state
+from attnmel.training.distributed import Distributed
 from attnmel.training.ema import create_ema
 from attnmel.training.losses import attention_prior_loss, classification_loss
 from attnmel.training.optim import build_optimizer, build_scheduler
@@ -49,8 +51,10 @@ BEST_FILE = "best.safetensors"
 
 
 def derive_seed(*parts: int) -> int:
-    """A 63-bit seed from integers, stable across processes and platforms."""
-    return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1, dtype=np.uint64)[0]) & ((1 << 63) - 1)
+    """A 63-bit seed from integers, stable across processes and platforms. A hash (a few us, 7x
+    faster than ``np.random.SeedSequence``): the keys of a pass are made while the GPU waits."""
+    digest = hashlib.blake2b(",".join(str(int(p)) for p in parts).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") & ((1 << 63) - 1)
 
 
 @dataclass
@@ -151,22 +155,31 @@ def _setup_torch(config: Config) -> None:
         torch.use_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.benchmark = False
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    else:
+        torch.backends.cudnn.benchmark = True
+
+
+#: what a resumed run may change: its length, and how (not which) input batches are produced
+RESUME_MAY_CHANGE = (("train", "epochs"), ("data", "num_workers"), ("data", "pipeline"), ("data", "cache"),
+                     ("data", "cache_dir"))
 
 
 def _resumable_config(requested: Config, saved: dict[str, Any], output_dir: Path) -> Config:
-    """The run's own config; only ``train.epochs`` may change on resume (to extend a run)."""
+    """The run's own config; only ``RESUME_MAY_CHANGE`` may differ on resume."""
     saved_config = config_from_dict(saved, str(output_dir / STATE_FILE))
     mine, theirs = requested.to_dict(), saved_config.to_dict()
-    mine["train"]["epochs"] = theirs["train"]["epochs"]
+    for section, key in RESUME_MAY_CHANGE:
+        mine[section][key] = theirs[section][key]
     if mine != theirs:
         differing = [f"{section}.{key}" for section in theirs if isinstance(theirs[section], dict)
                      for key in theirs[section] if mine[section].get(key) != theirs[section][key]]
         differing += [key for key in theirs if not isinstance(theirs[key], dict) and mine[key] != theirs[key]]
         raise ConfigError(
             f"{output_dir}: the config differs from the run's own ({', '.join(differing)}); resume with the run's "
-            "config (omit --config) and change only train.epochs."
+            "config (omit --config) and change only train.epochs (or data.num_workers, pipeline, cache, cache_dir)."
         )
-    saved_config.train.epochs = requested.train.epochs
+    for section, key in RESUME_MAY_CHANGE:
+        setattr(getattr(saved_config, section), key, getattr(getattr(requested, section), key))
     return saved_config
 
 
@@ -199,11 +212,12 @@ class Trainer:
         log: Callable[[str], None] = print,
     ):
         self.output_dir = Path(output_dir)
-        self.progress = progress
-        self.log = log
+        self.dist = Distributed.from_environment(config.train.device)
+        self.progress = progress and self.dist.is_main
+        self.log = log if self.dist.is_main else _quiet
         self.resume_state: dict[str, Any] | None = None
         if resume:
-            for path in remove_stale_temporaries(self.output_dir):
+            for path in remove_stale_temporaries(self.output_dir) if self.dist.is_main else []:
                 log(f"removed {path.name}, left by a write that was interrupted")
             self.resume_state = load_training_state(self.output_dir / STATE_FILE)
             config = _resumable_config(config, self.resume_state["config"], self.output_dir)
@@ -213,7 +227,7 @@ class Trainer:
             )
         self.config = config
         _setup_torch(config)
-        self.device = resolve_device(config.train.device)
+        self.device = self.dist.device(config.train.device)
         self.data = prepare_data(config, data)
         self.task = self.data.index.task
         self.preprocessing = _preprocessing(config)
@@ -221,34 +235,36 @@ class Trainer:
 
         torch.manual_seed(config.train.seed)
         weights = None if resume else config.model.weights
-        self.model = create_model(
+        model = create_model(
             config.model.name,
             self.task.num_classes,
             backbone=config.model.backbone,
             weights=weights,
             normalize=config.model.normalize,
             attention_channels=config.model.attention_channels,
-        ).to(self.device)
+        )
+        model = self.dist.prepare_model(model, self.device, config.train.sync_batchnorm)
+        self.model = model.to(self.device)
+        if config.train.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
         if self.roi is not None and not self.model.attention_layers:
             raise ConfigError(f"data.roi={self.roi.kind!r} needs a model with attention; {config.model.name!r} has none.")
         self.ema = create_ema(self.model, config.train.ema_decay)
         self.criterion = classification_loss(config.loss)
         self.optimizer = build_optimizer(self.model, config.optim)
-        self.train_dataset = IsicDataset(
-            self.data.train,
-            v2.Compose([
-                geometry(config.data.resize, config.data.crop_ratio),
-                train_augment(config.data.image_size, self.preprocessing.mean, self.preprocessing.std),
-            ]),
-            self.roi,
+        #: what trains: the model, wrapped for DDP and compiled where configured (checkpoints use self.model)
+        self.train_model = self.dist.wrap(self.model, self.device)
+        if config.train.compile:
+            self.train_model = torch.compile(self.train_model)
+        self.train_batches, val_batches = build_batch_sources(
+            config, self.data.train, self.data.val, self.preprocessing, self.roi, self.device, self.dist,
+            progress=self.progress, log=self.log,
         )
         self.steps_per_pass = self._batches_per_pass()
         self.scheduler = build_scheduler(
             self.optimizer, config.optim, self.steps_per_pass * config.train.passes_per_epoch, config.train.epochs
         )
-        self.val_loader = eval_loader(
-            self.data.val, self.preprocessing, config.train.eval_batch_size, config.data.num_workers
-        )
+        self.val_loader = val_batches.evaluate(self.dist.eval_indices(len(self.data.val)), config.train.eval_batch_size)
         self.start_epoch = 0
         self.best_metric = -math.inf
         self.best_epoch = -1
@@ -324,46 +340,48 @@ class Trainer:
 
     # ------------------------------------------------------------------ the loop
 
-    def _train_loader(self, epoch: int, pass_index: int) -> DataLoader:
+    def _train_loader(self, epoch: int, pass_index: int) -> Iterable[dict]:
         cfg = self.config
         generator = torch.Generator().manual_seed(derive_seed(cfg.train.seed, epoch, pass_index, 1))
         order = epoch_indices(
-            self.train_dataset.labels,
+            [s.label for s in self.data.train],
             cfg.data.sampler,
             generator,
             positive=self.task.positive_index,
             factor=cfg.data.oversample,
         )
         keys = [(index, derive_seed(cfg.train.seed, epoch, pass_index, 2, position)) for position, index in enumerate(order)]
-        return DataLoader(
-            self.train_dataset,
-            batch_size=cfg.train.batch_size,
-            sampler=keys,
-            num_workers=cfg.data.num_workers,
-            drop_last=len(keys) > cfg.train.batch_size,
-            pin_memory=self.device.type == "cuda",
-            persistent_workers=False,
-        )
+        return self.train_batches.train(self.dist.shard(keys, cfg.train.batch_size), self.dist.per_rank_batch(cfg.train.batch_size))
 
     def _step(self, batch: dict, epoch: int, step_in_epoch: int) -> dict[str, float]:
+        train = self.config.train
         images = batch["image"].to(self.device, non_blocking=True)
+        if train.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
         labels = batch["label"].to(self.device, non_blocking=True)
-        output = self.model(images)
-        cls_loss = self.criterion(output.logits, labels)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=train.amp):
+            output = self.train_model(images)
+        cls_loss = self.criterion(output.logits.float(), labels)  # losses in fp32 whatever the forward used
         loss = cls_loss
         prior = torch.zeros((), device=self.device)
+        has_mask = batch["has_mask"].to(self.device, non_blocking=True)
         if self.roi is not None:
             prior, _ = attention_prior_loss(
-                output.attention,
+                {name: amap.float() for name, amap in output.attention.items()},
                 batch["mask"].to(self.device, non_blocking=True),
-                batch["has_mask"].to(self.device),
+                has_mask,
                 self.config.loss.prior_weights,
                 softmax_maps=self.config.model.normalize == "softmax",
+                reduce=self.dist.differentiable_sum if self.dist.enabled else None,
             )
             loss = loss + prior
-        if not torch.isfinite(loss):
+        # One transfer per step; summed over processes, so every rank logs (and stops on) the global values.
+        totals = torch.stack([loss.detach(), cls_loss.detach(), prior.detach(), has_mask.sum().float()]).float()
+        loss_value, cls_value, prior_value, prior_samples = self.dist.all_reduce_sum(totals).tolist()
+        world = self.dist.world_size
+        if not math.isfinite(loss_value):
             raise TrainingError(
-                f"loss became {loss.item()} at epoch {epoch + 1}, step {step_in_epoch + 1}; the run stopped and the "
+                f"loss became {loss_value / world} at epoch {epoch + 1}, step {step_in_epoch + 1}; the run stopped and the "
                 f"last good checkpoint is kept in {self.output_dir}. Lower optim.lr or check the inputs."
             )
         self.optimizer.zero_grad(set_to_none=True)
@@ -373,12 +391,13 @@ class Trainer:
             self.ema.update_parameters(self.model)
         self.scheduler.step()
         self.global_step += 1
-        return {"loss": float(loss.detach()), "cls_loss": float(cls_loss.detach()), "prior_loss": float(prior.detach()),
-                "prior_samples": int(batch["has_mask"].sum()) if self.roi is not None else 0}
+        return {"loss": loss_value / world, "cls_loss": cls_value / world, "prior_loss": prior_value / world,
+                "prior_samples": int(prior_samples) if self.roi is not None else 0}
 
     def train_epoch(self, epoch: int) -> dict[str, float]:
         cfg = self.config
-        torch.manual_seed(derive_seed(cfg.train.seed, epoch, 0))  # dropout etc.
+        # dropout etc.; each process draws its own stream
+        torch.manual_seed(derive_seed(cfg.train.seed, epoch, 0, *([self.dist.rank] if self.dist.enabled else [])))
         self.model.train()
         sums = {"loss": 0.0, "cls_loss": 0.0, "prior_loss": 0.0, "prior_samples": 0}
         steps = images = 0
@@ -399,7 +418,7 @@ class Trainer:
                 for key, value in values.items():
                     sums[key] += value
                 steps += 1
-                images += len(batch["label"])
+                images += len(batch["label"]) * self.dist.world_size
                 bar.set_postfix(loss=f"{values['loss']:.4f}")
         out = {key: (value / max(steps, 1) if key != "prior_samples" else value) for key, value in sums.items()}
         out["images"] = images
@@ -414,17 +433,18 @@ class Trainer:
         predictions = run_inference(
             self.selected_model, self.val_loader, self.device, progress=self.progress, desc="validate"
         )
-        report = classification_report(
-            predictions.labels, predictions.probabilities, self.task.class_names, self.task.score_columns
-        )
-        picked = predictions.probabilities[np.arange(len(predictions.labels)), predictions.labels]
+        labels, probabilities = self.dist.gather_rows(predictions.labels), self.dist.gather_rows(predictions.probabilities)
+        report = classification_report(labels, probabilities, self.task.class_names, self.task.score_columns)
+        picked = probabilities[np.arange(len(labels)), labels]
         report["val_nll"] = float(-np.log(np.clip(picked, 1e-12, 1)).mean())
         return report, report[self.task.positive_class].get(self.config.train.select_metric, math.nan)
 
     def run(self) -> TrainResult:
         cfg = self.config
-        self.output_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(self.output_dir / "config.yaml", cfg.to_yaml())
+        main = self.dist.is_main
+        if main:
+            self.output_dir.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(self.output_dir / "config.yaml", cfg.to_yaml())
         summary = self.data.summary(self.roi)
         if self.start_epoch == 0:
             self.log(
@@ -461,12 +481,13 @@ class Trainer:
                 "best": improved,
             }
             self.history.append(row)
-            if improved:
-                save_model_checkpoint(
-                    self.output_dir / BEST_FILE, self.selected_model, self.checkpoint_metadata(epoch + 1, val_report)
-                )
-            save_training_state(self.output_dir / STATE_FILE, self._state(epoch + 1))
-            self._write_logs(row)
+            if main:
+                if improved:
+                    save_model_checkpoint(
+                        self.output_dir / BEST_FILE, self.selected_model, self.checkpoint_metadata(epoch + 1, val_report)
+                    )
+                save_training_state(self.output_dir / STATE_FILE, self._state(epoch + 1))
+                self._write_logs(row)
             self.log(
                 f"epoch {epoch + 1}/{cfg.train.epochs}: loss {row['train_loss']:.4f}, val AUC {row['val_roc_auc']:.4f}, "
                 f"AP {row['val_average_precision']:.4f}, {row['images_per_second']:.1f} img/s" + ("  [best]" if improved else "")
@@ -497,7 +518,17 @@ def train(
     progress: bool = True,
     log: Callable[[str], None] = print,
 ) -> TrainResult:
-    """Train (or resume) a run; ``config`` is a ``Config``, a YAML path or a preset name."""
+    """Train (or resume) a run; ``config`` is a ``Config``, a YAML path or a preset name.
+
+    Under ``torchrun`` every process calls this; they form one run (``training.distributed``)."""
     if not isinstance(config, Config):
         config = load_config(config, overrides)
-    return Trainer(config, data, output_dir, resume=resume, progress=progress, log=log).run()
+    trainer = Trainer(config, data, output_dir, resume=resume, progress=progress, log=log)
+    try:
+        return trainer.run()
+    finally:
+        trainer.dist.close()
+
+
+def _quiet(*_args: Any) -> None:
+    """The log of processes other than rank 0."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -36,10 +38,20 @@ def classification_loss(config: LossConfig) -> nn.Module:
     raise ConfigError(f"loss.name must be 'focal' or 'cross_entropy', not {config.name!r}.")
 
 
-def dice_loss(prediction: torch.Tensor, target: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
-    """1 - Dice over the whole batch, as the original code computes it (soft, no thresholding)."""
-    intersection = (prediction * target).sum()
-    return 1 - 2 * intersection / (prediction.sum() + target.sum() + eps)
+Reduce = Callable[[torch.Tensor], torch.Tensor]
+
+
+def dice_loss(
+    prediction: torch.Tensor, target: torch.Tensor, eps: float = 1e-6, reduce: Reduce | None = None
+) -> torch.Tensor:
+    """1 - Dice over the whole batch, as the original code computes it (soft, no thresholding).
+
+    ``reduce`` sums the three terms over processes, so a distributed run scores the global batch.
+    """
+    terms = torch.stack([(prediction * target).sum(), prediction.sum(), target.sum()])
+    if reduce is not None:
+        terms = reduce(terms)
+    return 1 - 2 * terms[0] / (terms[1] + terms[2] + eps)
 
 
 def attention_prior_loss(
@@ -48,11 +60,14 @@ def attention_prior_loss(
     has_region: torch.Tensor,
     weights: list[float],
     softmax_maps: bool = False,
+    reduce: Reduce | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Weighted Dice between each attention map and the region average-pooled to the map's size.
 
     Only samples that carry a region contribute. Softmax maps sum to one, so each is rescaled by
-    its maximum before the Dice (a sigmoid map is used as is).
+    its maximum before the Dice (a sigmoid map is used as is). With ``reduce`` (a sum over
+    processes) every process takes part even without a region of its own, and the Dice is that of
+    the global batch.
     """
     if len(weights) != len(attention):
         raise ConfigError(
@@ -61,15 +76,19 @@ def attention_prior_loss(
         )
     total = region.new_zeros(())
     parts: dict[str, float] = {}
-    if not bool(has_region.any()):
-        return total, parts
     keep = has_region.bool()
+    if reduce is not None:
+        present = reduce(keep.sum().to(region.dtype).view(1))[0] > 0
+    elif not bool(keep.any()):
+        return total, parts
     for (name, amap), weight in zip(attention.items(), weights, strict=True):
         amap = amap[keep]
         if softmax_maps:
             amap = amap / amap.amax(dim=(2, 3), keepdim=True).clamp_min(1e-12)
         pooled = F.adaptive_avg_pool2d(region[keep], amap.shape[-2:])
-        term = dice_loss(amap, pooled)
+        term = dice_loss(amap, pooled, reduce=reduce)
+        if reduce is not None:
+            term = torch.where(present, term, torch.zeros_like(term))
         parts[name] = float(term.detach())
         total = total + weight * term
     return total, parts

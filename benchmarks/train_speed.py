@@ -1,0 +1,338 @@
+"""Training speed: the original AttnMel data path against attnmel's, on the same images, one table.
+
+(a) reference: written to behave like the original code: every step decodes the full-size JPEG
+    with PIL in DataLoader workers and applies per-sample transforms (0.8 centre crop, resize
+    to 256, random 224 crop, rot90, flips, ToTensor, Normalize); fp32, NCHW.
+(b) attnmel: ``attnmel.training.loop.Trainer`` with the decode-once cache, the device pipeline
+    (batch augmentation where the model runs), bf16 autocast and channels_last (``auto``: on CUDA
+    only); ``--compile`` adds a row with ``torch.compile`` (warm-up epoch excluded from the timing).
+
+Inputs: the shared ISIC 2017 training images upsampled and re-encoded as JPEG at each ``--sizes``
+(default 1024x768 and 4000x3000), generated into a temporary folder. Reported per size and path:
+training images/s (forward + backward + SGD step, after a warm-up), data-path-only images/s, peak
+GPU memory, the ratio b/a, and the time the paper's ISIC 2017 schedule would take at that speed
+(50 epochs x 2 passes x (2000 + 3 x 374) images, melanoma oversampled x4). The floor: FLOPs of one
+training image (forward + backward, ``FlopCounterMode``) against the measured matmul rate (bf16
+on a GPU, fp32 on a CPU).
+
+    python benchmarks/train_speed.py                                   # on an H100: the defaults
+    python benchmarks/train_speed.py --images 24 --batch-size 8 --device cpu --sizes 1024x768,4000x3000
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset
+from torch.utils.flop_counter import FlopCounterMode
+from torchvision import transforms as T
+
+from attnmel.config import load_config
+from attnmel.data.cache import GeometryCache
+from attnmel.data.readers import read_dataset
+from attnmel.data.transforms import NORMALIZATION_PRESETS
+from attnmel.models import create_model
+from attnmel.training.loop import Trainer
+from attnmel.training.losses import FocalLoss
+
+REPO = Path(__file__).resolve().parents[1]
+#: the paper's ISIC 2017 schedule: 50 epochs x 2 passes x (2000 images + 374 melanomas x 3 extra copies)
+PAPER_SCHEDULE_IMAGES = (2000 + 3 * 374) * 2 * 50
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+def make_inputs(source: Path, target: Path, size: tuple[int, int], count: int, val_count: int) -> Path:
+    """An ISIC 2017 layout whose JPEGs are the shared images upsampled to ``size`` and re-encoded."""
+    index = read_dataset(source)
+    for split, official, n in (("train", "Training", count), ("val", "Validation", val_count)):
+        samples = index.split(split)[:n]
+        if len(samples) < n:
+            raise SystemExit(f"{source} has only {len(samples)} {split} images; lower --images")
+        folder = target / f"ISIC-2017_{official}_Data"
+        folder.mkdir(parents=True, exist_ok=True)
+        with open(target / f"ISIC-2017_{official}_Part3_GroundTruth.csv", "w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["image_id", "melanoma", "seborrheic_keratosis"])
+            for sample in samples:
+                with Image.open(sample.image_path) as image:
+                    image.convert("RGB").resize(size, Image.Resampling.BICUBIC).save(
+                        folder / f"{sample.image_id}.jpg", quality=90
+                    )
+                writer.writerow([sample.image_id, float(sample.label == 1), 0.0])
+    return target
+
+
+# --------------------------------------------------------------------------- (a) the reference path
+
+
+class RatioCenterCropPIL:
+    def __init__(self, ratio: float):
+        self.ratio = ratio
+
+    def __call__(self, image: Image.Image) -> Image.Image:
+        side = int(self.ratio * min(image.size))
+        return T.CenterCrop(side)(image)
+
+
+class RandomRot90PIL:
+    TURNS = (None, Image.Transpose.ROTATE_90, Image.Transpose.ROTATE_180, Image.Transpose.ROTATE_270)
+
+    def __call__(self, image: Image.Image) -> Image.Image:
+        turn = self.TURNS[int(torch.randint(0, 4, ()).item())]
+        return image if turn is None else image.transpose(turn)
+
+
+class ReferenceDataset(Dataset):
+    """PIL decode of the full-size file and the per-sample transform chain, like the original code."""
+
+    def __init__(self, paths: list[Path], labels: list[int], image_size: int, resize: int, crop_ratio: float):
+        mean, std = NORMALIZATION_PRESETS["isic2017"]
+        self.paths, self.labels = paths, labels
+        self.transform = T.Compose([
+            RatioCenterCropPIL(crop_ratio), T.Resize((resize, resize)), T.RandomCrop(image_size), RandomRot90PIL(),
+            T.RandomHorizontalFlip(), T.RandomVerticalFlip(), T.ToTensor(), T.Normalize(mean, std),
+        ])
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int):
+        image = Image.open(self.paths[index]).convert("RGB")
+        return self.transform(image), self.labels[index]
+
+
+def reference_loader(data: Path, args, device: torch.device) -> DataLoader:
+    samples = read_dataset(data).split("train")
+    dataset = ReferenceDataset([s.image_path for s in samples], [s.label for s in samples], args.image_size,
+                               args.resize, args.crop_ratio)
+    return DataLoader(dataset, batch_size=args.batch_size, shuffle=True, num_workers=args.workers, drop_last=True,
+                      pin_memory=device.type == "cuda", persistent_workers=args.workers > 0)
+
+
+def run_reference(data: Path, args, device: torch.device) -> dict:
+    torch.backends.cudnn.benchmark = True  # the reference gets cuDNN's fastest kernels too
+    loader = reference_loader(data, args, device)
+    model = create_model(args.model, 2, backbone=args.backbone, weights=None).to(device)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, nesterov=True, weight_decay=1e-4)
+    criterion = FocalLoss(2.0)
+
+    def step(images, labels):
+        images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+        loss = criterion(model(images).logits, labels)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return loss.item()
+
+    model.train()
+    train_rate = _timed_epochs(loader, step, args.warmup_batches, device)
+    data_rate = _timed_epochs(loader, lambda images, labels: None, args.warmup_batches, device)
+    return {"train": train_rate, "data": data_rate}
+
+
+def _timed_epochs(loader: DataLoader, step, warmup: int, device: torch.device) -> float:
+    """Images/s over all batches after the first ``warmup`` ones (two epochs: workers warm too)."""
+    seen, started = 0, None
+    for epoch in range(2):
+        for i, (images, labels) in enumerate(loader):
+            step(images, labels)
+            if epoch == 0 and i + 1 == warmup:
+                _sync(device)
+                started = time.perf_counter()
+            elif started is not None:
+                seen += len(labels)
+    _sync(device)
+    return seen / (time.perf_counter() - started)
+
+
+# --------------------------------------------------------------------------- (b) attnmel's path
+
+
+def attnmel_trainer(data: Path, args, device: torch.device, cache_dir: Path, output: Path, use_compile: bool) -> Trainer:
+    amp = args.amp == "on" or (args.amp == "auto" and device.type == "cuda")
+    channels_last = args.channels_last == "on" or (args.channels_last == "auto" and device.type == "cuda")
+    config = load_config(None, [
+        f"model.name={args.model}", f"model.backbone={args.backbone}", "model.weights=null",
+        f"data.resize={args.resize}", f"data.crop_ratio={args.crop_ratio}", f"data.image_size={args.image_size}",
+        "data.sampler=uniform", "data.pipeline=device", "data.cache=true", f"data.cache_dir={cache_dir}",
+        f"data.num_workers={args.workers}", f"train.batch_size={args.batch_size}", f"train.device={device}",
+        f"train.amp={amp}", f"train.channels_last={channels_last}", f"train.compile={use_compile}",
+        "train.deterministic=false", "train.epochs=4",
+    ])
+    return Trainer(config, data, output, progress=False, log=lambda *_: None)
+
+
+def run_attnmel(data: Path, args, device: torch.device, work: Path, use_compile: bool) -> dict:
+    cache_dir = work / "cache"
+    samples = read_dataset(data).split("train")
+    started = time.perf_counter()
+    GeometryCache(cache_dir, args.resize, args.crop_ratio).prepare(samples, num_workers=args.workers)
+    cache_seconds = time.perf_counter() - started  # the first variant builds it, a second one reuses it
+    trainer = attnmel_trainer(data, args, device, cache_dir, work / f"run-compile-{use_compile}", use_compile)
+    trainer.train_epoch(0)  # warm-up: cudnn autotuning, torch.compile, worker start
+    _sync(device)
+    started = time.perf_counter()
+    images = trainer.train_epoch(1)["images"] + trainer.train_epoch(2)["images"]
+    _sync(device)
+    train_rate = images / (time.perf_counter() - started)
+    started, seen = time.perf_counter(), 0
+    for batch in trainer._train_loader(3, 0):
+        seen += len(batch["label"])
+    _sync(device)
+    data_rate = seen / (time.perf_counter() - started)
+    return {"train": train_rate, "data": data_rate, "cache_seconds": cache_seconds, "amp": trainer.config.train.amp,
+            "channels_last": trainer.config.train.channels_last}
+
+
+# --------------------------------------------------------------------------- the floor
+
+
+def training_flops(args) -> tuple[float, str]:
+    """FLOPs of one training image (forward + backward) at ``--image-size``, and how they were counted."""
+    model = create_model(args.model, 2, backbone=args.backbone, weights=None)
+    images = torch.randn(2, 3, args.image_size, args.image_size)
+    forward, total = FlopCounterMode(display=False), FlopCounterMode(display=False)
+    with forward:
+        model(images)
+    with total:
+        model(images).logits.sum().backward()
+    if any(isinstance(m, torch.nn.Conv2d) and m.groups > 1 for m in model.modules()):
+        # FlopCounterMode counts a grouped convolution's backward as if it were dense (torch 2.14)
+        return 3 * forward.get_total_flops() / 2, "3 x forward"
+    return total.get_total_flops() / 2, "forward + backward"
+
+
+def matmul_rate(device: torch.device) -> tuple[float, str]:
+    """Measured dense matmul FLOP/s: bf16 on CUDA, fp32 on the CPU."""
+    n, dtype, label = (8192, torch.bfloat16, "bf16") if device.type == "cuda" else (1024, torch.float32, "fp32")
+    a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
+    for _ in range(3):
+        a @ b
+    _sync(device)
+    repeats = 50 if device.type == "cuda" else 5
+    started = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    _sync(device)
+    return 2 * n**3 * repeats / (time.perf_counter() - started), label
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+@contextlib.contextmanager
+def _peak_memory(device: torch.device, out: dict):
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+    yield
+    out["memory"] = f"{torch.cuda.max_memory_allocated(device) / 2**30:.1f} GiB" if device.type == "cuda" else "n/a"
+
+
+def _duration(seconds: float) -> str:
+    if seconds >= 3600:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.0f} s"
+
+
+def _machine(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"{torch.cuda.get_device_name(device)}, {os.cpu_count()} CPU cores"
+    return f"{platform.processor() or platform.machine()} CPU, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads, no GPU"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "isic2017"), help="ISIC 2017 folder")
+    parser.add_argument("--sizes", default="1024x768,4000x3000", help="comma-separated WxH of the generated JPEGs")
+    parser.add_argument("--images", type=int, default=2048, help="training images per size")
+    parser.add_argument("--model", default="attnmel")
+    parser.add_argument("--backbone", default="vgg16_bn")
+    parser.add_argument("--image-size", type=int, default=224)
+    parser.add_argument("--resize", type=int, default=256)
+    parser.add_argument("--crop-ratio", type=float, default=0.8)
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--workers", type=int, default=min(16, os.cpu_count() or 1))
+    parser.add_argument("--warmup-batches", type=int, default=1)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--amp", choices=("auto", "on", "off"), default="auto")
+    parser.add_argument("--channels-last", choices=("auto", "on", "off"), default="auto")
+    parser.add_argument("--compile", action="store_true")
+    parser.add_argument("--threads", type=int, help="torch threads in the training process (default: torch's choice)")
+    parser.add_argument("--work-dir", help="where the generated images and the cache go (default: a temporary folder)")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
+                          "cpu" if args.device == "auto" else args.device)
+    if args.images < 2 * args.batch_size:
+        parser.error("--images must be at least twice --batch-size (a warm-up batch, then timed ones)")
+    work = Path(args.work_dir or tempfile.mkdtemp(prefix="attnmel-speed-"))
+    rows = []
+    try:
+        flops, counted = training_flops(args)
+        rate, rate_label = matmul_rate(device)
+        for size_text in args.sizes.split(","):
+            size = tuple(int(v) for v in size_text.lower().split("x"))
+            data = make_inputs(Path(args.data), work / size_text / "data", size, args.images, max(2, args.batch_size // 4))
+            reference = {}
+            with _peak_memory(device, reference):
+                reference.update(run_reference(data, args, device))
+            variants = []
+            for use_compile in [False, True] if args.compile else [False]:
+                ours = {"compile": use_compile}
+                with _peak_memory(device, ours):
+                    ours.update(run_attnmel(data, args, device, work / size_text, use_compile))
+                variants.append(ours)
+            rows.append((size_text, reference, variants))
+    finally:
+        if not args.work_dir:
+            shutil.rmtree(work, ignore_errors=True)
+
+    floor = rate / flops
+    print(f"# attnmel training speed: {args.model} ({args.backbone}) at {args.image_size} px, batch {args.batch_size}, "
+          f"{args.images} images per size")
+    print(f"machine: {_machine(device)}; torch {torch.__version__}")
+    print(f"command: python benchmarks/train_speed.py {' '.join(argv if argv is not None else sys.argv[1:])}")
+    first = rows[0][2][0]
+    print(f"attnmel path: cache + device pipeline, amp {'bf16' if first['amp'] else 'off'}, channels_last "
+          f"{'on' if first['channels_last'] else 'off'}; reference: PIL + per-sample transforms in "
+          f"{args.workers} workers, fp32")
+    print()
+    print("| input | path | train img/s | data path only, img/s | peak GPU memory | b/a | paper schedule (312,200 img) | one-off cache build |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    for size_text, reference, variants in rows:
+        print(f"| {size_text} JPEG | (a) reference | {reference['train']:.1f} | {reference['data']:.1f} | {reference['memory']} | "
+              f"| {_duration(PAPER_SCHEDULE_IMAGES / reference['train'])} | |")
+        for ours in variants:
+            path = "(b) attnmel + compile" if ours["compile"] else "(b) attnmel"
+            cache = f"{ours['cache_seconds']:.1f} s ({args.images} images)" if not ours["compile"] else ""
+            print(f"| {size_text} JPEG | {path} | {ours['train']:.1f} | {ours['data']:.1f} | {ours['memory']} | "
+                  f"{ours['train'] / reference['train']:.2f}x | {_duration(PAPER_SCHEDULE_IMAGES / ours['train'])} | {cache} |")
+    print(f"| floor | {flops / 1e9:.1f} GFLOP per training image ({counted}) vs measured {rate_label} matmul "
+          f"{rate / 1e12:.2f} TFLOP/s | "
+          f"{floor:.1f} | | | | {_duration(PAPER_SCHEDULE_IMAGES / floor)} | |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
