@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from attnmel.evaluation.ensemble import load_predictor
 from attnmel.serving import ServedModel, ServiceSettings, create_app
-from attnmel.training.checkpoint import load_model_checkpoint
 
 from .conftest import SAMPLE
 
@@ -44,8 +44,7 @@ def _browser_or_skip():
 def server_url(tiny_checkpoint):
     import uvicorn
 
-    model, meta = load_model_checkpoint(tiny_checkpoint)
-    app = create_app(ServedModel(model, meta, str(tiny_checkpoint), demo=True), ServiceSettings())
+    app = create_app(ServedModel(load_predictor(tiny_checkpoint), str(tiny_checkpoint), demo=True), ServiceSettings())
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
