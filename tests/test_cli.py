@@ -82,3 +82,28 @@ def test_evaluate_matches_the_official_isic_scorer(trained_run, tmp_path):
         if ours[mine] is None:
             continue
         assert ours[mine] == pytest.approx(float(theirs[scorer]), abs=1e-9), mine
+
+
+def test_data_stats_reproduces_the_per_image_method(tmp_path, capsys):
+    """``data stats`` = mean of per-image channel means/stds after the paper's geometry, usable as data.normalization."""
+    import numpy as np
+    from torchvision import tv_tensors
+    from torchvision.transforms.v2 import functional as F
+
+    from attnmel.data.images import read_image
+    from attnmel.data.transforms import geometry, resolve_normalization
+
+    data = make_isic2017_subset(tmp_path / "data", n_train=4, n_val=2)
+    out = tmp_path / "stats.json"
+    assert main(["data", "stats", str(data), "--split", "train", "--output", str(out)]) == 0
+    stats = json.loads(out.read_text())
+    means, stds = [], []
+    for path in sorted((data / "ISIC-2017_Training_Data").glob("*.jpg")):
+        x = geometry(256, 0.8)(tv_tensors.Image(F.pil_to_tensor(read_image(path)))).double().flatten(1) / 255
+        means.append(x.mean(1).numpy())
+        stds.append(x.std(1).numpy())
+    assert stats["images"] == 4
+    np.testing.assert_allclose(stats["mean"], np.mean(means, 0), atol=1e-4)
+    np.testing.assert_allclose(stats["std"], np.mean(stds, 0), atol=1e-4)
+    assert resolve_normalization(str(out)) == (tuple(stats["mean"]), tuple(stats["std"]))
+    assert len(stats["pooled"]["mean"]) == 3 and all(s > 0 for s in stats["pooled"]["std"])

@@ -85,19 +85,21 @@ def test_attnmel_classifier_reads_gap_and_both_gates():
     assert model.gates["pool3"].local_proj.out_channels == 256
 
 
-def test_logits_only_view_works_with_grad_cam_and_captum():
+@pytest.mark.parametrize("name", list_models())
+def test_logits_only_view_works_with_grad_cam_and_captum(models, name):
     from captum.attr import IntegratedGradients
     from pytorch_grad_cam import GradCAM
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
-    model = create_model("attnmel", backbone="mobilenet_v2").eval()
+    entry = model_entry(name)
+    model = models(name, entry.default_backbone if entry.fixed_backbone else "mobilenet_v2").eval()
     view = LogitsOnly(model)
     x = torch.randn(1, 3, 64, 64)
-    cam = GradCAM(model=view, target_layers=[model.last_stage()])
-    heat = cam(input_tensor=x, targets=[ClassifierOutputTarget(1)])
-    assert heat.shape == (1, 64, 64)
+    with GradCAM(model=view, target_layers=[model.last_stage()]) as cam:
+        heat = cam(input_tensor=x, targets=[ClassifierOutputTarget(1)])
+    assert heat.shape == (1, 64, 64) and float(heat.min()) >= 0
     attributions = IntegratedGradients(view).attribute(x, target=1, n_steps=4)
-    assert attributions.shape == x.shape
+    assert attributions.shape == x.shape and float(attributions.abs().sum()) > 0
 
 
 def test_local_weights_file_loads_and_partial_file_is_rejected(tmp_path):
