@@ -8,6 +8,9 @@ Rows (issue 7), each over several seeds:
                        the paper's 100 passes, so the paper's weights have less time to act
   best                 configs/isic2017/attnmel-mobilenetv2-lesion (lesion prior 0.01 / 0.1 + EMA),
                        evaluated with 8-view TTA
+  best-no-tta, attnmel-mnv2-lesion-x10-tta
+                       evaluation-only rows: the same trained runs with and without TTA, so that
+                       the table separates what EMA and TTA each add
   vgg16-scratch        AttnMel-CNN on VGG-16-BN from random init, the paper's recipe (SGD 0.01, step)
 All MobileNetV2 rows start from the same ImageNet weights (a local file) with the same optimiser and
 budget (configs/isic2017/_finetune-mobilenetv2.yaml); they differ only in head, prior, EMA and TTA.
@@ -16,7 +19,8 @@ The second table is issue 3's check: the lesion prior against no prior, same ini
     python benchmarks/quality_isic2017.py --data ../shared/data/isic2017 \
         --weights ../shared/weights/mobilenet_v2_imagenet_features.pth --out runs/quality
 
-Finished runs and evaluations are reused (delete a run folder to redo it). On a GPU, a fuller budget:
+Finished runs and evaluations are reused (delete a run folder to redo it); ``--table-only`` prints
+the table from what is finished, skipping the rest. On a GPU, a fuller budget:
 ``--epochs 20 --image-size 224 --vgg-epochs 50 --vgg-image-size 224``.
 """
 
@@ -47,12 +51,20 @@ ROWS: dict[str, dict] = {
         "preset": "isic2017/gap-mobilenetv2", "set": ["model.name=attnmel", "data.roi=lesion", "loss.prior_weights=[0.01,0.1]"]
     },
     "best": {"preset": "isic2017/attnmel-mobilenetv2-lesion", "set": [], "tta": True},
+    "best-no-tta": {"evaluates": "best", "tta": False},
+    "attnmel-mnv2-lesion-x10-tta": {"evaluates": "attnmel-mnv2-lesion-x10", "tta": True},
     "vgg16-scratch": {"preset": "isic2017/attnmel", "set": ["model.weights=null"], "vgg": True},
 }
 METRICS = ("roc_auc", "average_precision", "sensitivity_at_90_specificity")
 
 
+def _trained_row(name: str) -> str:
+    """The row whose training run ``name`` evaluates (evaluation-only rows reuse another row's run)."""
+    return ROWS[name].get("evaluates", name)
+
+
 def _config(name: str, seed: int, args: argparse.Namespace):
+    name = _trained_row(name)
     row = ROWS[name]
     vgg = row.get("vgg", False)
     size = args.vgg_image_size if vgg else args.image_size
@@ -77,12 +89,17 @@ def _completed_epochs(output: Path) -> int:
     return sum(1 for _ in metrics.open()) - 1 if metrics.is_file() else 0
 
 
-def run(name: str, seed: int, args: argparse.Namespace) -> dict:
-    """Train (or finish) one run, then evaluate its best checkpoint on val with attention quality."""
-    output = Path(args.out) / name / f"seed{seed}"
+def run(name: str, seed: int, args: argparse.Namespace) -> dict | None:
+    """Train (or finish) one run, then evaluate its best checkpoint on val with attention quality.
+
+    With ``--table-only`` an unfinished run is skipped (None) instead of trained.
+    """
+    output = Path(args.out) / _trained_row(name) / f"seed{seed}"
     config = _config(name, seed, args)
     started = time.perf_counter()
     if _completed_epochs(output) < config.train.epochs:
+        if args.table_only:
+            return None
         resume = (output / STATE_FILE).is_file()
         train(config, args.data, output, resume=resume, progress=args.progress)
     tta = ROWS[name].get("tta", False)
@@ -93,6 +110,7 @@ def run(name: str, seed: int, args: argparse.Namespace) -> dict:
     result = {key: metrics["classification"]["melanoma"][key] for key in METRICS}
     for layer, values in metrics.get("attention_quality", {}).get("layers", {}).items():
         result[f"jaccard_{layer}"] = values["jaccard"]
+    result["seed"] = seed
     result["seconds"] = round(time.perf_counter() - started)
     print(f"{name} seed {seed}: " + ", ".join(f"{k} {v:.3f}" for k, v in result.items() if isinstance(v, float)),
           flush=True)
@@ -115,46 +133,60 @@ def _deep_layer(result: dict) -> str | None:
     return None
 
 
+def _mean(runs: list[dict], key: str, seeds: list[int]) -> float:
+    """Mean over the given seeds; ``key="deep"`` picks each run's stride-16 (or CAM) Jaccard."""
+    return statistics.mean(r[_deep_layer(r) if key == "deep" else key] for r in runs if r["seed"] in seeds)
+
+
+def _common_seeds(*rows: list[dict]) -> list[int]:
+    """Comparisons pair runs by seed, so rows finished for different seeds are compared fairly."""
+    return sorted(set.intersection(*({r["seed"] for r in runs} for runs in rows)))
+
+
 def tables(results: dict[str, list[dict]]) -> str:
     lines = [
         "| row | seeds | val ROC AUC | val AP | sens @ 90% spec | Jaccard stride-8 gate | Jaccard stride-16 gate (pool-4 eq.) or CAM |",
         "|---|---|---|---|---|---|---|",
     ]
+    results = {name: runs for name, runs in results.items() if runs}
     for name, runs in results.items():
         deep = _deep_layer(runs[0])
         shallow = next((k for k in ("jaccard_pool3", "jaccard_stage3", "jaccard_layer2") if k in runs[0]), None)
         lines.append(
-            f"| {name} | {len(runs)} | " + " | ".join(_cell([r[m] for r in runs]) for m in METRICS)
+            f"| {name} | {','.join(str(r['seed']) for r in runs)} | "
+            + " | ".join(_cell([r[m] for r in runs]) for m in METRICS)
             + f" | {_cell([r[shallow] for r in runs]) if shallow else '-'}"
             + f" | {_cell([r[deep] for r in runs]) if deep else '-'} |"
         )
-    priors = [p for p in ("attnmel-mnv2-lesion", "attnmel-mnv2-lesion-x10", "best") if p in results]
+    priors = [p for p in ("attnmel-mnv2-lesion", "attnmel-mnv2-lesion-x10", "best-no-tta", "best") if p in results]
     if "attnmel-mnv2" in results and priors:
-        lines += ["", "Issue 3 check (same initialisation; stride-16 gate = pool-4 equivalent):"]
-    for prior in priors if "attnmel-mnv2" in results else []:
-        plain, lesion = results["attnmel-mnv2"], results[prior]
-        j_plain = statistics.mean(r[_deep_layer(r)] for r in plain)
-        j_lesion = statistics.mean(r[_deep_layer(r)] for r in lesion)
-        auc_plain = statistics.mean(r["roc_auc"] for r in plain)
-        auc_lesion = statistics.mean(r["roc_auc"] for r in lesion)
-        lines += [
-            "",
-            f"{prior} against attnmel-mnv2:",
-            "",
-            "| criterion | value | target | met |",
-            "|---|---|---|---|",
-            f"| Jaccard gain, lesion - no prior | {j_lesion - j_plain:+.3f} | >= +0.20 | {j_lesion - j_plain >= 0.2} |",
-            f"| Jaccard with the lesion prior | {j_lesion:.3f} | >= 0.55 | {j_lesion >= 0.55} |",
-            f"| val AUC change, lesion - no prior | {auc_lesion - auc_plain:+.3f} | >= -0.02 | {auc_lesion - auc_plain >= -0.02} |",
-        ]
+        lines += ["", "Issue 3 check (same initialisation, paired by seed; stride-16 gate = pool-4 equivalent):"]
+        for prior in priors:
+            plain, lesion = results["attnmel-mnv2"], results[prior]
+            seeds = _common_seeds(plain, lesion)
+            if not seeds:
+                continue
+            j_gain = _mean(lesion, "deep", seeds) - _mean(plain, "deep", seeds)
+            j_lesion = _mean(lesion, "deep", seeds)
+            auc_change = _mean(lesion, "roc_auc", seeds) - _mean(plain, "roc_auc", seeds)
+            lines += [
+                "",
+                f"{prior} against attnmel-mnv2 (seeds {seeds}):",
+                "",
+                "| criterion | value | target | met |",
+                "|---|---|---|---|",
+                f"| Jaccard gain, lesion - no prior | {j_gain:+.3f} | >= +0.20 | {j_gain >= 0.2} |",
+                f"| Jaccard with the lesion prior | {j_lesion:.3f} | >= 0.55 | {j_lesion >= 0.55} |",
+                f"| val AUC change, lesion - no prior | {auc_change:+.3f} | >= -0.02 | {auc_change >= -0.02} |",
+            ]
     if "gap-mnv2" in results:
-        baseline = statistics.mean(r["roc_auc"] for r in results["gap-mnv2"])
-        lines += ["", "Issue 7 check (val ROC AUC against the plain baseline, same initialisation and budget):", ""]
+        lines += ["", "Issue 7 check (val ROC AUC against the plain baseline, same initialisation and budget, paired by seed):", ""]
         for name, runs in results.items():
-            if name.startswith("attnmel") or name == "best":
-                gain = statistics.mean(r["roc_auc"] for r in runs) - baseline
-                deep = statistics.mean(r[_deep_layer(r)] for r in runs)
-                lines.append(f"- {name}: AUC {gain:+.3f} vs gap-mnv2 (target >= +0.02: {gain >= 0.02}); "
+            seeds = _common_seeds(results["gap-mnv2"], runs)
+            if name.startswith(("attnmel", "best")) and seeds:
+                gain = _mean(runs, "roc_auc", seeds) - _mean(results["gap-mnv2"], "roc_auc", seeds)
+                deep = _mean(runs, "deep", seeds)
+                lines.append(f"- {name} (seeds {seeds}): AUC {gain:+.3f} vs gap-mnv2 (target >= +0.02: {gain >= 0.02}); "
                              f"stride-16 Jaccard {deep:.3f} (target >= 0.6: {deep >= 0.6})")
     return "\n".join(lines)
 
@@ -173,14 +205,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--progress", action="store_true")
+    parser.add_argument("--table-only", action="store_true", help="no training: tabulate the finished runs")
     args = parser.parse_args(argv)
     results: dict[str, list[dict]] = {name: [] for name in args.rows}
     for seed in args.seeds:
         for name in args.rows:
-            results[name].append(run(name, seed, args))
+            result = run(name, seed, args)
+            if result is not None:
+                results[name].append(result)
     (Path(args.out) / "results.json").write_text(json.dumps(results, indent=2))
     print()
-    print(f"ISIC 2017, train -> val ({len(args.seeds)} seeds: {args.seeds}); MobileNetV2 rows {args.epochs} epochs at "
+    print(f"ISIC 2017, train -> val (seeds {args.seeds}, where finished); MobileNetV2 rows {args.epochs} epochs at "
           f"{args.image_size} px, VGG {args.vgg_epochs} epochs at {args.vgg_image_size} px; mean ± std over seeds")
     print(tables(results))
     return 0
