@@ -41,7 +41,18 @@ def test_checks_pair_rows_by_seed(benchmark):
 
 
 def test_evaluation_only_rows_reuse_the_trained_run(benchmark):
-    assert benchmark._trained_row("best-no-tta") == "best"
-    assert benchmark._trained_row("attnmel-mnv2-lesion-x10-tta") == "attnmel-mnv2-lesion-x10"
+    assert benchmark._trained_row("gap-mnv2-tta") == "gap-mnv2"
+    assert benchmark._trained_row("attnmel-mnv2-lesion-x10-ema-tta") == "attnmel-mnv2-lesion-x10-ema"
     assert benchmark._trained_row("gap-mnv2") == "gap-mnv2"
-    assert benchmark.ROWS["best"]["tta"] and not benchmark.ROWS["best-no-tta"]["tta"]
+    for name, row in benchmark.ROWS.items():
+        assert ("evaluates" in row) == name.endswith("-tta") == row.get("tta", False), name
+
+
+def test_tta_rows_are_compared_with_the_baseline_under_tta(benchmark):
+    results = {
+        "gap-mnv2": [_run(0, 0.80, 0.2, cam=True)],
+        "gap-mnv2-tta": [_run(0, 0.82, 0.2, cam=True)],
+        "attnmel-mnv2-lesion-x10-tta": [_run(0, 0.85, 0.7)],
+    }
+    table = benchmark.tables(results)
+    assert "- attnmel-mnv2-lesion-x10-tta (seeds [0]): AUC +0.030 vs gap-mnv2-tta (target >= +0.02: True)" in table
