@@ -161,25 +161,31 @@ def make_toy_problem(root: Path, n_train: int = 48, n_val: int = 16, size: int =
     return root / "manifest.csv"
 
 
+@pytest.mark.slow
 def test_lesion_prior_moves_attention_onto_the_marked_region(tmp_path):
+    """The prior dominates the loss (weight 10, AdamW), so the effect is large by construction.
+
+    Over twelve seeds on one machine the prior's Jaccard was at least 0.75 (stride 8) and 0.55
+    (stride 16) and the plain model's at most 0.25; seeded float results differ between CPU kinds
+    (a run on another processor is like another seed), so the bounds below sit far from both."""
     data = make_toy_problem(tmp_path / "toy")
     common = [
         "model.backbone=mobilenet_v2", "model.attention_channels=32", "model.weights=null",
         "data.crop_ratio=1.0", "data.resize=64", "data.image_size=64", "data.normalization=imagenet",
         "data.sampler=uniform", "data.num_workers=0", "loss.name=cross_entropy",
-        "optim.lr=0.02", "optim.nesterov=false", "optim.schedule=constant",
-        "train.batch_size=4", "train.eval_batch_size=16", "train.epochs=1", "train.passes_per_epoch=4",
+        "optim.name=adamw", "optim.lr=0.003", "optim.weight_decay=0", "optim.schedule=constant",
+        "train.batch_size=4", "train.eval_batch_size=16", "train.epochs=1", "train.passes_per_epoch=8",
         "train.threads=1", "train.seed=0",
     ]
     scores = {}
-    for name, extra in (("plain", []), ("prior", ["data.roi=lesion", "loss.prior_weights=[3.0,3.0]"])):
+    for name, extra in (("plain", []), ("prior", ["data.roi=lesion", "loss.prior_weights=[10.0,10.0]"])):
         train(load_config(None, [*common, *extra]), data, tmp_path / name, progress=False, log=lambda *_: None)
         quality = attention_quality(tmp_path / name, data, "val")
         assert quality.images_with_mask == 16 and quality.layers == ["stage3", "stage4"]
         scores[name] = {layer: quality.mean(layer) for layer in quality.layers}
     for layer in ("stage3", "stage4"):  # same initialisation, same batches: only the prior differs
-        assert scores["prior"][layer] > scores["plain"][layer] + 0.1, scores
-    assert np.mean(list(scores["prior"].values())) > 0.3, scores
+        assert scores["prior"][layer] > 0.45, scores
+        assert scores["prior"][layer] > scores["plain"][layer] + 0.25, scores
 
 
 # ------------------------------------------------------------------------------------------ through the CLI
