@@ -38,7 +38,8 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch: idle thread
 
 from attnmel.config import load_config  # noqa: E402
 from attnmel.evaluation.evaluate import evaluate_checkpoint  # noqa: E402
-from attnmel.training.loop import STATE_FILE, train  # noqa: E402
+from attnmel.training.loop import train  # noqa: E402
+from attnmel.training.resume import STATE_FILE  # noqa: E402
 
 _LESION_X10 = ["model.name=attnmel", "data.roi=lesion", "loss.prior_weights=[0.01,0.1]"]
 ROWS: dict[str, dict] = {

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import torch
 
+from attnmel.checkpoints.format import save_model_checkpoint
+from attnmel.checkpoints.meta import Architecture, CheckpointMeta
 from attnmel.data.records import get_task
-from attnmel.data.transforms import resolve_normalization
-from attnmel.evaluation.inference import Preprocessing
+from attnmel.data.transforms import Preprocessing, resolve_normalization
 from attnmel.models import create_model
-from attnmel.training.checkpoint import save_model_checkpoint
 
 
 def make_checkpoint(
@@ -42,10 +42,11 @@ def make_checkpoint(
         model.classifier.weight.mul_(logit_scale)
         model.classifier.bias.mul_(logit_scale)
     mean, std = resolve_normalization(normalization)
-    metadata = {
-        "task": spec.name,
-        "class_names": list(spec.class_names),
-        "score_columns": list(spec.score_columns),
-        "preprocessing": Preprocessing(0.8, 72, image_size, mean, std).to_dict(),
-    }
-    return save_model_checkpoint(path, model, metadata)
+    meta = CheckpointMeta(
+        architecture=Architecture.of(model),
+        task=spec.name,
+        class_names=spec.class_names,
+        score_columns=spec.score_columns,
+        preprocessing=Preprocessing(0.8, image_size * 9 // 8, image_size, mean, std),
+    )
+    return save_model_checkpoint(path, model, meta)

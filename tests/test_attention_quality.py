@@ -13,6 +13,8 @@ import torch
 from PIL import Image
 from sklearn.metrics import f1_score, jaccard_score
 
+from attnmel.checkpoints.format import read_metadata, save_model_checkpoint
+from attnmel.checkpoints.meta import Architecture
 from attnmel.cli import main
 from attnmel.config import load_config
 from attnmel.errors import ConfigError
@@ -23,7 +25,6 @@ from attnmel.evaluation.attention_quality import (
     score_attention,
 )
 from attnmel.models import create_model, with_maps
-from attnmel.training.checkpoint import read_metadata, save_model_checkpoint
 from attnmel.training.loop import train
 
 from .conftest import make_isic2017_subset
@@ -241,8 +242,8 @@ def test_gap_models_are_scored_and_drawn_with_their_class_activation_map(runs, t
 
 def test_masks_need_attention_or_cam_and_a_valid_threshold(runs, tmp_path, capsys):
     data, root = runs
-    meta = {k: v for k, v in read_metadata(root / "lesion").items() if k not in ("architecture", "format")}
     melcnn = create_model("melcnn", backbone="mobilenet_v2")
+    meta = read_metadata(root / "lesion").replace(architecture=Architecture.of(melcnn))
     save_model_checkpoint(tmp_path / "melcnn" / "best.safetensors", melcnn, meta)
     assert main(["evaluate", "--checkpoint", str(tmp_path / "melcnn"), "--data", str(data), "--masks"]) == 2
     assert "neither attention maps nor a class activation map" in capsys.readouterr().err

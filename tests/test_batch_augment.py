@@ -9,10 +9,15 @@ from torchvision.transforms import v2
 from attnmel.data.batch_augment import augment_geometry, center_params, normalize, train_params
 from attnmel.data.dataset import IsicDataset
 from attnmel.data.masks import RoiSpec
+from attnmel.data.pipelines import DeviceBatches
 from attnmel.data.readers import read_dataset
-from attnmel.data.transforms import NORMALIZATION_PRESETS, eval_augment, geometry, train_augment
-from attnmel.evaluation.inference import Preprocessing
-from attnmel.training.batches import DeviceBatches
+from attnmel.data.transforms import (
+    NORMALIZATION_PRESETS,
+    Preprocessing,
+    eval_augment,
+    geometry,
+    train_augment,
+)
 from attnmel.training.distributed import Distributed
 
 MEAN, STD = NORMALIZATION_PRESETS["isic2017"]

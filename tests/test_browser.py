@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from attnmel.evaluation.ensemble import load_predictor
+from attnmel.inference import load_predictor
 from attnmel.serving import ServedModel, ServiceSettings, create_app
 
 from .conftest import SAMPLE

@@ -12,21 +12,16 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
+from attnmel.checkpoints.format import load_model_checkpoint, read_metadata, update_metadata
 from attnmel.cli import main
-from attnmel.evaluation.calibration import (
+from attnmel.evaluation.evaluate import evaluate_checkpoint
+from attnmel.evaluation.predict import predict_images
+from attnmel.metrics.calibration import (
     calibration_report,
     expected_calibration_error,
     fit_temperature,
     negative_log_likelihood,
     reliability_bins,
-)
-from attnmel.evaluation.evaluate import evaluate_checkpoint
-from attnmel.evaluation.predict import predict_images
-from attnmel.training.checkpoint import (
-    checkpoint_temperature,
-    load_model_checkpoint,
-    read_metadata,
-    update_metadata,
 )
 
 from .checkpoint_helpers import make_checkpoint
@@ -52,11 +47,12 @@ def test_calibration_report_top_label_and_per_class():
     labels = np.array([1, 1, 0])
     report = calibration_report(labels, probabilities, ["other", "melanoma"], ["melanoma"], n_bins=10)
     # top label: confidences 0.7 (right), 0.9 (wrong), 0.6 (right), each alone in its bin
-    assert report["ece"] == pytest.approx((0.3 + 0.9 + 0.4) / 3)
+    assert report.ece == pytest.approx((0.3 + 0.9 + 0.4) / 3)
     # p(melanoma) 0.7 (melanoma), 0.1 (melanoma), 0.4 (not)
-    assert report["melanoma"]["ece"] == pytest.approx((0.3 + 0.9 + 0.4) / 3)
-    assert report["nll"] == pytest.approx(-(math.log(0.7) + math.log(0.1) + math.log(0.6)) / 3)
-    assert report["bins"] == 10
+    assert report.class_ece["melanoma"] == pytest.approx((0.3 + 0.9 + 0.4) / 3)
+    assert report.nll == pytest.approx(-(math.log(0.7) + math.log(0.1) + math.log(0.6)) / 3)
+    assert report.bins == 10
+    assert report.to_dict()["melanoma"] == {"ece": report.class_ece["melanoma"]}
 
 
 def test_temperature_scaling_recovers_the_overconfidence_of_a_synthetic_model():
@@ -71,8 +67,8 @@ def test_temperature_scaling_recovers_the_overconfidence_of_a_synthetic_model():
         return torch.softmax(logits / t, dim=1).numpy()
 
     assert negative_log_likelihood(labels, probabilities(temperature)) < negative_log_likelihood(labels, probabilities(1.0)) - 0.1
-    before = calibration_report(labels, probabilities(1.0), ["other", "melanoma"], ["melanoma"])["ece"]
-    after = calibration_report(labels, probabilities(temperature), ["other", "melanoma"], ["melanoma"])["ece"]
+    before = calibration_report(labels, probabilities(1.0), ["other", "melanoma"], ["melanoma"]).ece
+    after = calibration_report(labels, probabilities(temperature), ["other", "melanoma"], ["melanoma"]).ece
     assert after < before / 2
     # identical TTA views give the same temperature as one view
     assert fit_temperature(logits.expand(8, -1, -1), labels) == pytest.approx(temperature, rel=1e-4)
@@ -81,14 +77,14 @@ def test_temperature_scaling_recovers_the_overconfidence_of_a_synthetic_model():
 def test_temperature_round_trips_through_the_checkpoint(tmp_path):
     path = make_checkpoint(tmp_path / "model.safetensors")
     before = load_file(str(path))
-    assert checkpoint_temperature(read_metadata(path)) == 1.0
-    update_metadata(path, {"temperature": 2.5})
+    assert read_metadata(path).softmax_temperature == 1.0
+    update_metadata(path, temperature=2.5)
     meta = read_metadata(path)
-    assert checkpoint_temperature(meta) == 2.5
-    assert json.loads((tmp_path / "model.json").read_text()) == meta  # the sidecar follows
+    assert meta.softmax_temperature == 2.5
+    assert json.loads((tmp_path / "model.json").read_text()) == meta.to_dict()  # the sidecar follows
     after = load_file(str(path))
     assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
-    assert load_model_checkpoint(path)[1]["temperature"] == 2.5
+    assert load_model_checkpoint(path)[1].temperature == 2.5
     assert not list(tmp_path.glob(".*.tmp"))
 
 
@@ -105,9 +101,9 @@ def test_calibrate_lowers_nll_of_an_overconfident_model_and_stores_the_temperatu
     assert result["previous_temperature"] == 1.0 and result["temperature"] > 1.0 and result["written"]
     assert result["after"]["nll"] < result["before"]["nll"]
     meta = read_metadata(path)
-    assert meta["temperature"] == pytest.approx(result["temperature"])
-    assert meta["calibration"]["split"] == "val" and meta["calibration"]["images"] == 12
-    assert json.loads((tmp_path / "run" / "best.json").read_text()) == meta
+    assert meta.temperature == pytest.approx(result["temperature"])
+    assert meta.calibration["split"] == "val" and meta.calibration["images"] == 12
+    assert json.loads((tmp_path / "run" / "best.json").read_text()) == meta.to_dict()
     assert all(torch.equal(weights[k], v) for k, v in load_file(str(path)).items())
 
     assert main(["calibrate", "--checkpoint", str(path), "--data", str(data), "--dry-run"]) == 0
@@ -118,7 +114,7 @@ def test_calibrate_lowers_nll_of_an_overconfident_model_and_stores_the_temperatu
 def test_evaluate_and_predict_apply_the_stored_temperature(data, tmp_path, capsys):
     path = make_checkpoint(tmp_path / "model.safetensors", logit_scale=5.0)
     raw = evaluate_checkpoint(path, data, "val", tmp_path / "raw", progress=False)
-    update_metadata(path, {"temperature": 3.0})
+    update_metadata(path, temperature=3.0)
     scaled = evaluate_checkpoint(path, data, "val", tmp_path / "scaled", progress=False)
     ignored = evaluate_checkpoint(path, data, "val", tmp_path / "ignored", use_temperature=False, progress=False)
     # softmax is shift-invariant, so softmax(log p / T) = softmax(z / T)
@@ -126,8 +122,8 @@ def test_evaluate_and_predict_apply_the_stored_temperature(data, tmp_path, capsy
     np.testing.assert_allclose(scaled.predictions.probabilities, expected, atol=1e-6)
     np.testing.assert_allclose(ignored.predictions.probabilities, raw.predictions.probabilities, atol=1e-7)
     assert not np.allclose(scaled.predictions.probabilities, raw.predictions.probabilities, atol=1e-3)
-    assert scaled.metrics["members"][0]["temperature"] == 3.0
-    assert scaled.metrics["calibration"]["bins"] == 15 and "ece" in scaled.metrics["calibration"]["melanoma"]
+    assert scaled.members[0]["temperature"] == 3.0
+    assert scaled.calibration.bins == 15 and "melanoma" in scaled.calibration.class_ece
     assert Image.open(scaled.files["reliability"]).size[0] > 100
     written = pd.read_csv(tmp_path / "scaled" / "predictions.csv")
     np.testing.assert_allclose(written["melanoma"], expected[:, 1], atol=1e-6)

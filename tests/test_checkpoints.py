@@ -20,10 +20,13 @@ from safetensors import safe_open
 from torch import nn
 
 from attnmel import create_model
+from attnmel.checkpoints.format import load_model_checkpoint, read_metadata, save_model_checkpoint
+from attnmel.checkpoints.legacy import LegacyAssumptions, load_legacy_checkpoint
+from attnmel.checkpoints.loader import load_checkpoint
+from attnmel.checkpoints.meta import Architecture, CheckpointMeta
 from attnmel.cli import main
+from attnmel.data.transforms import Preprocessing
 from attnmel.errors import CheckpointError
-from attnmel.training.checkpoint import load_model_checkpoint, read_metadata, save_model_checkpoint
-from attnmel.training.legacy import LegacyAssumptions, load_legacy_checkpoint
 
 from .conftest import SAMPLE
 
@@ -34,12 +37,15 @@ def test_metadata_is_embedded_and_mirrored_in_the_sidecar(tiny_checkpoint):
     sidecar = json.loads(tiny_checkpoint.with_suffix(".json").read_text())
     assert json.dumps(embedded, sort_keys=True) == json.dumps(sidecar, sort_keys=True)  # NaN-safe comparison
     meta = read_metadata(tiny_checkpoint)
-    assert meta["architecture"] == {"name": "attnmel", "backbone": "mobilenet_v2", "num_classes": 2,
-                                    "normalize": "sigmoid", "attention_channels": 256}
-    assert meta["class_names"] == ["other", "melanoma"] and meta["attnmel_version"]
-    assert set(meta["preprocessing"]) == {"crop_ratio", "resize", "image_size", "mean", "std"}
-    assert meta["training"]["data"]["train"]["images"] == 8 and meta["training"]["backbone_weights"] is None
-    assert "roc_auc" in meta["metrics"]["val"]["melanoma"]
+    assert embedded["architecture"] == {"name": "attnmel", "backbone": "mobilenet_v2", "num_classes": 2,
+                                        "normalize": "sigmoid", "attention_channels": 256}
+    assert meta.architecture == Architecture("attnmel", 2, {"backbone": "mobilenet_v2", "normalize": "sigmoid",
+                                                            "attention_channels": 256})
+    assert meta.class_names == ("other", "melanoma") and meta.attnmel_version
+    assert set(embedded["preprocessing"]) == {"crop_ratio", "resize", "image_size", "mean", "std"}
+    assert meta.training.data["train"]["images"] == 8 and meta.training.backbone_weights is None
+    assert "roc_auc" in meta.metrics["val"]["melanoma"]
+    assert meta.to_dict() == embedded
 
 
 class _Boom:
@@ -57,8 +63,9 @@ def test_pickles_are_refused_without_trust_and_never_unpickled(tmp_path, name, c
     marker = tmp_path / "pwned"
     path = tmp_path / name
     torch.save({"state_dict": _Boom(marker)}, path)
-    with pytest.raises(CheckpointError, match="--trust-pickle"):
-        load_model_checkpoint(path)
+    for load in (load_model_checkpoint, load_checkpoint):
+        with pytest.raises(CheckpointError, match="--trust-pickle"):
+            load(path)
     assert main(["predict", str(tmp_path), "--checkpoint", str(path), "--output", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
     assert "--trust-pickle" in err and "Traceback" not in err
@@ -86,18 +93,18 @@ def _same_outputs(a: nn.Module, b: nn.Module, size: int = 64) -> None:
 def test_trusted_bare_state_dict_is_recognised(tmp_path, name, backbone):
     model = create_model(name, backbone=backbone, weights=None)
     path = _state_file(tmp_path, model.state_dict())
-    loaded, meta = load_model_checkpoint(path, trust_pickle=True)
-    assert (meta["architecture"]["name"], meta["architecture"]["backbone"]) == (name, backbone)
-    assert meta["legacy"]["origin"].startswith("attnmel") and meta["legacy"]["assumed"]["image_size"] == 224
+    loaded, meta, _ = load_checkpoint(path, trust_pickle=True)
+    assert (meta.architecture.name, meta.architecture.backbone) == (name, backbone)
+    assert meta.legacy["origin"].startswith("attnmel") and meta.legacy["assumed"]["image_size"] == 224
     _same_outputs(model, loaded)
 
 
 def test_trusted_dict_with_metadata_keeps_it(tmp_path, tiny_checkpoint):
     model, meta = load_model_checkpoint(tiny_checkpoint)
     path = _state_file(tmp_path, {"state_dict": {f"module.{k}": v for k, v in model.state_dict().items()},
-                                         "metadata": meta, "epoch": 3})
-    loaded, loaded_meta = load_model_checkpoint(path, trust_pickle=True)
-    assert loaded_meta["preprocessing"] == meta["preprocessing"] and loaded_meta["training"] == meta["training"]
+                                         "metadata": meta.to_dict(), "epoch": 3})
+    loaded, loaded_meta, _ = load_checkpoint(path, trust_pickle=True)
+    assert loaded_meta.preprocessing == meta.preprocessing and loaded_meta.training == meta.training
     _same_outputs(model, loaded)
     image = next((SAMPLE / "ISIC-2017_Validation_Data").glob("*.jpg"))
     assert main(["predict", str(image), "--checkpoint", str(path), "--trust-pickle", "--output", str(tmp_path / "p")]) == 0
@@ -108,7 +115,7 @@ def test_weights_of_the_wrong_shape_are_an_error(tmp_path):
     state = create_model("attnmel", backbone="mobilenet_v2", weights=None).state_dict()
     state["classifier.weight"] = torch.zeros(2, 7)
     with pytest.raises(CheckpointError, match="match no attnmel architecture"):
-        load_model_checkpoint(_state_file(tmp_path, state), trust_pickle=True)
+        load_checkpoint(_state_file(tmp_path, state), trust_pickle=True)
 
 
 # ------------------------------------------------------------------ the original IPMI2019-AttnMel code
@@ -181,9 +188,9 @@ def test_original_attnmel_checkpoint_maps_onto_attnmel(tmp_path):
     x = torch.randn(1, 3, 224, 224, generator=torch.Generator().manual_seed(2))
     for softmax in (False, True):  # the original's --normalize_attn
         model, meta = load_legacy_checkpoint(path, assumed=LegacyAssumptions(normalize="softmax" if softmax else "sigmoid"))
-        assert meta["architecture"]["name"] == "attnmel" and meta["architecture"]["backbone"] == "vgg16_bn"
-        assert meta["legacy"]["origin"].startswith("IPMI2019-AttnMel")
-        assert meta["preprocessing"]["image_size"] == 224 and meta["preprocessing"]["mean"][0] == pytest.approx(0.6820)
+        assert meta.architecture.name == "attnmel" and meta.architecture.backbone == "vgg16_bn"
+        assert meta.legacy["origin"].startswith("IPMI2019-AttnMel")
+        assert meta.preprocessing.image_size == 224 and meta.preprocessing.mean[0] == pytest.approx(0.6820)
         logits, a1, a2 = original_forward(net, x, softmax)
         with torch.no_grad():
             ours = model(x)
@@ -196,8 +203,8 @@ def test_original_vgg_checkpoint_maps_onto_vgg16(tmp_path):
     net = original_attnvgg(attention=False)
     path = tmp_path / "checkpoint.pth"
     torch.save({"state_dict": OrderedDict(net.state_dict())}, path)
-    model, meta = load_model_checkpoint(path, trust_pickle=True)
-    assert meta["architecture"]["name"] == "vgg16"
+    model, meta, _ = load_checkpoint(path, trust_pickle=True)
+    assert meta.architecture.name == "vgg16"
     x = torch.randn(1, 3, 224, 224, generator=torch.Generator().manual_seed(3))
     logits, _, _ = original_forward(net, x)
     with torch.no_grad():
@@ -213,8 +220,8 @@ def test_convert_a_legacy_pickle_to_safetensors(tmp_path, capsys):
     assert main(["export", "--checkpoint", str(legacy), "--format", "safetensors", "--output", str(out),
                  "--trust-pickle", "--legacy-attention", "softmax", "--legacy-normalization", "isic2016"]) == 0
     converted, meta = load_model_checkpoint(out / "legacy.safetensors")  # no flag needed any more
-    assert meta["architecture"]["normalize"] == "softmax" and meta["preprocessing"]["mean"][0] == pytest.approx(0.7012)
-    assert meta["legacy"]["file"] == str(legacy)
+    assert meta.architecture.options["normalize"] == "softmax" and meta.preprocessing.mean[0] == pytest.approx(0.7012)
+    assert meta.legacy["file"] == str(legacy)
     card = (out / "legacy.md").read_text()
     assert "legacy pickle" in card and "not a diagnostic tool" in card
     reference = create_model("attnmel", backbone="mobilenet_v2", weights=None, normalize="softmax")
@@ -224,8 +231,9 @@ def test_convert_a_legacy_pickle_to_safetensors(tmp_path, capsys):
 
 def test_save_then_load_roundtrip_without_pickle(tmp_path, monkeypatch):
     model = create_model("attnmel", backbone="mobilenet_v2", weights=None)
-    path = save_model_checkpoint(tmp_path / "m.safetensors", model, {"task": "melanoma", "class_names": ["other", "melanoma"],
-                                                                     "preprocessing": {}, "training": {}, "metrics": {}})
+    meta = CheckpointMeta(Architecture.of(model), "melanoma", ("other", "melanoma"), ("melanoma",),
+                          Preprocessing(0.8, 72, 64, (0.5,) * 3, (0.2,) * 3))
+    path = save_model_checkpoint(tmp_path / "m.safetensors", model, meta)
 
     def no_unpickling(*args, **kwargs):
         raise AssertionError("a safetensors checkpoint must not be unpickled")

@@ -17,8 +17,9 @@ import pytest
 from attnmel.cli import main
 from attnmel.config import load_config
 from attnmel.data.images import read_image
+from attnmel.data.splits import prepare_data
 from attnmel.errors import DataError
-from attnmel.training.loop import prepare_data, train
+from attnmel.training.loop import train
 
 from .conftest import make_isic2017_subset, subset_rows
 from .corpus import CASES, Case, cases, dataset_with_image, dataset_with_mask, upload_cases, write_image_case
@@ -167,7 +168,8 @@ def test_recovered_labels_train_and_evaluate(case, tmp_path, capsys, checkpoint)
     root, _ = case.build(tmp_path)
     isic2016 = "isic2016" in case.name
     overrides = [f"{k}={v}" for k, v in TINY.items()] + (["data.val_split=null", "data.val_fraction=0.5"] if isic2016 else [])
-    data = prepare_data(load_config("isic2017/attnmel", overrides), root)  # what `train` reads before its first step
+    d = load_config("isic2017/attnmel", overrides).data  # what `train` reads before its first step
+    data = prepare_data(root, task=d.task, train_split=d.train_split, val_split=d.val_split, val_fraction=d.val_fraction)
     labels = {s.image_id: s.label for s in data.train + data.val}
     if case.name.startswith("manifest"):
         expected = {"lésion 01": 1, "naevus 02 (copy)": 0, "皮肤 03": 0, "Ünïcödé 04": 1}

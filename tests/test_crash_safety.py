@@ -14,11 +14,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from attnmel.checkpoints import format as checkpoint_module
+from attnmel.checkpoints.format import load_training_state, save_training_state
 from attnmel.config import load_config
 from attnmel.errors import TrainingError
 from attnmel.io import atomic_path, atomic_write_bytes, remove_stale_temporaries
-from attnmel.training import checkpoint as checkpoint_module
-from attnmel.training.checkpoint import load_training_state, save_training_state
 from attnmel.training.loop import Trainer, train
 
 from .conftest import REPO, make_isic2017_subset

@@ -7,9 +7,9 @@ import torch
 from safetensors.torch import load_file
 from torch import nn
 
+from attnmel.checkpoints.format import load_training_state, read_metadata
 from attnmel.config import load_config
 from attnmel.errors import ConfigError
-from attnmel.training.checkpoint import load_training_state, read_metadata
 from attnmel.training.ema import create_ema
 from attnmel.training.loop import train
 
@@ -74,7 +74,7 @@ def test_best_checkpoint_holds_ema_weights_and_resume_with_ema_is_exact(tmp_path
     for key, value in best.items():
         torch.testing.assert_close(value, state["ema"][f"module.{key}"], rtol=0, atol=0)
     assert any(not torch.equal(value, state["model"][key]) for key, value in best.items() if value.is_floating_point())
-    assert read_metadata(tmp_path / "split")["training"]["ema_decay"] == 0.9
+    assert read_metadata(tmp_path / "split").training.ema_decay == 0.9
 
     resumed = _train(data, tmp_path / "split", resume=True)
     a = load_file(str(tmp_path / "full" / "last-state.safetensors"))

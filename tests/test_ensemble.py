@@ -8,9 +8,8 @@ import torch
 
 from attnmel.cli import main
 from attnmel.errors import CheckpointError
-from attnmel.evaluation.ensemble import load_predictor
 from attnmel.evaluation.evaluate import evaluate_checkpoint
-from attnmel.evaluation.inference import Predictor
+from attnmel.inference import Predictor, load_predictor
 
 from .checkpoint_helpers import make_checkpoint
 from .conftest import make_isic2017_subset

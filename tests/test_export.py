@@ -17,10 +17,9 @@ import torch
 from torchvision import tv_tensors
 from torchvision.transforms.v2 import functional as F
 
+from attnmel.checkpoints.format import load_model_checkpoint
 from attnmel.cli import main
 from attnmel.data.images import read_image
-from attnmel.evaluation.inference import Preprocessing
-from attnmel.training.checkpoint import load_model_checkpoint
 
 TOLERANCE = 1e-4
 
@@ -33,7 +32,7 @@ def exported(tiny_checkpoint, tmp_path_factory):
 
 
 def real_batch(sample_data, meta, n):
-    transform = Preprocessing.from_dict(meta["preprocessing"]).eval_transform()
+    transform = meta.preprocessing.eval_transform()
     paths = sorted((sample_data / "ISIC-2017_Validation_Data").glob("*.jpg"))[:n]
     return torch.stack([transform(tv_tensors.Image(F.pil_to_tensor(read_image(p)))).as_subclass(torch.Tensor)
                         for p in paths])

@@ -13,10 +13,11 @@ from attnmel.errors import ConfigError, WeightsError
 from attnmel.models import LogitsOnly, create_model, list_backbones, list_models, model_entry
 from attnmel.models.backbones import BACKBONES
 
+# Every registered model on every backbone it takes: a model added with @register_model is tested here.
 CASES = [
     (name, backbone)
     for name in list_models()
-    for backbone in ([model_entry(name).default_backbone] if model_entry(name).fixed_backbone else list_backbones())
+    for backbone in model_entry(name).backbones
     if not (name == "gap" and backbone == "vgg16_bn")  # identical to vgg16-gap
 ]
 SIZES = (64, 97)
@@ -59,8 +60,10 @@ def test_forward_backward(models, name, backbone, size):
     else:
         assert out.attention == {}
     out.logits.sum().backward()
+    for parameter_name, parameter in model.named_parameters():  # as timm's test_model_backward
+        assert parameter.grad is not None, f"{parameter_name} gets no gradient"
     first_conv = next(p for n, p in model.named_parameters() if p.ndim == 4)
-    assert first_conv.grad is not None and float(first_conv.grad.abs().sum()) > 0, "no gradient reached the backbone"
+    assert float(first_conv.grad.abs().sum()) > 0, "no gradient reached the backbone"
     model.zero_grad(set_to_none=True)
 
 
@@ -92,7 +95,7 @@ def test_logits_only_view_works_with_grad_cam_and_captum(models, name):
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
     entry = model_entry(name)
-    model = models(name, entry.default_backbone if entry.fixed_backbone else "mobilenet_v2").eval()
+    model = models(name, "mobilenet_v2" if "mobilenet_v2" in entry.backbones else entry.default_backbone).eval()
     view = LogitsOnly(model)
     x = torch.randn(1, 3, 64, 64)
     with GradCAM(model=view, target_layers=[model.last_stage()]) as cam:
@@ -164,3 +167,34 @@ def test_unknown_names_are_config_errors():
         create_model("resnet-attn")
     with pytest.raises(ConfigError, match="defined on vgg16_bn"):
         create_model("vgg16", backbone="resnet50")
+
+
+@pytest.mark.parametrize("name", [n for n in list_models() if "normalize" not in model_entry(n).options])
+def test_a_model_refuses_options_it_does_not_use(name):
+    with pytest.raises(ConfigError, match=f"model {name!r} does not take attention_channels, normalize"):
+        create_model(name, normalize="softmax", attention_channels=7)
+
+
+def test_the_architecture_records_exactly_the_options_that_shaped_the_model():
+    with torch.device("meta"):
+        gap = create_model("gap", backbone="mobilenet_v2", weights=None)
+        gated = create_model("attnmel", 3, backbone="mobilenet_v2", attention_channels=32)
+    assert gap.architecture == {"name": "gap", "num_classes": 2, "backbone": "mobilenet_v2"}
+    assert gated.architecture == {"name": "attnmel", "num_classes": 3, "backbone": "mobilenet_v2",
+                                  "attention_channels": 32, "normalize": "sigmoid"}
+
+
+def test_a_new_model_is_one_decorated_function(monkeypatch):
+    from attnmel.models import registry
+    from attnmel.models.networks import MelCNN
+
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+
+    @registry.register_model("melcnn-wide", paper_row="-", description="test model", backbones=("mobilenet_v2",))
+    def melcnn_wide(num_classes: int = 2, *, backbone: str = "mobilenet_v2", weights=None):
+        return MelCNN(attnmel.models.create_backbone(backbone, weights), num_classes)
+
+    assert "melcnn-wide" in list_models()
+    model = create_model("melcnn-wide")
+    assert model.architecture == {"name": "melcnn-wide", "num_classes": 2, "backbone": "mobilenet_v2"}
+    assert model(torch.randn(1, 3, 64, 64)).logits.shape == (1, 2)

@@ -71,7 +71,7 @@ def test_unknown_pipeline_is_a_config_error(tiny_data, tmp_path):
 
 
 def test_resume_may_change_how_batches_are_made_but_not_what_is_trained(tmp_path):
-    from attnmel.training.loop import _resumable_config
+    from attnmel.training.resume import resumable_config as _resumable_config
 
     saved = load_config(None, TINY).to_dict()
     faster = load_config(None, [*TINY, "data.pipeline=device", "data.cache=true", "data.num_workers=4", "train.epochs=9"])

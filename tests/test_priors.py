@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from attnmel.checkpoints.format import read_metadata
 from attnmel.config import load_config
-from attnmel.training.checkpoint import read_metadata
 from attnmel.training.loop import train
 
 from .conftest import SAMPLE, make_isic2017_subset
@@ -56,8 +56,8 @@ def test_regularised_rows_report_how_many_samples_carry_a_prior(prior_data, tmp_
     result = train(load_config(f"isic2017/{preset}", TINY), prior_data, tmp_path / preset, progress=False,
                    log=lines.append)
     meta = read_metadata(result.best_checkpoint)
-    assert meta["training"]["prior"]["roi"] == roi
-    assert meta["training"]["data"]["train"]["with_prior"] == with_prior
+    assert meta.training.prior["roi"] == roi
+    assert meta.training.data["train"]["with_prior"] == with_prior
     assert f"attention prior '{roi}': {with_prior} of 8 training images carry a region" in "\n".join(lines)
     history = pd.read_csv(tmp_path / preset / "metrics.csv")
     assert history.loc[0, "train_prior_loss"] > 0 and history.loc[0, "train_prior_samples"] > 0

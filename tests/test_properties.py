@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from sklearn import metrics as skm
 
 from attnmel.data import read_dataset
-from attnmel.evaluation.metrics import binary_metrics, classification_report, sensitivity_at_specificity
+from attnmel.metrics.classification import binary_metrics, classification_report, sensitivity_at_specificity
 
 from .conftest import write_csv
 
@@ -160,7 +160,8 @@ RATES = ("roc_auc", "average_precision", "accuracy", "sensitivity", "specificity
          "precision", "npv", "sensitivity_at_90_specificity")
 
 
-def _same(a: dict, b: dict) -> bool:
+def _same(a, b) -> bool:
+    a, b = a.to_dict(), b.to_dict()
     return all((math.isnan(a[k]) and math.isnan(b[k])) or math.isclose(a[k], b[k], abs_tol=1e-12) for k in RATES)
 
 
@@ -170,7 +171,7 @@ def test_metric_bounds_and_order_invariance(drawn, threshold, rng):
     y, s = drawn
     metrics = binary_metrics(y, s, threshold)
     for key in RATES:
-        assert math.isnan(metrics[key]) or 0 <= metrics[key] <= 1, key
+        assert math.isnan(getattr(metrics, key)) or 0 <= getattr(metrics, key) <= 1, key
     order = list(range(len(y)))
     rng.shuffle(order)
     assert _same(binary_metrics(y[order], s[order], threshold), metrics)
@@ -182,17 +183,17 @@ def test_metrics_agree_with_sklearn_and_auc_is_symmetric(drawn, threshold):
     y, s = drawn
     metrics = binary_metrics(y, s, threshold)
     predicted = (s > threshold).astype(int)
-    assert math.isclose(metrics["accuracy"], skm.accuracy_score(y, predicted))
-    assert math.isclose(metrics["sensitivity"], skm.recall_score(y, predicted))
-    assert math.isclose(metrics["specificity"], skm.recall_score(y, predicted, pos_label=0))
-    assert math.isclose(metrics["balanced_accuracy"], skm.balanced_accuracy_score(y, predicted))
+    assert math.isclose(metrics.accuracy, skm.accuracy_score(y, predicted))
+    assert math.isclose(metrics.sensitivity, skm.recall_score(y, predicted))
+    assert math.isclose(metrics.specificity, skm.recall_score(y, predicted, pos_label=0))
+    assert math.isclose(metrics.balanced_accuracy, skm.balanced_accuracy_score(y, predicted))
     if predicted.any():
-        assert math.isclose(metrics["precision"], skm.precision_score(y, predicted))
+        assert math.isclose(metrics.precision, skm.precision_score(y, predicted))
     else:
-        assert math.isnan(metrics["precision"])
+        assert math.isnan(metrics.precision)
     # swapping the classes, or negating the score, mirrors the AUC
-    assert math.isclose(metrics["roc_auc"] + binary_metrics(1 - y, s)["roc_auc"], 1, abs_tol=1e-12)
-    assert math.isclose(metrics["roc_auc"] + binary_metrics(y, -s)["roc_auc"], 1, abs_tol=1e-12)
+    assert math.isclose(metrics.roc_auc + binary_metrics(1 - y, s).roc_auc, 1, abs_tol=1e-12)
+    assert math.isclose(metrics.roc_auc + binary_metrics(y, -s).roc_auc, 1, abs_tol=1e-12)
 
 
 def _brute_sensitivity_at_specificity(y: np.ndarray, s: np.ndarray, target: float) -> float:
@@ -228,13 +229,13 @@ def test_three_class_report_is_consistent_and_order_invariant(drawn, rng):
     probabilities = np.array(raw) / np.array(raw).sum(axis=1, keepdims=True)
     names, columns = ("nevus", "melanoma", "seborrheic_keratosis"), ("melanoma", "seborrheic_keratosis")
     report = classification_report(labels, probabilities, names, columns)
-    assert math.isclose(report["multiclass"]["accuracy"], skm.accuracy_score(labels, probabilities.argmax(1)))
+    assert math.isclose(report.multiclass.accuracy, skm.accuracy_score(labels, probabilities.argmax(1)))
     for column in columns:
-        assert report[column]["n_positive"] == int(np.sum(labels == names.index(column)))
+        assert report[column].n_positive == int(np.sum(labels == names.index(column)))
     order = list(range(len(labels)))
     rng.shuffle(order)
     shuffled = classification_report(labels[order], probabilities[order], names, columns)
     for column in columns:
         assert _same(shuffled[column], report[column])
-    assert math.isclose(shuffled["multiclass"]["balanced_accuracy"], report["multiclass"]["balanced_accuracy"])
+    assert math.isclose(shuffled.multiclass.balanced_accuracy, report.multiclass.balanced_accuracy)
 

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
+from attnmel.checkpoints.format import read_metadata
 from attnmel.cli import main
 from attnmel.config import list_presets, load_config
-from attnmel.training.checkpoint import read_metadata
 
 from .conftest import make_isic2017_subset
 
@@ -45,13 +45,13 @@ def test_recipe_end_to_end_with_local_weights(mobilenet_weights, tmp_path, capsy
         "--set", "train.epochs=1", "--set", "train.batch_size=4", "--set", "data.num_workers=0",
     ]) == 0
     meta = read_metadata(run)
-    assert meta["training"]["prior"] == {"roi": "lesion", "weights": [0.01, 0.1]}
-    assert meta["architecture"]["backbone"] == "mobilenet_v2"
+    assert meta.training.prior == {"roi": "lesion", "weights": [0.01, 0.1]}
+    assert meta.architecture.backbone == "mobilenet_v2"
     assert main(["calibrate", "--checkpoint", str(run), "--data", str(data), "--tta"]) == 0
-    assert read_metadata(run)["calibration"]["tta"] is True
+    assert read_metadata(run).calibration["tta"] is True
     out = tmp_path / "eval"
     assert main(["evaluate", "--checkpoint", str(run), "--data", str(data), "--tta", "--output", str(out), "--json"]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["tta"] is True and metrics["members"][0]["temperature"] == read_metadata(run)["temperature"]
+    assert metrics["tta"] is True and metrics["members"][0]["temperature"] == read_metadata(run).temperature
     assert {"roc.png", "pr.png", "reliability.png", "predictions.csv"} <= {p.name for p in out.iterdir()}
     capsys.readouterr()

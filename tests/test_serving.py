@@ -262,7 +262,7 @@ def test_demo_model_is_trained_once_cached_and_flagged(tmp_path, monkeypatch, ti
     shutil.rmtree(tmp_path / "demo-output")
 
     demo = load_served_model(None, device="cpu", log=messages.append)
-    assert demo.demo and demo.meta["training"]["run"] == "demo-serve"
+    assert demo.demo and demo.meta.training.run == "demo-serve"
     with TestClient(create_app(demo)) as demo_client:
         for response in (demo_client.post("/predict", files=upload(lesion)), demo_client.get("/health"),
                          demo_client.get("/info"), demo_client.post("/predict", content=b"x",

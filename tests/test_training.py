@@ -8,9 +8,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from attnmel.checkpoints.format import load_model_checkpoint, read_metadata
 from attnmel.config import load_config
 from attnmel.errors import CheckpointError, TrainingError
-from attnmel.training.checkpoint import load_model_checkpoint, read_metadata
 from attnmel.training.loop import train
 from attnmel.training.losses import FocalLoss, attention_prior_loss, dice_loss
 
@@ -53,10 +53,10 @@ def test_run_folder_contents_and_checkpoint_metadata(tiny_data, tmp_path):
     assert {"best.safetensors", "best.json", "last-state.safetensors", "metrics.csv", "config.yaml", "tensorboard"} <= names
     meta = read_metadata(result.best_checkpoint)
     sidecar = json.loads((tmp_path / "run" / "best.json").read_text())
-    assert meta == sidecar
-    assert meta["class_names"] == ["other", "melanoma"] and meta["architecture"]["backbone"] == "mobilenet_v2"
-    assert meta["preprocessing"]["image_size"] == 64
-    assert meta["training"]["data"]["train"]["with_prior"] == 10
+    assert meta.to_dict() == sidecar
+    assert meta.class_names == ("other", "melanoma") and meta.architecture.backbone == "mobilenet_v2"
+    assert meta.preprocessing.image_size == 64
+    assert meta.training.data["train"]["with_prior"] == 10
     model, _ = load_model_checkpoint(tmp_path / "run")
     assert model(torch.zeros(1, 3, 64, 64)).logits.shape == (1, 2)
 
@@ -78,7 +78,7 @@ def test_diverging_loss_stops_with_step_and_keeps_no_bad_checkpoint(tiny_data, t
 
 def test_val_fraction_carves_stratified_validation(tiny_data, tmp_path):
     result = _train(tiny_data, tmp_path / "run", ["data.val_split=null", "data.val_fraction=0.3"], epochs=1)
-    summary = read_metadata(result.best_checkpoint)["training"]["data"]
+    summary = read_metadata(result.best_checkpoint).training.data
     assert summary["train"]["images"] + summary["val"]["images"] == 10
     assert summary["val"]["classes"]["melanoma"] >= 1
 

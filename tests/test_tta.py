@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from attnmel.evaluation.inference import Predictor, probabilities_from_logits
-from attnmel.evaluation.tta import NUM_VIEWS, dihedral_view, undo_view, view_indices
-from attnmel.training.checkpoint import load_model_checkpoint
+from attnmel.checkpoints.format import load_model_checkpoint
+from attnmel.inference import Predictor, probabilities_from_logits
+from attnmel.inference.tta import NUM_VIEWS, dihedral_view, undo_view, view_indices
 
 from .checkpoint_helpers import make_checkpoint
 

@@ -1,39 +1,67 @@
 """Run configuration: YAML presets -> typed dataclasses, with ``extends`` and ``--set`` overrides.
 
 A preset names one paper row (``configs/isic2017/attnmel-lesion.yaml``). Presets may ``extends:``
-another file (path relative to the preset). Unknown keys are errors, so a typo never silently
-falls back to a default. The resolved config is saved beside every run.
+another file (path relative to the preset). Every value is checked when the config is built,
+before any image is read: unknown keys, wrong types, choices outside their ``Literal`` and values
+outside their range are one-line ``ConfigError``s naming the key, so a typo never silently falls
+back to a default. ``apply_overrides`` is the one way ``--set`` values enter, for a new run and
+for ``--resume`` alike. The resolved config is saved beside every run.
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
+import math
+import types
 import typing
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args, get_origin
 
 import yaml
 
+from attnmel.data.masks import DEFAULT_DERMO_FEATURES, DermoFeature, RoiKind, RoiSpec
+from attnmel.data.pipelines import Pipeline
+from attnmel.data.readers import Layout
+from attnmel.data.records import TASKS
+from attnmel.data.sampling import Sampler
+from attnmel.data.transforms import MAX_INPUT, MIN_INPUT, Preprocessing, resolve_normalization
 from attnmel.errors import ConfigError
+from attnmel.metrics.classification import SelectMetric
+from attnmel.models.attention import Normalization
+
+OptimizerName = Literal["sgd", "adamw"]
+#: "step" (x gamma every step_epochs, the paper), "cosine", or "constant"
+Schedule = Literal["step", "cosine", "constant"]
+#: "focal" (the paper, gamma 2) or "cross_entropy"
+LossName = Literal["focal", "cross_entropy"]
 
 
 @dataclass
 class ModelConfig:
+    #: a registered model (``attnmel info``)
     name: str = "attnmel"
+    #: None: the model's default backbone
     backbone: str | None = None
-    #: None (random init), "imagenet" (torchvision weights API), or a local state-dict path
+    #: backbone initialisation: None (random), "imagenet" (torchvision's weights API), or a local state-dict path
     weights: str | None = None
-    normalize: str = "sigmoid"
-    attention_channels: int = 256
+    #: attention options (attnmel only); None: the model's default (sigmoid, 256)
+    normalize: Normalization | None = None
+    attention_channels: int | None = None
+
+    def options(self) -> dict[str, Any]:
+        """The options passed to ``create_model``: those set, and nothing else."""
+        values = {"backbone": self.backbone, "weights": self.weights, "normalize": self.normalize,
+                  "attention_channels": self.attention_channels}
+        return {key: value for key, value in values.items() if value is not None}
 
 
 @dataclass
 class DataConfig:
     task: str = "melanoma"
-    layout: str | None = None
+    layout: Layout | None = None
     train_split: str = "train"
     val_split: str | None = "val"
     #: carve a stratified validation split from training when the dataset has none (ISIC 2016)
@@ -43,33 +71,37 @@ class DataConfig:
     image_size: int = 224
     #: preset name (isic2017, isic2016, imagenet), stats JSON path, or {mean, std}
     normalization: Any = "isic2017"
-    sampler: str = "oversample"
+    sampler: Sampler = "oversample"
     oversample: int = 4
     num_workers: int = 2
     skip_bad: bool = False
     #: region of interest for the attention prior: null, lesion, dermo, background
-    roi: str | None = None
-    dermo_features: list[str] = field(
-        default_factory=lambda: ["pigment_network", "negative_network", "milia_like_cyst", "streaks"]
-    )
+    roi: RoiKind | None = None
+    dermo_features: list[DermoFeature] = field(default_factory=lambda: list(DEFAULT_DERMO_FEATURES))
     #: "cpu": per-sample transforms in DataLoader workers; "device": the split is decoded once, held
     #: in memory and augmented a whole batch at a time on the training device (same samples)
-    pipeline: str = "cpu"
+    pipeline: Pipeline = "cpu"
     #: keep the decoded geometry (0.8 centre crop, resize) on disk, keyed by file content
     cache: bool = False
     #: where the cache lives (default: $ATTNMEL_CACHE_DIR or ~/.cache/attnmel)
     cache_dir: str | None = None
 
+    def roi_spec(self) -> RoiSpec | None:
+        return None if self.roi is None else RoiSpec(self.roi, tuple(self.dermo_features))
+
+    def preprocessing(self) -> Preprocessing:
+        mean, std = resolve_normalization(self.normalization)
+        return Preprocessing(self.crop_ratio, self.resize, self.image_size, mean, std)
+
 
 @dataclass
 class OptimConfig:
-    name: str = "sgd"
+    name: OptimizerName = "sgd"
     lr: float = 0.01
     momentum: float = 0.9
     nesterov: bool = True
     weight_decay: float = 1e-4
-    #: "step" (x gamma every step_epochs, the paper), "cosine", or "constant"
-    schedule: str = "step"
+    schedule: Schedule = "step"
     step_epochs: int = 10
     step_gamma: float = 0.1
     warmup_epochs: float = 0.0
@@ -79,8 +111,7 @@ class OptimConfig:
 
 @dataclass
 class LossConfig:
-    #: "focal" (the paper, gamma 2) or "cross_entropy"
-    name: str = "focal"
+    name: LossName = "focal"
     focal_gamma: float = 2.0
     label_smoothing: float = 0.0
     #: Dice weights of the attention prior per gated layer, shallow to deep (paper: 0.001, 0.01)
@@ -95,9 +126,10 @@ class TrainConfig:
     batch_size: int = 32
     eval_batch_size: int = 64
     seed: int = 0
+    #: auto, cpu, cuda or cuda:N
     device: str = "auto"
     #: metric that selects the best checkpoint on validation
-    select_metric: str = "roc_auc"
+    select_metric: SelectMetric = "roc_auc"
     deterministic: bool = True
     threads: int | None = None
     #: exponential moving average of the weights (e.g. 0.998); validation, selection and the best
@@ -138,38 +170,115 @@ _SECTION_TYPES = {
     "train": TrainConfig,
 }
 
+#: (section.key, lowest, highest, what the bound means); None: unbounded on that side
+_RANGES: tuple[tuple[str, float | None, float | None, str], ...] = (
+    ("model.attention_channels", 1, None, "a positive number of channels"),
+    ("data.val_fraction", 0, 1, "a fraction strictly between 0 and 1"),
+    ("data.crop_ratio", 0, 1, "a fraction in (0, 1]"),
+    ("data.resize", MIN_INPUT, MAX_INPUT, f"a size from {MIN_INPUT} to {MAX_INPUT} px"),
+    ("data.image_size", MIN_INPUT, MAX_INPUT, f"a size from {MIN_INPUT} to {MAX_INPUT} px"),
+    ("data.oversample", 1, None, "a factor of at least 1"),
+    ("data.num_workers", 0, None, "0 or more worker processes"),
+    ("optim.lr", 0, None, "positive"),
+    ("optim.momentum", 0, 1, "in [0, 1)"),
+    ("optim.weight_decay", 0, None, "0 or more"),
+    ("optim.step_epochs", 1, None, "at least 1"),
+    ("optim.step_gamma", 0, 1, "in (0, 1]"),
+    ("optim.warmup_epochs", 0, None, "0 or more"),
+    ("optim.backbone_lr_scale", 0, None, "0 or more"),
+    ("loss.focal_gamma", 0, None, "0 or more"),
+    ("loss.label_smoothing", 0, 1, "in [0, 1)"),
+    ("train.epochs", 1, None, "at least 1"),
+    ("train.passes_per_epoch", 1, None, "at least 1"),
+    ("train.batch_size", 1, None, "at least 1"),
+    ("train.eval_batch_size", 1, None, "at least 1"),
+    ("train.seed", 0, None, "0 or more"),
+    ("train.threads", 1, None, "at least 1 (or null for torch's choice)"),
+    ("train.ema_decay", 0, 1, "strictly between 0 and 1 (or null for off)"),
+)
+#: bounds that exclude the bound itself
+_OPEN = {("data.val_fraction", 0), ("data.val_fraction", 1), ("data.crop_ratio", 0), ("optim.lr", 0),
+         ("optim.momentum", 1), ("optim.step_gamma", 0), ("loss.label_smoothing", 1), ("train.ema_decay", 0),
+         ("train.ema_decay", 1)}
 
-def _coerce(section_type: type, values: dict, where: str) -> dict:
-    """Coerce YAML scalars to the declared field types (YAML reads ``1e-4`` as a string)."""
-    hints = typing.get_type_hints(section_type)
-    out = {}
-    for key, value in values.items():
-        allowed = typing.get_args(hints[key]) or (hints[key],)
-        if value is None or type(value) in allowed or Any in allowed:
-            out[key] = value
-            continue
-        if float in allowed and isinstance(value, int | str) and not isinstance(value, bool):
+
+def _type_name(hint: Any) -> str:
+    if get_origin(hint) is Literal:
+        return " or ".join(repr(v) for v in get_args(hint))
+    if get_origin(hint) is list:
+        return f"a list of {_type_name(get_args(hint)[0])}"
+    return "null" if hint is type(None) else getattr(hint, "__name__", str(hint))
+
+
+def _coerce(hint: Any, value: Any, where: str) -> Any:
+    """``value`` converted to ``hint`` (YAML reads ``1e-4`` as a string), or a ``ConfigError`` naming ``where``."""
+    origin = get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        options = get_args(hint)
+        if value is None and type(None) in options:
+            return None
+        errors = []
+        for option in options:
+            if option is type(None):
+                continue
             try:
-                out[key] = float(value)
-                continue
+                return _coerce(option, value, where)
+            except ConfigError as exc:
+                errors.append(exc)
+        raise ConfigError(f"{where} must be {' or '.join(_type_name(o) for o in options)}, not {value!r}.")
+    if hint is Any:
+        return value
+    if origin is Literal:
+        if value not in get_args(hint):
+            raise ConfigError(f"{where} must be one of {list(get_args(hint))}, not {value!r}.")
+        return value
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{where} must be {_type_name(hint)}, not {value!r}.")
+        return [_coerce(get_args(hint)[0], item, f"{where}[{i}]") for i, item in enumerate(value)]
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+    elif hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+    elif hint is float:
+        if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                number = float(value)
             except ValueError:
-                pass
-        if int in allowed and isinstance(value, float) and value.is_integer():
-            out[key] = int(value)
-            continue
-        if str in allowed and isinstance(value, int | float) and not isinstance(value, bool):
-            out[key] = str(value)
-            continue
-        if list in allowed or typing.get_origin(hints[key]) is list:
-            if isinstance(value, list):
-                out[key] = value
-                continue
-        names = " or ".join("null" if t is type(None) else getattr(t, "__name__", str(t)) for t in allowed)
-        raise ConfigError(f"{where}.{key} must be {names}, not {value!r}.")
-    return out
+                number = math.nan
+            if math.isfinite(number):
+                return number
+    elif hint is str:
+        if isinstance(value, str):
+            return value
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return str(value)
+    raise ConfigError(f"{where} must be {_type_name(hint)}, not {value!r}.")
+
+
+def _section(section_type: type, values: Any, where: str) -> Any:
+    if values is None:
+        values = {}
+    if not isinstance(values, dict):
+        raise ConfigError(f"{where}: section must be a mapping, not {values!r}.")
+    hints = typing.get_type_hints(section_type)
+    allowed = [f.name for f in dataclasses.fields(section_type)]
+    unknown = sorted(set(values) - set(allowed))
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {unknown}; allowed: {allowed}.")
+    return section_type(**{key: _coerce(hints[key], value, f"{where}.{key}") for key, value in values.items()})
 
 
 def config_from_dict(payload: dict, source: str = "config") -> Config:
+    """Build and check a ``Config``; every problem is a ``ConfigError`` naming ``source`` and the key."""
+    if not isinstance(payload, dict):
+        raise ConfigError(f"{source}: a config must be a mapping.")
     payload = dict(payload)
     payload.pop("extends", None)
     top = {f.name for f in dataclasses.fields(Config)}
@@ -179,19 +288,62 @@ def config_from_dict(payload: dict, source: str = "config") -> Config:
     kwargs: dict[str, Any] = {}
     for key, value in payload.items():
         if key in _SECTION_TYPES:
-            if value is None:
-                value = {}
-            if not isinstance(value, dict):
-                raise ConfigError(f"{source}: section {key!r} must be a mapping.")
-            section_type = _SECTION_TYPES[key]
-            allowed = {f.name for f in dataclasses.fields(section_type)}
-            bad = set(value) - allowed
-            if bad:
-                raise ConfigError(f"{source}: unknown key(s) {sorted(bad)} in {key!r}; allowed: {sorted(allowed)}.")
-            kwargs[key] = section_type(**_coerce(section_type, value, f"{source}: {key}"))
+            kwargs[key] = _section(_SECTION_TYPES[key], value, f"{source}: {key}")
         else:
-            kwargs[key] = value
-    return Config(**kwargs)
+            kwargs[key] = _coerce(str | None, value, f"{source}: {key}")
+    config = Config(**kwargs)
+    validate(config, source)
+    return config
+
+
+def validate(config: Config, source: str = "config") -> None:
+    """Ranges and choices that need more than a type: model names and options, tasks, sizes, priors."""
+    for key, low, high, meaning in _RANGES:
+        section, name = key.split(".")
+        value = getattr(getattr(config, section), name)
+        if value is None:
+            continue
+        too_low = low is not None and (value <= low if (key, low) in _OPEN else value < low)
+        too_high = high is not None and (value >= high if (key, high) in _OPEN else value > high)
+        if too_low or too_high:
+            raise ConfigError(f"{source}: {key} must be {meaning}, not {value!r}.")
+    data = config.data
+    if data.image_size > data.resize:
+        raise ConfigError(f"{source}: data.image_size {data.image_size} is larger than data.resize {data.resize}; "
+                          "the model's crop is taken from the resized image.")
+    if data.task not in TASKS:
+        raise ConfigError(f"{source}: data.task must be one of {sorted(TASKS)}, not {data.task!r}.")
+    if any(w < 0 or not math.isfinite(w) for w in config.loss.prior_weights):
+        raise ConfigError(f"{source}: loss.prior_weights must be 0 or more, not {config.loss.prior_weights}.")
+    if data.roi == "dermo" and not data.dermo_features:
+        raise ConfigError(f"{source}: data.dermo_features is empty; the dermo region needs at least one feature.")
+    try:
+        resolve_normalization(data.normalization)
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+    layers = _attention_layers(config, source)
+    if data.roi is not None:
+        if not layers:
+            raise ConfigError(f"{source}: data.roi={data.roi!r} needs a model with attention; "
+                              f"{config.model.name!r} has none.")
+        if len(config.loss.prior_weights) != len(layers):
+            raise ConfigError(f"{source}: loss.prior_weights has {len(config.loss.prior_weights)} values but "
+                              f"{config.model.name!r} has {len(layers)} attention maps ({layers}).")
+
+
+def _attention_layers(config: Config, source: str) -> list[str]:
+    """The model's attention layers, from a skeleton built on the meta device (no memory, no weights)."""
+    import torch
+
+    from attnmel.models import create_model
+
+    options = {k: v for k, v in config.model.options().items() if k != "weights"}
+    try:
+        with torch.device("meta"):
+            model = create_model(config.model.name, TASKS[config.data.task].num_classes, **options)
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+    return list(model.attention_layers)
 
 
 def _deep_merge(base: dict, override: dict) -> dict:
@@ -212,8 +364,10 @@ def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict:
         payload = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except FileNotFoundError:
         raise ConfigError(f"{path}: config file not found.") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read the config ({exc}).") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc}).") from None
+        raise ConfigError(f"{path}: not valid YAML ({' '.join(str(exc).split())}).") from None
     if not isinstance(payload, dict):
         raise ConfigError(f"{path}: a config must be a YAML mapping.")
     parent = payload.get("extends")
@@ -253,8 +407,10 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     return key.strip().split("."), value
 
 
-def load_config(name_or_path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
-    payload = _read_yaml(resolve_config_path(name_or_path)) if name_or_path else {}
+def apply_overrides(payload: dict, overrides: list[str] | None) -> dict:
+    """``payload`` (a config as a mapping) with each ``section.key=value`` set; the result is checked
+    by ``config_from_dict`` like any other config."""
+    payload = copy.deepcopy(payload)
     for text in overrides or []:
         keys, value = parse_override(text)
         node = payload
@@ -263,4 +419,9 @@ def load_config(name_or_path: str | Path | None = None, overrides: list[str] | N
             if not isinstance(node, dict):
                 raise ConfigError(f"override {text!r}: {key!r} is not a section.")
         node[keys[-1]] = value
-    return config_from_dict(payload, str(name_or_path or "overrides"))
+    return payload
+
+
+def load_config(name_or_path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    payload = _read_yaml(resolve_config_path(name_or_path)) if name_or_path else {}
+    return config_from_dict(apply_overrides(payload, overrides), str(name_or_path or "overrides"))

@@ -68,13 +68,13 @@ def run_demo(
 
 
 def _report(name, result, evaluation, predictions, truth, seconds) -> HtmlReport:
-    positive = evaluation.metrics["classification"]["melanoma"]
+    positive = evaluation.classification["melanoma"]
     report = HtmlReport("attnmel demo: AttnMel-CNN-Lesion on 40 ISIC 2017 images")
     report.paragraph(DISCLAIMER, notice=True)
     report.heading("Validation metrics (20 images, 6 melanoma)")
     keys = ["roc_auc", "average_precision", "accuracy", "sensitivity", "specificity", "balanced_accuracy",
             "precision", "sensitivity_at_90_specificity"]
-    report.table(["metric", "melanoma vs rest"], [[k.replace("_", " "), positive[k]] for k in keys])
+    report.table(["metric", "melanoma vs rest"], [[k.replace("_", " "), getattr(positive, k)] for k in keys])
     report.paragraph(
         f"Best epoch {result.best_epoch} of {len(result.history)} by validation ROC AUC; threshold 0.5 "
         f"(positive when p > 0.5); whole demo {seconds:.0f} s."

@@ -16,17 +16,18 @@ import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
+from attnmel.checkpoints.card import model_card, render_markdown
+from attnmel.checkpoints.format import save_model_checkpoint
+from attnmel.checkpoints.legacy import LegacyAssumptions
+from attnmel.checkpoints.loader import load_checkpoint
+from attnmel.checkpoints.meta import CheckpointMeta, attnmel_version
 from attnmel.errors import AttnmelError, CheckpointError
-from attnmel.io import atomic_path, atomic_write_text
-from attnmel.model_card import json_safe, model_card, render_markdown
-from attnmel.training.checkpoint import is_pickle_checkpoint, load_model_checkpoint, save_model_checkpoint
-from attnmel.training.legacy import LegacyAssumptions, load_legacy_checkpoint
+from attnmel.io import atomic_path, atomic_write_text, json_safe
 
 FORMATS = ("onnx", "safetensors")
 ONNX_OPSET = 18
@@ -72,12 +73,12 @@ def _onnx_modules():
     return onnx, onnxruntime
 
 
-def export_onnx(model: nn.Module, meta: dict[str, Any], target: str | Path, *, opset: int = ONNX_OPSET) -> ExportResult:
+def export_onnx(model: nn.Module, meta: CheckpointMeta, target: str | Path, *, opset: int = ONNX_OPSET) -> ExportResult:
     """Write ``model`` as ONNX to ``target`` (the model card is the caller's job, see ``export_model``)."""
     onnx, onnxruntime = _onnx_modules()
     target = Path(target)
     view = ExportView(model.cpu()).eval()
-    size = int(meta["preprocessing"]["image_size"])
+    size = meta.preprocessing.image_size
     names = onnx_output_names(model)
     # batch 2 as the example so that torch.export does not specialise the batch axis to 1
     example = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(0))
@@ -92,19 +93,19 @@ def export_onnx(model: nn.Module, meta: dict[str, Any], target: str | Path, *, o
                 verbose=False, report=False,
             )
         except Exception as exc:  # noqa: BLE001 - exporter failures are many and deep; one sentence for the user
-            raise AttnmelError(f"ONNX export of {meta['architecture']['name']} failed ({type(exc).__name__}: {exc}).") from None
+            raise AttnmelError(f"ONNX export of {meta.architecture.name} failed ({type(exc).__name__}: {exc}).") from None
         proto = onnx.load(str(raw))
     proto.doc_string = (
-        f"attnmel {meta['architecture']['name']} ({meta['architecture'].get('backbone')}): input '{ONNX_INPUT}' "
+        f"attnmel {meta.architecture.name} ({meta.architecture.backbone}): input '{ONNX_INPUT}' "
         f"(N, 3, {size}, {size}) normalised with metadata 'preprocessing'; outputs {', '.join(names)}."
     )
     props = {
-        "attnmel_metadata": json.dumps(json_safe(meta)),
-        "class_names": json.dumps(meta["class_names"]),
-        "preprocessing": json.dumps(meta["preprocessing"]),
-        "architecture": json.dumps(meta["architecture"]),
-        "task": str(meta.get("task")),
-        "attnmel_version": str(meta.get("attnmel_version")),
+        "attnmel_metadata": json.dumps(json_safe(meta.to_dict())),
+        "class_names": json.dumps(list(meta.class_names)),
+        "preprocessing": json.dumps(meta.preprocessing.to_dict()),
+        "architecture": json.dumps(meta.architecture.to_dict()),
+        "task": meta.task,
+        "attnmel_version": meta.attnmel_version,
         "outputs": json.dumps(names),
     }
     del proto.metadata_props[:]
@@ -132,14 +133,8 @@ def compare_with_onnxruntime(view: ExportView, path: Path, batch: torch.Tensor) 
     return {name: float(np.abs(t - o.numpy()).max()) for name, t, o in zip(names, theirs, ours, strict=True)}
 
 
-def _load(checkpoint: Path, trust_pickle: bool, legacy: LegacyAssumptions | None) -> tuple[nn.Module, dict[str, Any]]:
-    if is_pickle_checkpoint(checkpoint) and trust_pickle:
-        return load_legacy_checkpoint(checkpoint, "cpu", legacy)
-    return load_model_checkpoint(checkpoint, "cpu", trust_pickle=trust_pickle)
-
-
 def export_model(
-    checkpoint: str | Path,
+    checkpoint: str | Path | None,
     output_dir: str | Path | None = None,
     fmt: str = "onnx",
     *,
@@ -147,21 +142,21 @@ def export_model(
     legacy: LegacyAssumptions | None = None,
     opset: int = ONNX_OPSET,
 ) -> ExportResult:
-    """Export ``checkpoint`` to ``output_dir`` (default: ``export/`` beside it) as ``<stem>.<fmt>`` + ``<stem>.md``."""
+    """Export ``checkpoint`` (None: the shipped model) to ``output_dir`` (default: ``export/`` beside
+    it) as ``<stem>.<fmt>`` + ``<stem>.md``."""
     if fmt not in FORMATS:
         raise AttnmelError(f"unknown export format {fmt!r}; choose one of {list(FORMATS)}.")
-    checkpoint = Path(checkpoint)
-    source = checkpoint / "best.safetensors" if checkpoint.is_dir() else checkpoint
+    model, meta, source = load_checkpoint(checkpoint, "cpu", trust_pickle=trust_pickle, legacy=legacy)
+    if source.is_dir():
+        source = source / "best.safetensors"
     output_dir = Path(output_dir) if output_dir else source.parent / "export"
-    model, meta = _load(checkpoint, trust_pickle, legacy)
     target = output_dir / f"{source.stem}.{fmt}"
     if target.resolve() == source.resolve():
         raise CheckpointError(f"{target}: the export would overwrite its source; choose another --output.")
     if fmt == "onnx":
         result = export_onnx(model, meta, target, opset=opset)
     else:
-        kept = {k: v for k, v in meta.items() if k not in ("format", "format_version", "attnmel_version", "architecture")}
-        save_model_checkpoint(target, model, kept)
+        save_model_checkpoint(target, model, meta.replace(attnmel_version=attnmel_version()))
         result = ExportResult("safetensors", target, target.with_suffix(".md"), ["logits", *model.attention_layers])
     atomic_write_text(result.card, render_markdown(model_card(meta)))
     return result

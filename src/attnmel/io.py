@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import tempfile
 from collections.abc import Iterator
@@ -55,15 +56,25 @@ def atomic_write_text(target: str | Path, text: str) -> None:
 
 
 def atomic_write_json(target: str | Path, payload: Any) -> None:
-    atomic_write_text(target, json.dumps(payload, indent=2, sort_keys=False, default=_json_default) + "\n")
+    """Strict JSON: NaN and infinities (undefined metrics) are written as null."""
+    text = json.dumps(json_safe(payload), indent=2, sort_keys=False, allow_nan=False)
+    atomic_write_text(target, text + "\n")
 
 
-def _json_default(value: Any) -> Any:
-    if hasattr(value, "tolist"):
-        return value.tolist()
+def json_safe(value: Any) -> Any:
+    """A copy that strict JSON can hold: NaN/inf become None; numpy values, paths and tuples become
+    plain numbers, strings and lists."""
+    if hasattr(value, "tolist") and not isinstance(value, list | tuple | dict):
+        value = value.tolist()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
     if isinstance(value, Path):
         return str(value)
-    raise TypeError(f"cannot serialise {type(value).__name__} to JSON")
+    return value
 
 
 def _read_umask() -> int:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 
-from attnmel.evaluation.calibration import DEFAULT_BINS, calibrate_checkpoint
+from attnmel.evaluation.calibration import calibrate_checkpoint
 from attnmel.evaluation.evaluate import format_calibration
+from attnmel.metrics.calibration import DEFAULT_BINS
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

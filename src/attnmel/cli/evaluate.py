@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 
 from attnmel.cli.options import add_trust_pickle
-from attnmel.evaluation.calibration import DEFAULT_BINS
 from attnmel.evaluation.evaluate import evaluate_checkpoint, format_calibration, format_metrics
+from attnmel.metrics.calibration import DEFAULT_BINS
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -53,12 +53,11 @@ def _evaluate(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(json.loads(result.files["metrics"].read_text()), indent=2))
     else:
-        members = result.metrics["members"]
-        temperatures = ", ".join(f"{m['temperature']:.3g}" for m in members)
-        print(f"{result.metrics['split']}: {result.metrics['images']} images; {len(members)} checkpoint(s), "
+        temperatures = ", ".join(f"{m['temperature']:.3g}" for m in result.members)
+        print(f"{result.split}: {result.images} images; {len(result.members)} checkpoint(s), "
               f"temperature {temperatures}" + (", 8-view TTA" if args.tta else ""))
-        print(format_metrics(result.metrics["classification"]))
-        print(format_calibration(result.metrics["calibration"]))
+        print(format_metrics(result.classification))
+        print(format_calibration(result.calibration))
         if result.attention_quality is not None:
             print(result.attention_quality.to_string())
         print(f"wrote {', '.join(p.name for p in result.files.values())} to {output}")

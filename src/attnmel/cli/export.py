@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 
+from attnmel.checkpoints.legacy import LegacyAssumptions
 from attnmel.cli.options import add_trust_pickle
 from attnmel.data.transforms import NORMALIZATION_PRESETS
 from attnmel.export import FORMATS, ONNX_OPSET, export_model
-from attnmel.training.legacy import LegacyAssumptions
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

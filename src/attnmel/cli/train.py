@@ -7,7 +7,8 @@ from pathlib import Path
 
 from attnmel.config import load_config
 from attnmel.errors import ConfigError
-from attnmel.training.loop import run_config, train
+from attnmel.training.loop import train
+from attnmel.training.resume import run_config
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -16,6 +16,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal, get_args
 
 import numpy as np
 
@@ -23,9 +24,11 @@ from attnmel.data.images import read_mask, read_superpixel_index
 from attnmel.data.records import Sample
 from attnmel.errors import ConfigError, DataError
 
-ROI_KINDS = ("lesion", "dermo", "background")
+RoiKind = Literal["lesion", "dermo", "background"]
+ROI_KINDS: tuple[str, ...] = get_args(RoiKind)
 #: Dermoscopic features annotated by ISIC (2017 Part 2 and 2018 Task 2).
-DERMO_FEATURES = ("pigment_network", "negative_network", "milia_like_cyst", "streaks", "globules")
+DermoFeature = Literal["pigment_network", "negative_network", "milia_like_cyst", "streaks", "globules"]
+DERMO_FEATURES: tuple[str, ...] = get_args(DermoFeature)
 #: The paper's dermoscopic features; globules are selectable but off by default.
 DEFAULT_DERMO_FEATURES = ("pigment_network", "negative_network", "milia_like_cyst", "streaks")
 #: Other spellings of a feature in ISIC 2017 Part 2 JSON files (the challenge called it "network").

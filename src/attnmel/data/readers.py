@@ -18,15 +18,16 @@ import math
 import re
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Literal, get_args
 
 from attnmel.data.images import IMAGE_SUFFIXES
 from attnmel.data.records import DatasetIndex, Problem, Sample, Task, get_task
 from attnmel.errors import DataError
 
-LAYOUTS = ("isic2017", "isic2016", "isic-cli", "manifest")
+Layout = Literal["isic2017", "isic2016", "isic-cli", "manifest"]
+LAYOUTS: tuple[str, ...] = get_args(Layout)
 ISIC2017_SPLITS = {"Training": "train", "Validation": "val", "Test_v2": "test", "Test": "test"}
 ISIC2016_SPLITS = {"Training": "train", "Test": "test"}
-ATTRIBUTES = ("globules", "milia_like_cyst", "negative_network", "pigment_network", "streaks")
 _ID_PATTERN = re.compile(r"^(ISIC_\d+)")
 
 

@@ -13,11 +13,15 @@ relative to the input and its ``RandomRotation`` samples continuous angles and i
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
+from PIL import Image
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
@@ -122,6 +126,85 @@ def eval_augment(image_size: int, mean: Sequence[float], std: Sequence[float]) -
     return v2.Compose([v2.CenterCrop(image_size), *_to_float(mean, std)])
 
 
-def eval_view(resize: int, crop_ratio: float, image_size: int) -> v2.Compose:
-    """The uint8 region the model sees at evaluation (for overlays): geometry + centre crop."""
-    return v2.Compose([geometry(resize, crop_ratio), v2.CenterCrop(image_size)])
+@dataclass(frozen=True)
+class Preprocessing:
+    """The evaluation geometry and normalisation a model was trained with (stored in checkpoints).
+
+    ``eval_transform`` turns an RGB image (PIL, HxWx3 uint8 array, or 3xHxW uint8 tensor) into
+    the normalised 3xSxS float tensor the model takes, so nobody rebuilds it by hand.
+    """
+
+    crop_ratio: float
+    resize: int
+    image_size: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "crop_ratio": self.crop_ratio,
+            "resize": self.resize,
+            "image_size": self.image_size,
+            "mean": list(self.mean),
+            "std": list(self.std),
+        }
+
+    @classmethod
+    def from_dict(cls, payload: dict[str, Any]) -> Preprocessing:
+        return cls(
+            float(payload["crop_ratio"]),
+            int(payload["resize"]),
+            int(payload["image_size"]),
+            tuple(float(m) for m in payload["mean"]),
+            tuple(float(s) for s in payload["std"]),
+        )
+
+    def problems(self) -> list[str]:
+        """What makes these values unusable (empty when they are fine), one phrase per field."""
+        out = []
+        if not 0 < self.crop_ratio <= 1:
+            out.append(f"crop_ratio {self.crop_ratio!r} is not in (0, 1]")
+        if not MIN_INPUT <= self.image_size <= MAX_INPUT:
+            out.append(f"image_size {self.image_size} is not between {MIN_INPUT} and {MAX_INPUT} px")
+        if not self.image_size <= self.resize <= MAX_INPUT:
+            out.append(f"resize {self.resize} is not between image_size ({self.image_size}) and {MAX_INPUT} px")
+        for name, values in (("mean", self.mean), ("std", self.std)):
+            if len(values) != 3 or not all(math.isfinite(v) for v in values):
+                out.append(f"{name} {list(values)} is not three finite numbers")
+        if len(self.std) == 3 and not all(v > 0 for v in self.std):
+            out.append(f"std {list(self.std)} has a value that is not positive")
+        return out
+
+    def eval_transform(self) -> v2.Compose:
+        return v2.Compose([
+            _ToImage(), geometry(self.resize, self.crop_ratio), eval_augment(self.image_size, self.mean, self.std),
+        ])
+
+    def __call__(self, image: Image.Image | np.ndarray | torch.Tensor) -> torch.Tensor:
+        """The model input (3, S, S) for one RGB image."""
+        return self.eval_transform()(image).as_subclass(torch.Tensor)
+
+
+#: Sane bounds for a model input side: below, no lesion detail survives; above, memory explodes.
+MIN_INPUT, MAX_INPUT = 32, 2048
+
+
+class _ToImage(v2.Transform):
+    """PIL images, HxWx3 uint8 arrays and 3xHxW uint8 tensors become a ``tv_tensors.Image``;
+    dicts of already-wrapped image and mask pass through untouched."""
+
+    def forward(self, *inputs: Any) -> Any:
+        item = inputs[0] if len(inputs) == 1 else inputs
+        if isinstance(item, dict | tv_tensors.TVTensor):
+            return item
+        if isinstance(item, Image.Image):
+            return tv_tensors.Image(F.pil_to_tensor(item.convert("RGB")))
+        if isinstance(item, np.ndarray):
+            if item.ndim != 3 or item.shape[2] != 3 or item.dtype != np.uint8:
+                raise ValueError(f"an image array must be HxWx3 uint8 RGB, not {item.shape} {item.dtype}")
+            return tv_tensors.Image(torch.from_numpy(np.ascontiguousarray(item)).permute(2, 0, 1))
+        if isinstance(item, torch.Tensor):
+            if item.ndim != 3 or item.shape[0] != 3 or item.dtype != torch.uint8:
+                raise ValueError(f"an image tensor must be 3xHxW uint8 RGB, not {tuple(item.shape)} {item.dtype}")
+            return tv_tensors.Image(item)
+        raise TypeError(f"cannot read an image from a {type(item).__name__}")

@@ -24,16 +24,9 @@ import pandas as pd
 import torch
 
 from attnmel.data.masks import RoiSpec
-from attnmel.data.readers import read_dataset
 from attnmel.data.records import Sample
-from attnmel.errors import ConfigError, DataError
-from attnmel.evaluation.ensemble import LoadedPredictor, load_predictor
-from attnmel.evaluation.inference import (
-    Predictions,
-    eval_loader,
-    resolve_device,
-    run_inference,
-)
+from attnmel.errors import ConfigError
+from attnmel.inference import LoadedModel, Predictions, load_predictor, read_split
 from attnmel.io import atomic_write_text
 from attnmel.models import upsample_map
 
@@ -160,26 +153,24 @@ def score_attention(
 
 
 def collect_maps(
-    loaded: LoadedPredictor,
+    loaded: LoadedModel,
     samples: Sequence[Sample],
     *,
     roi: str = "lesion",
     batch_size: int = 64,
     num_workers: int = 0,
-    device: torch.device | str = "cpu",
     progress: bool = False,
     desc: str = "evaluate",
 ) -> Predictions:
     """Predictions with attention maps (or the melanoma CAM of a GAP model) and region masks in the input view."""
     if not loaded.attention_layers:
-        names = ", ".join(sorted({m["architecture"]["name"] for m in loaded.metadata}))
+        names = ", ".join(sorted({m.architecture.name for m in loaded.metadata}))
         raise ConfigError(
             f"model {names!r} has neither attention maps nor a class activation map to score; "
             "attention quality needs an attnmel, gap or vgg16-gap model."
         )
-    loader = eval_loader(samples, loaded.preprocessing, batch_size, num_workers, roi=RoiSpec(roi))
-    return run_inference(loaded.predictor, loader, device, keep_attention=True, keep_masks=True,
-                         progress=progress, desc=desc)
+    return loaded.infer(samples, batch_size=batch_size, num_workers=num_workers, roi=RoiSpec(roi),
+                        keep_attention=True, progress=progress, desc=desc)
 
 
 def attention_quality(
@@ -198,14 +189,10 @@ def attention_quality(
 ) -> AttentionQuality:
     """Attention quality of a checkpoint (a run folder or ``best.safetensors``, or an ensemble) on one split."""
     check_mask_threshold(threshold)
-    torch_device = resolve_device(device)
-    loaded = load_predictor(checkpoint, torch_device, tta=tta)
-    index = read_dataset(data, loaded.task, layout=layout)
-    samples = index.split(split)
-    if not samples:
-        raise DataError(index.root, f"split {split!r} has no images.", "choose another split.")
+    loaded = load_predictor(checkpoint, device, tta=tta)
+    _, samples = read_split(data, split, loaded.task, layout=layout, check_images=False)
     predictions = collect_maps(loaded, samples, roi=roi, batch_size=batch_size, num_workers=num_workers,
-                               device=torch_device, progress=progress, desc=f"attention {split}")
+                               progress=progress, desc=f"attention {split}")
     return score_predictions(predictions, threshold, roi)
 
 

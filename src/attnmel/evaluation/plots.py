@@ -12,8 +12,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from sklearn import metrics as skm  # noqa: E402
 
-from attnmel.evaluation.calibration import reliability_bins  # noqa: E402
 from attnmel.io import atomic_path  # noqa: E402
+from attnmel.metrics.calibration import reliability_bins  # noqa: E402
 
 
 def _save(figure, path: Path) -> Path:

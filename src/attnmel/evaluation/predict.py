@@ -22,9 +22,8 @@ from attnmel.data.dataset import load_pair
 from attnmel.data.images import IMAGE_SUFFIXES
 from attnmel.data.records import Sample
 from attnmel.errors import DataError
-from attnmel.evaluation.ensemble import load_predictor
-from attnmel.evaluation.inference import Predictor, resolve_device
 from attnmel.evaluation.overlays import denormalize, heatmap_overlay
+from attnmel.inference import Predictor, load_predictor
 from attnmel.io import atomic_path, atomic_write_text
 
 
@@ -75,8 +74,7 @@ def predict_images(
     tta: bool = False,
     trust_pickle: bool = False,
 ) -> list[ImagePrediction]:
-    torch_device = resolve_device(device)
-    loaded = load_predictor(checkpoint, torch_device, tta=tta, trust_pickle=trust_pickle)
+    loaded = load_predictor(checkpoint, device, tta=tta, trust_pickle=trust_pickle)
     class_names = loaded.class_names
     preprocessing = loaded.preprocessing
     transform = preprocessing.eval_transform()
@@ -89,7 +87,7 @@ def predict_images(
             image, mask, _ = load_pair(Sample(path.stem, path, -1, "predict"), None)
             tensors.append(transform({"image": image, "mask": mask})["image"].as_subclass(torch.Tensor))
         batch = torch.stack(tensors)
-        probabilities, attention = predict_tensor(loaded.predictor, batch.to(torch_device))
+        probabilities, attention = predict_tensor(loaded.predictor, batch.to(loaded.device))
         for i, path in enumerate(chunk):
             results.append(
                 ImagePrediction(

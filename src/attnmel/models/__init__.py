@@ -1,4 +1,7 @@
-"""Models: staged backbones, the attention gate, and the paper's rows behind one registry."""
+"""Models: staged backbones, the attention gate, and the paper's rows behind one registry.
+
+Importing this package registers every model (``networks.py`` decorates its builders).
+"""
 
 from attnmel.models.attention import AttentionGate
 from attnmel.models.backbones import BACKBONES, StagedBackbone, create_backbone, list_backbones
@@ -13,7 +16,7 @@ from attnmel.models.networks import (
     upsample_map,
     with_maps,
 )
-from attnmel.models.registry import create_model, list_models, model_entry
+from attnmel.models.registry import create_model, list_models, model_entry, register_model
 
 __all__ = [
     "BACKBONES",
@@ -31,6 +34,7 @@ __all__ = [
     "list_backbones",
     "list_models",
     "model_entry",
+    "register_model",
     "upsample_map",
     "with_maps",
 ]

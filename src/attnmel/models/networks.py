@@ -13,10 +13,13 @@ from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
+import torchvision
 from torch import nn
 
+from attnmel.errors import ConfigError
 from attnmel.models.attention import AttentionGate, Normalization
-from attnmel.models.backbones import StagedBackbone
+from attnmel.models.backbones import StagedBackbone, build_torchvision_model, create_backbone
+from attnmel.models.registry import register_model
 
 
 class ModelOutput(NamedTuple):
@@ -36,8 +39,6 @@ def _gap(x: torch.Tensor) -> torch.Tensor:
 
 class StagedClassifier(nn.Module):
     """Shared plumbing: a staged backbone and a head that reads its taps."""
-
-    has_attention = False
 
     def __init__(self, backbone: StagedBackbone, num_classes: int):
         super().__init__()
@@ -89,8 +90,6 @@ class MelCNN(StagedClassifier):
 
 
 class AttnMelCNN(StagedClassifier):
-    has_attention = True
-
     def __init__(
         self,
         backbone: StagedBackbone,
@@ -128,8 +127,6 @@ class AttnMelCNN(StagedClassifier):
 
 class VGG16Classifier(nn.Module):
     """torchvision's VGG-16-BN including its three dense layers, last layer resized to ``num_classes``."""
-
-    has_attention = False
 
     def __init__(self, vgg: nn.Module, num_classes: int):
         super().__init__()
@@ -185,6 +182,51 @@ class WithClassActivationMap(nn.Module):
 def with_maps(model: nn.Module, class_index: int = 1) -> nn.Module:
     """``model`` itself when it has attention; its CAM view when it is a GAP model; else unchanged."""
     return WithClassActivationMap(model, class_index) if isinstance(model, GapNet) else model
+
+
+# ----------------------------------------------------------------------------------------- registry
+# The paper's rows. ``weights`` initialises the backbone (None, "imagenet" or a local file).
+
+_VGG = ("vgg16_bn",)
+
+
+@register_model("vgg16", paper_row="VGG-16", description="VGG-16-BN with its dense layers", backbones=_VGG)
+def vgg16(num_classes: int = 2, *, backbone: str = "vgg16_bn", weights: str | None = None) -> nn.Module:
+    vgg = build_torchvision_model(
+        torchvision.models.vgg16_bn, torchvision.models.VGG16_BN_Weights.IMAGENET1K_V1, weights, backbone
+    )
+    return VGG16Classifier(vgg, num_classes)
+
+
+@register_model("vgg16-gap", paper_row="VGG-16-GAP", description="VGG-16-BN, GAP + linear (CAM)", backbones=_VGG)
+def vgg16_gap(num_classes: int = 2, *, backbone: str = "vgg16_bn", weights: str | None = None) -> nn.Module:
+    return GapNet(create_backbone(backbone, weights), num_classes)
+
+
+@register_model("gap", paper_row="VGG-16-GAP", description="any backbone, GAP + linear")
+def gap(num_classes: int = 2, *, backbone: str = "vgg16_bn", weights: str | None = None) -> nn.Module:
+    return GapNet(create_backbone(backbone, weights), num_classes)
+
+
+@register_model("melcnn", paper_row="Mel-CNN", description="multi-scale GAP, no attention")
+def melcnn(num_classes: int = 2, *, backbone: str = "vgg16_bn", weights: str | None = None) -> nn.Module:
+    return MelCNN(create_backbone(backbone, weights), num_classes)
+
+
+@register_model("attnmel", paper_row="AttnMel-CNN", description="two attention gates")
+def attnmel(
+    num_classes: int = 2,
+    *,
+    backbone: str = "vgg16_bn",
+    weights: str | None = None,
+    normalize: Normalization = "sigmoid",
+    attention_channels: int = 256,
+) -> nn.Module:
+    if normalize not in ("sigmoid", "softmax"):
+        raise ConfigError(f"model.normalize must be 'sigmoid' or 'softmax', not {normalize!r}.")
+    if not isinstance(attention_channels, int) or attention_channels < 1:
+        raise ConfigError(f"model.attention_channels must be a positive whole number, not {attention_channels!r}.")
+    return AttnMelCNN(create_backbone(backbone, weights), num_classes, normalize, attention_channels)
 
 
 def upsample_map(attention: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

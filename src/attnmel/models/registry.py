@@ -1,65 +1,71 @@
-"""``create_model`` / ``list_models``: one name selects one architecture (as in timm).
+"""``@register_model``, ``create_model`` and ``list_models``: one name selects one architecture (as in timm).
 
-Names are the paper's rows. ``gap``, ``melcnn`` and ``attnmel`` take any backbone of
-``attnmel.models.backbones``; ``vgg16`` and ``vgg16-gap`` are VGG-16-BN by definition.
+Each model registers itself beside its network (``models/networks.py``) as a function whose
+keyword arguments are the options it takes; ``create_model`` passes through exactly those, so an
+option a model does not use is an error rather than a silent no-op, and the options recorded in
+``model.architecture`` are the ones that shaped it. Adding a model is one decorated function; the
+parametrised tests in ``tests/test_models.py`` then cover it.
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torchvision
 from torch import nn
 
 from attnmel.errors import ConfigError
-from attnmel.models.backbones import build_torchvision_model, create_backbone
-from attnmel.models.networks import AttnMelCNN, GapNet, MelCNN, VGG16Classifier
+
+#: Options that set how a model is initialised, not what it is (never recorded in the architecture).
+INIT_OPTIONS = ("weights",)
 
 
 @dataclass(frozen=True)
 class ModelEntry:
     name: str
     builder: Callable[..., nn.Module]
-    default_backbone: str
-    fixed_backbone: bool
     paper_row: str
     description: str
+    #: the option names the builder takes besides ``num_classes`` (``backbone``, ``weights``, ...)
+    options: tuple[str, ...]
+    #: the backbones the model accepts (one for models defined on a single backbone)
+    backbones: tuple[str, ...]
+
+    @property
+    def default_backbone(self) -> str:
+        return self.default("backbone")
+
+    def default(self, option: str) -> Any:
+        return inspect.signature(self.builder).parameters[option].default
 
 
-def _build_vgg16(backbone: str, num_classes: int, weights, **_: Any) -> nn.Module:
-    vgg = build_torchvision_model(
-        torchvision.models.vgg16_bn, torchvision.models.VGG16_BN_Weights.IMAGENET1K_V1, weights, "vgg16_bn"
-    )
-    return VGG16Classifier(vgg, num_classes)
+_REGISTRY: dict[str, ModelEntry] = {}
 
 
-def _build_gap(backbone: str, num_classes: int, weights, **_: Any) -> nn.Module:
-    return GapNet(create_backbone(backbone, weights), num_classes)
+def register_model(
+    name: str, *, paper_row: str, description: str, backbones: tuple[str, ...] | None = None
+) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+    """Register ``fn(num_classes, *, backbone=..., weights=None, **options) -> nn.Module`` under ``name``.
 
+    ``backbones`` limits the backbones the model accepts (default: every registered backbone).
+    """
 
-def _build_melcnn(backbone: str, num_classes: int, weights, **_: Any) -> nn.Module:
-    return MelCNN(create_backbone(backbone, weights), num_classes)
+    def decorate(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        from attnmel.models.backbones import list_backbones
 
+        parameters = inspect.signature(fn).parameters
+        if "num_classes" not in parameters or "backbone" not in parameters:
+            raise TypeError(f"model {name!r}: the builder must take num_classes and backbone")
+        if name in _REGISTRY:
+            raise ValueError(f"model {name!r} is registered twice")
+        options = tuple(p for p in parameters if p != "num_classes")
+        _REGISTRY[name] = ModelEntry(name, fn, paper_row, description, options, backbones or tuple(list_backbones()))
+        return fn
 
-def _build_attnmel(
-    backbone: str, num_classes: int, weights, normalize: str = "sigmoid", attention_channels: int = 256, **_: Any
-) -> nn.Module:
-    return AttnMelCNN(create_backbone(backbone, weights), num_classes, normalize, attention_channels)
-
-
-_REGISTRY: dict[str, ModelEntry] = {
-    entry.name: entry
-    for entry in (
-        ModelEntry("vgg16", _build_vgg16, "vgg16_bn", True, "VGG-16", "VGG-16-BN with its dense layers"),
-        ModelEntry("vgg16-gap", _build_gap, "vgg16_bn", True, "VGG-16-GAP", "VGG-16-BN, GAP + linear (CAM)"),
-        ModelEntry("gap", _build_gap, "vgg16_bn", False, "VGG-16-GAP", "any backbone, GAP + linear"),
-        ModelEntry("melcnn", _build_melcnn, "vgg16_bn", False, "Mel-CNN", "multi-scale GAP, no attention"),
-        ModelEntry("attnmel", _build_attnmel, "vgg16_bn", False, "AttnMel-CNN", "two attention gates"),
-    )
-}
+    return decorate
 
 
 def list_models() -> list[str]:
@@ -73,39 +79,50 @@ def model_entry(name: str) -> ModelEntry:
         raise ConfigError(f"Unknown model {name!r}; choose one of {list_models()}.") from None
 
 
-def create_model(
-    name: str,
-    num_classes: int = 2,
-    *,
-    backbone: str | None = None,
-    weights: str | Path | None = None,
-    normalize: str = "sigmoid",
-    attention_channels: int = 256,
-) -> nn.Module:
-    """Build a registered model.
+def check_model_options(name: str, options: dict[str, Any]) -> ModelEntry:
+    """The entry of ``name`` after checking that it takes every option in ``options`` (values unchecked
+    except the backbone); the error names the options it does take."""
+    entry = model_entry(name)
+    unknown = sorted(set(options) - set(entry.options))
+    if unknown:
+        raise ConfigError(
+            f"model {name!r} does not take {', '.join(unknown)}; its options are {', '.join(entry.options)}."
+        )
+    backbone = options.get("backbone")
+    if backbone is not None and backbone not in entry.backbones:
+        only = f"is defined on {entry.backbones[0]}" if len(entry.backbones) == 1 else f"takes {list(entry.backbones)}"
+        raise ConfigError(f"model {name!r} {only}, not backbone {backbone!r}; use 'gap', 'melcnn' or 'attnmel' "
+                          "for other backbones.")
+    return entry
+
+
+def create_model(name: str, num_classes: int = 2, *, pretrained: str | None = None, **options: Any) -> nn.Module:
+    """Build a registered model with the options it takes (see ``attnmel info``).
 
     ``weights`` initialises the backbone: ``None`` (random), ``"imagenet"`` (torchvision's weights
-    API; needs the network or a warm torch hub cache) or a path to a local state-dict file.
+    API; needs the network or a warm torch hub cache) or a local state-dict path. ``pretrained``
+    loads a whole trained attnmel model from the pretrained registry (``attnmel.models.pretrained``),
+    whose own options then apply.
     """
-    entry = model_entry(name)
-    if backbone is None:
-        backbone = entry.default_backbone
-    elif entry.fixed_backbone and backbone != entry.default_backbone:
-        raise ConfigError(f"Model {name!r} is defined on {entry.default_backbone}; use 'gap', 'melcnn' or 'attnmel' for {backbone}.")
-    if normalize not in ("sigmoid", "softmax"):
-        raise ConfigError(f"model.normalize must be 'sigmoid' or 'softmax', not {normalize!r}.")
-    model = entry.builder(
-        backbone=backbone,
-        num_classes=num_classes,
-        weights=None if weights is None else str(weights),
-        normalize=normalize,
-        attention_channels=attention_channels,
-    )
-    model.architecture = {
-        "name": name,
-        "backbone": backbone,
-        "num_classes": num_classes,
-        "normalize": normalize,
-        "attention_channels": attention_channels,
-    }
+    if pretrained is not None:
+        from attnmel.models.pretrained import get_pretrained
+
+        return get_pretrained(pretrained).build(name, num_classes, **options)
+    entry = check_model_options(name, options)
+    if isinstance(options.get("weights"), Path):
+        options["weights"] = str(options["weights"])
+    model = entry.builder(num_classes=num_classes, **options)
+    shape = {key: value for key, value in options.items() if key not in INIT_OPTIONS}
+    shape.setdefault("backbone", entry.default_backbone)
+    for option in entry.options:  # record the defaults too: the architecture is complete on its own
+        if option not in INIT_OPTIONS:
+            shape.setdefault(option, entry.default(option))
+    model.architecture = {"name": name, "num_classes": num_classes, **shape}
     return model
+
+
+def architecture_options(architecture: dict[str, Any]) -> dict[str, Any]:
+    """The options of an ``architecture`` record that its model takes (0.1.0 checkpoints also recorded
+    attention options for models without attention; those are left out)."""
+    entry = model_entry(architecture["name"])
+    return {k: v for k, v in architecture.items() if k in entry.options and k not in INIT_OPTIONS and v is not None}

@@ -30,9 +30,9 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from attnmel import __version__
+from attnmel.checkpoints.card import render_markdown
 from attnmel.data.images import MAX_PIXELS, ImageTooLargeError, NotAnImageError
 from attnmel.errors import DataError
-from attnmel.model_card import render_markdown
 from attnmel.serving.batching import DirectInference, MicroBatcher
 from attnmel.serving.model import ServedModel, load_served_model
 from attnmel.serving.uploads import UploadError, read_upload

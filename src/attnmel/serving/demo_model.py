@@ -17,9 +17,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from attnmel import __version__
+from attnmel.checkpoints.format import checkpoint_paths
 from attnmel.config import load_config
 from attnmel.demo import sample_data_path
-from attnmel.training.checkpoint import checkpoint_paths
 from attnmel.training.loop import train
 
 DEMO_PRESET = "demo-serve"

@@ -2,7 +2,7 @@
 
 Decoding reuses ``attnmel.data.images`` (size checked from the header before any pixel is
 decoded), preprocessing is the checkpoint's own evaluation transform, the model is loaded by
-``attnmel.evaluation.ensemble.load_predictor`` (calibrated temperature applied; GAP models answer
+``attnmel.inference.load_predictor`` (calibrated temperature applied; GAP models answer
 with their class activation map as the layer ``cam``), inference is
 ``attnmel.evaluation.predict.predict_tensor`` and the pictures are ``attnmel.evaluation.overlays``,
 so the service shows exactly what ``attnmel predict`` writes.
@@ -30,12 +30,11 @@ from PIL import Image
 from torchvision import tv_tensors
 from torchvision.transforms.v2 import functional as F
 
+from attnmel.checkpoints.card import NOT_DIAGNOSTIC, model_card
 from attnmel.data.images import MAX_PIXELS, read_image_bytes
-from attnmel.evaluation.ensemble import LoadedPredictor, load_predictor
-from attnmel.evaluation.inference import resolve_device
 from attnmel.evaluation.overlays import denormalize, heatmap_image, heatmap_overlay, normalize_map
 from attnmel.evaluation.predict import predict_tensor
-from attnmel.model_card import NOT_DIAGNOSTIC, model_card
+from attnmel.inference import LoadedModel, load_predictor
 
 DEMO_NOTICE = (
     "Demo model: trained for minutes on 40 bundled ISIC images. It is not a diagnostic tool and its "
@@ -65,13 +64,13 @@ class Prepared:
 
 @dataclass
 class ServedModel:
-    loaded: LoadedPredictor
+    loaded: LoadedModel
     source: str
     demo: bool = False
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
 
     def __post_init__(self) -> None:
-        self.meta = self.loaded.metadata[0]
+        self.meta = self.loaded.meta
         self.preprocessing = self.loaded.preprocessing
         self.transform = self.preprocessing.eval_transform()
         self.class_names = self.loaded.class_names
@@ -83,8 +82,8 @@ class ServedModel:
         return DEMO_NOTICE if self.demo else NOT_DIAGNOSTIC
 
     def describe(self) -> dict[str, Any]:
-        arch = self.meta["architecture"]
-        return {"name": arch["name"], "backbone": arch.get("backbone"), "class_names": self.class_names,
+        arch = self.meta.architecture
+        return {"name": arch.name, "backbone": arch.backbone, "class_names": self.class_names,
                 "attention_layers": self.layers, "image_size": self.preprocessing.image_size,
                 "source": Path(self.source).name}
 
@@ -134,6 +133,5 @@ def load_served_model(
         from attnmel.serving.demo_model import demo_checkpoint
 
         checkpoint = demo_checkpoint(log=log)
-    torch_device = resolve_device(device)
-    loaded = load_predictor(checkpoint, torch_device, trust_pickle=trust_pickle)
-    return ServedModel(loaded, str(checkpoint), demo=demo, device=torch_device)
+    loaded = load_predictor(checkpoint, device, trust_pickle=trust_pickle)
+    return ServedModel(loaded, str(checkpoint), demo=demo, device=loaded.device)

@@ -30,8 +30,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from attnmel.devices import resolve_device
 from attnmel.errors import ConfigError
-from attnmel.evaluation.inference import resolve_device
 
 
 @dataclass

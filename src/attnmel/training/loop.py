@@ -13,13 +13,11 @@ each epoch the run folder gets, atomically:
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import math
-import os
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,104 +25,32 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from attnmel.config import Config, config_from_dict, load_config, parse_override
-from attnmel.data.images import verify_image, verify_mask
-from attnmel.data.masks import RoiSpec, has_region, region_paths
-from attnmel.data.readers import read_dataset
-from attnmel.data.records import DatasetIndex, Problem, Sample
-from attnmel.data.sampling import epoch_indices, stratified_split
-from attnmel.data.transforms import resolve_normalization
-from attnmel.errors import CheckpointError, ConfigError, DataError, TrainingError
-from attnmel.evaluation.inference import Preprocessing, run_inference
-from attnmel.evaluation.metrics import classification_report
+from attnmel.checkpoints.format import (
+    BEST_FILE,
+    load_training_state,
+    save_model_checkpoint,
+    save_training_state,
+)
+from attnmel.checkpoints.meta import Architecture, CheckpointMeta, TrainingRecord
+from attnmel.config import Config, load_config
+from attnmel.data.sampling import derive_seed, epoch_indices
+from attnmel.data.splits import prepare_data
+from attnmel.devices import configure_torch
+from attnmel.errors import CheckpointError, TrainingError
+from attnmel.inference import run_inference
 from attnmel.io import atomic_write_text, remove_stale_temporaries
+from attnmel.metrics.classification import ClassificationReport, classification_report
 from attnmel.models import create_model
 from attnmel.training.batches import build_batch_sources
-from attnmel.training.checkpoint import load_training_state, save_model_checkpoint, save_training_state
 from attnmel.training.distributed import Distributed
 from attnmel.training.ema import create_ema
 from attnmel.training.losses import attention_prior_loss, classification_loss
 from attnmel.training.optim import build_optimizer, build_scheduler
+from attnmel.training.resume import STATE_FILE, resumable_config
 
-STATE_FILE = "last-state.safetensors"
-BEST_FILE = "best.safetensors"
-
-
-def derive_seed(*parts: int) -> int:
-    """A 63-bit seed from integers, stable across processes and platforms. A hash (a few us, 7x
-    faster than ``np.random.SeedSequence``): the keys of a pass are made while the GPU waits."""
-    digest = hashlib.blake2b(",".join(str(int(p)) for p in parts).encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "little") & ((1 << 63) - 1)
-
-
-@dataclass
-class TrainingData:
-    index: DatasetIndex
-    train: list[Sample]
-    val: list[Sample]
-    problems: list[Problem] = field(default_factory=list)
-
-    def summary(self, roi: RoiSpec | None) -> dict[str, Any]:
-        names = self.index.task.class_names
-
-        def describe(samples: list[Sample]) -> dict[str, Any]:
-            counts = np.bincount([s.label for s in samples], minlength=len(names))
-            out = {"images": len(samples), "classes": dict(zip(names, counts.tolist(), strict=True))}
-            if roi is not None:
-                out["with_prior"] = sum(has_region(s, roi) for s in samples)
-            return out
-
-        return {
-            "root": str(self.index.root),
-            "layout": self.index.layout,
-            "task": self.index.task.name,
-            "train": describe(self.train),
-            "val": describe(self.val),
-            "skipped": len(self.problems),
-        }
-
-
-def prepare_data(config: Config, data: str | Path) -> TrainingData:
-    """Read the dataset, pick (or carve) train and validation, and pre-flight every image header."""
-    cfg = config.data
-    index = read_dataset(data, cfg.task, layout=cfg.layout, skip_bad=cfg.skip_bad)
-    train = index.split(cfg.train_split)
-    if cfg.val_split and cfg.val_split in index.splits:
-        val = index.split(cfg.val_split)
-    elif cfg.val_fraction:
-        train_idx, val_idx = stratified_split([s.label for s in train], cfg.val_fraction, config.train.seed)
-        train, val = [train[i] for i in train_idx], [train[i] for i in val_idx]
-    else:
-        raise DataError(
-            index.root,
-            f"no validation split {cfg.val_split!r} (splits: {sorted(index.splits)}).",
-            "set data.val_fraction (e.g. 0.1) to carve one from training, or data.val_split to an existing split.",
-        )
-    problems = list(index.problems)
-    train, bad_train = _preflight(train, cfg.skip_bad, _roi(config))
-    val, bad_val = _preflight(val, cfg.skip_bad, None)
-    problems += bad_train + bad_val
-    if not train or not val:
-        raise DataError(index.root, "training or validation split is empty after reading.", "check the dataset.")
-    return TrainingData(index, train, val, problems)
-
-
-def _preflight(samples: list[Sample], skip_bad: bool, roi: RoiSpec | None) -> tuple[list[Sample], list[Problem]]:
-    """Check every image's (and needed mask's) header and end, which is cheap, so that a bad file
-    fails now, not hours into training."""
-    good, bad = [], []
-    for sample in samples:
-        try:
-            size = verify_image(sample.image_path)
-            for mask in region_paths(sample, roi) if roi is not None else []:
-                verify_mask(mask, size)
-        except DataError as exc:
-            if not skip_bad:
-                raise
-            bad.append(Problem(exc.path, "unreadable_image", f"{exc.problem} (skipped)"))
-            continue
-        good.append(sample)
-    return good, bad
+#: the validation metrics logged per epoch (besides the NLL)
+HISTORY_METRICS = ("roc_auc", "average_precision", "accuracy", "sensitivity", "specificity", "balanced_accuracy",
+                   "sensitivity_at_90_specificity")
 
 
 @dataclass
@@ -136,66 +62,14 @@ class TrainResult:
     history: list[dict[str, Any]]
 
 
-def _preprocessing(config: Config) -> Preprocessing:
-    mean, std = resolve_normalization(config.data.normalization)
-    d = config.data
-    return Preprocessing(d.crop_ratio, d.resize, d.image_size, mean, std)
+@dataclass
+class StepValues:
+    """One step's losses (global means over processes) and how many samples carried a prior region."""
 
-
-def _roi(config: Config) -> RoiSpec | None:
-    if config.data.roi in (None, "", "none"):
-        return None
-    return RoiSpec(config.data.roi, tuple(config.data.dermo_features))
-
-
-def _setup_torch(config: Config) -> None:
-    if config.train.threads:
-        torch.set_num_threads(config.train.threads)
-    if config.train.deterministic:
-        torch.use_deterministic_algorithms(True, warn_only=True)
-        torch.backends.cudnn.benchmark = False
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    else:
-        torch.backends.cudnn.benchmark = True
-
-
-#: what a resumed run may change: its length, and how (not which) input batches are produced
-RESUME_MAY_CHANGE = (("train", "epochs"), ("data", "num_workers"), ("data", "pipeline"), ("data", "cache"),
-                     ("data", "cache_dir"))
-
-
-def _resumable_config(requested: Config, saved: dict[str, Any], output_dir: Path) -> Config:
-    """The run's own config; only ``RESUME_MAY_CHANGE`` may differ on resume."""
-    saved_config = config_from_dict(saved, str(output_dir / STATE_FILE))
-    mine, theirs = requested.to_dict(), saved_config.to_dict()
-    for section, key in RESUME_MAY_CHANGE:
-        mine[section][key] = theirs[section][key]
-    if mine != theirs:
-        differing = [f"{section}.{key}" for section in theirs if isinstance(theirs[section], dict)
-                     for key in theirs[section] if mine[section].get(key) != theirs[section][key]]
-        differing += [key for key in theirs if not isinstance(theirs[key], dict) and mine[key] != theirs[key]]
-        raise ConfigError(
-            f"{output_dir}: the config differs from the run's own ({', '.join(differing)}); resume with the run's "
-            "config (omit --config) and change only train.epochs (or data.num_workers, pipeline, cache, cache_dir)."
-        )
-    for section, key in RESUME_MAY_CHANGE:
-        setattr(getattr(saved_config, section), key, getattr(getattr(requested, section), key))
-    return saved_config
-
-
-def run_config(output_dir: str | Path, overrides: list[str] | None = None) -> Config:
-    """The config a run folder was started with, plus ``overrides`` (for ``--resume`` without ``--config``)."""
-    state = load_training_state(Path(output_dir) / STATE_FILE)
-    config = config_from_dict(state["config"], str(Path(output_dir) / STATE_FILE))
-    for text in overrides or []:
-        keys, value = parse_override(text)
-        node = config
-        for key in keys[:-1]:
-            node = getattr(node, key)
-        if not hasattr(node, keys[-1]):
-            raise ConfigError(f"override {text!r}: no such key.")
-        setattr(node, keys[-1], value)
-    return config
+    loss: float
+    cls_loss: float
+    prior_loss: float
+    prior_samples: int
 
 
 class Trainer:
@@ -220,35 +94,32 @@ class Trainer:
             for path in remove_stale_temporaries(self.output_dir) if self.dist.is_main else []:
                 log(f"removed {path.name}, left by a write that was interrupted")
             self.resume_state = load_training_state(self.output_dir / STATE_FILE)
-            config = _resumable_config(config, self.resume_state["config"], self.output_dir)
+            config = resumable_config(config, self.resume_state["config"], self.output_dir)
         elif (self.output_dir / STATE_FILE).exists():
             raise CheckpointError(
                 f"{self.output_dir}: already holds a training run; pass --resume to continue it or choose another --output."
             )
         self.config = config
-        _setup_torch(config)
+        configure_torch(config.train.threads, config.train.deterministic)
         self.device = self.dist.device(config.train.device)
-        self.data = prepare_data(config, data)
+        self.roi = config.data.roi_spec()
+        self.preprocessing = config.data.preprocessing()
+        d = config.data
+        self.data = prepare_data(
+            data, task=d.task, layout=d.layout, train_split=d.train_split, val_split=d.val_split,
+            val_fraction=d.val_fraction, seed=config.train.seed, skip_bad=d.skip_bad, roi=self.roi,
+        )
         self.task = self.data.index.task
-        self.preprocessing = _preprocessing(config)
-        self.roi = _roi(config)
 
         torch.manual_seed(config.train.seed)
-        weights = None if resume else config.model.weights
-        model = create_model(
-            config.model.name,
-            self.task.num_classes,
-            backbone=config.model.backbone,
-            weights=weights,
-            normalize=config.model.normalize,
-            attention_channels=config.model.attention_channels,
-        )
+        options = config.model.options()
+        if resume:
+            options.pop("weights", None)  # the state holds the weights
+        model = create_model(config.model.name, self.task.num_classes, **options)
         model = self.dist.prepare_model(model, self.device, config.train.sync_batchnorm)
         self.model = model.to(self.device)
         if config.train.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
-        if self.roi is not None and not self.model.attention_layers:
-            raise ConfigError(f"data.roi={self.roi.kind!r} needs a model with attention; {config.model.name!r} has none.")
         self.ema = create_ema(self.model, config.train.ema_decay)
         self.criterion = classification_loss(config.loss)
         self.optimizer = build_optimizer(self.model, config.optim)
@@ -319,24 +190,26 @@ class Trainer:
             self._writer = SummaryWriter(str(self.output_dir / "tensorboard"))
         return self._writer
 
-    def checkpoint_metadata(self, epoch: int, val_metrics: dict[str, Any]) -> dict[str, Any]:
-        return {
-            "task": self.task.name,
-            "class_names": list(self.task.class_names),
-            "score_columns": list(self.task.score_columns),
-            "preprocessing": self.preprocessing.to_dict(),
-            "training": {
-                "run": self.config.name,
-                "paper_row": self.config.paper_row,
-                "epoch": epoch,
-                "seed": self.config.train.seed,
-                "ema_decay": self.config.train.ema_decay,
-                "backbone_weights": self.config.model.weights,
-                "data": self.data.summary(self.roi),
-                "prior": None if self.roi is None else {"roi": self.roi.kind, "weights": self.config.loss.prior_weights},
-            },
-            "metrics": {"val": val_metrics},
-        }
+    def checkpoint_metadata(self, epoch: int, val_report: ClassificationReport, val_nll: float) -> CheckpointMeta:
+        train = self.config.train
+        return CheckpointMeta(
+            architecture=Architecture.of(self.model),
+            task=self.task.name,
+            class_names=self.task.class_names,
+            score_columns=self.task.score_columns,
+            preprocessing=self.preprocessing,
+            training=TrainingRecord(
+                run=self.config.name,
+                paper_row=self.config.paper_row,
+                epoch=epoch,
+                seed=train.seed,
+                ema_decay=train.ema_decay,
+                backbone_weights=self.config.model.weights,
+                data=self.data.summary(self.roi),
+                prior=None if self.roi is None else {"roi": self.roi.kind, "weights": self.config.loss.prior_weights},
+            ),
+            metrics={"val": {**val_report.to_dict(), "val_nll": val_nll}},
+        )
 
     # ------------------------------------------------------------------ the loop
 
@@ -353,7 +226,8 @@ class Trainer:
         keys = [(index, derive_seed(cfg.train.seed, epoch, pass_index, 2, position)) for position, index in enumerate(order)]
         return self.train_batches.train(self.dist.shard(keys, cfg.train.batch_size), self.dist.per_rank_batch(cfg.train.batch_size))
 
-    def _step(self, batch: dict, epoch: int, step_in_epoch: int) -> dict[str, float]:
+    def _losses(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(total loss, classification loss, prior loss, samples with a prior region) for one batch."""
         train = self.config.train
         images = batch["image"].to(self.device, non_blocking=True)
         if train.channels_last:
@@ -362,7 +236,6 @@ class Trainer:
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=train.amp):
             output = self.train_model(images)
         cls_loss = self.criterion(output.logits.float(), labels)  # losses in fp32 whatever the forward used
-        loss = cls_loss
         prior = torch.zeros((), device=self.device)
         has_mask = batch["has_mask"].to(self.device, non_blocking=True)
         if self.roi is not None:
@@ -371,19 +244,20 @@ class Trainer:
                 batch["mask"].to(self.device, non_blocking=True),
                 has_mask,
                 self.config.loss.prior_weights,
-                softmax_maps=self.config.model.normalize == "softmax",
+                softmax_maps=self.model.architecture.get("normalize") == "softmax",
                 reduce=self.dist.differentiable_sum if self.dist.enabled else None,
             )
-            loss = loss + prior
-        # One transfer per step; summed over processes, so every rank logs (and stops on) the global values.
-        totals = torch.stack([loss.detach(), cls_loss.detach(), prior.detach(), has_mask.sum().float()]).float()
-        loss_value, cls_value, prior_value, prior_samples = self.dist.all_reduce_sum(totals).tolist()
+        return cls_loss + prior, cls_loss, prior, has_mask.sum()
+
+    def _global_values(self, loss, cls_loss, prior, prior_samples) -> StepValues:
+        """The step's values summed over processes (one transfer), so every rank logs and stops alike."""
+        totals = torch.stack([loss.detach(), cls_loss.detach(), prior.detach(), prior_samples.float()]).float()
+        loss_value, cls_value, prior_value, samples = self.dist.all_reduce_sum(totals).tolist()
         world = self.dist.world_size
-        if not math.isfinite(loss_value):
-            raise TrainingError(
-                f"loss became {loss_value / world} at epoch {epoch + 1}, step {step_in_epoch + 1}; the run stopped and the "
-                f"last good checkpoint is kept in {self.output_dir}. Lower optim.lr or check the inputs."
-            )
+        return StepValues(loss_value / world, cls_value / world, prior_value / world,
+                          int(samples) if self.roi is not None else 0)
+
+    def _optimizer_step(self, loss: torch.Tensor) -> None:
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
@@ -391,8 +265,17 @@ class Trainer:
             self.ema.update_parameters(self.model)
         self.scheduler.step()
         self.global_step += 1
-        return {"loss": loss_value / world, "cls_loss": cls_value / world, "prior_loss": prior_value / world,
-                "prior_samples": int(prior_samples) if self.roi is not None else 0}
+
+    def _step(self, batch: dict, epoch: int, step_in_epoch: int) -> StepValues:
+        loss, cls_loss, prior, prior_samples = self._losses(batch)
+        values = self._global_values(loss, cls_loss, prior, prior_samples)
+        if not math.isfinite(values.loss):
+            raise TrainingError(
+                f"loss became {values.loss} at epoch {epoch + 1}, step {step_in_epoch + 1}; the run stopped and the "
+                f"last good checkpoint is kept in {self.output_dir}. Lower optim.lr or check the inputs."
+            )
+        self._optimizer_step(loss)
+        return values
 
     def train_epoch(self, epoch: int) -> dict[str, float]:
         cfg = self.config
@@ -415,11 +298,11 @@ class Trainer:
                         f"the GPU ran out of memory at batch size {cfg.train.batch_size}; try "
                         f"--set train.batch_size={max(1, cfg.train.batch_size // 2)} (the last good checkpoint is kept)."
                     ) from None
-                for key, value in values.items():
-                    sums[key] += value
+                for key in sums:
+                    sums[key] += getattr(values, key)
                 steps += 1
                 images += len(batch["label"]) * self.dist.world_size
-                bar.set_postfix(loss=f"{values['loss']:.4f}")
+                bar.set_postfix(loss=f"{values.loss:.4f}")
         out = {key: (value / max(steps, 1) if key != "prior_samples" else value) for key, value in sums.items()}
         out["images"] = images
         return out
@@ -429,15 +312,15 @@ class Trainer:
         """The weights that are validated and saved as best: the EMA average when it is on."""
         return self.model if self.ema is None else self.ema.module
 
-    def validate(self) -> tuple[dict[str, Any], float]:
+    def validate(self) -> tuple[ClassificationReport, float]:
+        """(the validation report, its negative log-likelihood) over the whole split, on every rank."""
         predictions = run_inference(
             self.selected_model, self.val_loader, self.device, progress=self.progress, desc="validate"
         )
         labels, probabilities = self.dist.gather_rows(predictions.labels), self.dist.gather_rows(predictions.probabilities)
         report = classification_report(labels, probabilities, self.task.class_names, self.task.score_columns)
         picked = probabilities[np.arange(len(labels)), labels]
-        report["val_nll"] = float(-np.log(np.clip(picked, 1e-12, 1)).mean())
-        return report, report[self.task.positive_class].get(self.config.train.select_metric, math.nan)
+        return report, float(-np.log(np.clip(picked, 1e-12, 1)).mean())
 
     def run(self) -> TrainResult:
         cfg = self.config
@@ -461,21 +344,20 @@ class Trainer:
         for epoch in range(self.start_epoch, cfg.train.epochs):
             started = time.perf_counter()
             train_values = self.train_epoch(epoch)
-            val_report, metric = self.validate()
+            val_report, val_nll = self.validate()
+            positive = val_report[self.task.positive_class]
+            metric = getattr(positive, cfg.train.select_metric)
             seconds = time.perf_counter() - started
             improved = not math.isnan(metric) and metric > self.best_metric or self.best_epoch < 0
             if improved:
                 self.best_metric = metric if not math.isnan(metric) else -math.inf
                 self.best_epoch = epoch + 1
-            positive = val_report[self.task.positive_class]
             row = {
                 "epoch": epoch + 1,
                 "lr": self.optimizer.param_groups[0]["lr"],
                 **{f"train_{k}": v for k, v in train_values.items()},
-                **{f"val_{k}": positive[k] for k in (
-                    "roc_auc", "average_precision", "accuracy", "sensitivity", "specificity",
-                    "balanced_accuracy", "sensitivity_at_90_specificity")},
-                "val_nll": val_report["val_nll"],
+                **{f"val_{k}": getattr(positive, k) for k in HISTORY_METRICS},
+                "val_nll": val_nll,
                 "seconds": round(seconds, 2),
                 "images_per_second": round(train_values["images"] / seconds, 2),
                 "best": improved,
@@ -483,9 +365,8 @@ class Trainer:
             self.history.append(row)
             if main:
                 if improved:
-                    save_model_checkpoint(
-                        self.output_dir / BEST_FILE, self.selected_model, self.checkpoint_metadata(epoch + 1, val_report)
-                    )
+                    save_model_checkpoint(self.output_dir / BEST_FILE, self.selected_model,
+                                          self.checkpoint_metadata(epoch + 1, val_report, val_nll))
                 save_training_state(self.output_dir / STATE_FILE, self._state(epoch + 1))
                 self._write_logs(row)
             self.log(

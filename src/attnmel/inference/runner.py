@@ -10,65 +10,35 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
-from torchvision.transforms import v2
 from tqdm import tqdm
 
 from attnmel.data.dataset import IsicDataset
 from attnmel.data.masks import RoiSpec
 from attnmel.data.records import Sample
-from attnmel.data.transforms import eval_augment, geometry
-from attnmel.evaluation.tta import dihedral_view, undo_view, view_indices
-
-
-@dataclass(frozen=True)
-class Preprocessing:
-    """The evaluation geometry and normalisation a model was trained with (stored in checkpoints)."""
-
-    crop_ratio: float
-    resize: int
-    image_size: int
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "crop_ratio": self.crop_ratio,
-            "resize": self.resize,
-            "image_size": self.image_size,
-            "mean": list(self.mean),
-            "std": list(self.std),
-        }
-
-    @classmethod
-    def from_dict(cls, payload: dict[str, Any]) -> Preprocessing:
-        return cls(
-            float(payload["crop_ratio"]),
-            int(payload["resize"]),
-            int(payload["image_size"]),
-            tuple(payload["mean"]),
-            tuple(payload["std"]),
-        )
-
-    def eval_transform(self) -> v2.Compose:
-        return v2.Compose([geometry(self.resize, self.crop_ratio), eval_augment(self.image_size, self.mean, self.std)])
+from attnmel.data.transforms import Preprocessing
+from attnmel.errors import AttnmelError
+from attnmel.inference.tta import dihedral_view, undo_view, view_indices
 
 
 def probabilities_from_logits(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
     """Softmax of ``logits / temperature`` over the last axis (temperature 1: the plain softmax).
 
     The temperature is fitted on validation by ``attnmel calibrate`` and stored in the checkpoint
-    (``attnmel.training.checkpoint.checkpoint_temperature`` reads it).
+    (``CheckpointMeta.softmax_temperature``).
     """
     if not temperature > 0:
         raise ValueError(f"temperature must be positive, not {temperature!r}")
     return torch.softmax(logits.float() / temperature, dim=-1)
+
+
+class NonFiniteOutputError(AttnmelError):
+    """A model answered NaN or infinity: an error in every door, never a class."""
 
 
 @dataclass
@@ -97,15 +67,25 @@ class Predictor:
     @torch.no_grad()
     def __call__(self, images: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """(probabilities (N, C), attention maps by layer (N, 1, h, w)) for a normalised batch."""
+        probabilities, attention, _ = self.forward(images)
+        return probabilities, attention
+
+    @torch.no_grad()
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
+        """Probabilities, attention maps, and the raw logits of every member and view (M*V, N, C).
+
+        A non-finite probability is an error (``NonFiniteOutputError``), never a class."""
         total: torch.Tensor | None = None
         sums: dict[str, torch.Tensor] = {}
         counts: dict[str, int] = {}
+        logits = []
         views = view_indices(self.tta)
         for model, temperature, affine in zip(self.models, self.temperatures, self.input_affine, strict=True):
             model.eval()
             x = images if affine is None else images * affine[0].to(images) + affine[1].to(images)
             for index in views:
                 output = model(dihedral_view(x, index))
+                logits.append(output.logits.float())
                 p = probabilities_from_logits(output.logits, temperature)
                 total = p if total is None else total + p
                 for name, amap in output.attention.items():
@@ -114,7 +94,13 @@ class Predictor:
                         amap = F.interpolate(amap, size=sums[name].shape[-2:], mode="bilinear", align_corners=False)
                     sums[name] = sums[name] + amap if name in sums else amap
                     counts[name] = counts.get(name, 0) + 1
-        return total / (len(self.models) * len(views)), {name: sums[name] / counts[name] for name in sums}
+        probabilities = total / (len(self.models) * len(views))
+        if not bool(torch.isfinite(probabilities).all()):
+            raise NonFiniteOutputError(
+                "the model produced NaN or infinite probabilities; its weights or the input are broken "
+                "(check the checkpoint with `attnmel export`, or use an earlier epoch's)."
+            )
+        return probabilities, {name: sums[name] / counts[name] for name in sums}, torch.stack(logits)
 
 
 @dataclass
@@ -127,6 +113,8 @@ class Predictions:
     #: region masks at input resolution (N, H, W) and whether each sample has one, when requested
     masks: np.ndarray | None = None
     has_mask: np.ndarray | None = None
+    #: raw logits of every member and view (M*V, N, C), when requested
+    logits: np.ndarray | None = None
 
 
 def eval_loader(
@@ -140,12 +128,6 @@ def eval_loader(
     return DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
 
 
-def resolve_device(name: str = "auto") -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
 @torch.no_grad()
 def run_inference(
     model: nn.Module | Predictor,
@@ -154,10 +136,11 @@ def run_inference(
     *,
     keep_attention: bool = False,
     keep_masks: bool = False,
+    keep_logits: bool = False,
     progress: bool = False,
     desc: str = "eval",
 ) -> Predictions:
-    """Probabilities (and optionally attention maps and region masks) for every sample of ``loader``."""
+    """Probabilities (and optionally attention maps, region masks and raw logits) for every sample of ``loader``."""
     predictor = model if isinstance(model, Predictor) else Predictor([model])
     ids: list[str] = []
     labels: list[np.ndarray] = []
@@ -165,9 +148,12 @@ def run_inference(
     attention: dict[str, list[np.ndarray]] = {}
     masks: list[np.ndarray] = []
     has_mask: list[np.ndarray] = []
+    logits: list[np.ndarray] = []
     for batch in tqdm(loader, desc=desc, disable=not progress, leave=False, unit="batch"):
-        batch_probabilities, batch_attention = predictor(batch["image"].to(device, non_blocking=True))
+        batch_probabilities, batch_attention, batch_logits = predictor.forward(batch["image"].to(device, non_blocking=True))
         probabilities.append(batch_probabilities.cpu().numpy())
+        if keep_logits:
+            logits.append(batch_logits.cpu().numpy())
         labels.append(batch["label"].numpy())
         ids.extend(batch["image_id"])
         if keep_attention:
@@ -183,4 +169,5 @@ def run_inference(
         attention={name: np.concatenate(maps) for name, maps in attention.items()},
         masks=np.concatenate(masks) if masks else None,
         has_mask=np.concatenate(has_mask) if has_mask else None,
+        logits=np.concatenate(logits, axis=1) if logits else None,
     )

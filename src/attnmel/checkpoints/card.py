@@ -7,11 +7,11 @@ from the checkpoint's metadata, so a card cannot drift from the weights it descr
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
+from attnmel.checkpoints.meta import CheckpointMeta
+from attnmel.io import json_safe
 from attnmel.models import model_entry
-from attnmel.models.backbones import BACKBONES
 
 INTENDED_USE = (
     "Research on interpretable melanoma recognition from dermoscopy images: comparing models, "
@@ -33,35 +33,13 @@ METRIC_ORDER = ["roc_auc", "average_precision", "accuracy", "balanced_accuracy",
                 "precision", "sensitivity_at_90_specificity", "threshold", "n", "n_positive"]
 
 
-def attention_layers(architecture: dict[str, Any]) -> list[str]:
-    if architecture.get("name") != "attnmel":
-        return []
-    return list(BACKBONES[architecture.get("backbone") or "vgg16_bn"].local_names)
+def _positive_metrics(meta: CheckpointMeta) -> dict[str, Any]:
+    values = (meta.metrics.get("val") or {}).get(meta.positive_class)
+    return {k: values[k] for k in METRIC_ORDER if k in values} if isinstance(values, dict) else {}
 
 
-def json_safe(value: Any) -> Any:
-    """JSON-safe copy: NaN/inf become None (strict JSON has no NaN)."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {str(k): json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [json_safe(v) for v in value]
-    return value
-
-
-def _positive_metrics(meta: dict[str, Any]) -> dict[str, Any]:
-    val = (meta.get("metrics") or {}).get("val") or {}
-    for name in meta.get("score_columns") or ["melanoma"]:
-        if isinstance(val.get(name), dict):
-            values = val[name]
-            return {k: values[k] for k in METRIC_ORDER if k in values}
-    return {}
-
-
-def _limitations(meta: dict[str, Any], metrics: dict[str, Any], demo: bool) -> list[str]:
-    pre = meta.get("preprocessing") or {}
-    data = (meta.get("training") or {}).get("data") or {}
+def _limitations(meta: CheckpointMeta, metrics: dict[str, Any], layers: list[str], demo: bool) -> list[str]:
+    data = meta.training.data or {}
     notes = []
     if demo:
         notes.append("This is the attnmel demo model: trained for minutes on a few dozen images; it shows how the "
@@ -80,84 +58,90 @@ def _limitations(meta: dict[str, Any], metrics: dict[str, Any], demo: bool) -> l
         notes.append("No validation metrics are recorded in this checkpoint.")
     if not data:
         notes.append("The checkpoint does not record its training data.")
-    size = pre.get("image_size")
-    if isinstance(size, int) and size < 224:
+    size = meta.preprocessing.image_size
+    if size < 224:
         notes.append(f"Trained at a reduced input size ({size} px; the paper uses 224 px).")
-    if attention_layers(meta.get("architecture") or {}):
+    if layers:
         notes.append("Attention maps show where the model weighted its features; they are neither lesion "
                      "segmentations nor causal explanations.")
-    legacy = meta.get("legacy")
+    legacy = meta.legacy
     if legacy and legacy.get("assumed"):
         assumed = ", ".join(f"{k}={v}" for k, v in legacy["assumed"].items())
         notes.append(f"Converted from a legacy pickle ({legacy.get('origin')}); not stored in it and assumed: {assumed}.")
     return notes
 
 
-def _citations(training: dict[str, Any]) -> list[str]:
-    layout = (training.get("data") or {}).get("layout")
+def _citations(meta: CheckpointMeta) -> list[str]:
+    layout = (meta.training.data or {}).get("layout")
     return [METHOD_CITATION] + ([DATA_CITATIONS[layout]] if layout in DATA_CITATIONS else [])
 
 
-def model_card(meta: dict[str, Any], *, demo: bool = False) -> dict[str, Any]:
+def model_card(meta: CheckpointMeta, *, demo: bool = False) -> dict[str, Any]:
     """The model card of a checkpoint, as JSON-ready data."""
-    arch = meta.get("architecture") or {}
-    training = meta.get("training") or {}
-    entry = model_entry(arch["name"]) if arch.get("name") else None
-    layers = attention_layers(arch)
-    pre = meta.get("preprocessing") or {}
+    arch = meta.architecture
+    training = meta.training
+    entry = model_entry(arch.name)
+    layers = arch.map_layers
+    gates = layers if layers != ["cam"] else []
+    pre = meta.preprocessing.to_dict()
     metrics = _positive_metrics(meta)
-    row = training.get("paper_row") or (entry.paper_row if entry else None)
-    title = f"{row or arch.get('name')} ({arch.get('backbone')}), task {meta.get('task')}"
+    row = training.paper_row or entry.paper_row
+    title = f"{row or arch.name} ({arch.backbone}), task {meta.task}"
     card = {
         "title": title,
         "demo_model": demo,
         "notice": NOT_DIAGNOSTIC,
         "model": {
-            "name": arch.get("name"),
+            "name": arch.name,
             "paper_row": row,
-            "description": entry.description if entry else None,
-            "backbone": arch.get("backbone"),
-            "num_classes": arch.get("num_classes"),
-            "attention_normalization": arch.get("normalize") if layers else None,
-            "attention_channels": arch.get("attention_channels") if layers else None,
+            "description": entry.description,
+            "backbone": arch.backbone,
+            "num_classes": arch.num_classes,
+            "attention_normalization": arch.options.get("normalize") if gates else None,
+            "attention_channels": arch.options.get("attention_channels") if gates else None,
             "attention_layers": layers,
-            "attnmel_version": meta.get("attnmel_version"),
+            "attnmel_version": meta.attnmel_version,
         },
-        "task": {"name": meta.get("task"), "class_names": meta.get("class_names"),
-                 "score_columns": meta.get("score_columns")},
+        "task": {"name": meta.task, "class_names": list(meta.class_names), "score_columns": list(meta.score_columns)},
         "intended_use": {"primary": INTENDED_USE, "out_of_scope": OUT_OF_SCOPE},
         "input": {
             "preprocessing": pre,
             "description": (
-                f"RGB dermoscopy image; centre square of {pre.get('crop_ratio')} x the short side, resized to "
-                f"{pre.get('resize')} px, centre crop of {pre.get('image_size')} px, normalised with the mean and std "
+                f"RGB dermoscopy image; centre square of {pre['crop_ratio']} x the short side, resized to "
+                f"{pre['resize']} px, centre crop of {pre['image_size']} px, normalised with the mean and std "
                 "below (values in [0, 1] before normalisation)."
             ),
         },
         "output": {
-            "probabilities": "softmax of the logits, one per class name",
-            "attention": (
-                "one map per attention layer: "
-                + (", ".join(layers) + "; values in [0, 1] (" + (
-                    "sigmoid, each position independent" if arch.get("normalize") != "softmax"
-                    else "softmax, the map sums to 1") + ")" if layers else "none (this model has no attention gates)")
-            ),
+            "probabilities": "softmax of the logits" + (
+                f" at the calibrated temperature {meta.temperature:.3g}" if meta.temperature else "")
+            + ", one per class name",
+            "attention": _attention_text(layers, arch.options.get("normalize")),
         },
         "training": {
-            "run": training.get("run"),
-            "epoch": training.get("epoch"),
-            "seed": training.get("seed"),
-            "backbone_weights": training.get("backbone_weights"),
-            "attention_prior": training.get("prior"),
-            "data": training.get("data"),
+            "run": training.run,
+            "epoch": training.epoch,
+            "seed": training.seed,
+            "backbone_weights": training.backbone_weights,
+            "attention_prior": training.prior,
+            "data": training.data,
         },
-        "metrics": {"split": "validation", "epoch": training.get("epoch"), "positive_class": metrics},
-        "limitations": _limitations(meta, metrics, demo),
-        "citation": _citations(training),
+        "metrics": {"split": "validation", "epoch": training.epoch, "positive_class": metrics},
+        "limitations": _limitations(meta, metrics, gates, demo),
+        "citation": _citations(meta),
     }
-    if meta.get("legacy"):
-        card["legacy"] = meta["legacy"]
+    if meta.legacy:
+        card["legacy"] = meta.legacy
     return json_safe(card)
+
+
+def _attention_text(layers: list[str], normalize: str | None) -> str:
+    if layers == ["cam"]:
+        return "cam: the class activation map of the positive class (unbounded scores; this model has no attention gates)"
+    if not layers:
+        return "none (this model has no attention gates)"
+    scale = "softmax, the map sums to 1" if normalize == "softmax" else "sigmoid, each position independent"
+    return f"one map per attention layer: {', '.join(layers)}; values in [0, 1] ({scale})"
 
 
 def _fmt(value: Any) -> str:

@@ -1,6 +1,6 @@
 """Legacy pickle checkpoints, read only when the user trusts the file (``--trust-pickle``).
 
-Unpickling can run arbitrary code, so ``attnmel.training.checkpoint`` refuses these files unless
+Unpickling can run arbitrary code, so ``attnmel.checkpoints.format`` refuses these files unless
 asked. When asked, two kinds are understood:
 
 - attnmel weights written with ``torch.save``: a bare state dict, or a dict holding it under
@@ -29,10 +29,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from attnmel.checkpoints.format import model_from_state
+from attnmel.checkpoints.meta import Architecture, CheckpointMeta, TrainingRecord
 from attnmel.data.records import TASKS
-from attnmel.data.transforms import resolve_normalization
+from attnmel.data.transforms import Preprocessing, resolve_normalization
 from attnmel.errors import CheckpointError
-from attnmel.training.checkpoint import FORMAT, FORMAT_VERSION, _version, model_from_state
 
 ORIGINAL_CODE = "IPMI2019-AttnMel (github.com/SaoYan/IPMI2019-AttnMel)"
 
@@ -125,55 +126,47 @@ def _num_classes(state: dict[str, torch.Tensor], path: Path) -> int:
     raise CheckpointError(f"{path}: no classifier weights (classifier.weight) in this state dict.")
 
 
-def infer_architecture(state: dict[str, torch.Tensor], path: Path, normalize: str = "sigmoid") -> dict[str, Any]:
+def infer_architecture(state: dict[str, torch.Tensor], path: Path, normalize: str = "sigmoid") -> Architecture:
     """The registered architecture whose state dict has exactly these keys and shapes."""
-    from attnmel.models import create_model, list_backbones, list_models, model_entry
+    from attnmel.models import create_model, list_models, model_entry
 
     num_classes = _num_classes(state, path)
     gate_widths = {v.shape[0] for k, v in state.items() if k.endswith(".local_proj.weight")}
-    attention_channels = gate_widths.pop() if len(gate_widths) == 1 else 256
+    attention = {"normalize": normalize, "attention_channels": gate_widths.pop() if len(gate_widths) == 1 else 256}
     shapes = {k: tuple(v.shape) for k, v in state.items()}
     for name in list_models():
         entry = model_entry(name)
-        for backbone in [entry.default_backbone] if entry.fixed_backbone else list_backbones():
-            arch = {"name": name, "backbone": backbone, "num_classes": num_classes, "normalize": normalize,
-                    "attention_channels": attention_channels}
+        for backbone in entry.backbones:
+            options = {"backbone": backbone, **{k: v for k, v in attention.items() if k in entry.options}}
             with torch.device("meta"):
-                candidate = create_model(name, num_classes, backbone=backbone, weights=None, normalize=normalize,
-                                         attention_channels=attention_channels)
+                candidate = create_model(name, num_classes, **options)
             if {k: tuple(v.shape) for k, v in candidate.state_dict().items()} == shapes:
-                return arch
+                return Architecture.of(candidate)
     raise CheckpointError(
         f"{path}: these weights match no attnmel architecture ({len(state)} tensors, first key "
         f"{next(iter(state))!r}); `attnmel info` lists the models."
     )
 
 
-def legacy_metadata(arch: dict[str, Any], path: Path, origin: str, assumed: LegacyAssumptions) -> dict[str, Any]:
-    num_classes = int(arch["num_classes"])
-    task = next((t for t in TASKS.values() if t.num_classes == num_classes), None)
+def legacy_metadata(arch: Architecture, path: Path, origin: str, assumed: LegacyAssumptions) -> CheckpointMeta:
+    task = next((t for t in TASKS.values() if t.num_classes == arch.num_classes), None)
     if task is None:
-        raise CheckpointError(f"{path}: {num_classes} classes; attnmel's tasks have 2 (melanoma) or 3 (ISIC 2017).")
+        raise CheckpointError(f"{path}: {arch.num_classes} classes; attnmel's tasks have 2 (melanoma) or 3 (ISIC 2017).")
     mean, std = resolve_normalization(assumed.normalization)
-    return {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "attnmel_version": _version(),
-        "architecture": arch,
-        "task": task.name,
-        "class_names": list(task.class_names),
-        "score_columns": list(task.score_columns),
-        "preprocessing": {"crop_ratio": assumed.crop_ratio, "resize": assumed.resize,
-                          "image_size": assumed.image_size, "mean": list(mean), "std": list(std)},
-        "training": {"run": path.stem, "paper_row": None, "data": None},
-        "metrics": {},
-        "legacy": {"file": str(path), "origin": origin, "assumed": asdict(assumed)},
-    }
+    return CheckpointMeta(
+        architecture=arch,
+        task=task.name,
+        class_names=task.class_names,
+        score_columns=task.score_columns,
+        preprocessing=Preprocessing(assumed.crop_ratio, assumed.resize, assumed.image_size, mean, std),
+        training=TrainingRecord(run=path.stem),
+        legacy={"file": str(path), "origin": origin, "assumed": asdict(assumed)},
+    )
 
 
 def load_legacy_checkpoint(
     path: str | Path, device: str | torch.device = "cpu", assumed: LegacyAssumptions | None = None
-) -> tuple[nn.Module, dict[str, Any]]:
+) -> tuple[nn.Module, CheckpointMeta]:
     """Load a trusted pickle checkpoint as an attnmel model plus metadata (see the module docstring)."""
     path = Path(path)
     if not path.is_file():
@@ -183,17 +176,20 @@ def load_legacy_checkpoint(
     if metadata is not None:
         if "architecture" not in metadata:
             raise CheckpointError(f"{path}: its 'metadata' has no 'architecture'; is it attnmel metadata?")
-        metadata = {**metadata, "legacy": {"file": str(path), "origin": "attnmel (torch.save)", "assumed": None}}
+        meta = CheckpointMeta.from_dict(metadata, path).replace(
+            legacy={"file": str(path), "origin": "attnmel (torch.save)", "assumed": None})
     else:
         if is_original_layout(state):
             name, state = map_original_state(state, path)
-            arch = {"name": name, "backbone": "vgg16_bn", "num_classes": _num_classes(state, path),
-                    "normalize": assumed.normalize, "attention_channels": 256}
+            options = {"backbone": "vgg16_bn"}
+            if name == "attnmel":
+                options.update(normalize=assumed.normalize, attention_channels=256)
+            arch = Architecture(name, _num_classes(state, path), options)
             origin = ORIGINAL_CODE
         else:
             arch = infer_architecture(state, path, assumed.normalize)
             origin = "attnmel (torch.save, no metadata)"
-        metadata = legacy_metadata(arch, path, origin, assumed)
-    model = model_from_state(metadata["architecture"], state, path)
+        meta = legacy_metadata(arch, path, origin, assumed)
+    model = model_from_state(meta, state, path)
     model.to(device).eval()
-    return model, metadata
+    return model, meta

@@ -1,0 +1,27 @@
+"""Checkpoints: the typed metadata (``meta``), the safetensors format (``format``), trusted legacy
+pickles (``legacy``), loading whatever a door is given (``loader``) and model cards (``card``)."""
+
+from attnmel.checkpoints.format import (
+    BEST_FILE,
+    checkpoint_paths,
+    load_model_checkpoint,
+    read_metadata,
+    save_model_checkpoint,
+    update_metadata,
+)
+from attnmel.checkpoints.loader import load_checkpoint, resolve_source
+from attnmel.checkpoints.meta import Architecture, CheckpointMeta, TrainingRecord
+
+__all__ = [
+    "BEST_FILE",
+    "Architecture",
+    "CheckpointMeta",
+    "TrainingRecord",
+    "checkpoint_paths",
+    "load_checkpoint",
+    "load_model_checkpoint",
+    "read_metadata",
+    "resolve_source",
+    "save_model_checkpoint",
+    "update_metadata",
+]

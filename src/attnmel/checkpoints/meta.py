@@ -1,0 +1,297 @@
+"""Checkpoint metadata: one typed, versioned record, built and validated in one place.
+
+Every checkpoint carries a ``CheckpointMeta`` (embedded in its safetensors header, copied to a
+JSON sidecar). ``from_dict`` is the only way metadata is read back, and it checks every field
+against sane ranges; ``check_weights`` checks it against the tensors it travels with. A
+violation is a ``CheckpointError`` with one line per field, naming the file: metadata that
+disagrees with its weights would otherwise be a silent wrong answer (e.g. P(other) reported as
+P(melanoma)).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from attnmel.data.transforms import Preprocessing
+from attnmel.errors import CheckpointError, ConfigError
+
+FORMAT = "attnmel-checkpoint"
+FORMAT_VERSION = 1
+#: The most classes a checkpoint may declare (a sanity bound, far above any dermoscopy task).
+MAX_CLASSES = 1000
+
+
+def attnmel_version() -> str:
+    from attnmel import __version__
+
+    return __version__
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """What to build: a registered model name, its class count and the options it takes."""
+
+    name: str
+    num_classes: int
+    options: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def backbone(self) -> str | None:
+        return self.options.get("backbone")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "num_classes": self.num_classes, **self.options}
+
+    @classmethod
+    def of(cls, model: torch.nn.Module) -> Architecture:
+        """The architecture ``create_model`` recorded on ``model``."""
+        record = dict(model.architecture)
+        return cls(record.pop("name"), int(record.pop("num_classes")), record)
+
+    @classmethod
+    def from_dict(cls, payload: dict[str, Any]) -> Architecture:
+        """Read (and check) an ``architecture`` record; options the model does not take are dropped
+        (0.1.0 recorded attention options on every model)."""
+        from attnmel.models.registry import architecture_options, check_model_options
+
+        name, classes = payload.get("name"), payload.get("num_classes")
+        if not isinstance(classes, int) or isinstance(classes, bool) or not 2 <= classes <= MAX_CLASSES:
+            raise ValueError(f"num_classes {classes!r} is not a whole number between 2 and {MAX_CLASSES}")
+        try:
+            options = architecture_options(payload)
+            check_model_options(name, options)
+        except ConfigError as exc:
+            raise ValueError(str(exc).rstrip(".")) from None
+        return cls(name, classes, options)
+
+    def build(self) -> torch.nn.Module:
+        from attnmel.models import create_model
+
+        return create_model(self.name, self.num_classes, **self.options)
+
+    @property
+    def map_layers(self) -> list[str]:
+        """The maps the model answers with: its attention layers, or ``cam`` for a GAP model."""
+        from attnmel.models import with_maps
+
+        with torch.device("meta"):
+            return list(with_maps(self.build()).attention_layers)
+
+
+@dataclass(frozen=True)
+class TrainingRecord:
+    """How the model was trained (``None`` where unknown, e.g. a converted pickle)."""
+
+    run: str | None = None
+    paper_row: str | None = None
+    epoch: int | None = None
+    seed: int | None = None
+    ema_decay: float | None = None
+    backbone_weights: str | None = None
+    #: dataset summary: root, layout, task, per-split images and classes, images with a prior region
+    data: dict[str, Any] | None = None
+    #: attention prior: {"roi", "weights"}
+    prior: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, payload: dict[str, Any] | None) -> TrainingRecord:
+        payload = payload or {}
+        return cls(**{f.name: payload.get(f.name) for f in dataclasses.fields(cls)})
+
+
+@dataclass(frozen=True)
+class CheckpointMeta:
+    architecture: Architecture
+    task: str
+    class_names: tuple[str, ...]
+    #: probability columns of the ISIC scorer format, positive class first
+    score_columns: tuple[str, ...]
+    preprocessing: Preprocessing
+    training: TrainingRecord = field(default_factory=TrainingRecord)
+    #: validation metrics of the kept epoch: {"val": {<class>: {...}, "val_nll": ...}}
+    metrics: dict[str, Any] = field(default_factory=dict)
+    #: softmax temperature fitted by ``attnmel calibrate`` (None: never calibrated, i.e. 1)
+    temperature: float | None = None
+    calibration: dict[str, Any] | None = None
+    #: for models converted from a pickle: where from and what was assumed
+    legacy: dict[str, Any] | None = None
+    attnmel_version: str = field(default_factory=attnmel_version)
+    format_version: int = FORMAT_VERSION
+
+    @property
+    def positive_class(self) -> str:
+        return self.score_columns[0]
+
+    @property
+    def positive_index(self) -> int:
+        return self.class_names.index(self.positive_class)
+
+    @property
+    def softmax_temperature(self) -> float:
+        return 1.0 if self.temperature is None else self.temperature
+
+    def replace(self, **changes: Any) -> CheckpointMeta:
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {
+            "format": FORMAT,
+            "format_version": self.format_version,
+            "attnmel_version": self.attnmel_version,
+            "architecture": self.architecture.to_dict(),
+            "task": self.task,
+            "class_names": list(self.class_names),
+            "score_columns": list(self.score_columns),
+            "preprocessing": self.preprocessing.to_dict(),
+            "training": self.training.to_dict(),
+            "metrics": self.metrics,
+        }
+        for key in ("temperature", "calibration", "legacy"):
+            if getattr(self, key) is not None:
+                out[key] = getattr(self, key)
+        return out
+
+    @classmethod
+    def from_dict(cls, payload: Any, source: str | Path) -> CheckpointMeta:
+        """Read and validate metadata; every bad field is one line of the ``CheckpointError``."""
+        if not isinstance(payload, dict):
+            raise CheckpointError(f"{source}: its metadata is not a JSON object; re-export the checkpoint.")
+        if payload.get("format") != FORMAT:
+            raise CheckpointError(f"{source}: not an attnmel model checkpoint (format {payload.get('format')!r}).")
+        version = payload.get("format_version", 0)
+        if not isinstance(version, int) or version > FORMAT_VERSION:
+            raise CheckpointError(f"{source}: written by a newer attnmel ({payload.get('attnmel_version')}); upgrade attnmel.")
+        problems: list[str] = []
+
+        def read(name: str, parse):
+            try:
+                return parse(payload.get(name))
+            except (ValueError, TypeError, KeyError, AttributeError) as exc:
+                problems.append(f"{source}: metadata field '{name}': {_sentence(exc)}")
+                return None
+
+        architecture = read("architecture", _architecture)
+        class_names = read("class_names", _names)
+        score_columns = read("score_columns", _names)
+        preprocessing = read("preprocessing", _preprocessing)
+        temperature = read("temperature", _temperature)
+        task = read("task", _task)
+        training = read("training", lambda v: TrainingRecord.from_dict(_mapping(v, optional=True)))
+        metrics = read("metrics", lambda v: _mapping(v, optional=True) or {})
+        for name in ("calibration", "legacy"):
+            read(name, lambda v: _mapping(v, optional=True))
+        if architecture is not None and class_names is not None and len(class_names) != architecture.num_classes:
+            problems.append(f"{source}: metadata field 'class_names': {len(class_names)} names for a model with "
+                            f"{architecture.num_classes} outputs")
+        if class_names is not None and score_columns is not None:
+            unknown = [c for c in score_columns if c not in class_names]
+            if unknown:
+                problems.append(f"{source}: metadata field 'score_columns': {unknown} are not among the class names "
+                                f"{list(class_names)}")
+        if problems:
+            raise CheckpointError("\n".join(problems) + "\nFix: re-export the checkpoint from its run, or restore "
+                                                        "the original file.")
+        return cls(
+            architecture=architecture,
+            task=task,
+            class_names=class_names,
+            score_columns=score_columns,
+            preprocessing=preprocessing,
+            training=training,
+            metrics=metrics,
+            temperature=temperature,
+            calibration=payload.get("calibration"),
+            legacy=payload.get("legacy"),
+            attnmel_version=str(payload.get("attnmel_version", "unknown")),
+            format_version=version,
+        )
+
+    def check_weights(self, model: torch.nn.Module, state: dict[str, torch.Tensor], source: str | Path) -> None:
+        """The tensors must be exactly those of the model this metadata describes."""
+        own = model.state_dict()
+        missing = [k for k in own if k not in state]
+        unexpected = [k for k in state if k not in own]
+        if missing or unexpected:
+            raise CheckpointError(
+                f"{source}: weights do not fit {self.architecture.name} ({len(missing)} missing, {len(unexpected)} "
+                f"unexpected keys, e.g. {(missing or unexpected)[0]!r}); metadata field 'architecture' does not "
+                "describe these weights."
+            )
+        for key, tensor in state.items():
+            if tuple(tensor.shape) != tuple(own[key].shape):
+                field_name = "architecture.num_classes" if key.startswith("classifier") else "architecture"
+                raise CheckpointError(
+                    f"{source}: metadata field '{field_name}' disagrees with the weights: {key} has shape "
+                    f"{tuple(tensor.shape)}, the model described needs {tuple(own[key].shape)}."
+                )
+            if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+                raise CheckpointError(f"{source}: tensor {key} holds NaN or infinite values; the model cannot give "
+                                      "meaningful answers. Use an earlier checkpoint of the run.")
+
+
+def _sentence(exc: Exception) -> str:
+    text = str(exc).strip().strip("'\"") or type(exc).__name__
+    return text[0].lower() + text[1:]
+
+
+def _mapping(value: Any, optional: bool = False) -> dict[str, Any] | None:
+    if value is None and optional:
+        return None
+    if not isinstance(value, dict):
+        raise ValueError(f"{value!r} is not a JSON object")
+    return value
+
+
+def _architecture(value: Any) -> Architecture:
+    return Architecture.from_dict(_mapping(value))
+
+
+def _names(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list | tuple) or not value or not all(isinstance(v, str) and v for v in value):
+        raise ValueError(f"{value!r} is not a non-empty list of names")
+    if len(set(value)) != len(value):
+        raise ValueError(f"{list(value)} repeats a name")
+    return tuple(value)
+
+
+def _task(value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{value!r} is not a task name")
+    return value
+
+
+def _preprocessing(value: Any) -> Preprocessing:
+    payload = _mapping(value)
+    for key in ("crop_ratio", "resize", "image_size"):
+        if not isinstance(payload.get(key), int | float) or isinstance(payload.get(key), bool):
+            raise ValueError(f"{key} {payload.get(key)!r} is not a number")
+    for key in ("resize", "image_size"):
+        if not float(payload[key]).is_integer():
+            raise ValueError(f"{key} {payload[key]!r} is not a whole number of pixels")
+    for key in ("mean", "std"):
+        values = payload.get(key)
+        if not isinstance(values, list | tuple) or not all(isinstance(v, int | float) and not isinstance(v, bool)
+                                                            for v in values):
+            raise ValueError(f"{key} {values!r} is not a list of numbers")
+    preprocessing = Preprocessing.from_dict(payload)
+    problems = preprocessing.problems()
+    if problems:
+        raise ValueError("; ".join(problems))
+    return preprocessing
+
+
+def _temperature(value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{value!r} is not a finite number above 0")
+    return float(value)

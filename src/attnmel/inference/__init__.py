@@ -1,0 +1,24 @@
+"""Turning images into answers: a checkpoint (or ensemble) loaded with its preprocessing, run over
+batches with optional test-time augmentation, temperatures applied the same way in every door."""
+
+from attnmel.inference.loading import LoadedModel, load_predictor, read_split
+from attnmel.inference.runner import (
+    NonFiniteOutputError,
+    Predictions,
+    Predictor,
+    eval_loader,
+    probabilities_from_logits,
+    run_inference,
+)
+
+__all__ = [
+    "LoadedModel",
+    "NonFiniteOutputError",
+    "Predictions",
+    "Predictor",
+    "eval_loader",
+    "load_predictor",
+    "probabilities_from_logits",
+    "read_split",
+    "run_inference",
+]

@@ -1,0 +1,164 @@
+"""From checkpoints to a ready model, and from a dataset split to its predictions: the one
+"load -> read split -> loader -> infer" path that evaluate, calibrate, attention quality, predict
+and the HTTP service share.
+
+An ensemble averages the members' probabilities, so every member must score the same task with
+the same class names, and see the same image geometry (crop ratio, resize, input size): these are
+checked and a mismatch stops with the checkpoint at fault. Members trained with other
+normalisation statistics are fed a re-normalised copy of the batch, so the data are read once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader
+
+from attnmel.checkpoints.loader import load_checkpoint
+from attnmel.checkpoints.meta import CheckpointMeta
+from attnmel.data.images import verify_image
+from attnmel.data.masks import RoiSpec
+from attnmel.data.readers import read_dataset
+from attnmel.data.records import DatasetIndex, Sample
+from attnmel.data.transforms import Preprocessing
+from attnmel.devices import resolve_device
+from attnmel.errors import CheckpointError, DataError
+from attnmel.inference.runner import Predictions, Predictor, eval_loader, run_inference
+from attnmel.models import with_maps
+
+Source = str | Path | None
+
+
+@dataclass
+class LoadedModel:
+    """One checkpoint or an ensemble, ready to answer: the predictor, its preprocessing and metadata."""
+
+    predictor: Predictor
+    #: the files the members came from
+    sources: list[Path]
+    metadata: list[CheckpointMeta]
+    #: the first member's; the batch is prepared with it
+    preprocessing: Preprocessing
+    device: torch.device
+
+    @property
+    def meta(self) -> CheckpointMeta:
+        return self.metadata[0]
+
+    @property
+    def task(self) -> str:
+        return self.meta.task
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.meta.class_names)
+
+    @property
+    def score_columns(self) -> list[str]:
+        return list(self.meta.score_columns)
+
+    @property
+    def attention_layers(self) -> list[str]:
+        """Layers whose maps the predictor returns (attention gates, or ``cam`` for GAP models)."""
+        return sorted({layer for model in self.predictor.models for layer in getattr(model, "attention_layers", [])})
+
+    def members(self) -> list[dict[str, Any]]:
+        """What each member is, for reports (checkpoint, architecture, temperature used)."""
+        return [
+            {"checkpoint": str(path), "architecture": meta.architecture.to_dict(), "temperature": temperature}
+            for path, meta, temperature in zip(self.sources, self.metadata, self.predictor.temperatures, strict=True)
+        ]
+
+    def loader(self, samples: Sequence[Sample], batch_size: int = 64, num_workers: int = 0,
+               roi: RoiSpec | None = None) -> DataLoader:
+        return eval_loader(samples, self.preprocessing, batch_size, num_workers, roi)
+
+    def infer(self, samples: Sequence[Sample], *, batch_size: int = 64, num_workers: int = 0,
+              roi: RoiSpec | None = None, keep_attention: bool = False, keep_logits: bool = False,
+              progress: bool = False, desc: str = "eval") -> Predictions:
+        """Predictions for ``samples``; with ``roi`` also their region masks in the model's view."""
+        return run_inference(
+            self.predictor, self.loader(samples, batch_size, num_workers, roi), self.device,
+            keep_attention=keep_attention, keep_masks=roi is not None, keep_logits=keep_logits,
+            progress=progress, desc=desc,
+        )
+
+
+def _affine(source: Preprocessing, target: Preprocessing) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """``x * scale + shift`` turns a batch normalised with ``source`` into one normalised with ``target``."""
+    if (source.mean, source.std) == (target.mean, target.std):
+        return None
+    mean_s, std_s = torch.tensor(source.mean).view(3, 1, 1), torch.tensor(source.std).view(3, 1, 1)
+    mean_t, std_t = torch.tensor(target.mean).view(3, 1, 1), torch.tensor(target.std).view(3, 1, 1)
+    return std_s / std_t, (mean_s - mean_t) / std_t
+
+
+def _check_compatible(path: Path, meta: CheckpointMeta, first_path: Path, first: CheckpointMeta) -> None:
+    for key in ("class_names", "score_columns", "task"):
+        if getattr(meta, key) != getattr(first, key):
+            raise CheckpointError(
+                f"{path}: {key} is {getattr(meta, key)!r} but {first_path} has {getattr(first, key)!r}; an ensemble "
+                "averages probabilities class by class, so its members must be trained for the same task and classes."
+            )
+    for key in ("image_size", "resize", "crop_ratio"):
+        mine, theirs = getattr(meta.preprocessing, key), getattr(first.preprocessing, key)
+        if mine != theirs:
+            raise CheckpointError(
+                f"{path}: preprocessing {key} is {mine} but {first_path} has {theirs}; ensemble members must see "
+                "the same image geometry (crop ratio, resize, input size)."
+            )
+
+
+def load_predictor(
+    checkpoints: Source | Sequence[Source],
+    device: torch.device | str = "auto",
+    *,
+    tta: bool = False,
+    use_temperature: bool = True,
+    trust_pickle: bool = False,
+    legacy=None,
+) -> LoadedModel:
+    """One checkpoint (a path, a run folder, a pretrained tag, or None for the shipped model), or
+    several averaged as an ensemble; each applies its stored temperature unless told not to.
+
+    GAP models are wrapped so that their class activation map of the positive class is returned as
+    the attention layer ``cam`` (``attnmel.models.with_maps``): overlays and attention quality read it.
+    """
+    sources = list(checkpoints) if isinstance(checkpoints, list | tuple) else [checkpoints]
+    if not sources:
+        raise CheckpointError("no checkpoint given; pass at least one --checkpoint.")
+    torch_device = resolve_device(device) if isinstance(device, str) else device
+    models, metadata, paths = [], [], []
+    for source in sources:
+        model, meta, path = load_checkpoint(source, torch_device, trust_pickle=trust_pickle, legacy=legacy)
+        if metadata:
+            _check_compatible(path, meta, paths[0], metadata[0])
+        models.append(with_maps(model, meta.positive_index))
+        metadata.append(meta)
+        paths.append(path)
+    predictor = Predictor(
+        models,
+        temperatures=[meta.softmax_temperature if use_temperature else 1.0 for meta in metadata],
+        tta=tta,
+        input_affine=[_affine(metadata[0].preprocessing, meta.preprocessing) for meta in metadata],
+    )
+    return LoadedModel(predictor, paths, metadata, metadata[0].preprocessing, torch_device)
+
+
+def read_split(
+    data: str | Path, split: str, task: str, *, layout: str | None = None, check_images: bool = True
+) -> tuple[DatasetIndex, list[Sample]]:
+    """The samples of one split; every image header is checked first, so a bad file fails here,
+    naming itself, not inside a DataLoader worker."""
+    index = read_dataset(data, task, layout=layout)
+    samples = index.split(split)
+    if not samples:
+        raise DataError(index.root, f"split {split!r} has no images.", "choose another split.")
+    if check_images:
+        for sample in samples:
+            verify_image(sample.image_path)
+    return index, samples

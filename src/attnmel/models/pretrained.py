@@ -1,0 +1,112 @@
+"""Trained attnmel models that ship inside the package, by tag (torchvision's ``Weights``, timm's
+pretrained tags): each entry carries its file and, read from that file's own header, its
+architecture, preprocessing, class names and validation metrics, so nobody rebuilds them by hand.
+
+``attnmel.create_model(name, pretrained=tag)`` gives the bare network; ``attnmel.load_model(tag)``
+gives it with its preprocessing and a ``predict`` method (``attnmel.inference``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from functools import cached_property
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from attnmel.data.transforms import Preprocessing
+from attnmel.errors import CheckpointError, ConfigError
+
+
+@dataclass(frozen=True)
+class PretrainedWeights:
+    tag: str
+    #: file name under ``attnmel/weights/``
+    file: str
+    #: sha256 of that file, checked before its tensors are used
+    sha256: str
+    description: str
+
+    @property
+    def path(self) -> Path:
+        return Path(str(resources.files("attnmel") / "weights" / self.file))
+
+    def verify(self) -> Path:
+        """The file's path after checking that its bytes are the ones this entry names."""
+        if not self.path.is_file():
+            raise CheckpointError(f"{self.path}: the pretrained model {self.tag!r} is missing from this installation; "
+                                  "reinstall attnmel.")
+        digest = _sha256(self.path)
+        if digest != self.sha256:
+            raise CheckpointError(f"{self.path}: sha256 {digest[:12]}... is not the {self.sha256[:12]}... of the "
+                                  f"pretrained model {self.tag!r}; the file was changed or damaged; reinstall attnmel.")
+        return self.path
+
+    @cached_property
+    def metadata(self) -> dict[str, Any]:
+        """The attnmel metadata embedded in the file's safetensors header."""
+        from safetensors import safe_open
+
+        with safe_open(str(self.verify()), framework="pt") as handle:
+            return json.loads((handle.metadata() or {})["attnmel"])
+
+    @property
+    def architecture(self) -> dict[str, Any]:
+        return dict(self.metadata["architecture"])
+
+    @property
+    def preprocessing(self) -> Preprocessing:
+        return Preprocessing.from_dict(self.metadata["preprocessing"])
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.metadata["class_names"])
+
+    @property
+    def metrics(self) -> dict[str, Any]:
+        return dict(self.metadata.get("metrics") or {})
+
+    def build(self, name: str | None = None, num_classes: int | None = None, **options: Any) -> nn.Module:
+        """The trained network; ``name``, ``num_classes`` and ``options``, when given, must match the entry's."""
+        from safetensors.torch import load_file
+
+        from attnmel.models.registry import architecture_options, create_model
+
+        arch = self.architecture
+        asked = {"name": name, "num_classes": num_classes, **options}
+        differing = [f"{key}={value!r} (the model has {arch.get(key)!r})" for key, value in asked.items()
+                     if value is not None and arch.get(key) != value]
+        if differing:
+            raise ConfigError(f"pretrained {self.tag!r} is {arch['name']} on {arch.get('backbone')}; "
+                              f"it cannot be built with {', '.join(differing)}.")
+        model = create_model(arch["name"], arch["num_classes"], **architecture_options(arch))
+        model.load_state_dict(load_file(str(self.verify())))
+        return model.eval()
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+PRETRAINED: dict[str, PretrainedWeights] = {}
+#: the tag ``attnmel.load_model()`` and every door use when no checkpoint is given
+DEFAULT_TAG: str | None = None
+
+
+def list_pretrained() -> list[str]:
+    return list(PRETRAINED)
+
+
+def get_pretrained(tag: str | None = None) -> PretrainedWeights:
+    tag = tag or DEFAULT_TAG
+    if tag not in PRETRAINED:
+        raise ConfigError(f"no pretrained model {tag!r}; available: {list_pretrained() or 'none'}.")
+    return PRETRAINED[tag]

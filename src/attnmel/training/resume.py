@@ -1,0 +1,65 @@
+"""Resuming a run: which config it continues with, and what a resumed run may change.
+
+A run folder's ``last-state.safetensors`` holds the config it was started with. ``--resume``
+without ``--config`` continues with that config plus ``--set`` overrides, applied by the same
+``apply_overrides`` and checked by the same ``config_from_dict`` as a new run's, so a typo or a
+bad value fails the same way, before any image is read. Only ``RESUME_MAY_CHANGE`` may differ
+from the run's own config: its length, and how (not which) input batches are made.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from attnmel.checkpoints.format import training_state_config
+from attnmel.config import Config, apply_overrides, config_from_dict
+from attnmel.errors import ConfigError
+
+STATE_FILE = "last-state.safetensors"
+RESUME_MAY_CHANGE = (("train", "epochs"), ("data", "num_workers"), ("data", "pipeline"), ("data", "cache"),
+                     ("data", "cache_dir"))
+
+
+def saved_config(payload: dict[str, Any], source: str | Path) -> Config:
+    """The config a training state was started with. attnmel 0.1.0 recorded the attention options on
+    every model; they are dropped for models that do not take them."""
+    from attnmel.models.registry import model_entry
+
+    payload = dict(payload)
+    model = dict(payload.get("model") or {})
+    try:
+        options = model_entry(model.get("name", "attnmel")).options
+    except ConfigError:
+        options = ()
+    for key in ("normalize", "attention_channels"):
+        if key not in options:
+            model.pop(key, None)
+    payload["model"] = model
+    return config_from_dict(payload, str(source))
+
+
+def run_config(output_dir: str | Path, overrides: list[str] | None = None) -> Config:
+    """The config a run folder was started with, plus ``overrides`` (for ``--resume`` without ``--config``)."""
+    path = Path(output_dir) / STATE_FILE
+    config = saved_config(training_state_config(path), path)
+    return config_from_dict(apply_overrides(config.to_dict(), overrides), f"{path} with --set")
+
+
+def resumable_config(requested: Config, saved_payload: dict[str, Any], output_dir: Path) -> Config:
+    """The run's own config; only ``RESUME_MAY_CHANGE`` may differ on resume."""
+    saved = saved_config(saved_payload, output_dir / STATE_FILE)
+    mine, theirs = requested.to_dict(), saved.to_dict()
+    for section, key in RESUME_MAY_CHANGE:
+        mine[section][key] = theirs[section][key]
+    if mine != theirs:
+        differing = [f"{section}.{key}" for section in theirs if isinstance(theirs[section], dict)
+                     for key in theirs[section] if mine[section].get(key) != theirs[section][key]]
+        differing += [key for key in theirs if not isinstance(theirs[key], dict) and mine[key] != theirs[key]]
+        raise ConfigError(
+            f"{output_dir}: the config differs from the run's own ({', '.join(differing)}); resume with the run's "
+            "config (omit --config) and change only train.epochs (or data.num_workers, pipeline, cache, cache_dir)."
+        )
+    for section, key in RESUME_MAY_CHANGE:
+        setattr(getattr(saved, section), key, getattr(getattr(requested, section), key))
+    return saved
