@@ -25,6 +25,23 @@ MOBILENET_WEIGHTS = SHARED / "weights" / "mobilenet_v2_imagenet_features.pth"
 SAMPLE = REPO / "src" / "attnmel" / "sample_data" / "isic2017"
 
 
+#: The smallest run that trains for real: MobileNetV2 from random init at 64 px, one short epoch.
+TINY_CONFIG = {
+    "model.backbone": "mobilenet_v2", "model.weights": "null", "data.resize": "72", "data.image_size": "64",
+    "data.num_workers": "0", "train.batch_size": "4", "train.eval_batch_size": "8", "train.epochs": "1",
+    "train.passes_per_epoch": "1", "train.threads": "1",
+}
+
+
+def tiny(*changes: str) -> list[str]:
+    """``--set`` overrides for a tiny run: ``TINY_CONFIG`` with ``changes`` (``key=value``) applied."""
+    values = dict(TINY_CONFIG)
+    for change in changes:
+        key, value = change.split("=", 1)
+        values[key] = value
+    return [f"{key}={value}" for key, value in values.items()]
+
+
 @pytest.fixture(autouse=True)
 def _deterministic():
     torch.manual_seed(0)
@@ -129,10 +146,7 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
 
     root = tmp_path_factory.mktemp("tiny-checkpoint")
     data = make_isic2017_subset(root / "data", n_train=8, n_val=6)
-    config = load_config("isic2017/attnmel-lesion", [
-        "model.backbone=mobilenet_v2", "model.weights=null", "data.resize=72", "data.image_size=64",
-        "data.num_workers=0", "train.epochs=1", "train.batch_size=4", "train.passes_per_epoch=1", "train.threads=1",
-    ])
+    config = load_config("isic2017/attnmel-lesion", tiny())
     result = train(config, data, root / "run", progress=False, log=lambda _: None)
     torch.set_num_threads(2)
     return result.best_checkpoint

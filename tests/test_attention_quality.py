@@ -27,13 +27,7 @@ from attnmel.evaluation.attention_quality import (
 from attnmel.models import create_model, with_maps
 from attnmel.training.loop import train
 
-from .conftest import make_isic2017_subset
-
-TINY = [
-    "model.backbone=mobilenet_v2", "model.weights=null", "data.resize=72", "data.image_size=64", "data.num_workers=0",
-    "train.batch_size=4", "train.eval_batch_size=8", "train.epochs=1", "train.passes_per_epoch=1",
-]
-
+from .conftest import make_isic2017_subset, tiny
 
 # ------------------------------------------------------------------------------------------ the numbers
 
@@ -200,8 +194,8 @@ def runs(tmp_path_factory):
     for mask in sorted((data / "ISIC-2017_Validation_Part1_GroundTruth").glob("*.png"))[:2]:
         mask.unlink()
     silent = dict(progress=False, log=lambda *_: None)
-    train(load_config("isic2017/attnmel-lesion", TINY), data, root / "lesion", **silent)
-    train(load_config("isic2017/vgg16-gap", [*TINY, "model.name=gap"]), data, root / "gap", **silent)
+    train(load_config("isic2017/attnmel-lesion", tiny()), data, root / "lesion", **silent)
+    train(load_config("isic2017/vgg16-gap", tiny("model.name=gap")), data, root / "gap", **silent)
     return data, root
 
 

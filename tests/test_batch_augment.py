@@ -35,6 +35,7 @@ def _keys(count: int, offset: int = 0) -> list[tuple[int, int]]:
     return [(i % count, 7919 * i + offset) for i in range(3 * count)]
 
 
+@pytest.mark.slow
 def test_device_batches_equal_the_per_sample_pipeline(samples):
     """Real images and lesion masks, 36 keys: every output equals the DataLoader path's."""
     roi = RoiSpec("lesion")

@@ -181,6 +181,7 @@ def original_forward(net: nn.Module, x: torch.Tensor, softmax: bool = False):
     return net.classify(torch.cat(outputs, dim=1)), maps[0], maps[1]
 
 
+@pytest.mark.slow
 def test_original_attnmel_checkpoint_maps_onto_attnmel(tmp_path):
     net = original_attnvgg()
     path = tmp_path / "checkpoint.pth"
@@ -199,6 +200,7 @@ def test_original_attnmel_checkpoint_maps_onto_attnmel(tmp_path):
         torch.testing.assert_close(ours.attention["pool4"], a2, atol=1e-5, rtol=1e-4)
 
 
+@pytest.mark.slow
 def test_original_vgg_checkpoint_maps_onto_vgg16(tmp_path):
     net = original_attnvgg(attention=False)
     path = tmp_path / "checkpoint.pth"

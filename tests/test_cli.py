@@ -13,6 +13,7 @@ from attnmel.cli import main
 from .conftest import make_isic2017_subset
 
 
+@pytest.mark.slow
 def test_data_check_on_real_isic2017(isic2017, capsys):
     assert main(["data", "check", str(isic2017), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)

@@ -21,18 +21,12 @@ from attnmel.data.splits import prepare_data
 from attnmel.errors import DataError
 from attnmel.training.loop import train
 
-from .conftest import make_isic2017_subset, subset_rows
+from .conftest import make_isic2017_subset, subset_rows, tiny
 from .corpus import CASES, Case, cases, dataset_with_image, dataset_with_mask, upload_cases, write_image_case
-
-TINY = {
-    "model.backbone": "mobilenet_v2", "model.weights": "null", "data.resize": "72", "data.image_size": "64",
-    "data.num_workers": "0", "train.batch_size": "4", "train.eval_batch_size": "8", "train.epochs": "1",
-    "train.threads": "1", "train.passes_per_epoch": "1",
-}
 
 
 def _sets(**extra: str) -> list[str]:
-    return [arg for key, value in {**TINY, **extra}.items() for arg in ("--set", f"{key}={value}")]
+    return [arg for change in tiny(*(f"{k}={v}" for k, v in extra.items())) for arg in ("--set", change)]
 
 
 def _dataset(case: Case, folder, split: str = "Training"):
@@ -54,7 +48,7 @@ def _assert_names_the_file(err: str, case: Case, culprit) -> None:
 def checkpoint(tmp_path_factory):
     root = tmp_path_factory.mktemp("corpus-model")
     data = make_isic2017_subset(root / "data", n_train=4, n_val=2)
-    config = load_config("isic2017/attnmel", [f"{k}={v}" for k, v in TINY.items()])
+    config = load_config("isic2017/attnmel", tiny())
     return train(config, data, root / "run", progress=False, log=lambda *_: None).best_checkpoint
 
 
@@ -167,7 +161,7 @@ def test_recovered_images_and_masks_train_and_evaluate(tmp_path, capsys):
 def test_recovered_labels_train_and_evaluate(case, tmp_path, capsys, checkpoint):
     root, _ = case.build(tmp_path)
     isic2016 = "isic2016" in case.name
-    overrides = [f"{k}={v}" for k, v in TINY.items()] + (["data.val_split=null", "data.val_fraction=0.5"] if isic2016 else [])
+    overrides = tiny(*(["data.val_split=null", "data.val_fraction=0.5"] if isic2016 else []))
     d = load_config("isic2017/attnmel", overrides).data  # what `train` reads before its first step
     data = prepare_data(root, task=d.task, train_split=d.train_split, val_split=d.val_split, val_fraction=d.val_fraction)
     labels = {s.image_id: s.label for s in data.train + data.val}

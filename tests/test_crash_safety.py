@@ -21,13 +21,9 @@ from attnmel.errors import TrainingError
 from attnmel.io import atomic_path, atomic_write_bytes, remove_stale_temporaries
 from attnmel.training.loop import Trainer, train
 
-from .conftest import REPO, make_isic2017_subset
+from .conftest import REPO, make_isic2017_subset, tiny
 
-TINY = [
-    "model.backbone=mobilenet_v2", "data.resize=72", "data.image_size=64", "data.num_workers=0",
-    "train.batch_size=2", "train.eval_batch_size=8", "train.epochs=2", "train.threads=1",
-    "train.passes_per_epoch=1", "data.sampler=uniform",
-]
+TINY = tiny("train.batch_size=2", "train.epochs=2", "data.sampler=uniform")
 
 # Runs in a child process: real training, but the training dataset announces the third sample of
 # epoch 2 (after epoch 1's checkpoint exists and two optimiser steps of epoch 2 are done) and
@@ -67,6 +63,7 @@ def _comparable(history: list[dict]) -> list[dict]:
     return [{k: v for k, v in row.items() if k not in ("seconds", "images_per_second")} for row in history]
 
 
+@pytest.mark.slow
 def test_sigkill_mid_epoch_then_resume_equals_uninterrupted_run(tmp_path):
     data = make_isic2017_subset(tmp_path / "data", n_train=8, n_val=4)
     killed = tmp_path / "killed"

@@ -8,6 +8,7 @@ from attnmel.cli import main
 from attnmel.demo import DISCLAIMER
 
 
+@pytest.mark.slow
 def test_demo_end_to_end(tmp_path, capsys):
     output = tmp_path / "demo"
     assert main(["demo", "--output", str(output), "--no-progress", "--set", "train.epochs=1"]) == 0

@@ -104,6 +104,7 @@ def _toy_problem():
     return net, torch.randn(6, 3, 12, 12, generator=generator) * 3 + 1, torch.randn(6, 4, 8, 8, generator=generator)
 
 
+@pytest.mark.slow
 def test_global_batch_norm_matches_batch_norm_over_the_whole_batch(tmp_path):
     """No shared data needed: 2 gloo processes with half a batch each give one process's gradients
     and running statistics (torch's SyncBatchNorm refuses CPU tensors)."""

@@ -13,8 +13,9 @@ from attnmel.errors import ConfigError
 from attnmel.training.ema import create_ema
 from attnmel.training.loop import train
 
-from .conftest import make_isic2017_subset
-from .test_training import TINY
+from .conftest import make_isic2017_subset, tiny
+
+TINY = tiny("train.epochs=2")
 
 BEYOND_PAPER = [
     "train.ema_decay=0.9", "optim.name=adamw", "optim.lr=1e-3", "optim.weight_decay=0.05", "optim.schedule=cosine",
@@ -61,6 +62,7 @@ def _train(data, output, epochs=2, resume=False, log=lambda *_: None):
     return train(config, data, output, resume=resume, progress=False, log=log)
 
 
+@pytest.mark.slow
 def test_best_checkpoint_holds_ema_weights_and_resume_with_ema_is_exact(tmp_path):
     data = make_isic2017_subset(tmp_path / "ds", n_train=10, n_val=6)
     full = _train(data, tmp_path / "full")

@@ -38,6 +38,7 @@ def real_batch(sample_data, meta, n):
                         for p in paths])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("batch_size", [1, 5])
 def test_onnx_matches_pytorch_on_real_images(exported, tiny_checkpoint, sample_data, batch_size):
     model, meta = load_model_checkpoint(tiny_checkpoint)

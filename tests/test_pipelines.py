@@ -10,12 +10,9 @@ from attnmel.config import load_config
 from attnmel.errors import ConfigError
 from attnmel.training.loop import train
 
-from .conftest import make_isic2017_subset
+from .conftest import make_isic2017_subset, tiny
 
-TINY = [
-    "model.backbone=mobilenet_v2", "data.resize=72", "data.image_size=64", "data.num_workers=0", "data.roi=lesion",
-    "train.batch_size=4", "train.eval_batch_size=8", "train.threads=1",
-]
+TINY = tiny("data.roi=lesion", "train.epochs=2")
 
 
 @pytest.fixture(scope="module")

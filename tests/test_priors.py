@@ -14,12 +14,7 @@ from attnmel.checkpoints.format import read_metadata
 from attnmel.config import load_config
 from attnmel.training.loop import train
 
-from .conftest import SAMPLE, make_isic2017_subset
-
-TINY = [
-    "model.backbone=mobilenet_v2", "model.weights=null", "data.resize=72", "data.image_size=64", "data.num_workers=0",
-    "train.batch_size=4", "train.eval_batch_size=8", "train.epochs=1", "train.passes_per_epoch=1",
-]
+from .conftest import SAMPLE, make_isic2017_subset, tiny
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +48,7 @@ def prior_data(tmp_path_factory):
 @pytest.mark.parametrize(("preset", "roi", "with_prior"), [("attnmel-dermo", "dermo", 6), ("attnmel-bkg", "background", 5)])
 def test_regularised_rows_report_how_many_samples_carry_a_prior(prior_data, tmp_path, preset, roi, with_prior):
     lines: list[str] = []
-    result = train(load_config(f"isic2017/{preset}", TINY), prior_data, tmp_path / preset, progress=False,
+    result = train(load_config(f"isic2017/{preset}", tiny()), prior_data, tmp_path / preset, progress=False,
                    log=lines.append)
     meta = read_metadata(result.best_checkpoint)
     assert meta.training.prior["roi"] == roi

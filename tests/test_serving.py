@@ -210,6 +210,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_real_server_process_survives_bad_requests(tiny_checkpoint, lesion, tmp_path):
     port = free_port()
     env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "OMP_NUM_THREADS": "1"}

@@ -14,12 +14,9 @@ from attnmel.errors import CheckpointError, TrainingError
 from attnmel.training.loop import train
 from attnmel.training.losses import FocalLoss, attention_prior_loss, dice_loss
 
-from .conftest import make_isic2017_subset
+from .conftest import make_isic2017_subset, tiny
 
-TINY = [
-    "model.backbone=mobilenet_v2", "data.resize=72", "data.image_size=64", "data.num_workers=0",
-    "train.batch_size=4", "train.eval_batch_size=8", "train.epochs=2", "train.threads=2",
-]
+TINY = tiny("train.epochs=2")
 
 
 @pytest.fixture
@@ -32,6 +29,7 @@ def _train(data, output, extra=(), resume=False, epochs=2):
     return train(config, data, output, resume=resume, progress=False, log=lambda *_: None)
 
 
+@pytest.mark.slow
 def test_same_seed_same_weights_and_resume_is_exact(tiny_data, tmp_path):
     full = _train(tiny_data, tmp_path / "full")
     again = _train(tiny_data, tmp_path / "again")

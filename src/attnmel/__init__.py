@@ -1,7 +1,30 @@
-"""attnmel: interpretable melanoma recognition from dermoscopy images with learned visual attention."""
+"""attnmel: interpretable melanoma recognition from dermoscopy images with learned visual attention.
 
-from attnmel.models import LogitsOnly, ModelOutput, create_model, list_backbones, list_models
+The names below are imported on first use, so ``import attnmel`` (and ``attnmel --version``) does
+not pay for importing torch.
+"""
 
-__version__ = "0.1.0"
+from __future__ import annotations
 
-__all__ = ["LogitsOnly", "ModelOutput", "__version__", "create_model", "list_backbones", "list_models"]
+import importlib
+from typing import Any
+
+from attnmel.version import __version__
+
+_LAZY = {
+    "LogitsOnly": "attnmel.models",
+    "ModelOutput": "attnmel.models",
+    "create_model": "attnmel.models",
+    "list_backbones": "attnmel.models",
+    "list_models": "attnmel.models",
+    "register_model": "attnmel.models",
+    "list_pretrained": "attnmel.models.pretrained",
+}
+
+__all__ = ["__version__", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'attnmel' has no attribute {name!r}")

@@ -20,6 +20,7 @@ import torch
 
 from attnmel.data.transforms import Preprocessing
 from attnmel.errors import CheckpointError, ConfigError
+from attnmel.version import __version__
 
 FORMAT = "attnmel-checkpoint"
 FORMAT_VERSION = 1
@@ -28,8 +29,6 @@ MAX_CLASSES = 1000
 
 
 def attnmel_version() -> str:
-    from attnmel import __version__
-
     return __version__
 
 

@@ -1,38 +1,55 @@
 """The ``attnmel`` command line: parse arguments, call the library, print. Nothing else lives here.
 
-Each command group is a module with ``register(subparsers)``; handlers return an exit code.
-Expected failures (``AttnmelError``) print one actionable line, without a traceback.
+Each command is a module with ``register(parser)``, which declares its options, and a handler that
+imports the library it calls and returns an exit code. Only the command being run is imported,
+so ``attnmel --version``, ``--help`` and light commands (``data check``, ``report``) never import
+torch. Expected failures (``AttnmelError``) print one actionable line, without a traceback.
 """
 
 from __future__ import annotations
 
-import argparse
+import importlib
 import sys
 from collections.abc import Sequence
 
-from attnmel import __version__
+from attnmel.cli.options import Parser
 from attnmel.errors import AttnmelError
+from attnmel.version import __version__
 
-# Command modules, in the order `attnmel --help` lists them.
-COMMAND_MODULES = ("data", "train", "evaluate", "calibrate", "predict", "report", "export", "serve", "demo", "info")
+#: command -> one-line help, in the order ``attnmel --help`` lists them; ``attnmel.cli.<command>`` implements it
+COMMANDS = {
+    "data": "inspect datasets: integrity check, statistics, decode-once cache",
+    "train": "train a model (a paper row preset or your YAML)",
+    "evaluate": "metrics, curves and ISIC-format predictions for a split (default: the shipped model)",
+    "calibrate": "fit a softmax temperature on validation and store it in the checkpoint",
+    "predict": "probabilities and attention figures for images (default: the shipped model)",
+    "report": "evaluations side by side with the paper's numbers (markdown + HTML)",
+    "export": "ONNX (or a clean safetensors checkpoint) plus a model card (default: the shipped model)",
+    "serve": "HTTP service and web page: probability plus attention maps (default: the shipped model)",
+    "demo": "the shipped model on images it never saw, and a short training run (CPU, minutes)",
+    "info": "list models, backbones, pretrained models and config presets",
+}
 
 
-def build_parser() -> argparse.ArgumentParser:
-    import importlib
-
-    parser = argparse.ArgumentParser(
+def build_parser(command: str | None = None) -> Parser:
+    """The parser; only ``command``'s options are registered (every command is listed by name)."""
+    parser = Parser(
         prog="attnmel",
         description="Interpretable melanoma recognition with learned visual attention (AttnMel-CNN).",
     )
     parser.add_argument("--version", action="version", version=f"attnmel {__version__}")
-    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name in COMMAND_MODULES:
-        importlib.import_module(f"attnmel.cli.{name}").register(subparsers)
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=Parser)
+    for name, help_text in COMMANDS.items():
+        sub = subparsers.add_parser(name, help=help_text, description=help_text[0].upper() + help_text[1:] + ".")
+        if name == command:
+            importlib.import_module(f"attnmel.cli.{name}").register(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = next((arg for arg in argv if not arg.startswith("-")), None)
+    parser = build_parser(command if command in COMMANDS else None)
     args = parser.parse_args(argv)
     try:
         return int(args.handler(args) or 0)

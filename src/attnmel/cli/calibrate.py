@@ -5,32 +5,35 @@ from __future__ import annotations
 import argparse
 import json
 
-from attnmel.evaluation.calibration import calibrate_checkpoint
-from attnmel.evaluation.evaluate import format_calibration
-from attnmel.metrics.calibration import DEFAULT_BINS
+from attnmel.cli.options import add_batch_size, add_device, add_trust_pickle, add_workers, positive_int
+
+#: the library's default (``attnmel.metrics.calibration.DEFAULT_BINS``; a test keeps them equal)
+DEFAULT_BINS = 15
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "calibrate", help="fit a softmax temperature on validation and store it in the checkpoint"
-    )
+def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", required=True, help="best.safetensors, or a run folder")
     parser.add_argument("--data", required=True)
     parser.add_argument("--split", default="val", help="the split to fit on (default val; fitting on test makes its metrics optimistic)")
     parser.add_argument("--tta", action="store_true", help="fit the temperature to the 8-view TTA average")
-    parser.add_argument("--bins", type=int, default=DEFAULT_BINS, help="equal-width bins for ECE")
+    parser.add_argument("--bins", type=positive_int, default=DEFAULT_BINS, help="equal-width bins for ECE")
     parser.add_argument("--dry-run", action="store_true", help="fit and report, but leave the checkpoint unchanged")
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--workers", type=int, default=0)
-    parser.add_argument("--device", default="auto")
+    add_batch_size(parser, 64)
+    add_workers(parser)
+    add_device(parser)
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    add_trust_pickle(parser)
     parser.set_defaults(handler=_calibrate)
 
 
 def _calibrate(args: argparse.Namespace) -> int:
+    from attnmel.evaluation.calibration import calibrate_checkpoint
+    from attnmel.evaluation.evaluate import format_calibration
+
     result = calibrate_checkpoint(
         args.checkpoint, args.data, args.split, tta=args.tta, n_bins=args.bins, write=not args.dry_run,
         batch_size=args.batch_size, num_workers=args.workers, device=args.device, progress=not args.json,
+        trust_pickle=args.trust_pickle,
     )
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))

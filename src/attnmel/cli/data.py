@@ -6,18 +6,15 @@ import argparse
 import json
 import sys
 
-from attnmel.data.cache import build_cache
-from attnmel.data.integrity import DEFAULT_MIN_SIZE, DEFAULT_PHASH_DISTANCE, check_datasets
-from attnmel.data.masks import DEFAULT_DERMO_FEATURES, ROI_KINDS, RoiSpec
-from attnmel.data.readers import LAYOUTS, read_dataset
+from attnmel.cli.options import Parser, add_workers, non_negative_int, positive_int
+from attnmel.data.integrity import DEFAULT_MIN_SIZE, DEFAULT_PHASH_DISTANCE
+from attnmel.data.masks import DEFAULT_DERMO_FEATURES, ROI_KINDS
+from attnmel.data.readers import LAYOUTS
 from attnmel.data.records import TASKS
-from attnmel.data.stats import normalization_stats
-from attnmel.io import atomic_write_json
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
-    data = subparsers.add_parser("data", help="inspect datasets")
-    commands = data.add_subparsers(dest="data_command", metavar="SUBCOMMAND", required=True)
+def register(data: argparse.ArgumentParser) -> None:
+    commands = data.add_subparsers(dest="data_command", metavar="SUBCOMMAND", required=True, parser_class=Parser)
 
     check = commands.add_parser(
         "check", help="integrity report: counts, unreadable files, bad masks, duplicates, leakage, label conflicts",
@@ -30,19 +27,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     check.add_argument("--task", default="melanoma", choices=sorted(TASKS))
     check.add_argument("--json", action="store_true", help="print JSON instead of text")
     check.add_argument("--no-decode", action="store_true", help="only read the layout, do not decode images")
-    check.add_argument("--min-size", type=int, default=DEFAULT_MIN_SIZE,
+    check.add_argument("--min-size", type=positive_int, default=DEFAULT_MIN_SIZE,
                        help=f"warn about images with a side below this many px (default {DEFAULT_MIN_SIZE}, the paper's input)")
-    check.add_argument("--phash-distance", type=int, default=DEFAULT_PHASH_DISTANCE,
+    check.add_argument("--phash-distance", type=non_negative_int, default=DEFAULT_PHASH_DISTANCE,
                        help=f"near-identical when perceptual hashes differ in at most this many of 256 bits "
                             f"(default {DEFAULT_PHASH_DISTANCE}; 0 for only the closest copies)")
-    check.add_argument("--workers", type=int, default=None, help="decoding threads (default: CPU count, at most 8)")
+    add_workers(check, default=None)
     check.set_defaults(handler=_check)
 
     stats = commands.add_parser("stats", help="normalisation mean/std of a split (the paper's method)")
     stats.add_argument("path")
     stats.add_argument("--split", default="train")
     stats.add_argument("--layout", choices=LAYOUTS)
-    stats.add_argument("--resize", type=int, default=256)
+    stats.add_argument("--resize", type=positive_int, default=256)
     stats.add_argument("--crop-ratio", type=float, default=0.8)
     stats.add_argument("--output", help="write the statistics JSON here (usable as data.normalization)")
     stats.set_defaults(handler=_stats)
@@ -50,18 +47,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     cache = commands.add_parser("cache", help="decode every image once and keep the paper's geometry on disk")
     cache.add_argument("path")
     cache.add_argument("--layout", choices=LAYOUTS)
-    cache.add_argument("--resize", type=int, default=256)
+    cache.add_argument("--resize", type=positive_int, default=256)
     cache.add_argument("--crop-ratio", type=float, default=0.8)
     cache.add_argument("--cache-dir", help="default: $ATTNMEL_CACHE_DIR or ~/.cache/attnmel (use the run's data.cache_dir)")
     cache.add_argument("--roi", action="append", choices=ROI_KINDS,
                        help="also cache this region of interest (repeatable; default: lesion)")
     cache.add_argument("--dermo-features", nargs="+", default=list(DEFAULT_DERMO_FEATURES), metavar="FEATURE")
-    cache.add_argument("--workers", type=int, default=2, help="decoding processes")
+    add_workers(cache, default=2)
     cache.add_argument("--json", action="store_true", help="print the counts as JSON")
     cache.set_defaults(handler=_cache)
 
 
 def _check(args: argparse.Namespace) -> int:
+    from attnmel.data.integrity import check_datasets
+
     report = check_datasets(
         args.paths, args.task, decode=not args.no_decode, min_size=args.min_size,
         phash_distance=args.phash_distance, workers=args.workers, progress=not args.json and sys.stderr.isatty(),
@@ -71,6 +70,10 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _stats(args: argparse.Namespace) -> int:
+    from attnmel.data.readers import read_dataset
+    from attnmel.data.stats import normalization_stats
+    from attnmel.io import atomic_write_json
+
     index = read_dataset(args.path, layout=args.layout)
     stats = normalization_stats(index.split(args.split), args.resize, args.crop_ratio)
     if args.output:
@@ -81,6 +84,9 @@ def _stats(args: argparse.Namespace) -> int:
 
 
 def _cache(args: argparse.Namespace) -> int:
+    from attnmel.data.cache import build_cache
+    from attnmel.data.masks import RoiSpec
+
     rois = [RoiSpec(kind, tuple(args.dermo_features)) for kind in (args.roi or ["lesion"])]
     report = build_cache(
         args.path, cache_dir=args.cache_dir, resize=args.resize, crop_ratio=args.crop_ratio, rois=rois,

@@ -6,46 +6,59 @@ import argparse
 import json
 from pathlib import Path
 
-from attnmel.cli.options import add_trust_pickle
-from attnmel.evaluation.evaluate import evaluate_checkpoint, format_calibration, format_metrics
-from attnmel.metrics.calibration import DEFAULT_BINS
+from attnmel.cli.calibrate import DEFAULT_BINS
+from attnmel.cli.options import (
+    add_batch_size,
+    add_checkpoint,
+    add_device,
+    add_trust_pickle,
+    add_workers,
+    checkpoints_or_default,
+    fraction,
+    positive_int,
+)
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("evaluate", help="metrics, curves and ISIC-format predictions for a split")
-    parser.add_argument("--checkpoint", required=True, action="append",
-                        help="best.safetensors or a run folder; repeat it to average an ensemble")
-    parser.add_argument("--data", required=True)
+def register(parser: argparse.ArgumentParser) -> None:
+    add_checkpoint(parser)
+    parser.add_argument("--data", required=True, help="dataset folder or manifest CSV (external validation on your own data)")
     parser.add_argument("--split", default="val", help="val, test, train (or all for folders without splits)")
-    parser.add_argument("--output", help="where to write (default: <first checkpoint's run>/eval-<split>[-tta][-ensemble])")
-    parser.add_argument("--threshold", type=float, default=0.5, help="decision threshold (positive when p > threshold)")
+    parser.add_argument("--output", help="where to write (default: <first checkpoint's run>/eval-<split>[-tta][-ensemble], "
+                                         "or ./eval-<split> for the shipped model)")
+    parser.add_argument("--threshold", type=fraction, default=0.5, help="decision threshold (positive when p > threshold)")
     parser.add_argument("--tta", action="store_true", help="average the 8 dihedral views (4 rotations x flip)")
     parser.add_argument("--no-temperature", action="store_true",
                         help="ignore the temperature stored by `attnmel calibrate` (raw softmax)")
-    parser.add_argument("--bins", type=int, default=DEFAULT_BINS, help="equal-width bins for ECE and the reliability diagram")
+    parser.add_argument("--bins", type=positive_int, default=DEFAULT_BINS,
+                        help="equal-width bins for ECE and the reliability diagram")
     parser.add_argument("--masks", action="store_true",
                         help="also score attention maps (or the CAM of GAP models) against the lesion masks: "
                              "Jaccard and Dice per layer, attention_quality.csv")
-    parser.add_argument("--mask-threshold", type=float, default=0.5,
+    parser.add_argument("--mask-threshold", type=fraction, default=0.5,
                         help="a min-max-normalised map pixel counts as attended when above this (default 0.5, the paper)")
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--workers", type=int, default=0)
-    parser.add_argument("--device", default="auto")
+    add_batch_size(parser, 64)
+    add_workers(parser)
+    add_device(parser)
     parser.add_argument("--json", action="store_true", help="print metrics as JSON")
     add_trust_pickle(parser)
     parser.set_defaults(handler=_evaluate)
 
 
-def default_output(checkpoint: str, name: str) -> Path:
+def default_output(checkpoint: str | None, name: str) -> Path:
+    if checkpoint is None:
+        return Path(name)
     path = Path(checkpoint)
     return (path if path.is_dir() else path.parent) / name
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    name = f"eval-{args.split}" + ("-tta" if args.tta else "") + ("-ensemble" if len(args.checkpoint) > 1 else "")
-    output = Path(args.output) if args.output else default_output(args.checkpoint[0], name)
+    from attnmel.evaluation.evaluate import evaluate_checkpoint, format_calibration, format_metrics
+
+    checkpoints = checkpoints_or_default(args.checkpoint, log=(lambda *_: None) if args.json else print)
+    name = f"eval-{args.split}" + ("-tta" if args.tta else "") + ("-ensemble" if checkpoints and len(checkpoints) > 1 else "")
+    output = Path(args.output) if args.output else default_output(checkpoints[0] if checkpoints else None, name)
     result = evaluate_checkpoint(
-        args.checkpoint, args.data, args.split, output, threshold=args.threshold, tta=args.tta,
+        checkpoints, args.data, args.split, output, threshold=args.threshold, tta=args.tta,
         use_temperature=not args.no_temperature, calibration_bins=args.bins, batch_size=args.batch_size,
         num_workers=args.workers, device=args.device, progress=not args.json, masks=args.masks,
         mask_threshold=args.mask_threshold, trust_pickle=args.trust_pickle,

@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import argparse
 
-from attnmel.checkpoints.legacy import LegacyAssumptions
-from attnmel.cli.options import add_trust_pickle
-from attnmel.data.transforms import NORMALIZATION_PRESETS
-from attnmel.export import FORMATS, ONNX_OPSET, export_model
+from attnmel.cli.options import add_checkpoint, add_trust_pickle, checkpoints_or_default, positive_int
+
+#: the library's choices and defaults (``attnmel.export``, ``attnmel.data.transforms``; a test keeps them equal)
+FORMATS = ("onnx", "safetensors")
+ONNX_OPSET = 18
+NORMALIZATION_PRESETS = ("isic2017", "isic2016", "imagenet")
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("export", help="ONNX (or a clean safetensors checkpoint) plus a model card")
-    parser.add_argument("--checkpoint", required=True, help="best.safetensors, or a run folder")
+def register(parser: argparse.ArgumentParser) -> None:
+    add_checkpoint(parser, ensemble=False)
     parser.add_argument("--format", choices=FORMATS, default="onnx")
-    parser.add_argument("--output", help="folder for <stem>.<format> and <stem>.md (default: export/ beside the checkpoint)")
-    parser.add_argument("--opset", type=int, default=ONNX_OPSET, help="ONNX opset")
+    parser.add_argument("--output", help="folder for <stem>.<format> and <stem>.md (default: export/ beside the "
+                                         "checkpoint, or ./export for the shipped model)")
+    parser.add_argument("--opset", type=positive_int, default=ONNX_OPSET, help="ONNX opset")
     add_trust_pickle(parser)
     legacy = parser.add_argument_group("legacy pickles without attnmel metadata (with --trust-pickle)")
     legacy.add_argument("--legacy-attention", choices=("sigmoid", "softmax"), default="sigmoid",
@@ -27,8 +29,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _export(args: argparse.Namespace) -> int:
+    from attnmel.checkpoints.legacy import LegacyAssumptions
+    from attnmel.export import export_model
+
+    checkpoint = checkpoints_or_default(args.checkpoint)
+    output = args.output or ("export" if checkpoint is None else None)
     legacy = LegacyAssumptions(normalize=args.legacy_attention, normalization=args.legacy_normalization)
-    result = export_model(args.checkpoint, args.output, args.format, trust_pickle=args.trust_pickle,
+    result = export_model(checkpoint, output, args.format, trust_pickle=args.trust_pickle,
                           legacy=legacy, opset=args.opset)
     print(f"wrote {result.model} (outputs: {', '.join(result.outputs)}) and its model card {result.card}")
     if result.max_abs_diff is not None:

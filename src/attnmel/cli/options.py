@@ -1,11 +1,91 @@
-"""Options shared by several commands (not a command group itself)."""
+"""Options shared by several commands, with their values checked where they are parsed.
+
+An option means the same thing in every command that takes it (``--workers``: images decoded in
+parallel; ``--batch-size``: images per forward pass; ``--device``; ``--trust-pickle``), and a bad
+value is one line naming the option and what it accepts.
+"""
 
 from __future__ import annotations
 
 import argparse
+import sys
+from collections.abc import Callable
+
+
+class Parser(argparse.ArgumentParser):
+    """``argparse`` with one-line errors: ``error: <command>: <problem>`` and exit code 2."""
+
+    def error(self, message: str):  # noqa: D401 - argparse's signature
+        print(f"error: {self.prog}: {message} (see `{self.prog} --help`)", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def _whole(low: int, high: int | None = None, what: str = "") -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < low or (high is not None and value > high):
+            bound = f"from {low} to {high}" if high is not None else f"of at least {low}"
+            raise argparse.ArgumentTypeError(f"must be a whole number {bound}{what}, not {text!r}")
+        return value
+
+    return parse
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must be a number in [0, 1), not {text!r}")
+    return value
+
+
+positive_int = _whole(1)
+non_negative_int = _whole(0)
+port_number = _whole(1, 65535, " (a TCP port)")
+fraction = _fraction
 
 
 def add_trust_pickle(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--trust-pickle", action="store_true",
                         help="also load legacy torch.save (pickle) checkpoints; unpickling can run code, "
                              "so only for files from a source you trust")
+
+
+def add_workers(parser: argparse.ArgumentParser, default: int | None = 0) -> None:
+    shown = "CPU count, at most 8" if default is None else str(default)
+    parser.add_argument("--workers", type=non_negative_int, default=default, metavar="N",
+                        help=f"images decoded in parallel by N workers; 0 decodes in this process (default: {shown})")
+
+
+def add_batch_size(parser: argparse.ArgumentParser, default: int) -> None:
+    parser.add_argument("--batch-size", type=positive_int, default=default, metavar="N",
+                        help=f"images per forward pass (default: {default})")
+
+
+def add_device(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N")
+
+
+def add_checkpoint(parser: argparse.ArgumentParser, *, ensemble: bool = True) -> None:
+    parser.add_argument(
+        "--checkpoint", action="append" if ensemble else "store", default=None, metavar="PATH_OR_TAG",
+        help="best.safetensors, a run folder, or a pretrained tag (`attnmel info`)"
+             + ("; repeat it to average an ensemble" if ensemble else "")
+             + " (default: the model shipped with attnmel)",
+    )
+
+
+def checkpoints_or_default(given: list[str] | str | None, log: Callable[[str], None] = print) -> list[str] | str | None:
+    """``given`` as it is, or None (the shipped model) after saying so in one line."""
+    if given:
+        return given
+    from attnmel.models.pretrained import get_pretrained
+
+    weights = get_pretrained()
+    log(f"no --checkpoint: using the shipped model '{weights.tag}' ({weights.description})")
+    return None

@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from attnmel.evaluation.comparison import compare_with_paper, find_evaluations
 
-
-def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("report", help="evaluations side by side with the paper's numbers (markdown + HTML)")
+def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("paths", nargs="+", metavar="EVAL_OR_RUN",
                         help="folders written by `attnmel evaluate` (or their metrics.json), or run folders "
                              "(every eval-*/ inside is used)")
@@ -17,6 +14,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _report(args: argparse.Namespace) -> int:
+    from attnmel.evaluation.comparison import compare_with_paper, find_evaluations
+
     comparison = compare_with_paper(find_evaluations(args.paths))
     print(comparison.to_markdown())
     path = comparison.to_html().write(args.output)

@@ -4,30 +4,54 @@ from __future__ import annotations
 
 import argparse
 
-from attnmel.cli.options import add_trust_pickle
-from attnmel.serving.app import ServiceSettings, serve
+from attnmel.cli.options import add_checkpoint, add_device, add_trust_pickle, port_number, positive_int
+
+#: the library's defaults (``attnmel.serving.app.ServiceSettings``; a test keeps them equal)
+MAX_PIXELS = 120_000_000
+MAX_BATCH = 16
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("serve", help="HTTP service and web page: probability plus attention maps")
-    parser.add_argument("--checkpoint", help="best.safetensors or a run folder (default: the demo model)")
+def _megabytes(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be a number of MB above 0, not {text!r}")
+    return value
+
+
+def _milliseconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more milliseconds, not {text!r}")
+    return value
+
+
+def register(parser: argparse.ArgumentParser) -> None:
+    add_checkpoint(parser, ensemble=False)
     parser.add_argument("--host", default="127.0.0.1", help="interface to listen on (0.0.0.0 exposes it to the network)")
-    parser.add_argument("--port", type=int, default=8000)
-    parser.add_argument("--max-upload-mb", type=float, default=20.0, help="largest request body accepted (MB)")
-    parser.add_argument("--max-pixels", type=int, default=ServiceSettings.max_pixels,
-                        help="largest image accepted, judged from its header before decoding")
-    parser.add_argument("--max-batch", type=int, default=ServiceSettings.max_batch,
+    parser.add_argument("--port", type=port_number, default=8000)
+    parser.add_argument("--max-upload-mb", type=_megabytes, default=20.0, help="largest request body accepted (MB)")
+    parser.add_argument("--max-pixels", type=positive_int, default=MAX_PIXELS,
+                        help="largest image accepted, judged from its header before decoding (default: %(default)s)")
+    parser.add_argument("--max-batch", type=positive_int, default=MAX_BATCH,
                         help="images per forward pass when requests arrive together (1: no batching)")
-    parser.add_argument("--batch-wait-ms", type=float, default=ServiceSettings.batch_wait_ms,
+    parser.add_argument("--batch-wait-ms", type=_milliseconds, default=0.0,
                         help="how long a batch waits for more requests")
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice)")
+    add_device(parser)
+    parser.add_argument("--threads", type=positive_int, help="torch intra-op threads (default: torch's choice)")
     parser.add_argument("--no-access-log", action="store_true")
     add_trust_pickle(parser)
     parser.set_defaults(handler=_serve)
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from attnmel.serving.app import ServiceSettings, serve
+
     if args.threads:
         import torch
 

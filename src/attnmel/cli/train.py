@@ -5,14 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from attnmel.config import load_config
-from attnmel.errors import ConfigError
-from attnmel.training.loop import train
-from attnmel.training.resume import run_config
 
-
-def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("train", help="train a model (a paper row preset or your YAML)")
+def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="YAML file or preset name (e.g. isic2017/attnmel-lesion); see `attnmel info`")
     parser.add_argument("--data", required=True, help="dataset folder or manifest CSV")
     parser.add_argument("--output", help="run folder (default: runs/<config name>)")
@@ -24,6 +18,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
+    from attnmel.config import load_config
+    from attnmel.errors import ConfigError
+    from attnmel.training.loop import train
+    from attnmel.training.resume import run_config
+
     if args.config:
         config = load_config(args.config, args.overrides)
     elif args.resume and args.output:

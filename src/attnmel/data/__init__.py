@@ -1,7 +1,31 @@
-"""Data: dataset readers (official ISIC layouts, isic-cli folders, manifests), decoding, transforms."""
+"""Data: dataset readers (official ISIC layouts, isic-cli folders, manifests), decoding, masks,
+transforms, input pipelines, training splits, the decode-once cache and integrity checks.
 
-from attnmel.data.dataset import IsicDataset
-from attnmel.data.readers import LAYOUTS, detect_layout, read_dataset
-from attnmel.data.records import TASKS, DatasetIndex, Sample, Task, get_task
+Import the module you need (``attnmel.data.readers``, ...); the names below load on first use so
+that light commands such as ``attnmel data check`` never import torch.
+"""
 
-__all__ = ["LAYOUTS", "TASKS", "DatasetIndex", "IsicDataset", "Sample", "Task", "detect_layout", "get_task", "read_dataset"]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_LAZY = {
+    "LAYOUTS": "attnmel.data.readers",
+    "detect_layout": "attnmel.data.readers",
+    "read_dataset": "attnmel.data.readers",
+    "TASKS": "attnmel.data.records",
+    "DatasetIndex": "attnmel.data.records",
+    "Sample": "attnmel.data.records",
+    "Task": "attnmel.data.records",
+    "get_task": "attnmel.data.records",
+    "IsicDataset": "attnmel.data.dataset",
+}
+
+__all__ = list(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'attnmel.data' has no attribute {name!r}")

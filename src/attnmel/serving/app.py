@@ -29,13 +29,13 @@ from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from attnmel import __version__
 from attnmel.checkpoints.card import render_markdown
 from attnmel.data.images import MAX_PIXELS, ImageTooLargeError, NotAnImageError
 from attnmel.errors import DataError
 from attnmel.serving.batching import DirectInference, MicroBatcher
 from attnmel.serving.model import ServedModel, load_served_model
 from attnmel.serving.uploads import UploadError, read_upload
+from attnmel.version import __version__
 
 STATIC = Path(str(resources.files("attnmel") / "serving" / "static"))
 # The page loads nothing from elsewhere; images arrive as data: URLs.

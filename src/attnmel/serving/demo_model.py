@@ -16,11 +16,11 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from attnmel import __version__
 from attnmel.checkpoints.format import checkpoint_paths
 from attnmel.config import load_config
 from attnmel.demo import sample_data_path
 from attnmel.training.loop import train
+from attnmel.version import __version__
 
 DEMO_PRESET = "demo-serve"
 MAKE_DEMO_CHECKPOINT = Path("demo-output") / "run" / "best.safetensors"
