@@ -39,7 +39,7 @@ def served(tiny_checkpoint) -> ServedModel:
 
 @pytest.fixture
 def client(served):
-    with TestClient(create_app(served, ServiceSettings(max_upload_bytes=4_000_000))) as test_client:
+    with TestClient(create_app(served, ServiceSettings(max_upload_bytes=4_000_000)), base_url="http://localhost") as test_client:
         yield test_client
 
 
@@ -164,7 +164,7 @@ def test_bad_requests_get_json_errors_and_the_service_carries_on(client, lesion,
 
 
 def test_pixel_limit_is_configurable(served, lesion):
-    with TestClient(create_app(served, ServiceSettings(max_pixels=10_000))) as small:
+    with TestClient(create_app(served, ServiceSettings(max_pixels=10_000)), base_url="http://localhost") as small:
         response = small.post("/predict", files=upload(lesion))
     assert response.status_code == 413 and "0.01 Mpx" in response.json()["error"]
 
@@ -264,7 +264,7 @@ def test_demo_model_is_trained_once_cached_and_flagged(tmp_path, monkeypatch, ti
 
     demo = load_served_model(None, device="cpu", log=messages.append)
     assert demo.demo and demo.meta.training.run == "demo-serve"
-    with TestClient(create_app(demo)) as demo_client:
+    with TestClient(create_app(demo), base_url="http://localhost") as demo_client:
         for response in (demo_client.post("/predict", files=upload(lesion)), demo_client.get("/health"),
                          demo_client.get("/info"), demo_client.post("/predict", content=b"x",
                                                                    headers={"content-type": "text/plain"})):

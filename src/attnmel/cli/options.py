@@ -20,7 +20,7 @@ class Parser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
-def _whole(low: int, high: int | None = None, what: str = "") -> Callable[[str], int]:
+def whole_number(low: int, high: int | None = None, what: str = "") -> Callable[[str], int]:
     def parse(text: str) -> int:
         try:
             value = int(text)
@@ -44,9 +44,9 @@ def _fraction(text: str) -> float:
     return value
 
 
-positive_int = _whole(1)
-non_negative_int = _whole(0)
-port_number = _whole(1, 65535, " (a TCP port)")
+positive_int = whole_number(1)
+non_negative_int = whole_number(0)
+port_number = whole_number(1, 65535, " (a TCP port)")
 fraction = _fraction
 
 

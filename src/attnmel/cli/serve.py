@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-from attnmel.cli.options import add_checkpoint, add_device, add_trust_pickle, port_number, positive_int
+from attnmel.cli.options import (
+    add_checkpoint,
+    add_device,
+    add_trust_pickle,
+    port_number,
+    positive_int,
+    whole_number,
+)
 
 #: the library's defaults (``attnmel.serving.app.ServiceSettings``; a test keeps them equal)
 MAX_PIXELS = 120_000_000
@@ -36,8 +43,9 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="interface to listen on (0.0.0.0 exposes it to the network)")
     parser.add_argument("--port", type=port_number, default=8000)
     parser.add_argument("--max-upload-mb", type=_megabytes, default=20.0, help="largest request body accepted (MB)")
-    parser.add_argument("--max-pixels", type=positive_int, default=MAX_PIXELS,
-                        help="largest image accepted, judged from its header before decoding (default: %(default)s)")
+    parser.add_argument("--max-pixels", type=whole_number(1, MAX_PIXELS), default=MAX_PIXELS,
+                        help="largest image accepted, judged from its header before decoding (default and most: "
+                             "%(default)s)")
     parser.add_argument("--max-batch", type=positive_int, default=MAX_BATCH,
                         help="images per forward pass when requests arrive together (1: no batching)")
     parser.add_argument("--batch-wait-ms", type=_milliseconds, default=0.0,

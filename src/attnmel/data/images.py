@@ -5,8 +5,13 @@ What real archives contain and how each case is handled (documented in the READM
   (alpha is composited on white; 16-bit values are scaled, not clipped);
 - EXIF orientation is applied, so what the model sees is what a viewer shows;
 - zero-byte, truncated and non-image files raise an error; so do images above ``MAX_PIXELS``,
-  checked from the header before any pixel is decoded (decompression bombs), and images whose
-  short side is below ``MIN_SIDE``;
+  checked from the header before any pixel is decoded (decompression bombs; Pillow's own,
+  different limit is switched off so that this one is the only cap), and images whose short side
+  is below ``MIN_SIDE``;
+- with ``max_side`` (the inference doors pass one derived from the model's preprocessing) a large
+  image is reduced while it is decoded (JPEG DCT scaling) or right after, in its own bit depth,
+  so no full-size float copy is ever made: a 16-bit 9440 x 9470 PNG costs its 180 MB of decoded
+  pixels, not 2 GB;
 - a file's content decides its format, not its extension (a PNG named ``.jpg`` is read as PNG).
 Masks: any mode is reduced to one channel and binarised at 128 (``>= 128`` is lesion), so
 anti-aliased or 0/1-valued masks work; a mask whose size differs from its image is an error.
@@ -26,6 +31,10 @@ from attnmel.errors import DataError
 
 #: Largest image accepted (pixels): an ISIC original is at most 6688 x 4439 (30 Mpx).
 MAX_PIXELS = 120_000_000
+# attnmel checks MAX_PIXELS (or a caller's lower limit) from the header itself, before decoding. Pillow's
+# own decompression-bomb threshold (89.5 Mpx by default) would be a second, undocumented cap below it:
+# it is raised to ours (Pillow still refuses twice that on its own, for any other code in the process).
+Image.MAX_IMAGE_PIXELS = MAX_PIXELS
 #: Smallest image side accepted: below it no lesion detail survives, and the 0.8 centre crop of the
 #: preprocessing would be empty for a 1 px image.
 MIN_SIDE = 16
@@ -45,6 +54,9 @@ def _open(path: Path, what: str) -> Image.Image:
         size = path.stat().st_size
     except FileNotFoundError:
         raise DataError(path, f"{what} file not found.", "check the path or remove the entry that points to it.") from None
+    except OSError as exc:  # a symbolic-link loop (ELOOP), a permission problem, ...
+        raise DataError(path, f"cannot read {what}: {exc.strerror or exc}.",
+                        "fix or remove the file (for a link: point it at a real file).") from None
     if size == 0:
         raise DataError(path, f"{what} file is empty (0 bytes).", "re-download or re-export this file.")
     return _open_header(path, path, what)
@@ -54,13 +66,13 @@ def _open_header(source: Path | BinaryIO, path: Path, what: str, max_pixels: int
     """Parse the header only and refuse oversized images before any pixel is decoded."""
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit is checked below
             image = Image.open(source)
-    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        if isinstance(exc, UnidentifiedImageError):
-            raise NotAnImageError(
-                path, f"not a readable {what} (unknown or corrupt format).", "replace it with a JPEG or PNG file."
-            ) from None
+    except UnidentifiedImageError:
+        raise NotAnImageError(
+            path, f"not a readable {what} (unknown or corrupt format).", "replace it with a JPEG or PNG file."
+        ) from None
+    except Image.DecompressionBombError as exc:
         raise ImageTooLargeError(
             path, f"{what} is too large to decode safely ({exc}).", f"downscale it below {max_pixels / 1e6:g} Mpx."
         ) from None
@@ -86,13 +98,24 @@ def _open_header(source: Path | BinaryIO, path: Path, what: str, max_pixels: int
     return image
 
 
-def _decode(image: Image.Image, path: Path, what: str) -> Image.Image:
+def _decode(image: Image.Image, path: Path, what: str, max_side: int | None = None) -> Image.Image:
+    """Decode the pixels; with ``max_side`` a JPEG is decoded at a reduced scale (DCT scaling) and
+    any other image is reduced right after decoding, in its own mode, to a short side near ``max_side``."""
+    if max_side and image.format == "JPEG" and min(image.size) > max_side:
+        scale = max_side / min(image.size)
+        image.draft("RGB" if image.mode in ("RGB", "YCbCr", "CMYK") else image.mode,
+                    (max(1, round(image.width * scale)), max(1, round(image.height * scale))))
     try:
         image.load()
     except (OSError, SyntaxError, ValueError) as exc:
         raise DataError(
             path, f"{what} is truncated or corrupt ({exc}).", "re-download or re-export this file."
         ) from None
+    if max_side and min(image.size) > 2 * max_side:
+        if image.mode in ("P", "PA", "1"):
+            image = image.convert("RGBA" if image.mode == "PA" or "transparency" in image.info else "RGB")
+        scale = max_side / min(image.size)
+        image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.BOX)
     return image
 
 
@@ -154,12 +177,14 @@ def _ends_well(path: Path, fmt: str | None) -> bool:
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
-    """Convert any PIL mode to 8-bit RGB."""
+    """Convert any PIL mode to 8-bit RGB (16-bit values scaled, not clipped; float32 in place, one copy)."""
     if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
-        array = np.asarray(image, dtype=np.float64)
+        array = np.asarray(image).astype(np.float32)
         high = 65535.0 if image.mode.startswith("I;16") or array.max(initial=0) > 255 else 255.0
-        array = np.clip(array / high * 255.0 + 0.5, 0, 255).astype(np.uint8)
-        image = Image.fromarray(array, mode="L")
+        array *= 255.0 / high
+        array += 0.5
+        np.clip(array, 0, 255, out=array)
+        image = Image.fromarray(array.astype(np.uint8), mode="L")
     if image.mode == "P":
         image = image.convert("RGBA" if "transparency" in image.info else "RGB")
     if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
@@ -169,13 +194,15 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB") if image.mode != "RGB" else image
 
 
-def read_image(path: str | Path) -> Image.Image:
-    """Decode ``path`` as 8-bit RGB with EXIF orientation applied."""
+def read_image(path: str | Path, max_side: int | None = None) -> Image.Image:
+    """Decode ``path`` as 8-bit RGB with EXIF orientation applied (reduced towards ``max_side``, if given)."""
     path = Path(path)
-    return _oriented_rgb(_decode(_open(path, "image"), path, "image"))
+    return _oriented_rgb(_decode(_open(path, "image"), path, "image", max_side))
 
 
-def read_image_bytes(data: bytes, name: str = "upload", max_pixels: int = MAX_PIXELS) -> Image.Image:
+def read_image_bytes(
+    data: bytes, name: str = "upload", max_pixels: int = MAX_PIXELS, max_side: int | None = None
+) -> Image.Image:
     """Decode an in-memory file (an HTTP upload) exactly as ``read_image`` decodes a file.
 
     Nothing is written to disk; ``name`` only labels errors.
@@ -183,7 +210,7 @@ def read_image_bytes(data: bytes, name: str = "upload", max_pixels: int = MAX_PI
     path = Path(name)
     if not data:
         raise DataError(path, "image file is empty (0 bytes).", "send a JPEG or PNG file.")
-    return _oriented_rgb(_decode(_open_header(io.BytesIO(data), path, "image", max_pixels), path, "image"))
+    return _oriented_rgb(_decode(_open_header(io.BytesIO(data), path, "image", max_pixels), path, "image", max_side))
 
 
 def _oriented_rgb(image: Image.Image) -> Image.Image:

@@ -27,7 +27,7 @@ from attnmel.data.records import DatasetIndex, Sample
 from attnmel.data.transforms import Preprocessing
 from attnmel.devices import resolve_device
 from attnmel.errors import CheckpointError, DataError
-from attnmel.inference.runner import Predictions, Predictor, eval_loader, run_inference
+from attnmel.inference.runner import NonFiniteOutputError, Predictions, Predictor, eval_loader, run_inference
 from attnmel.models import with_maps
 
 Source = str | Path | None
@@ -72,6 +72,18 @@ class LoadedModel:
             {"checkpoint": str(path), "architecture": meta.architecture.to_dict(), "temperature": temperature}
             for path, meta, temperature in zip(self.sources, self.metadata, self.predictor.temperatures, strict=True)
         ]
+
+    def check_answers(self) -> None:
+        """One forward pass on a fixed input (the mean colour): a model whose weights make it answer
+        NaN is refused at start, instead of failing every request later."""
+        size = self.preprocessing.image_size
+        try:
+            self.predictor(torch.zeros(1, 3, size, size, device=self.device))
+        except NonFiniteOutputError:
+            raise CheckpointError(
+                f"{self.sources[0]}: gives NaN or infinite outputs on a plain test image; its weights are broken. "
+                "Use an earlier checkpoint of the run."
+            ) from None
 
     def loader(self, samples: Sequence[Sample], batch_size: int = 64, num_workers: int = 0,
                roi: RoiSpec | None = None) -> DataLoader:

@@ -11,13 +11,22 @@ Every response says whether the demo model is served: JSON bodies carry ``demo_m
 | not an image, or a content type other than multipart/form-data, image/*, application/octet-stream | 415 |
 | a multipart form without a file | 422 |
 | truncated or corrupt image | 422 |
+| malformed multipart body or boundary | 400 |
+| a Host header that is not this service's (bound to loopback: only loopback names) | 400 |
+| request headers not complete within ``header_timeout_s`` | connection closed |
+| a body not complete within ``body_timeout_s`` | 408 |
+
+Memory per upload is bounded: the body is capped, at most ``max_decodes`` uploads are decoded at a
+time, and a large image is reduced while it is decoded (``attnmel.data.images``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import ipaddress
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -28,6 +37,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from attnmel.checkpoints.card import render_markdown
 from attnmel.data.images import MAX_PIXELS, ImageTooLargeError, NotAnImageError
@@ -55,6 +65,32 @@ class ServiceSettings:
     max_batch: int = 16
     #: how long a batch waits for more requests (ms); 0 = take what is queued
     batch_wait_ms: float = 0.0
+    #: uploads decoded at the same time (each holds up to one decoded image in memory)
+    max_decodes: int = 2
+    #: seconds a client has to send its request headers, and then its whole body
+    header_timeout_s: float = 10.0
+    body_timeout_s: float = 60.0
+    #: Host header values accepted ("*": any). Empty: loopback names when bound to loopback, else any.
+    allowed_hosts: list[str] = field(default_factory=list)
+
+    def hosts_for(self, bind: str) -> list[str]:
+        """The Host names to accept when listening on ``bind``: a page on another site that resolves
+        its own name to 127.0.0.1 (DNS rebinding) must not reach a service meant for this machine."""
+        if self.allowed_hosts:
+            return list(self.allowed_hosts)
+        return LOOPBACK_HOSTS if _is_loopback(bind) else ["*"]
+
+
+LOOPBACK_HOSTS = ["localhost", "127.0.0.1", "::1", "[::1]"]
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class ServiceHeaders:
@@ -81,8 +117,9 @@ class ServiceHeaders:
         return await self.app(scope, receive, send_with_headers)
 
 
-def create_app(served: ServedModel, settings: ServiceSettings | None = None) -> FastAPI:
+def create_app(served: ServedModel, settings: ServiceSettings | None = None, bind: str = "127.0.0.1") -> FastAPI:
     settings = settings or ServiceSettings()
+    decodes = asyncio.Semaphore(settings.max_decodes)
     if settings.max_batch > 1:
         inference = MicroBatcher(served.infer, settings.max_batch, settings.batch_wait_ms)
     else:
@@ -102,6 +139,7 @@ def create_app(served: ServedModel, settings: ServiceSettings | None = None) -> 
         redoc_url=None,
         lifespan=lifespan,
     )
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=settings.hosts_for(bind))
     app.add_middleware(ServiceHeaders, demo=served.demo)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
@@ -153,8 +191,10 @@ def create_app(served: ServedModel, settings: ServiceSettings | None = None) -> 
         ``images=false`` leaves out the PNGs (``view_png``, ``overlay_png``, ``heatmap_png``).
         """
         try:
-            upload = await read_upload(request.headers, request.stream(), settings.max_upload_bytes)
-            prepared = await run_in_threadpool(served.prepare, upload.data, upload.name, settings.max_pixels)
+            upload = await read_upload(request.headers, request.stream(), settings.max_upload_bytes,
+                                       settings.body_timeout_s)
+            async with decodes:
+                prepared = await run_in_threadpool(served.prepare, upload.data, upload.name, settings.max_pixels)
         except UploadError as exc:
             return error(exc.status, exc.message)
         except NotAnImageError as exc:
@@ -186,13 +226,17 @@ def serve(
     access_log: bool = True,
     log=print,
 ) -> None:
-    """Load the model (the demo model without ``checkpoint``) and run the service with uvicorn."""
+    """Load the model (the shipped model without ``checkpoint``), check that it answers, and run the
+    service with uvicorn."""
     import uvicorn
+
+    from attnmel.serving.protocol import header_timeout_protocol
 
     settings = settings or ServiceSettings()
     served = load_served_model(checkpoint, trust_pickle=trust_pickle, device=device, log=log)
-    app = create_app(served, settings)
+    app = create_app(served, settings, bind=host)
     described = served.describe()
     log(f"serving {described['name']} ({described['backbone']}) from {served.source} at http://{host}:{port}/")
     log(served.notice)
-    uvicorn.run(app, host=host, port=port, access_log=access_log, log_level="info")
+    uvicorn.run(app, host=host, port=port, access_log=access_log, log_level="info",
+                http=header_timeout_protocol(settings.header_timeout_s), timeout_keep_alive=5)

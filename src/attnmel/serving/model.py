@@ -89,7 +89,7 @@ class ServedModel:
 
     def prepare(self, data: bytes, name: str = "upload", max_pixels: int = MAX_PIXELS) -> Prepared:
         """Decode (raises ``DataError`` subclasses for bad files) and preprocess one upload."""
-        image = read_image_bytes(data, name, max_pixels)
+        image = read_image_bytes(data, name, max_pixels, self.preprocessing.decode_side)
         tensor = self.transform(tv_tensors.Image(F.pil_to_tensor(image)))
         return Prepared(tensor.as_subclass(torch.Tensor), image.width, image.height)
 
@@ -134,4 +134,5 @@ def load_served_model(
 
         checkpoint = demo_checkpoint(log=log)
     loaded = load_predictor(checkpoint, device, trust_pickle=trust_pickle)
+    loaded.check_answers()
     return ServedModel(loaded, str(checkpoint), demo=demo, device=loaded.device)

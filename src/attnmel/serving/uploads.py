@@ -10,6 +10,8 @@ size themselves, ``FastAPI(max_body_size=...)``, but that does not change the sp
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -98,8 +100,11 @@ class _MultipartCollector:
         return self.found
 
 
-async def read_upload(headers, stream: AsyncIterator[bytes], limit: int) -> Upload:
-    """The uploaded image from a multipart form (field ``file``) or a raw ``image/*`` body."""
+async def read_upload(headers, stream: AsyncIterator[bytes], limit: int, timeout_s: float = 60.0) -> Upload:
+    """The uploaded image from a multipart form (field ``file``) or a raw ``image/*`` body.
+
+    The whole body must arrive within ``timeout_s`` (408 otherwise), so a client that stalls or
+    drips bytes cannot hold a connection and its buffer open indefinitely."""
     declared = headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise too_large(limit)
@@ -108,7 +113,10 @@ async def read_upload(headers, stream: AsyncIterator[bytes], limit: int) -> Uplo
         boundary = options.get(b"boundary")
         if not boundary:
             raise UploadError(400, "multipart/form-data without a boundary.")
-        sink = _MultipartCollector(boundary)
+        try:
+            sink = _MultipartCollector(boundary)
+        except Exception as exc:  # noqa: BLE001 - python-multipart refuses e.g. a boundary above 70 bytes
+            raise UploadError(400, f"malformed multipart boundary ({exc}).") from None
     elif content_type.startswith(b"image/") or content_type in RAW_TYPES:
         sink = None
     else:
@@ -117,8 +125,16 @@ async def read_upload(headers, stream: AsyncIterator[bytes], limit: int) -> Uplo
                                "as the field 'file', or the image itself as image/*.")
     body = bytearray()
     total = 0
+    deadline = time.monotonic() + timeout_s
+    chunks = stream.__aiter__()
     try:
-        async for chunk in stream:
+        while True:
+            try:
+                chunk = await asyncio.wait_for(chunks.__anext__(), max(deadline - time.monotonic(), 0.001))
+            except StopAsyncIteration:
+                break
+            except asyncio.TimeoutError:
+                raise UploadError(408, f"the upload did not arrive within {timeout_s:g} s; send it again.") from None
             total += len(chunk)
             if total > limit:
                 raise too_large(limit)
