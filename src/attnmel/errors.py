@@ -53,3 +53,12 @@ class WeightsError(AttnmelError):
 
 class TrainingError(AttnmelError):
     """Training cannot continue (diverged loss, out of memory, ...); the last good checkpoint is kept."""
+
+
+class OutputError(AttnmelError):
+    """A result cannot be written (read-only folder, full disk, no permission); what was there is kept."""
+
+    def __init__(self, path: str | Path, reason: str):
+        self.path = Path(path)
+        super().__init__(f"{self.path}: cannot write here ({reason}); what was there before is unchanged. "
+                         "Fix: choose a writable output folder with free space (--output).")

@@ -6,6 +6,7 @@ Write to a temporary file in the same folder, fsync it, rename it over the targe
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import math
 import os
@@ -14,13 +15,24 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from attnmel.errors import OutputError
+
+#: errors that mean "this place cannot be written", as opposed to a bug
+WRITE_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+
 
 @contextlib.contextmanager
 def atomic_path(target: str | Path) -> Iterator[Path]:
-    """Yield a temporary path next to ``target``; on success it replaces ``target`` atomically."""
+    """Yield a temporary path next to ``target``; on success it replaces ``target`` atomically.
+
+    A folder that cannot be written (read-only, full, no permission) is an ``OutputError`` naming
+    ``target``; the previous file, if any, is left as it was."""
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    except OSError as exc:
+        raise _output_error(target, exc) from None
     os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -32,9 +44,17 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
             os.fsync(handle.fileno())
         os.replace(tmp, target)
         _fsync_dir(target.parent)
+    except OSError as exc:
+        if exc.errno in WRITE_ERRNOS:
+            raise _output_error(target, exc) from None
+        raise
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def _output_error(target: Path, exc: OSError) -> OSError | OutputError:
+    return OutputError(target, exc.strerror or str(exc)) if exc.errno in WRITE_ERRNOS else exc
 
 
 def remove_stale_temporaries(folder: str | Path) -> list[Path]:
@@ -99,3 +119,11 @@ def _fsync_dir(folder: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def progress_bar(iterable: Any = None, show: bool = True, **options: Any):
+    """A tqdm bar that draws only on a terminal: written to a log file, carriage-return updates
+    would flood it (tqdm's ``disable=None`` turns the bar off when stderr is not a TTY)."""
+    from tqdm import tqdm
+
+    return tqdm(iterable, disable=None if show else True, **options)

@@ -50,11 +50,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     command = next((arg for arg in argv if not arg.startswith("-")), None)
     parser = build_parser(command if command in COMMANDS else None)
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version (0) or a bad option (2, one line already printed)
+        return int(exc.code or 0)
     try:
         return int(args.handler(args) or 0)
     except AttnmelError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        from attnmel.io import WRITE_ERRNOS
+
+        if exc.errno not in WRITE_ERRNOS:
+            raise
+        print(f"error: {exc.filename or 'output'}: cannot write here ({exc.strerror}). "
+              "Fix: choose a writable output folder with free space (--output).", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted; completed epochs are kept (resume with --resume)", file=sys.stderr)

@@ -31,7 +31,7 @@ import json
 import os
 import tempfile
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -40,7 +40,6 @@ import torch
 import torchvision
 from torch.utils.data import DataLoader, Dataset
 from torchvision import tv_tensors
-from tqdm import tqdm
 
 from attnmel.data.dataset import load_pair
 from attnmel.data.images import image_size
@@ -48,7 +47,7 @@ from attnmel.data.masks import RoiSpec, has_region, region_of_interest
 from attnmel.data.records import Sample
 from attnmel.data.transforms import geometry
 from attnmel.errors import DataError
-from attnmel.io import atomic_write_json
+from attnmel.io import atomic_write_json, progress_bar
 
 FORMAT_VERSION = 1
 CACHE_DIR_ENV = "ATTNMEL_CACHE_DIR"
@@ -139,9 +138,14 @@ class CachedSplit:
     images_built: int = 0
     regions_built: int = 0
     removed: int = 0
+    #: samples that failed to decode while the cache was prepared (image path -> message)
+    failed: dict[str, str] = field(default_factory=dict)
 
     def load(self, sample: Sample) -> GeometryPair:
-        item = self.items[str(sample.image_path)]
+        source = str(sample.image_path)
+        if source in self.failed:
+            raise DataError(None, self.failed[source])
+        item = self.items[source]
         image = _load_npy(item.image, (3, self.resize, self.resize))
         if item.region is None:
             return tv_tensors.Image(image), tv_tensors.Mask(torch.zeros(1, self.resize, self.resize, dtype=torch.uint8)), False
@@ -240,15 +244,19 @@ class GeometryCache:
         progress: bool = False,
         desc: str = "cache",
         update_index: bool = True,
+        skip_bad: bool = False,
     ) -> CachedSplit:
         """Make sure every sample (and its region for ``roi``) is cached; build what is missing in
         ``num_workers`` processes; record the entries in the index and drop those left behind by
-        files that changed (unless ``update_index`` is false: other processes of a distributed run)."""
+        files that changed (unless ``update_index`` is false: other processes of a distributed run).
+        With ``skip_bad`` a sample that fails to decode is left out (``CachedSplit.failed``)."""
         loader = DataLoader(
-            _ResolveAll(self, list(samples), roi), batch_size=None, num_workers=num_workers,
+            _ResolveAll(self, list(samples), roi, skip_bad), batch_size=None, num_workers=num_workers,
             collate_fn=_identity, persistent_workers=False,
         )
-        resolved = list(tqdm(loader, total=len(samples), desc=desc, disable=not progress, unit="img", leave=False))
+        outcomes = list(progress_bar(loader, total=len(samples), desc=desc, show=progress, unit="img", leave=False))
+        resolved = [r for r in outcomes if isinstance(r, _Resolved)]
+        failed = dict(r for r in outcomes if not isinstance(r, _Resolved))
         removed = self._update_index(resolved, roi) if update_index else 0
         items = {
             r.source: CachedItem(self.entry("images", r.image_key), self.entry("regions", r.region_key) if r.has_region else None)
@@ -260,6 +268,7 @@ class GeometryCache:
             images_built=sum(r.built_image for r in resolved),
             regions_built=sum(r.built_region for r in resolved),
             removed=removed,
+            failed=failed,
         )
 
     # ------------------------------------------------------------------ index and pruning
@@ -323,14 +332,19 @@ def _identity(item):
 
 
 class _ResolveAll(Dataset):
-    def __init__(self, cache: GeometryCache, samples: list[Sample], roi: RoiSpec | None):
-        self.cache, self.samples, self.roi = cache, samples, roi
+    def __init__(self, cache: GeometryCache, samples: list[Sample], roi: RoiSpec | None, skip_bad: bool = False):
+        self.cache, self.samples, self.roi, self.skip_bad = cache, samples, roi, skip_bad
 
     def __len__(self) -> int:
         return len(self.samples)
 
-    def __getitem__(self, index: int) -> _Resolved:
-        return self.cache.resolve(self.samples[index], self.roi)
+    def __getitem__(self, index: int) -> _Resolved | tuple[str, str]:
+        try:
+            return self.cache.resolve(self.samples[index], self.roi)
+        except DataError as exc:
+            if not self.skip_bad:
+                raise
+            return str(self.samples[index].image_path), str(exc)
 
 
 def build_cache(

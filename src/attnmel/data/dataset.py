@@ -6,13 +6,14 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, default_collate
 from torchvision import tv_tensors
 from torchvision.transforms.v2 import functional as F
 
 from attnmel.data.images import read_image
 from attnmel.data.masks import RoiSpec, region_of_interest
 from attnmel.data.records import Sample
+from attnmel.errors import DataError
 
 
 def load_pair(sample: Sample, roi: RoiSpec | None) -> tuple[tv_tensors.Image, tv_tensors.Mask, bool]:
@@ -33,6 +34,8 @@ class IsicDataset(Dataset):
 
     ``transform`` receives ``{"image": Image, "mask": Mask}`` and must transform both jointly.
     ``load`` replaces decoding (e.g. ``CachedSplit.load``, which returns the cached geometry).
+    With ``skip_bad`` an image that fails to decode yields ``{"skipped": message, "index": i}``
+    instead of raising; ``collate_skipping`` leaves it out of the batch and reports it.
     """
 
     def __init__(
@@ -41,11 +44,13 @@ class IsicDataset(Dataset):
         transform: Callable,
         roi: RoiSpec | None = None,
         load: Callable[[Sample], tuple[tv_tensors.Image, tv_tensors.Mask, bool]] | None = None,
+        skip_bad: bool = False,
     ):
         self.samples = list(samples)
         self.transform = transform
         self.roi = roi
         self.load = load
+        self.skip_bad = skip_bad
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -59,7 +64,12 @@ class IsicDataset(Dataset):
         so an epoch does not depend on worker count, process count or resume point."""
         index, seed = key if isinstance(key, tuple) else (key, None)
         sample = self.samples[index]
-        image, mask, has_mask = load_pair(sample, self.roi) if self.load is None else self.load(sample)
+        try:
+            image, mask, has_mask = load_pair(sample, self.roi) if self.load is None else self.load(sample)
+        except DataError as exc:
+            if not self.skip_bad:
+                raise
+            return {"skipped": str(exc), "index": index}
         if seed is None:
             out = self.transform({"image": image, "mask": mask})
         else:
@@ -74,3 +84,11 @@ class IsicDataset(Dataset):
             "image_id": sample.image_id,
             "index": index,
         }
+
+
+def collate_skipping(items: list[dict]) -> dict:
+    """``default_collate`` of the samples that decoded; ``skipped`` lists the messages of those that did not."""
+    good = [item for item in items if "skipped" not in item]
+    batch = default_collate(good) if good else {}
+    batch["skipped"] = [item["skipped"] for item in items if "skipped" in item]
+    return batch

@@ -29,12 +29,12 @@ from pathlib import Path
 
 import imagehash
 import numpy as np
-from tqdm import tqdm
 
 from attnmel.data.images import binarize_mask, check_mask_size, read_image, read_mask_levels
 from attnmel.data.readers import read_dataset
 from attnmel.data.records import DatasetIndex, Sample
 from attnmel.errors import DataError
+from attnmel.io import progress_bar
 
 SEVERITIES = ("error", "warning", "info")
 TRAINING_SPLITS = frozenset({"train", "training"})
@@ -181,8 +181,8 @@ def check_datasets(
     if decode:
         workers = workers or min(8, os.cpu_count() or 1)
         with ThreadPoolExecutor(workers) as pool:
-            for entry in tqdm(pool.map(_inspect, entries), total=len(entries), desc="checking", unit="img",
-                              disable=not progress):
+            for entry in progress_bar(pool.map(_inspect, entries), show=progress, total=len(entries), desc="checking",
+                                      unit="img"):
                 report.findings += entry.findings
                 report.masks_checked += entry.masks
         report.images_checked = len(entries)

@@ -25,15 +25,15 @@ from typing import Literal
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 from torchvision.transforms import v2
-from tqdm import tqdm
 
 from attnmel.data.batch_augment import AugmentParams, augment_geometry, center_params, normalize, train_params
 from attnmel.data.cache import CachedSplit, GeometryPair, decode_geometry
-from attnmel.data.dataset import IsicDataset
+from attnmel.data.dataset import IsicDataset, collate_skipping
 from attnmel.data.masks import RoiSpec
 from attnmel.data.records import Sample
 from attnmel.data.transforms import Preprocessing, eval_augment, geometry, train_augment
-from attnmel.errors import ConfigError
+from attnmel.errors import DataError
+from attnmel.io import progress_bar
 
 #: "cpu": per-sample transforms in DataLoader workers; "device": batches augmented where the model runs
 Pipeline = Literal["cpu", "device"]
@@ -82,12 +82,16 @@ class LoaderBatches:
         cached: CachedSplit | None = None,
         num_workers: int = 0,
         pin_memory: bool = False,
+        skip_bad: bool = False,
     ):
         p = preprocessing
         decode = [] if cached is not None else [geometry(p.resize, p.crop_ratio)]
         load = None if cached is None else cached.load
-        self.train_dataset = IsicDataset(samples, v2.Compose([*decode, train_augment(p.image_size, p.mean, p.std)]), roi, load)
-        self.eval_dataset = IsicDataset(samples, v2.Compose([*decode, eval_augment(p.image_size, p.mean, p.std)]), None, load)
+        self.train_dataset = IsicDataset(samples, v2.Compose([*decode, train_augment(p.image_size, p.mean, p.std)]), roi, load,
+                                         skip_bad)
+        self.eval_dataset = IsicDataset(samples, v2.Compose([*decode, eval_augment(p.image_size, p.mean, p.std)]), None, load,
+                                        skip_bad)
+        self.collate = collate_skipping if skip_bad else None
         self.num_workers = num_workers
         self.pin_memory = pin_memory
         self._loaders: dict[tuple[str, int], tuple[_Keys, DataLoader]] = {}
@@ -98,7 +102,7 @@ class LoaderBatches:
             dataset = self.train_dataset if which == "train" else self.eval_dataset
             self._loaders[which, batch_size] = sampler, DataLoader(
                 dataset, batch_size=batch_size, sampler=sampler, num_workers=self.num_workers,
-                pin_memory=self.pin_memory, persistent_workers=self.num_workers > 0,
+                pin_memory=self.pin_memory, persistent_workers=self.num_workers > 0, collate_fn=self.collate,
             )
         sampler, loader = self._loaders[which, batch_size]
         sampler.keys = keys
@@ -178,9 +182,8 @@ class DeviceBatches:
         num_workers: int = 0,
         progress: bool = False,
         desc: str = "load",
+        skip_bad: bool = False,
     ):
-        if preprocessing.image_size > preprocessing.resize:
-            raise ConfigError(f"data.image_size {preprocessing.image_size} is larger than data.resize {preprocessing.resize}.")
         self.preprocessing = preprocessing
         self.resize = preprocessing.resize
         self.device = device
@@ -189,7 +192,8 @@ class DeviceBatches:
         load = cached.load if cached is not None else functools.partial(
             decode_geometry, roi=roi, resize=preprocessing.resize, crop_ratio=preprocessing.crop_ratio
         )
-        images, masks, self.has_mask = preload(samples, load, self.resize, roi is not None, num_workers, progress, desc)
+        images, masks, self.has_mask, self.skipped = preload(samples, load, self.resize, roi is not None, num_workers,
+                                                             progress, desc, skip_bad)
         self.on_device = _fits_on(device, images.nbytes + (0 if masks is None else masks.nbytes))
         if self.on_device:
             images, masks = images.to(device), None if masks is None else masks.to(device)
@@ -218,10 +222,12 @@ class DeviceBatches:
         return loader
 
     def train(self, keys: Sequence[Key], batch_size: int) -> _Batches:
+        keys = [key for key in keys if key[0] not in self.skipped]
         return _Batches(self._loader(True, keys, batch_size), self._finish)
 
     def evaluate(self, indices: Sequence[int], batch_size: int) -> _Batches:
-        return _Batches(self._loader(False, [(i, 0) for i in indices], batch_size), self._finish)
+        keys = [(i, 0) for i in indices if i not in self.skipped]
+        return _Batches(self._loader(False, keys, batch_size), self._finish)
 
     def _finish(self, plan: dict) -> dict:
         """Gather the batch's pixels and augment them on the device."""
@@ -254,14 +260,19 @@ def _fits_on(device: torch.device, nbytes: int) -> bool:
 
 
 class _Preload(Dataset):
-    def __init__(self, samples: Sequence[Sample], load: Callable[[Sample], GeometryPair]):
-        self.samples, self.load = list(samples), load
+    def __init__(self, samples: Sequence[Sample], load: Callable[[Sample], GeometryPair], skip_bad: bool):
+        self.samples, self.load, self.skip_bad = list(samples), load, skip_bad
 
     def __len__(self) -> int:
         return len(self.samples)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, bool]:
-        image, mask, has_mask = self.load(self.samples[index])
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, bool] | str:
+        try:
+            image, mask, has_mask = self.load(self.samples[index])
+        except DataError as exc:
+            if not self.skip_bad:
+                raise
+            return str(exc)
         return image.as_subclass(torch.Tensor), mask.as_subclass(torch.Tensor), has_mask
 
 
@@ -273,18 +284,25 @@ def preload(
     num_workers: int = 0,
     progress: bool = False,
     desc: str = "load",
-) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
-    """Every sample's geometry as one uint8 tensor (N, 3, R, R), its regions (N, 1, R, R) and flags."""
-    images = torch.empty(len(samples), 3, resize, resize, dtype=torch.uint8)
+    skip_bad: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor, dict[int, str]]:
+    """Every sample's geometry as one uint8 tensor (N, 3, R, R), its regions (N, 1, R, R) and flags;
+    with ``skip_bad`` also the samples that failed to decode (index -> message), left as zeros."""
+    images = torch.zeros(len(samples), 3, resize, resize, dtype=torch.uint8)
     masks = torch.zeros(len(samples), 1, resize, resize, dtype=torch.uint8) if with_masks else None
     has_mask = torch.zeros(len(samples), dtype=torch.bool)
-    loader = DataLoader(_Preload(samples, load), batch_size=None, num_workers=num_workers)
-    for i, (image, mask, found) in enumerate(tqdm(loader, desc=desc, disable=not progress, unit="img", leave=False)):
+    skipped: dict[int, str] = {}
+    loader = DataLoader(_Preload(samples, load, skip_bad), batch_size=None, num_workers=num_workers)
+    for i, item in enumerate(progress_bar(loader, desc=desc, show=progress, unit="img", leave=False)):
+        if isinstance(item, str):
+            skipped[i] = item
+            continue
+        image, mask, found = item
         images[i] = image
         if masks is not None and found:
             masks[i] = mask
         has_mask[i] = bool(found)
-    return images, masks, has_mask
+    return images, masks, has_mask, skipped
 
 
 BatchSource = LoaderBatches | DeviceBatches

@@ -10,11 +10,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-from tqdm import tqdm
 
 from attnmel.data.dataset import load_pair
 from attnmel.data.records import Sample
 from attnmel.data.transforms import geometry
+from attnmel.io import progress_bar
 
 
 def normalization_stats(
@@ -26,7 +26,7 @@ def normalization_stats(
     total = torch.zeros(3, dtype=torch.float64)
     total_sq = torch.zeros(3, dtype=torch.float64)
     pixels = 0
-    for sample in tqdm(samples, desc="stats", disable=not progress, unit="img"):
+    for sample in progress_bar(samples, desc="stats", show=progress, unit="img"):
         image, _, _ = load_pair(sample, None)
         x = preprocess(image).to(torch.float64).flatten(1) / 255.0
         per_image_mean += x.mean(dim=1)

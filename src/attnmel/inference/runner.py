@@ -16,7 +16,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
-from tqdm import tqdm
 
 from attnmel.data.dataset import IsicDataset
 from attnmel.data.masks import RoiSpec
@@ -24,6 +23,7 @@ from attnmel.data.records import Sample
 from attnmel.data.transforms import Preprocessing
 from attnmel.errors import AttnmelError
 from attnmel.inference.tta import dihedral_view, undo_view, view_indices
+from attnmel.io import progress_bar
 
 
 def probabilities_from_logits(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
@@ -115,6 +115,8 @@ class Predictions:
     has_mask: np.ndarray | None = None
     #: raw logits of every member and view (M*V, N, C), when requested
     logits: np.ndarray | None = None
+    #: images left out because they did not decode (``data.skip_bad``), one message each
+    skipped: list[str] = field(default_factory=list)
 
 
 def eval_loader(
@@ -149,7 +151,11 @@ def run_inference(
     masks: list[np.ndarray] = []
     has_mask: list[np.ndarray] = []
     logits: list[np.ndarray] = []
-    for batch in tqdm(loader, desc=desc, disable=not progress, leave=False, unit="batch"):
+    skipped: list[str] = []
+    for batch in progress_bar(loader, desc=desc, show=progress, leave=False, unit="batch"):
+        skipped += batch.get("skipped", [])
+        if "image" not in batch:
+            continue
         batch_probabilities, batch_attention, batch_logits = predictor.forward(batch["image"].to(device, non_blocking=True))
         probabilities.append(batch_probabilities.cpu().numpy())
         if keep_logits:
@@ -170,4 +176,5 @@ def run_inference(
         masks=np.concatenate(masks) if masks else None,
         has_mask=np.concatenate(has_mask) if has_mask else None,
         logits=np.concatenate(logits, axis=1) if logits else None,
+        skipped=skipped,
     )

@@ -35,7 +35,8 @@ def build_batch_sources(
         cache = GeometryCache(data.cache_dir, data.resize, data.crop_ratio)
 
         def prepare() -> tuple[CachedSplit, CachedSplit]:
-            options = {"num_workers": data.num_workers, "progress": progress, "update_index": dist.is_main}
+            options = {"num_workers": data.num_workers, "progress": progress, "update_index": dist.is_main,
+                       "skip_bad": data.skip_bad}
             return (cache.prepare(train_samples, roi, desc="cache train", **options),
                     cache.prepare(val_samples, None, desc="cache val", **options))
 
@@ -51,13 +52,18 @@ def build_batch_sources(
     if data.pipeline == "cpu":
         pin = device.type == "cuda"
         return (
-            LoaderBatches(train_samples, preprocessing, roi, cached=cached_train, num_workers=data.num_workers, pin_memory=pin),
-            LoaderBatches(val_samples, preprocessing, None, cached=cached_val, num_workers=data.num_workers, pin_memory=pin),
+            LoaderBatches(train_samples, preprocessing, roi, cached=cached_train, num_workers=data.num_workers, pin_memory=pin,
+                          skip_bad=data.skip_bad),
+            LoaderBatches(val_samples, preprocessing, None, cached=cached_val, num_workers=data.num_workers, pin_memory=pin,
+                          skip_bad=data.skip_bad),
         )
     sources = tuple(
         DeviceBatches(samples, preprocessing, region, device, cached=cached, num_workers=data.num_workers,
-                      progress=progress, desc=f"load {name}")
+                      progress=progress, desc=f"load {name}", skip_bad=data.skip_bad)
         for name, samples, region, cached in (("train", train_samples, roi, cached_train), ("val", val_samples, None, cached_val))
     )
     log(f"device pipeline: train {sources[0].placement}; val {sources[1].placement}")
+    for name, source in zip(("train", "val"), sources, strict=True):
+        for message in source.skipped.values():
+            log(f"warning: skipped an image of the {name} split that does not decode: {message}")
     return sources

@@ -23,7 +23,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from attnmel.checkpoints.format import (
     BEST_FILE,
@@ -38,7 +37,7 @@ from attnmel.data.splits import prepare_data
 from attnmel.devices import configure_torch
 from attnmel.errors import CheckpointError, TrainingError
 from attnmel.inference import run_inference
-from attnmel.io import atomic_write_text, remove_stale_temporaries
+from attnmel.io import atomic_write_text, progress_bar, remove_stale_temporaries
 from attnmel.metrics.classification import ClassificationReport, classification_report
 from attnmel.models import create_model
 from attnmel.training.batches import build_batch_sources
@@ -284,13 +283,17 @@ class Trainer:
         self.model.train()
         sums = {"loss": 0.0, "cls_loss": 0.0, "prior_loss": 0.0, "prior_samples": 0}
         steps = images = 0
+        skipped: list[str] = []
         for pass_index in range(cfg.train.passes_per_epoch):
             loader = self._train_loader(epoch, pass_index)
             desc = f"epoch {epoch + 1}/{cfg.train.epochs}" + (
                 f" pass {pass_index + 1}/{cfg.train.passes_per_epoch}" if cfg.train.passes_per_epoch > 1 else ""
             )
-            bar = tqdm(loader, desc=desc, disable=not self.progress, leave=False, unit="batch")
+            bar = progress_bar(loader, desc=desc, show=self.progress, leave=False, unit="batch")
             for batch in bar:
+                skipped += batch.get("skipped", [])  # data.skip_bad: images that failed to decode this epoch
+                if "label" not in batch:
+                    continue
                 try:
                     values = self._step(batch, epoch, steps)
                 except torch.cuda.OutOfMemoryError:
@@ -305,6 +308,9 @@ class Trainer:
                 bar.set_postfix(loss=f"{values.loss:.4f}")
         out = {key: (value / max(steps, 1) if key != "prior_samples" else value) for key, value in sums.items()}
         out["images"] = images
+        out["skipped"] = len(skipped)
+        for message in skipped:
+            self.log(f"warning: epoch {epoch + 1}: skipped an image that does not decode: {message}")
         return out
 
     @property
@@ -317,6 +323,8 @@ class Trainer:
         predictions = run_inference(
             self.selected_model, self.val_loader, self.device, progress=self.progress, desc="validate"
         )
+        for message in predictions.skipped:
+            self.log(f"warning: validation skipped an image that does not decode: {message}")
         labels, probabilities = self.dist.gather_rows(predictions.labels), self.dist.gather_rows(predictions.probabilities)
         report = classification_report(labels, probabilities, self.task.class_names, self.task.score_columns)
         picked = probabilities[np.arange(len(labels)), labels]
