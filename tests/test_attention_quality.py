@@ -24,6 +24,7 @@ from attnmel.evaluation.attention_quality import (
     overlap_scores,
     score_attention,
 )
+from attnmel.evaluation.predict import predict_images
 from attnmel.models import create_model, with_maps
 from attnmel.training.loop import train
 
@@ -47,17 +48,32 @@ def test_jaccard_and_dice_on_hand_made_maps():
 def test_min_max_normalisation_ignores_scale_and_offset():
     rng = np.random.default_rng(0)
     maps = rng.random((5, 7, 7)).astype(np.float32)
-    reference = binarize_maps(maps, (28, 28))
-    assert torch.equal(reference, binarize_maps(maps * 40 - 3, (28, 28)))
-    assert torch.equal(reference, binarize_maps(torch.from_numpy(maps), (28, 28)))
-    # a nearly flat sigmoid map is stretched the same way (up to float32 rounding at the threshold)
-    flat = binarize_maps(maps * 1e-3 + 0.5, (28, 28))
-    assert (flat != reference).float().mean() < 0.002
+    reference, flat = binarize_maps(maps, (28, 28))
+    assert not flat.any()
+    for kind in ("score", "distribution"):  # unbounded maps: scale and offset do not matter
+        assert torch.equal(reference, binarize_maps(maps * 40 - 3, (28, 28), kind=kind)[0])
+    assert torch.equal(reference, binarize_maps(torch.from_numpy(maps), (28, 28))[0])
+
+
+def test_a_flat_map_is_reported_flat_and_never_stretched():
+    """A sigmoid map spanning 0.001 would min-max stretch into bold structure; it is uniform attention."""
+    rng = np.random.default_rng(0)
+    noise = rng.random((3, 7, 7)).astype(np.float32) * 1e-3
+    attended, flat = binarize_maps(noise + np.array([0.998, 0.2, 0.6], dtype=np.float32)[:, None, None], (28, 28))
+    assert flat.tolist() == [True, True, True]
+    assert attended[0].all() and not attended[1].any() and attended[2].all()  # its value against the threshold
+    masks = np.zeros((3, 28, 28), dtype=bool)
+    masks[:, 7:21, 7:21] = True
+    quality = score_attention({"stage4": noise + 0.998}, masks, np.ones(3, dtype=bool), ["a", "b", "c"])
+    assert quality.flat_count("stage4") == 3 and quality.to_dict()["layers"]["stage4"]["flat_maps"] == 3
+    np.testing.assert_allclose(quality.jaccard["stage4"], 14 * 14 / (28 * 28))  # the lesion's share, not a region
+    cam_attended, cam_flat = binarize_maps(noise * 1e-3 + 5.0, (28, 28), kind="score")  # relative to its size
+    assert cam_flat.all() and cam_attended.all()
 
 
 def test_threshold_edges():
     ramp = np.repeat((np.arange(8) / 7.0)[:, None], 8, axis=1)[None].astype(np.float32)  # row r has value r/7
-    attended_rows = lambda t: binarize_maps(ramp, (8, 8), t)[0].all(dim=1).nonzero().flatten().tolist()  # noqa: E731
+    attended_rows = lambda t: binarize_maps(ramp, (8, 8), t)[0][0].all(dim=1).nonzero().flatten().tolist()  # noqa: E731
     assert attended_rows(0.5) == [4, 5, 6, 7]  # strictly above: 4/7 > 0.5 > 3/7
     assert attended_rows(0.0) == list(range(1, 8))  # the minimum itself is never attended
     assert attended_rows(0.99) == [7]
@@ -66,12 +82,12 @@ def test_threshold_edges():
             binarize_maps(ramp, (8, 8), bad)
 
 
-def test_constant_maps_attend_nowhere_and_empty_agreement_scores_one():
-    constant = np.full((2, 4, 4), 0.7, dtype=np.float32)
-    assert not binarize_maps(constant, (8, 8), 0.0).any()
+def test_constant_maps_attend_by_their_value_and_empty_agreement_scores_one():
+    low = np.full((2, 4, 4), 0.3, dtype=np.float32)
+    assert not binarize_maps(low, (8, 8))[0].any() and binarize_maps(low, (8, 8), 0.2)[0].all()
     masks = np.zeros((2, 8, 8), dtype=bool)
-    masks[0, 2:5, 2:5] = True  # a lesion the constant map misses; image 1 has an empty mask
-    jaccard, dice = overlap_scores(binarize_maps(constant, (8, 8)), masks)
+    masks[0, 2:5, 2:5] = True  # a lesion the low constant map misses; image 1 has an empty mask
+    jaccard, dice = overlap_scores(binarize_maps(low, (8, 8))[0], masks)
     assert jaccard.tolist() == [0.0, 1.0] and dice.tolist() == [0.0, 1.0]
 
 
@@ -96,7 +112,8 @@ def test_images_without_mask_are_counted_not_scored(tmp_path):
     for layer in ("pool3", "pool4"):
         assert quality.mean(layer) == pytest.approx(alone.mean(layer))
     frame = pd.read_csv(quality.write_csv(tmp_path / "attention_quality.csv"))
-    assert list(frame.columns) == ["image", "has_mask", "pool3_jaccard", "pool3_dice", "pool4_jaccard", "pool4_dice"]
+    assert list(frame.columns) == ["image", "has_mask", "pool3_jaccard", "pool3_dice", "pool3_flat",
+                                   "pool4_jaccard", "pool4_dice", "pool4_flat"]
     assert frame["image"].tolist() == ["i0", "i1", "i2"] and frame["has_mask"].tolist() == [True, False, True]
     assert frame.loc[1, ["pool3_jaccard", "pool4_dice"]].isna().all()
     assert frame["pool4_jaccard"].mean() == pytest.approx(quality.mean("pool4"))  # pandas skips the empty cell
@@ -227,11 +244,12 @@ def test_gap_models_are_scored_and_drawn_with_their_class_activation_map(runs, t
                  "--output", str(out), "--masks"]) == 0
     quality = json.loads((out / "metrics.json").read_text())["attention_quality"]
     assert list(quality["layers"]) == ["cam"] and 0 <= quality["layers"]["cam"]["jaccard"] <= 1
-    overlays = tmp_path / "pred"
+    figures = tmp_path / "pred"
     assert main(["predict", str(data / "ISIC-2017_Validation_Data"), "--checkpoint", str(root / "gap"),
-                 "--output", str(overlays)]) == 0
-    pngs = sorted(p.name for p in overlays.glob("*.png"))
-    assert len(pngs) == 6 and all(p.endswith("_cam.png") for p in pngs)
+                 "--output", str(figures)]) == 0
+    assert len(list((figures / "figures").glob("*.png"))) == 6
+    outcome = predict_images(root / "gap", data / "ISIC-2017_Validation_Data", None)
+    assert all(list(r.prediction.raw_attention) == ["cam"] for r in outcome.results)
 
 
 def test_masks_need_attention_or_cam_and_a_valid_threshold(runs, tmp_path, capsys):

@@ -1,9 +1,10 @@
 """The page at ``/`` in a real headless Chromium (Debian's chromium + chromium-driver, via selenium).
 
-Uploads a real ISIC image, waits for the result, checks the probability and the attention
-overlays, moves the opacity slider with the keyboard, and saves a screenshot into the test's tmp
-folder (its path is printed and recorded as the test property ``screenshot``). The served model
-is the tiny test checkpoint, flagged as the demo model so that the page's demo notice is checked.
+Uploads a real ISIC image, waits for the result, checks the probability, the attention
+overlays with their raw ranges and the figure, moves the opacity slider with the keyboard, and
+saves a screenshot into the test's tmp folder (its path is printed and recorded as the test
+property ``screenshot``). The served model is the tiny test checkpoint; the page says which
+model answers.
 Skips, saying why, where the browser is not installed (``.ci/run`` installs it).
 """
 
@@ -44,7 +45,7 @@ def _browser_or_skip():
 def server_url(tiny_checkpoint):
     import uvicorn
 
-    app = create_app(ServedModel(load_predictor(tiny_checkpoint), str(tiny_checkpoint), demo=True), ServiceSettings())
+    app = create_app(ServedModel(load_predictor(tiny_checkpoint), str(tiny_checkpoint)), ServiceSettings())
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
@@ -86,8 +87,9 @@ def test_page_upload_probability_overlays_and_slider(server_url, browser, tmp_pa
     browser.get(server_url + "/")
     wait = WebDriverWait(browser, 60)
     wait.until(lambda d: "AttnMel-CNN" in d.find_element(By.ID, "model-card").text)
-    notice = browser.find_element(By.ID, "demo-notice")
-    assert notice.is_displayed() and "not a diagnostic tool" in notice.text
+    banner = browser.find_element(By.ID, "model-banner")
+    wait.until(lambda d: "Answering" in d.find_element(By.ID, "model-banner").text)
+    assert "not a diagnostic tool" in banner.text and "AttnMel-CNN-Lesion (mobilenet_v2)" in banner.text
     card = browser.find_element(By.ID, "model-card").text
     assert "Intended use" in card and "Limitations" in card and "roc auc" in card
 
@@ -113,6 +115,9 @@ def test_page_upload_probability_overlays_and_slider(server_url, browser, tmp_pa
 
     figures = browser.find_elements(By.CSS_SELECTOR, "#maps figure.attention-map")
     assert [f.get_attribute("data-layer") for f in figures] == ["stage3", "stage4"]
+    assert all(" to " in f.text for f in figures)  # each map says its own range
+    wait.until(lambda d: d.find_element(By.ID, "figure").is_displayed()
+               and d.execute_script("return document.getElementById('figure-image').naturalWidth") > 300)
     loaded = browser.execute_script(
         "return [...document.querySelectorAll('#maps img')].map(i => i.complete && i.naturalWidth)")
     assert len(loaded) == 5 and all(width == 64 for width in loaded)  # view + (view, heat map) x 2

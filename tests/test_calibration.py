@@ -128,7 +128,7 @@ def test_evaluate_and_predict_apply_the_stored_temperature(data, tmp_path, capsy
     written = pd.read_csv(tmp_path / "scaled" / "predictions.csv")
     np.testing.assert_allclose(written["melanoma"], expected[:, 1], atol=1e-6)
 
-    results = predict_images(path, data / "ISIC-2017_Validation_Data", overlays=False)
+    results = predict_images(path, data / "ISIC-2017_Validation_Data").results
     by_id = dict(zip(scaled.predictions.image_ids, expected[:, 1], strict=True))
     for result in results:
         assert result.probabilities["melanoma"] == pytest.approx(by_id[result.image.stem], abs=1e-5)

@@ -108,7 +108,7 @@ def test_trusted_dict_with_metadata_keeps_it(tmp_path, tiny_checkpoint):
     _same_outputs(model, loaded)
     image = next((SAMPLE / "ISIC-2017_Validation_Data").glob("*.jpg"))
     assert main(["predict", str(image), "--checkpoint", str(path), "--trust-pickle", "--output", str(tmp_path / "p")]) == 0
-    assert (tmp_path / "p" / f"{image.stem}_stage3.png").is_file()
+    assert (tmp_path / "p" / "figures" / f"{image.stem}.png").is_file()
 
 
 def test_weights_of_the_wrong_shape_are_an_error(tmp_path):

@@ -58,13 +58,14 @@ def test_train_evaluate_predict(trained_run, tmp_path, capsys):
     for name in ("roc.png", "pr.png"):
         assert Image.open(out / name).size[0] > 100
 
-    overlays = tmp_path / "pred"
+    predictions = tmp_path / "pred"
     images = data / "ISIC-2017_Validation_Data"
-    assert main(["predict", str(images), "--checkpoint", str(run / "best.safetensors"), "--output", str(overlays)]) == 0
-    table = pd.read_csv(overlays / "predictions.csv")
+    assert main(["predict", str(images), "--checkpoint", str(run / "best.safetensors"), "--output", str(predictions)]) == 0
+    table = pd.read_csv(predictions / "predictions.csv")
     assert len(table) == 6 and ((table["melanoma"] + table["other"]) - 1).abs().max() < 1e-5
-    pngs = sorted(p.name for p in overlays.glob("*.png"))
-    assert len(pngs) == 12 and all(p.endswith(("_pool3.png", "_pool4.png")) for p in pngs)
+    assert sorted(p.stem for p in (predictions / "figures").glob("*.png")) == sorted(table["image"])
+    report = (predictions / "report.html").read_text()
+    assert all(name in report for name in table["image"])  # every input is listed
     assert "melanoma" in capsys.readouterr().out
 
 

@@ -1,12 +1,11 @@
-"""The HTTP service: responses, the demo flag, limits and bad input (FastAPI's TestClient, and one
-real ``attnmel serve`` process on loopback)."""
+"""The HTTP service: responses, which model answers, limits and bad input (FastAPI's TestClient, and
+real ``attnmel serve`` processes on loopback)."""
 
 from __future__ import annotations
 
 import base64
 import io
 import os
-import shutil
 import socket
 import struct
 import subprocess
@@ -27,7 +26,6 @@ from PIL import Image
 from attnmel.evaluation.predict import predict_images
 from attnmel.serving import ServedModel, ServiceSettings, create_app, load_served_model
 from attnmel.serving.batching import MicroBatcher
-from attnmel.serving.demo_model import cached_demo_checkpoint, demo_checkpoint, train_demo_checkpoint
 
 from .conftest import REPO, SAMPLE
 
@@ -70,27 +68,31 @@ def png_claiming(width: int, height: int) -> bytes:
 
 
 def test_predict_returns_probabilities_maps_and_overlays(client, tiny_checkpoint, lesion):
-    response = client.post("/predict", files=upload(lesion))
+    response = client.post("/predict?figure=true", files=upload(lesion))
     assert response.status_code == 200, response.text
-    assert response.headers["x-attnmel-demo-model"] == "false"
+    assert response.headers["x-attnmel-model"].startswith("AttnMel-CNN-Lesion (mobilenet_v2)")
     body = response.json()
-    assert body["demo_model"] is False and "not a diagnostic tool" in body["notice"]
+    assert body["model"]["source"] == str(tiny_checkpoint) and body["model"]["pretrained"] is None
+    assert "not a diagnostic tool" in body["notice"]
     assert set(body["probabilities"]) == {"other", "melanoma"}
     assert sum(body["probabilities"].values()) == pytest.approx(1, abs=1e-6)
     assert body["input"] == dict(zip(("width", "height"), Image.open(lesion).size, strict=True))
     assert decode_png(body["view_png"]).size == (64, 64)
     assert set(body["attention"]) == {"stage3", "stage4"}
     # the service shows what `attnmel predict` computes
-    reference = predict_images(tiny_checkpoint, lesion, device="cpu")[0]
+    reference = predict_images(tiny_checkpoint, lesion, device="cpu").results[0].prediction
     for name, p in reference.probabilities.items():
         assert body["probabilities"][name] == pytest.approx(p, abs=1e-5)
     for layer, entry in body["attention"].items():
-        raw, normalized = np.array(entry["raw"]), np.array(entry["normalized"])
-        assert list(raw.shape) == entry["shape"] == list(reference.attention[layer].shape)
-        np.testing.assert_allclose(raw, reference.attention[layer], rtol=1e-5, atol=1e-6)
-        assert normalized.min() == 0 and normalized.max() == pytest.approx(1)
+        raw = np.array(entry["raw"])
+        assert list(raw.shape) == entry["shape"] == list(reference.raw_attention[layer].shape)
+        np.testing.assert_allclose(raw, reference.raw_attention[layer], rtol=1e-5, atol=1e-6)
+        assert (entry["min"], entry["max"]) == pytest.approx((raw.min(), raw.max()), abs=1e-5)
+        assert entry["kind"] == "probability" and entry["flat"] == bool(raw.max() - raw.min() < body["flat_epsilon"])
         assert decode_png(entry["overlay_png"]).size == (64, 64)
         assert decode_png(entry["heatmap_png"]).mode == "RGBA"
+    figure = decode_png(body["figure_png"])
+    assert figure.size[0] > 2.5 * figure.size[1]  # the view and two maps side by side
 
 
 def test_raw_image_body_and_numbers_only(client, lesion):
@@ -103,11 +105,11 @@ def test_raw_image_body_and_numbers_only(client, lesion):
 
 def test_health_info_and_page(client):
     health = client.get("/health").json()
-    assert health["status"] == "ok" and health["demo_model"] is False and health["model"]["name"] == "attnmel"
+    assert health["status"] == "ok" and health["model"]["name"] == "attnmel"
     info = client.get("/info")
     assert "NaN" not in info.text  # strict JSON
     card = info.json()
-    assert card["model"]["attention_layers"] == ["stage3", "stage4"]
+    assert card["model"]["attention_layers"] == ["stage3", "stage4"] and card["served_model"]["name"] == "attnmel"
     assert "not for diagnosis" in card["intended_use"]["primary"] and card["limitations"]
     assert card["training"]["data"]["train"]["images"] == 8 and "roc_auc" in card["metrics"]["positive_class"]
     assert card["markdown"].startswith("# Model card") and card["service"]["max_upload_bytes"] == 4_000_000
@@ -119,7 +121,7 @@ def test_health_info_and_page(client):
         assert "://" not in client.get(asset).text  # nothing loaded from elsewhere: works offline
     assert "://" not in page.text
     missing = client.get("/nowhere")
-    assert missing.status_code == 404 and missing.json()["demo_model"] is False
+    assert missing.status_code == 404 and missing.json()["model"]["name"] == "attnmel"
 
 
 @pytest.fixture
@@ -153,7 +155,7 @@ def test_bad_requests_get_json_errors_and_the_service_carries_on(client, lesion,
         response = client.post("/predict", **kwargs)
         assert response.status_code == status, (what, response.text)
         body = response.json()
-        assert words in body["error"] and body["status"] == status and body["demo_model"] is False, what
+        assert words in body["error"] and body["status"] == status and "model" in body, what
         after = client.post("/predict", files=good)
         assert after.status_code == 200, f"after {what}: {after.text}"
     big = io.BytesIO()  # 3 MB, beyond Starlette's 1 MB spool-to-disk threshold, within the limit
@@ -235,42 +237,12 @@ def test_real_server_process_survives_bad_requests(tiny_checkpoint, lesion, tmp_
             assert http.post("/predict", files={"file": ("x.txt", b"text", "text/plain")}).status_code == 415
             assert http.post("/predict", files={"file": ("b.png", png_claiming(30000, 30000), "image/png")}).status_code == 413
             response = http.post("/predict", files=upload(lesion))
-            assert response.status_code == 200 and response.headers["x-attnmel-demo-model"] == "false"
+            assert response.status_code == 200 and response.headers["x-attnmel-model"]
         assert process.poll() is None
     finally:
         process.terminate()
         process.wait(timeout=30)
         log.close()
-
-
-@pytest.mark.slow
-def test_demo_model_is_trained_once_cached_and_flagged(tmp_path, monkeypatch, tiny_checkpoint, lesion):
-    cache = tmp_path / "cache"
-    messages: list[str] = []
-    target = train_demo_checkpoint(cached_demo_checkpoint(cache), log=messages.append,
-                                   overrides=["train.epochs=1", "data.resize=72", "data.image_size=64"])
-    assert target.is_file() and target.with_suffix(".json").is_file()
-    assert sorted(p.name for p in target.parent.iterdir()) == ["best.json", "best.safetensors"]
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("ATTNMEL_CACHE", str(cache))
-    assert demo_checkpoint(log=messages.append) == target and "cached" in messages[-1]
-    # after `make demo`, its model is the one served
-    make_demo = tmp_path / "demo-output" / "run"
-    make_demo.mkdir(parents=True)
-    for suffix in (".safetensors", ".json"):
-        shutil.copy(tiny_checkpoint.with_suffix(suffix), make_demo / f"best{suffix}")
-    assert demo_checkpoint(log=messages.append).resolve() == (make_demo / "best.safetensors").resolve()
-    shutil.rmtree(tmp_path / "demo-output")
-
-    demo = load_served_model(None, device="cpu", log=messages.append)
-    assert demo.demo and demo.meta.training.run == "demo-serve"
-    with TestClient(create_app(demo), base_url="http://localhost") as demo_client:
-        for response in (demo_client.post("/predict", files=upload(lesion)), demo_client.get("/health"),
-                         demo_client.get("/info"), demo_client.post("/predict", content=b"x",
-                                                                   headers={"content-type": "text/plain"})):
-            assert response.headers["x-attnmel-demo-model"] == "true"
-            assert response.json()["demo_model"] is True and "Demo model" in response.json()["notice"]
-        assert demo_client.get("/").headers["x-attnmel-demo-model"] == "true"
 
 
 def test_bad_input_corpus_through_the_upload_door(client, lesion):
@@ -287,3 +259,89 @@ def test_bad_input_corpus_through_the_upload_door(client, lesion):
         assert client.post("/predict?images=false", files=upload(lesion)).status_code == 200, f"down after {name}"
         seen += 1
     assert seen >= 20
+
+
+def test_only_loopback_host_names_reach_a_service_bound_to_loopback(served, lesion):
+    """A page elsewhere that resolves its own name to 127.0.0.1 (DNS rebinding) is refused."""
+    app = create_app(served, bind="127.0.0.1")
+    for host, status in (("localhost", 200), ("127.0.0.1:8000", 200), ("evil.example", 400)):
+        with TestClient(app, base_url=f"http://{host}") as http:
+            assert http.get("/health").status_code == status, host
+    with TestClient(create_app(served, bind="0.0.0.0"), base_url="http://clinic.example") as http:
+        assert http.get("/health").status_code == 200
+    with TestClient(create_app(served, ServiceSettings(allowed_hosts=["clinic.example"]), bind="127.0.0.1"),
+                    base_url="http://clinic.example") as http:
+        assert http.get("/health").status_code == 200
+
+
+def test_a_boundary_longer_than_the_parser_allows_is_a_400(client):
+    from python_multipart.multipart import MAX_BOUNDARY_LENGTH
+
+    boundary = "b" * (MAX_BOUNDARY_LENGTH + 1)
+    body = f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"x.jpg\"\r\n\r\nxx\r\n--{boundary}--\r\n"
+    response = client.post("/predict", content=body.encode(),
+                           headers={"content-type": f"multipart/form-data; boundary={boundary}"})
+    assert response.status_code == 400 and "boundary" in response.json()["error"]
+
+
+def test_a_body_that_does_not_arrive_in_time_is_a_408(served):
+    import asyncio
+
+    from attnmel.serving.uploads import UploadError, read_upload
+
+    async def stalled():
+        yield b"\xff\xd8"
+        await asyncio.sleep(30)
+        yield b"never"
+
+    with pytest.raises(UploadError) as info:
+        asyncio.run(read_upload({"content-type": "image/jpeg"}, stalled(), 10_000, timeout_s=0.2))
+    assert info.value.status == 408
+
+
+def test_a_model_that_answers_nan_refuses_to_start(tiny_checkpoint, tmp_path, capsys):
+    """Finite weights that still overflow to NaN: the service checks the model once before it starts."""
+    from attnmel.checkpoints.format import load_model_checkpoint, save_model_checkpoint
+    from attnmel.cli import main
+
+    model, meta = load_model_checkpoint(tiny_checkpoint)
+    with torch.no_grad():
+        model.classifier.weight.fill_(3e38)
+    broken = save_model_checkpoint(tmp_path / "broken.safetensors", model, meta)
+    with pytest.raises(Exception, match="NaN or infinite outputs"):
+        load_served_model(broken, device="cpu")
+    assert main(["serve", "--checkpoint", str(broken), "--port", str(free_port())]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "NaN or infinite" in err and "Traceback" not in err
+
+
+@pytest.mark.slow
+def test_a_connection_that_never_sends_its_headers_is_closed(tiny_checkpoint, tmp_path):
+    """uvicorn alone keeps such a connection open for good; the service closes it after its deadline."""
+    from attnmel.serving.app import serve
+
+    port = free_port()
+    code = (f"from attnmel.serving.app import ServiceSettings, serve\n"
+            f"serve({str(tiny_checkpoint)!r}, port={port}, settings=ServiceSettings(header_timeout_s=1.0), "
+            f"device='cpu', access_log=False)")
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    assert serve  # the function the child runs
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert process.poll() is None and time.monotonic() < deadline, "the server did not start"
+            time.sleep(0.5)
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(b"POST /predict HTTP/1.1\r\nHost: localhost\r\n")  # and then nothing
+            started = time.monotonic()
+            assert sock.recv(1024) == b""  # closed by the server
+            assert time.monotonic() - started < 8
+    finally:
+        process.terminate()
+        process.wait(timeout=30)

@@ -19,6 +19,9 @@ _LAZY = {
     "list_models": "attnmel.models",
     "register_model": "attnmel.models",
     "list_pretrained": "attnmel.models.pretrained",
+    "load_model": "attnmel.inference",
+    "LoadedModel": "attnmel.inference",
+    "Prediction": "attnmel.inference",
 }
 
 __all__ = ["__version__", *_LAZY]

@@ -38,12 +38,17 @@ def _positive_metrics(meta: CheckpointMeta) -> dict[str, Any]:
     return {k: values[k] for k in METRIC_ORDER if k in values} if isinstance(values, dict) else {}
 
 
-def _limitations(meta: CheckpointMeta, metrics: dict[str, Any], layers: list[str], demo: bool) -> list[str]:
+#: below this many training images a model is a demonstration of the tool, and its card says so
+DEMONSTRATION_IMAGES = 500
+
+
+def _limitations(meta: CheckpointMeta, metrics: dict[str, Any], layers: list[str]) -> list[str]:
     data = meta.training.data or {}
     notes = []
-    if demo:
-        notes.append("This is the attnmel demo model: trained for minutes on a few dozen images; it shows how the "
-                     "tool works and its predictions mean nothing.")
+    trained_on = (data.get("train") or {}).get("images")
+    if isinstance(trained_on, int) and trained_on < DEMONSTRATION_IMAGES:
+        notes.append(f"Trained on {trained_on} images only: a demonstration of the tool, not a model of melanoma; "
+                     "its predictions mean nothing.")
     notes.append("Not validated for clinical use; no regulatory clearance.")
     notes.append("ISIC dermoscopy archives come from a few referral centres and mostly lightly pigmented skin; "
                  "performance on other populations, devices and acquisition protocols is unknown.")
@@ -76,7 +81,7 @@ def _citations(meta: CheckpointMeta) -> list[str]:
     return [METHOD_CITATION] + ([DATA_CITATIONS[layout]] if layout in DATA_CITATIONS else [])
 
 
-def model_card(meta: CheckpointMeta, *, demo: bool = False) -> dict[str, Any]:
+def model_card(meta: CheckpointMeta) -> dict[str, Any]:
     """The model card of a checkpoint, as JSON-ready data."""
     arch = meta.architecture
     training = meta.training
@@ -89,7 +94,6 @@ def model_card(meta: CheckpointMeta, *, demo: bool = False) -> dict[str, Any]:
     title = f"{row or arch.name} ({arch.backbone}), task {meta.task}"
     card = {
         "title": title,
-        "demo_model": demo,
         "notice": NOT_DIAGNOSTIC,
         "model": {
             "name": arch.name,
@@ -127,7 +131,7 @@ def model_card(meta: CheckpointMeta, *, demo: bool = False) -> dict[str, Any]:
             "data": training.data,
         },
         "metrics": {"split": "validation", "epoch": training.epoch, "positive_class": metrics},
-        "limitations": _limitations(meta, metrics, gates, demo),
+        "limitations": _limitations(meta, metrics, gates),
         "citation": _citations(meta),
     }
     if meta.legacy:
@@ -156,8 +160,6 @@ def render_markdown(card: dict[str, Any]) -> str:
     """The card as a markdown document (written next to exported models)."""
     model, task, training = card["model"], card["task"], card["training"]
     lines = [f"# Model card: {card['title']}", ""]
-    if card.get("demo_model"):
-        lines += ["> **Demo model.** " + card["limitations"][0], ""]
     lines += [f"> {card['notice']}", "", "## Model", ""]
     for key in ("name", "paper_row", "description", "backbone", "num_classes", "attention_layers",
                 "attention_normalization", "attention_channels", "attnmel_version"):

@@ -11,14 +11,20 @@ from attnmel.cli.options import (
     add_device,
     add_trust_pickle,
     checkpoints_or_default,
+    fraction,
 )
 
 
 def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("inputs", help="an image file or a folder of images")
     add_checkpoint(parser)
-    parser.add_argument("--output", default="predictions", help="folder for predictions.csv and overlay PNGs")
-    parser.add_argument("--no-overlays", action="store_true")
+    parser.add_argument("--output", default="predictions",
+                        help="folder for predictions.csv, figures/ and report.html (default: %(default)s)")
+    parser.add_argument("--threshold", type=fraction, default=0.5,
+                        help="a two-class model says the positive class when its probability is above this")
+    parser.add_argument("--no-figures", action="store_true", help="only predictions.csv and report.html")
+    parser.add_argument("--gradcam", action="store_true",
+                        help="add a Grad-CAM column to each figure (needs pip install 'attnmel[explain]')")
     parser.add_argument("--tta", action="store_true", help="average the 8 dihedral views (probabilities and maps)")
     add_batch_size(parser, 16)
     add_device(parser)
@@ -30,11 +36,14 @@ def _predict(args: argparse.Namespace) -> int:
     from attnmel.evaluation.predict import predict_images
 
     checkpoints = checkpoints_or_default(args.checkpoint)
-    results = predict_images(checkpoints, args.inputs, Path(args.output), overlays=not args.no_overlays,
-                             batch_size=args.batch_size, device=args.device, tta=args.tta,
-                             trust_pickle=args.trust_pickle)
-    for result in results:
+    outcome = predict_images(checkpoints, args.inputs, Path(args.output), figures=not args.no_figures,
+                             gradcam=args.gradcam, batch_size=args.batch_size, threshold=args.threshold,
+                             device=args.device, tta=args.tta, trust_pickle=args.trust_pickle)
+    for result in outcome.results:
         probabilities = "  ".join(f"{name} {p:.3f}" for name, p in result.probabilities.items())
-        print(f"{result.image.name}: {probabilities}  -> {result.predicted_class}")
-    print(f"wrote predictions.csv and {sum(len(r.overlays) for r in results)} overlay PNG(s) to {args.output}")
+        flat = f"  (flat map: {', '.join(result.flat_layers)})" if result.flat_layers else ""
+        print(f"{result.image.name}: {probabilities}  -> {result.predicted_class}{flat}")
+    skipped = f"; skipped {len(outcome.skipped)} unreadable file(s), listed in the report" if outcome.skipped else ""
+    print(f"wrote predictions.csv, {sum(r.figure is not None for r in outcome.results)} figure(s) and report.html "
+          f"to {args.output}{skipped}")
     return 0

@@ -198,22 +198,24 @@ MIN_INPUT, MAX_INPUT = 32, 2048
 DECODE_MARGIN = 2
 
 
+def as_image_tensor(item: Image.Image | np.ndarray | torch.Tensor) -> tv_tensors.Image:
+    """A PIL image, an HxWx3 uint8 array or a 3xHxW uint8 tensor as a uint8 RGB ``tv_tensors.Image``."""
+    if isinstance(item, Image.Image):
+        return tv_tensors.Image(F.pil_to_tensor(item.convert("RGB")))
+    if isinstance(item, np.ndarray):
+        if item.ndim != 3 or item.shape[2] != 3 or item.dtype != np.uint8:
+            raise ValueError(f"an image array must be HxWx3 uint8 RGB, not {item.shape} {item.dtype}")
+        return tv_tensors.Image(torch.from_numpy(np.array(item)).permute(2, 0, 1))  # a copy: inputs stay untouched
+    if isinstance(item, torch.Tensor):
+        if item.ndim != 3 or item.shape[0] != 3 or item.dtype != torch.uint8:
+            raise ValueError(f"an image tensor must be 3xHxW uint8 RGB, not {tuple(item.shape)} {item.dtype}")
+        return tv_tensors.Image(item)
+    raise TypeError(f"cannot read an image from a {type(item).__name__}")
+
+
 class _ToImage(v2.Transform):
-    """PIL images, HxWx3 uint8 arrays and 3xHxW uint8 tensors become a ``tv_tensors.Image``;
-    dicts of already-wrapped image and mask pass through untouched."""
+    """Plain images become a ``tv_tensors.Image``; dicts of already-wrapped image and mask pass through."""
 
     def forward(self, *inputs: Any) -> Any:
         item = inputs[0] if len(inputs) == 1 else inputs
-        if isinstance(item, dict | tv_tensors.TVTensor):
-            return item
-        if isinstance(item, Image.Image):
-            return tv_tensors.Image(F.pil_to_tensor(item.convert("RGB")))
-        if isinstance(item, np.ndarray):
-            if item.ndim != 3 or item.shape[2] != 3 or item.dtype != np.uint8:
-                raise ValueError(f"an image array must be HxWx3 uint8 RGB, not {item.shape} {item.dtype}")
-            return tv_tensors.Image(torch.from_numpy(np.ascontiguousarray(item)).permute(2, 0, 1))
-        if isinstance(item, torch.Tensor):
-            if item.ndim != 3 or item.shape[0] != 3 or item.dtype != torch.uint8:
-                raise ValueError(f"an image tensor must be 3xHxW uint8 RGB, not {tuple(item.shape)} {item.dtype}")
-            return tv_tensors.Image(item)
-        raise TypeError(f"cannot read an image from a {type(item).__name__}")
+        return item if isinstance(item, dict | tv_tensors.TVTensor) else as_image_tensor(item)

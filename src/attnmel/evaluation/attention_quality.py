@@ -3,9 +3,12 @@
 The paper's measure (Yan et al., IPMI 2019): upsample each map to the model input, min-max
 normalise it per image, binarise it at a threshold (0.5), and compute the Jaccard index against
 the lesion mask in the same view. Dice is reported beside it. A pixel is attended when its
-normalised value is above the threshold, so a constant map (which localises nothing) attends
-nowhere. When both the attended region and the mask are empty the two agree: Jaccard = Dice = 1.
-Images without a mask are counted, never scored as zero.
+normalised value is above the threshold. A flat map (range below ``attnmel.figures.FLAT_EPSILON``)
+is not stretched, which would invent a region out of noise: it is counted, and scored as what it
+is, uniform attention: a sigmoid map attends everywhere when its value is above the threshold and
+nowhere otherwise; a softmax map or a CAM, which have no absolute scale, attend everywhere. When
+both the attended region and the mask are empty the two agree: Jaccard = Dice = 1. Images without
+a mask are counted, never scored as zero.
 
 Scores are computed here for a whole batch at once (torch/numpy); scikit-learn's
 ``jaccard_score`` scores one pair of masks per call, and the test suite uses it as the reference.
@@ -15,7 +18,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +29,7 @@ import torch
 from attnmel.data.masks import RoiSpec
 from attnmel.data.records import Sample
 from attnmel.errors import ConfigError
+from attnmel.figures import FLAT_EPSILON, MapKind, is_flat
 from attnmel.inference import LoadedModel, Predictions, load_predictor, read_split
 from attnmel.io import atomic_write_text
 from attnmel.models import upsample_map
@@ -46,6 +50,8 @@ class AttentionQuality:
     #: layer -> (N,) per-image scores
     jaccard: dict[str, np.ndarray]
     dice: dict[str, np.ndarray]
+    #: layer -> (N,) whether the map was flat (scored as uniform attention, never stretched)
+    flat: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def layers(self) -> list[str]:
@@ -59,6 +65,10 @@ class AttentionQuality:
     def images_without_mask(self) -> int:
         return len(self.image_ids) - self.images_with_mask
 
+    def flat_count(self, layer: str) -> int:
+        """Flat maps among the images with a mask."""
+        return int(self.flat[layer][self.has_mask].sum()) if layer in self.flat else 0
+
     def mean(self, layer: str, metric: str = "jaccard") -> float:
         """Mean over the images that have a mask (NaN when none has)."""
         scores = {"jaccard": self.jaccard, "dice": self.dice}[metric][layer][self.has_mask]
@@ -71,7 +81,9 @@ class AttentionQuality:
             "images": len(self.image_ids),
             "images_with_mask": self.images_with_mask,
             "images_without_mask": self.images_without_mask,
-            "layers": {layer: {"jaccard": self.mean(layer), "dice": self.mean(layer, "dice")} for layer in self.layers},
+            "flat_epsilon": FLAT_EPSILON,
+            "layers": {layer: {"jaccard": self.mean(layer), "dice": self.mean(layer, "dice"),
+                               "flat_maps": self.flat_count(layer)} for layer in self.layers},
         }
 
     def to_frame(self) -> pd.DataFrame:
@@ -80,6 +92,8 @@ class AttentionQuality:
         for layer in self.layers:
             frame[f"{layer}_jaccard"] = self.jaccard[layer]
             frame[f"{layer}_dice"] = self.dice[layer]
+            if layer in self.flat:
+                frame[f"{layer}_flat"] = self.flat[layer]
         return frame
 
     def write_csv(self, path: str | Path) -> Path:
@@ -91,9 +105,12 @@ class AttentionQuality:
         lines = [
             f"attention quality vs {self.roi} masks (threshold {self.threshold}; {self.images_with_mask} of "
             f"{len(self.image_ids)} images scored, {self.images_without_mask} without a mask)",
-            f"{'layer':<12}{'Jaccard':>10}{'Dice':>10}",
+            f"{'layer':<12}{'Jaccard':>10}{'Dice':>10}{'flat maps':>12}",
         ]
-        lines += [f"{layer:<12}{self.mean(layer):>10.4f}{self.mean(layer, 'dice'):>10.4f}" for layer in self.layers]
+        lines += [f"{layer:<12}{self.mean(layer):>10.4f}{self.mean(layer, 'dice'):>10.4f}"
+                  f"{self.flat_count(layer):>7} of {self.images_with_mask}" for layer in self.layers]
+        lines.append(f"(a map is flat when its range is below {FLAT_EPSILON}, relative for CAMs and softmax maps; "
+                     "it is scored as uniform attention, not stretched)")
         return "\n".join(lines)
 
 
@@ -103,15 +120,23 @@ def check_mask_threshold(threshold: float) -> float:
     return float(threshold)
 
 
-def binarize_maps(maps: np.ndarray | torch.Tensor, size: tuple[int, int], threshold: float = 0.5) -> torch.Tensor:
-    """(N, h, w) maps -> (N, H, W) bool: bilinear upsampling to ``size``, per-image min-max, ``> threshold``."""
+def binarize_maps(
+    maps: np.ndarray | torch.Tensor, size: tuple[int, int], threshold: float = 0.5, kind: MapKind = "probability"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(N, h, w) maps -> ((N, H, W) attended pixels, (N,) flat flags): bilinear upsampling to ``size``,
+    per-image min-max, ``> threshold``; a flat map is uniform attention (see the module docstring)."""
     check_mask_threshold(threshold)
     maps = maps.float() if torch.is_tensor(maps) else torch.as_tensor(np.asarray(maps, dtype=np.float32))
+    flat = torch.tensor([is_flat(m.numpy(), kind) for m in maps], dtype=torch.bool)
     upsampled = upsample_map(maps[:, None], size)[:, 0]
     low = upsampled.amin(dim=(1, 2), keepdim=True)
     span = upsampled.amax(dim=(1, 2), keepdim=True) - low
-    normalized = torch.where(span > 1e-12, (upsampled - low) / span.clamp_min(1e-12), torch.zeros_like(upsampled))
-    return normalized > threshold
+    attended = (upsampled - low) / span.clamp_min(1e-12) > threshold
+    if kind == "probability":
+        uniform = upsampled.mean(dim=(1, 2), keepdim=True).expand_as(upsampled) > threshold
+    else:
+        uniform = torch.ones_like(attended)
+    return torch.where(flat[:, None, None], uniform, attended), flat
 
 
 def overlap_scores(attended: torch.Tensor | np.ndarray, masks: torch.Tensor | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -133,8 +158,10 @@ def score_attention(
     image_ids: Sequence[str],
     threshold: float = 0.5,
     roi: str = "lesion",
+    kinds: dict[str, MapKind] | None = None,
 ) -> AttentionQuality:
-    """Score raw maps ``attention[layer]`` (N, h, w) against ``masks`` (N, H, W) at the masks' size."""
+    """Score raw maps ``attention[layer]`` (N, h, w) against ``masks`` (N, H, W) at the masks' size;
+    ``kinds`` says what each layer's values are (default: sigmoid probabilities)."""
     threshold = check_mask_threshold(threshold)
     masks = np.asarray(masks, dtype=bool)
     has_mask = np.asarray(has_mask, dtype=bool)
@@ -142,14 +169,17 @@ def score_attention(
     scored = np.flatnonzero(has_mask)
     jaccard: dict[str, np.ndarray] = {}
     dice: dict[str, np.ndarray] = {}
+    flat: dict[str, np.ndarray] = {}
     for layer, maps in attention.items():
         jaccard[layer] = np.full(len(image_ids), np.nan)
         dice[layer] = np.full(len(image_ids), np.nan)
+        flat[layer] = np.zeros(len(image_ids), dtype=bool)
         for start in range(0, len(scored), _CHUNK):
             rows = scored[start : start + _CHUNK]
-            attended = binarize_maps(np.asarray(maps)[rows], size, threshold)
+            attended, flat[layer][rows] = binarize_maps(np.asarray(maps)[rows], size, threshold,
+                                                        (kinds or {}).get(layer, "probability"))
             jaccard[layer][rows], dice[layer][rows] = overlap_scores(attended, masks[rows])
-    return AttentionQuality(threshold, roi, list(image_ids), has_mask, jaccard, dice)
+    return AttentionQuality(threshold, roi, list(image_ids), has_mask, jaccard, dice, flat)
 
 
 def collect_maps(
@@ -193,10 +223,12 @@ def attention_quality(
     _, samples = read_split(data, split, loaded.task, layout=layout, check_images=False)
     predictions = collect_maps(loaded, samples, roi=roi, batch_size=batch_size, num_workers=num_workers,
                                progress=progress, desc=f"attention {split}")
-    return score_predictions(predictions, threshold, roi)
+    return score_predictions(predictions, threshold, roi, loaded.map_kinds)
 
 
-def score_predictions(predictions: Predictions, threshold: float = 0.5, roi: str = "lesion") -> AttentionQuality:
+def score_predictions(
+    predictions: Predictions, threshold: float = 0.5, roi: str = "lesion", kinds: dict[str, MapKind] | None = None
+) -> AttentionQuality:
     """``score_attention`` on what ``collect_maps`` returned."""
     return score_attention(predictions.attention, predictions.masks, predictions.has_mask, predictions.image_ids,
-                           threshold, roi)
+                           threshold, roi, kinds)

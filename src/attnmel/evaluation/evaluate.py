@@ -118,7 +118,7 @@ def evaluate_checkpoint(
     if masks:
         predictions = collect_maps(loaded, samples, batch_size=batch_size, num_workers=num_workers,
                                    progress=progress, desc=f"evaluate {split}")
-        quality = score_predictions(predictions, mask_threshold)
+        quality = score_predictions(predictions, mask_threshold, kinds=loaded.map_kinds)
     else:
         predictions = loaded.infer(samples, batch_size=batch_size, num_workers=num_workers, progress=progress,
                                    desc=f"evaluate {split}")

@@ -1,119 +1,181 @@
 """``attnmel predict``: probabilities for new images, and where the model looked.
 
-For each image the model sees the evaluation view (centre 0.8 square, resized, centre crop);
-overlays are drawn on that view, one PNG per attention layer (``<id>_<layer>.png``); GAP models
-(``vgg16-gap``, ``gap``) get the class activation map of the positive class (``<id>_cam.png``).
-The checkpoint's calibrated temperature is applied; with ``tta`` probabilities and maps are
-averaged over the 8 dihedral views (each map turned back to the image's orientation first).
+For each image the model sees the evaluation view (centre 0.8 square, resized, centre crop).
+The output folder gets ``predictions.csv``, one figure per image (``figures/<name>.png``: the view,
+each attention map over it with a colour bar in its own units, or the class activation map of a
+GAP model; with ``gradcam`` also a Grad-CAM column) and ``report.html`` listing every input with its
+thumbnail, probability, figure and flags (flat maps, files that could not be read). A file that
+cannot be read stops a single-image run with one line naming it; in a folder it is skipped, said,
+and listed in the report.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
-from torch import nn
 
-from attnmel.data.dataset import load_pair
 from attnmel.data.images import IMAGE_SUFFIXES
-from attnmel.data.records import Sample
 from attnmel.errors import DataError
-from attnmel.evaluation.overlays import denormalize, heatmap_overlay
-from attnmel.inference import Predictor, load_predictor
-from attnmel.io import atomic_path, atomic_write_text
+from attnmel.evaluation.report import HtmlReport
+from attnmel.figures import FLAT_EPSILON, MapKind, Panel, attention_figure, is_flat, png_bytes
+from attnmel.inference import LoadedModel, Prediction, load_predictor
+from attnmel.inference.prediction import decode_input
+from attnmel.io import atomic_write_bytes, atomic_write_text
 
 
 @dataclass
-class ImagePrediction:
+class ImageResult:
     image: Path
-    probabilities: dict[str, float]
-    predicted_class: str
-    #: raw attention maps by layer (h, w); ``cam`` for GAP models
-    attention: dict[str, np.ndarray] = field(default_factory=dict)
-    #: the RGB uint8 view the model saw (H, W, 3)
-    view: np.ndarray | None = None
-    overlays: dict[str, Path] = field(default_factory=dict)
+    prediction: Prediction
+    #: layers whose map is flat (range below ``FLAT_EPSILON``)
+    flat_layers: list[str] = field(default_factory=list)
+    figure: Path | None = None
+
+    @property
+    def probabilities(self) -> dict[str, float]:
+        return self.prediction.probabilities
+
+    @property
+    def predicted_class(self) -> str:
+        return self.prediction.predicted_class
+
+
+@dataclass
+class PredictResult:
+    results: list[ImageResult]
+    #: inputs that could not be read: (file, reason)
+    skipped: list[tuple[Path, str]]
+    files: dict[str, Path] = field(default_factory=dict)
 
 
 def collect_images(path: str | Path) -> list[Path]:
+    """The image files of a folder (by name; whether they decode is found out later), or the file itself."""
     path = Path(path)
     if path.is_file():
         return [path]
     if not path.is_dir():
         raise DataError(path, "no such image or folder.", "check the path.")
-    images = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    images = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.is_dir())
     if not images:
         raise DataError(path, "the folder contains no images (.jpg, .png, ...).", "point at a folder of dermoscopy images.")
     return images
 
 
-def predict_tensor(
-    model: nn.Module | Predictor, batch: torch.Tensor, *, temperature: float = 1.0, tta: bool = False
-) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """Probabilities (N, C) at ``temperature`` and raw attention maps by layer (N, h, w) for a normalised batch.
+def flat_layers(prediction: Prediction, kinds: dict[str, MapKind]) -> list[str]:
+    return [name for name, amap in prediction.raw_attention.items() if is_flat(amap, kinds.get(name, "probability"))]
 
-    ``model`` may also be a ``Predictor`` (which carries its own temperatures and TTA setting).
-    """
-    predictor = model if isinstance(model, Predictor) else Predictor([model], [temperature], tta=tta)
-    probabilities, attention = predictor(batch)
-    return probabilities.cpu().numpy(), {name: amap[:, 0].float().cpu().numpy() for name, amap in attention.items()}
+
+def figure_for(prediction: Prediction, kinds: dict[str, MapKind], *, truth: str | None = None,
+               lesion_mask: np.ndarray | None = None, jaccard: dict[str, float] | None = None,
+               extra: dict[str, np.ndarray] | None = None):
+    """The one figure of an image: what the model saw, each map with its scale, P(positive) and the truth."""
+    maps = {**prediction.raw_attention, **(extra or {})}
+    panels = [Panel(name, values, kinds.get(name, "score"), (jaccard or {}).get(name)) for name, values in maps.items()]
+    title = (f"{Path(prediction.source).name}: P({prediction.positive_class}) {prediction.probability:.3f}, "
+             f"predicted {prediction.predicted_class}" + (f"; truth: {truth}" if truth is not None else ""))
+    return attention_figure(prediction.view, panels, title=title, lesion_mask=lesion_mask)
 
 
 def predict_images(
-    checkpoint: str | Path | Sequence[str | Path],
+    checkpoint: str | Path | None | Sequence[str | Path | None],
     inputs: str | Path,
     output_dir: str | Path | None = None,
     *,
-    overlays: bool = True,
+    figures: bool = True,
+    gradcam: bool = False,
     batch_size: int = 16,
+    threshold: float = 0.5,
     device: str = "auto",
     tta: bool = False,
     trust_pickle: bool = False,
-) -> list[ImagePrediction]:
+    log: Callable[[str], None] = print,
+) -> PredictResult:
+    """Predict ``inputs`` (an image or a folder) with ``checkpoint`` (None: the shipped model)."""
     loaded = load_predictor(checkpoint, device, tta=tta, trust_pickle=trust_pickle)
-    class_names = loaded.class_names
-    preprocessing = loaded.preprocessing
-    transform = preprocessing.eval_transform()
     paths = collect_images(inputs)
-    results: list[ImagePrediction] = []
+    single = Path(inputs).is_file()
+    kinds = loaded.map_kinds
+    results: list[ImageResult] = []
+    skipped: list[tuple[Path, str]] = []
     for start in range(0, len(paths), batch_size):
-        chunk = paths[start : start + batch_size]
-        tensors = []
-        for path in chunk:
-            image, mask, _ = load_pair(Sample(path.stem, path, -1, "predict"), None)
-            tensors.append(transform({"image": image, "mask": mask})["image"].as_subclass(torch.Tensor))
-        batch = torch.stack(tensors)
-        probabilities, attention = predict_tensor(loaded.predictor, batch.to(loaded.device))
-        for i, path in enumerate(chunk):
-            results.append(
-                ImagePrediction(
-                    image=path,
-                    probabilities={name: float(p) for name, p in zip(class_names, probabilities[i], strict=True)},
-                    predicted_class=class_names[int(probabilities[i].argmax())],
-                    attention={name: maps[i] for name, maps in attention.items()},
-                    view=denormalize(batch[i], preprocessing.mean, preprocessing.std),
-                )
-            )
+        chunk, images = [], []
+        for path in paths[start:start + batch_size]:
+            try:
+                images.append(decode_input(path, loaded.preprocessing)[0])
+            except DataError as exc:
+                if single:
+                    raise
+                skipped.append((path, exc.problem or str(exc)))
+                log(f"skipped {path}: {exc.problem or exc}")
+                continue
+            chunk.append(path)
+        if not chunk:
+            continue
+        predictions = loaded.predict(images, threshold=threshold, batch_size=batch_size)
+        extras = _grad_cam(loaded, predictions) if gradcam else [{} for _ in predictions]
+        for path, prediction, extra in zip(chunk, predictions, extras, strict=True):
+            prediction.source = str(path)
+            prediction.extras.update(extra)
+            results.append(ImageResult(path, prediction, flat_layers(prediction, kinds)))
+    if not results and skipped:
+        raise DataError(Path(inputs), f"none of its {len(paths)} images could be read.", "check the files listed above.")
+    outcome = PredictResult(results, skipped)
     if output_dir is not None:
-        write_predictions(results, Path(output_dir), class_names, overlays)
-    return results
+        write_outputs(outcome, loaded, Path(output_dir), figures)
+    return outcome
 
 
-def write_predictions(results: list[ImagePrediction], output_dir: Path, class_names: list[str], overlays: bool) -> None:
-    output_dir.mkdir(parents=True, exist_ok=True)
+def _grad_cam(loaded: LoadedModel, predictions: list[Prediction]) -> list[dict[str, np.ndarray]]:
+    from attnmel.evaluation.explain import LAYER, grad_cam
+
+    # the views are the model's input before normalisation: normalise them again, without the geometry
+    mean = torch.tensor(loaded.preprocessing.mean).view(1, 3, 1, 1)
+    std = torch.tensor(loaded.preprocessing.std).view(1, 3, 1, 1)
+    batch = (torch.from_numpy(np.stack([p.view for p in predictions])).permute(0, 3, 1, 2).float() / 255 - mean) / std
+    maps = grad_cam(loaded.predictor.models[0], batch.to(loaded.device), loaded.meta.positive_index)
+    return [{LAYER: m} for m in maps]
+
+
+def write_outputs(outcome: PredictResult, loaded: LoadedModel, output_dir: Path, figures: bool) -> None:
+    """``predictions.csv``, a figure per image and ``report.html`` (every input, skipped ones included)."""
+    class_names = loaded.class_names
+    kinds = {**loaded.map_kinds, "grad-cam": "score"}
     rows = []
-    for result in results:
-        rows.append({"image": result.image.stem, **result.probabilities, "predicted": result.predicted_class,
-                     "file": str(result.image)})
-        if overlays and result.view is not None:
-            for layer, amap in result.attention.items():
-                target = output_dir / f"{result.image.stem}_{layer}.png"
-                with atomic_path(target) as tmp:
-                    heatmap_overlay(result.view, amap).save(tmp, format="PNG")
-                result.overlays[layer] = target
-    frame = pd.DataFrame(rows, columns=["image", *class_names, "predicted", "file"])
-    atomic_write_text(output_dir / "predictions.csv", frame.to_csv(index=False))
+    for result in outcome.results:
+        prediction = result.prediction
+        rows.append({"image": result.image.stem, **prediction.probabilities, "predicted": prediction.predicted_class,
+                     "flat_maps": ";".join(result.flat_layers), "file": str(result.image)})
+        if figures:
+            image = figure_for(prediction, kinds, extra=prediction.extras)
+            result.figure = output_dir / "figures" / f"{result.image.stem}.png"
+            atomic_write_bytes(result.figure, png_bytes(image))
+    frame = pd.DataFrame(rows, columns=["image", *class_names, "predicted", "flat_maps", "file"])
+    outcome.files["predictions"] = output_dir / "predictions.csv"
+    atomic_write_text(outcome.files["predictions"], frame.to_csv(index=False))
+    outcome.files["report"] = write_report(outcome, loaded, output_dir / "report.html")
+
+
+def write_report(outcome: PredictResult, loaded: LoadedModel, path: Path) -> Path:
+    meta = loaded.meta
+    report = HtmlReport(f"attnmel predict: {len(outcome.results)} image(s)")
+    report.paragraph("Research use only: not a diagnostic tool.", notice=True)
+    report.paragraph(
+        f"Model: {meta.architecture.name} on {meta.architecture.backbone}, input {meta.preprocessing.image_size} px, "
+        f"from {loaded.sources[0]}. P({meta.positive_class}) above the threshold means the model says "
+        f"{meta.positive_class}. A map is flagged flat when its values span less than {FLAT_EPSILON} "
+        "(relative to their size for unbounded maps): it is drawn as one colour, not stretched."
+    )
+    rows = []
+    for result in outcome.results:
+        p = result.prediction
+        flags = "flat: " + ", ".join(result.flat_layers) if result.flat_layers else ""
+        rows.append([result.image.name, p.probability, p.predicted_class, flags,
+                     result.figure if result.figure is not None else None])
+    rows += [[path_.name, None, "not read", reason, None] for path_, reason in outcome.skipped]
+    report.image_table(["image", f"P({meta.positive_class})", "predicted", "flags", "figure"], rows)
+    return report.write(path)

@@ -26,6 +26,7 @@ th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}
 .grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(11rem,1fr));gap:.8rem}
 figure{margin:0}figure img{width:100%;image-rendering:auto;border-radius:3px}figcaption{font-size:.8rem;color:#444}
 .row{display:flex;gap:1rem;flex-wrap:wrap}.row img{max-width:22rem}
+table.images img{max-width:48rem;width:100%}table.images td{vertical-align:middle}
 """
 
 
@@ -67,6 +68,13 @@ class HtmlReport:
         self.blocks.append(f'<div class="{"grid" if layout == "grid" else "row"}">{figures}</div>')
         return self
 
+    def image_table(self, headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> HtmlReport:
+        """A table whose cells may be images (a PIL image or a PNG path, shown inline) or values."""
+        head = "".join(f"<th>{html.escape(str(h))}</th>" for h in headers)
+        body = "".join("<tr>" + "".join(f"<td>{_cell(c)}</td>" for c in row) + "</tr>" for row in rows)
+        self.blocks.append(f'<table class="images"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>')
+        return self
+
     def render(self) -> str:
         return (
             f"<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{html.escape(self.title)}</title>"
@@ -77,6 +85,12 @@ class HtmlReport:
         path = Path(path)
         atomic_write_text(path, self.render())
         return path
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, Image.Image) or (isinstance(value, Path) and value.suffix == ".png"):
+        return f'<img alt="" src="{image_data_uri(value)}">'
+    return html.escape(_fmt(value))
 
 
 def _fmt(value: Any) -> str:

@@ -1,7 +1,8 @@
 """Turning images into answers: a checkpoint (or ensemble) loaded with its preprocessing, run over
 batches with optional test-time augmentation, temperatures applied the same way in every door."""
 
-from attnmel.inference.loading import LoadedModel, load_predictor, read_split
+from attnmel.inference.loading import LoadedModel, load_model, load_predictor, read_split
+from attnmel.inference.prediction import Prediction
 from attnmel.inference.runner import (
     NonFiniteOutputError,
     Predictions,
@@ -13,10 +14,12 @@ from attnmel.inference.runner import (
 
 __all__ = [
     "LoadedModel",
+    "Prediction",
     "NonFiniteOutputError",
     "Predictions",
     "Predictor",
     "eval_loader",
+    "load_model",
     "load_predictor",
     "probabilities_from_logits",
     "read_split",

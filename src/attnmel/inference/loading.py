@@ -27,6 +27,8 @@ from attnmel.data.records import DatasetIndex, Sample
 from attnmel.data.transforms import Preprocessing
 from attnmel.devices import resolve_device
 from attnmel.errors import CheckpointError, DataError
+from attnmel.figures import MapKind, map_kind
+from attnmel.inference.prediction import ImageInput, Prediction, predict
 from attnmel.inference.runner import NonFiniteOutputError, Predictions, Predictor, eval_loader, run_inference
 from attnmel.models import with_maps
 
@@ -66,12 +68,31 @@ class LoadedModel:
         """Layers whose maps the predictor returns (attention gates, or ``cam`` for GAP models)."""
         return sorted({layer for model in self.predictor.models for layer in getattr(model, "attention_layers", [])})
 
+    @property
+    def map_kinds(self) -> dict[str, MapKind]:
+        """What each layer's values are (for drawing and for telling a flat map), from the architecture."""
+        return {layer: map_kind(layer, self.meta.architecture.options.get("normalize")) for layer in self.attention_layers}
+
     def members(self) -> list[dict[str, Any]]:
         """What each member is, for reports (checkpoint, architecture, temperature used)."""
         return [
             {"checkpoint": str(path), "architecture": meta.architecture.to_dict(), "temperature": temperature}
             for path, meta, temperature in zip(self.sources, self.metadata, self.predictor.temperatures, strict=True)
         ]
+
+    def predict(
+        self,
+        inputs: ImageInput | Sequence[ImageInput],
+        *,
+        tta: bool | None = None,
+        threshold: float | None = None,
+        batch_size: int = 16,
+    ) -> Prediction | list[Prediction]:
+        """Answers for ``inputs``: a path, a PIL image, an HxWx3 uint8 array, a 3xHxW uint8 tensor, or a
+        list of them (then a list of ``Prediction``, in order). ``tta`` averages the 8 dihedral views;
+        ``threshold`` decides the positive class of a two-class model (default: the arg-max)."""
+        return predict(self.predictor, self.preprocessing, self.class_names, self.meta.positive_class, inputs,
+                       device=self.device, tta=tta, threshold=threshold, batch_size=batch_size)
 
     def check_answers(self) -> None:
         """One forward pass on a fixed input (the mean colour): a model whose weights make it answer
@@ -159,6 +180,21 @@ def load_predictor(
         input_affine=[_affine(metadata[0].preprocessing, meta.preprocessing) for meta in metadata],
     )
     return LoadedModel(predictor, paths, metadata, metadata[0].preprocessing, torch_device)
+
+
+def load_model(
+    source: str | Path | None = None, *, device: str | torch.device = "auto", trust_pickle: bool = False
+) -> LoadedModel:
+    """A ready model: the one shipped with attnmel (``source=None``), a pretrained tag, a run folder or a
+    ``.safetensors`` checkpoint, with its preprocessing, class names and ``predict``.
+
+    >>> model = attnmel.load_model()
+    >>> result = model.predict("lesion.jpg")
+    >>> result.probability, result.predicted_class, result.attention["stage4"].shape
+    """
+    if isinstance(source, list | tuple):
+        raise TypeError("load_model takes one checkpoint; use attnmel.inference.load_predictor for an ensemble")
+    return load_predictor(source, device, trust_pickle=trust_pickle)
 
 
 def read_split(

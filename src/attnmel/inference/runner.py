@@ -65,21 +65,24 @@ class Predictor:
             raise ValueError("a Predictor needs at least one model, and one temperature and input_affine per model")
 
     @torch.no_grad()
-    def __call__(self, images: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def __call__(self, images: torch.Tensor, tta: bool | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """(probabilities (N, C), attention maps by layer (N, 1, h, w)) for a normalised batch."""
-        probabilities, attention, _ = self.forward(images)
+        probabilities, attention, _ = self.forward(images, tta)
         return probabilities, attention
 
     @torch.no_grad()
-    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
-        """Probabilities, attention maps, and the raw logits of every member and view (M*V, N, C).
+    def forward(
+        self, images: torch.Tensor, tta: bool | None = None
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
+        """Probabilities, attention maps, and the raw logits of every member and view (M*V, N, C);
+        ``tta`` overrides the predictor's own setting for this batch.
 
         A non-finite probability is an error (``NonFiniteOutputError``), never a class."""
         total: torch.Tensor | None = None
         sums: dict[str, torch.Tensor] = {}
         counts: dict[str, int] = {}
         logits = []
-        views = view_indices(self.tta)
+        views = view_indices(self.tta if tta is None else tta)
         for model, temperature, affine in zip(self.models, self.temperatures, self.input_affine, strict=True):
             model.eval()
             x = images if affine is None else images * affine[0].to(images) + affine[1].to(images)

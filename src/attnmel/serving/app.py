@@ -1,8 +1,9 @@
 """The FastAPI app: ``POST /predict``, ``GET /health``, ``GET /info`` and the page at ``/``.
 
-Every response says whether the demo model is served: JSON bodies carry ``demo_model`` and
-``notice``, and every response (the page and errors included) carries the header
-``X-Attnmel-Demo-Model: true|false``. Bad requests get a JSON error and the process carries on:
+Every response says which model answers: JSON bodies carry ``model`` (name, backbone, where it
+came from: the shipped model or a checkpoint) and a ``notice`` (research use only), and every
+response (the page and errors included) carries the header ``X-Attnmel-Model``. Bad requests get a
+JSON error and the process carries on:
 
 | problem | status |
 |---|---|
@@ -94,12 +95,12 @@ def _is_loopback(host: str) -> bool:
 
 
 class ServiceHeaders:
-    """Pure ASGI middleware: the demo flag and security headers on every response."""
+    """Pure ASGI middleware: which model answers, and security headers, on every response."""
 
-    def __init__(self, app, demo: bool):
+    def __init__(self, app, model: str):
         self.app = app
         self.headers = [
-            (b"x-attnmel-demo-model", b"true" if demo else b"false"),
+            (b"x-attnmel-model", model.encode("ascii", "replace")),
             (b"content-security-policy", CONTENT_SECURITY_POLICY.encode()),
             (b"x-content-type-options", b"nosniff"),
             (b"referrer-policy", b"no-referrer"),
@@ -140,11 +141,14 @@ def create_app(served: ServedModel, settings: ServiceSettings | None = None, bin
         lifespan=lifespan,
     )
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=settings.hosts_for(bind))
-    app.add_middleware(ServiceHeaders, demo=served.demo)
+    app.add_middleware(ServiceHeaders, model=served.card["title"])
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     def common() -> dict[str, Any]:
-        return {"demo_model": served.demo, "notice": served.notice}
+        return {"model": served.describe(), "notice": served.notice}
+
+    def card() -> dict[str, Any]:  # the card has a "model" section of its own
+        return {**served.card, "served_model": served.describe(), "notice": served.notice}
 
     def error(status: int, message: str) -> JSONResponse:
         stats["rejected"] += 1
@@ -165,13 +169,13 @@ def create_app(served: ServedModel, settings: ServiceSettings | None = None, bin
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
-        return {"status": "ok", **common(), "model": served.describe(), "uptime_s": round(time.time() - stats["started"], 1),
+        return {"status": "ok", **common(), "uptime_s": round(time.time() - stats["started"], 1),
                 "predictions": stats["predictions"], "rejected": stats["rejected"], "inference": inference.describe()}
 
     @app.get("/info")
     async def info() -> dict[str, Any]:
         """The model card as JSON (``markdown``: the same card rendered), plus the service's limits."""
-        return {**served.card, **common(), "markdown": render_markdown(served.card),
+        return {**card(), "markdown": render_markdown(served.card),
                 "service": {"max_upload_bytes": settings.max_upload_bytes, "max_pixels": settings.max_pixels,
                             **inference.describe()}}
 
@@ -185,7 +189,7 @@ def create_app(served: ServedModel, settings: ServiceSettings | None = None, bin
             "image/*": {"schema": {"type": "string", "format": "binary"}},
         }}},
     )
-    async def predict(request: Request, images: bool = True) -> JSONResponse:
+    async def predict(request: Request, images: bool = True, figure: bool = False) -> JSONResponse:
         """Class probabilities and, per attention layer, the map (numbers) and overlay PNGs.
 
         ``images=false`` leaves out the PNGs (``view_png``, ``overlay_png``, ``heatmap_png``).
@@ -204,9 +208,9 @@ def create_app(served: ServedModel, settings: ServiceSettings | None = None, bin
         except DataError as exc:
             return error(422, exc.problem)
         result = await inference(prepared.tensor)
-        body = await run_in_threadpool(served.response, prepared, result, images)
+        body = await run_in_threadpool(served.response, prepared, result, images, figure)
         stats["predictions"] += 1
-        return JSONResponse({**common(), "model": served.describe(), **body})
+        return JSONResponse({**common(), **body})
 
     @app.exception_handler(Exception)
     async def internal_error(_: Request, exc: Exception) -> JSONResponse:

@@ -41,10 +41,10 @@
     errorLine.hidden = true;
   }
 
-  function showDemoNotice(isDemo, notice) {
-    const banner = $("demo-notice");
-    banner.hidden = !isDemo;
-    banner.textContent = isDemo ? notice : "";
+  function showModel(model, notice) {
+    if (!model) return;
+    $("model-banner").textContent =
+      "Answering: " + model.title + ", " + model.source + ". " + notice;
   }
 
   function applyOpacity() {
@@ -74,9 +74,6 @@
       row.firstChild.setAttribute("scope", "row");
       rows.append(row);
     }
-    const notice = $("result-notice");
-    notice.hidden = !body.demo_model;
-    notice.textContent = body.demo_model ? body.notice : "";
 
     maps.replaceChildren();
     const size = body.model.image_size;
@@ -99,10 +96,17 @@
       heat.alt = "";
       heat.setAttribute("aria-hidden", "true");
       stack.append(base, heat);
-      const peak = Math.max(...entry.raw.flat());
+      const range = entry.flat
+        ? "flat: " + formatNumber(entry.min) + " to " + formatNumber(entry.max) + ", drawn in one colour"
+        : "from " + formatNumber(entry.min) + " (blue) to " + formatNumber(entry.max) + " (red)";
       figure.append(stack, element("figcaption",
-        "Attention at " + layer + " (" + entry.shape[0] + " x " + entry.shape[1] + " map, peak " + peak.toFixed(3) + ")"));
+        "Attention at " + layer + " (" + entry.shape[0] + " x " + entry.shape[1] + " map, " + range + ")"));
       maps.append(figure);
+    }
+    if (body.figure_png) {
+      $("figure-image").src = body.figure_png;
+      $("figure-image").alt = "Figure: what the model saw and each map with its colour bar, for " + fileName;
+      $("figure").hidden = false;
     }
     applyOpacity();
     results.hidden = false;
@@ -127,13 +131,13 @@
     try {
       const data = new FormData();
       data.append("file", file, file.name);
-      const response = await fetch("/predict", { method: "POST", body: data });
+      const response = await fetch("/predict?figure=true", { method: "POST", body: data });
       const body = await response.json().catch(() => ({ error: "the server answered " + response.status }));
       if (!response.ok) {
         showError("Could not analyse " + file.name + ": " + (body.error || response.statusText));
         return;
       }
-      showDemoNotice(body.demo_model, body.notice);
+      showModel(body.model, body.notice);
       renderResult(body, file.name);
     } catch (exc) {
       showError("The service did not answer (" + exc + ").");
@@ -200,7 +204,7 @@
     try {
       const response = await fetch("/info");
       const info = await response.json();
-      showDemoNotice(info.demo_model, info.notice);
+      showModel(info.served_model, info.notice);
       renderCard(info);
       if (info.service && info.service.max_upload_bytes) {
         maxUploadBytes = info.service.max_upload_bytes;
