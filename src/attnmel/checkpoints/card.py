@@ -136,6 +136,8 @@ def model_card(meta: CheckpointMeta) -> dict[str, Any]:
     }
     if meta.legacy:
         card["legacy"] = meta.legacy
+    if meta.release:
+        card["release"] = meta.release
     return json_safe(card)
 
 
@@ -154,6 +156,14 @@ def _fmt(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4f}"
     return str(value)
+
+
+def _release_value(value: Any) -> str:
+    if isinstance(value, dict):
+        return "; ".join(f"{k.replace('_', ' ')}: {_release_value(v)}" for k, v in value.items())
+    if isinstance(value, list):
+        return ", ".join(_release_value(v) for v in value)
+    return _fmt(value)
 
 
 def render_markdown(card: dict[str, Any]) -> str:
@@ -201,6 +211,10 @@ def render_markdown(card: dict[str, Any]) -> str:
         lines += [f"| {k.replace('_', ' ')} | {_fmt(v)} |" for k, v in metrics.items() if k != "threshold"]
     else:
         lines.append("No validation metrics recorded.")
+    release = card.get("release")
+    if release:
+        lines += ["", "## Release", ""]
+        lines += [f"- **{key.replace('_', ' ')}**: {_release_value(value)}" for key, value in release.items()]
     lines += ["", "## Limitations", ""] + [f"- {item}" for item in card["limitations"]]
     lines += ["", "## Citation", ""] + [f"- {item}" for item in card["citation"]]
     return "\n".join(lines) + "\n"

@@ -123,6 +123,9 @@ class CheckpointMeta:
     calibration: dict[str, Any] | None = None
     #: for models converted from a pickle: where from and what was assumed
     legacy: dict[str, Any] | None = None
+    #: for models shipped with attnmel: tag, licence, provenance of the initial weights, how the
+    #: checkpoint was chosen and the command that retrains it (rendered in the model card)
+    release: dict[str, Any] | None = None
     attnmel_version: str = field(default_factory=attnmel_version)
     format_version: int = FORMAT_VERSION
 
@@ -154,7 +157,7 @@ class CheckpointMeta:
             "training": self.training.to_dict(),
             "metrics": self.metrics,
         }
-        for key in ("temperature", "calibration", "legacy"):
+        for key in ("temperature", "calibration", "legacy", "release"):
             if getattr(self, key) is not None:
                 out[key] = getattr(self, key)
         return out
@@ -186,7 +189,7 @@ class CheckpointMeta:
         task = read("task", _task)
         training = read("training", lambda v: TrainingRecord.from_dict(_mapping(v, optional=True)))
         metrics = read("metrics", lambda v: _mapping(v, optional=True) or {})
-        for name in ("calibration", "legacy"):
+        for name in ("calibration", "legacy", "release"):
             read(name, lambda v: _mapping(v, optional=True))
         if architecture is not None and class_names is not None and len(class_names) != architecture.num_classes:
             problems.append(f"{source}: metadata field 'class_names': {len(class_names)} names for a model with "
@@ -210,6 +213,7 @@ class CheckpointMeta:
             temperature=temperature,
             calibration=payload.get("calibration"),
             legacy=payload.get("legacy"),
+            release=payload.get("release"),
             attnmel_version=str(payload.get("attnmel_version", "unknown")),
             format_version=version,
         )

@@ -27,6 +27,7 @@ th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}
 figure{margin:0}figure img{width:100%;image-rendering:auto;border-radius:3px}figcaption{font-size:.8rem;color:#444}
 .row{display:flex;gap:1rem;flex-wrap:wrap}.row img{max-width:22rem}
 table.images img{max-width:48rem;width:100%}table.images td{vertical-align:middle}
+.stack figure{margin:1rem 0}.stack img{max-width:100%;width:auto}
 """
 
 
@@ -59,13 +60,13 @@ class HtmlReport:
         return self
 
     def figures(self, items: Sequence[tuple[Image.Image | str | Path, str]], layout: str = "row") -> HtmlReport:
-        """Captioned images, side by side (``row``) or as a thumbnail ``grid``."""
+        """Captioned images, side by side (``row``), as a thumbnail ``grid``, or one under the other (``stack``)."""
         figures = "".join(
             f'<figure><img alt="{html.escape(caption)}" src="{image_data_uri(img)}">'
             f"<figcaption>{html.escape(caption)}</figcaption></figure>"
             for img, caption in items
         )
-        self.blocks.append(f'<div class="{"grid" if layout == "grid" else "row"}">{figures}</div>')
+        self.blocks.append(f'<div class="{layout if layout in ("grid", "stack") else "row"}">{figures}</div>')
         return self
 
     def image_table(self, headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> HtmlReport:

@@ -96,9 +96,20 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-PRETRAINED: dict[str, PretrainedWeights] = {}
+PRETRAINED: dict[str, PretrainedWeights] = {
+    weights.tag: weights
+    for weights in (
+        PretrainedWeights(
+            tag="isic2017-attnmel-mnv2-lesion",
+            file="isic2017-attnmel-mnv2-lesion.safetensors",
+            sha256="b6a38810eed947c27f8187f69cb3a0d9be51741ff8a010ed6bd56137de9d5580",
+            description="AttnMel-CNN with the lesion prior on ImageNet MobileNetV2, trained on ISIC 2017 "
+                        "(research use only, not a diagnostic tool)",
+        ),
+    )
+}
 #: the tag ``attnmel.load_model()`` and every door use when no checkpoint is given
-DEFAULT_TAG: str | None = None
+DEFAULT_TAG = "isic2017-attnmel-mnv2-lesion"
 
 
 def list_pretrained() -> list[str]:

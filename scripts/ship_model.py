@@ -1,0 +1,151 @@
+"""Train, choose and package the model that ships inside attnmel: the one command that retrains it.
+
+    python scripts/ship_model.py --data ../shared/data/isic2017 \\
+        --weights ../shared/weights/mobilenet_v2_imagenet_features.pth
+
+1. trains the preset ``isic2017/attnmel-shipped`` (AttnMel-CNN with the lesion prior on ImageNet
+   MobileNetV2) on the ISIC 2017 training split once per seed (``--seeds``; a finished run is
+   reused, an interrupted one resumed) into ``--runs``;
+2. evaluates every seed's best epoch on ISIC 2017 validation, without and with TTA, with attention
+   quality against the lesion masks and the share of nearly flat maps;
+3. keeps the seed with the best validation ROC AUC (the spread over seeds goes into the card, so
+   the choice can be judged), fits its softmax temperature on validation;
+4. writes ``<tag>.safetensors`` in fp16 (weights with their ``CheckpointMeta``, including a
+   ``release`` record: licence, provenance and sha256 of the initial weights, the selection, the
+   machine, this command) and its model card ``<tag>.md`` into ``--output``, and prints the file's
+   sha256 for the registry entry in ``attnmel/models/pretrained.py``.
+
+Nothing here is tuned on a test split: ISIC 2017 test is held out for independent scoring.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import platform
+import statistics
+import sys
+from pathlib import Path
+
+import torch
+
+from attnmel.checkpoints.card import model_card, render_markdown
+from attnmel.checkpoints.format import load_model_checkpoint, save_model_checkpoint
+from attnmel.config import load_config
+from attnmel.evaluation.calibration import calibrate_checkpoint
+from attnmel.evaluation.evaluate import evaluate_checkpoint
+from attnmel.figures import FLAT_EPSILON
+from attnmel.io import atomic_write_text
+from attnmel.training.loop import train
+from attnmel.training.resume import STATE_FILE
+
+PRESET = "isic2017/attnmel-shipped"
+LICENCE = ("The weights derive from ISIC 2017 challenge data (CC BY-NC 4.0): research use, non-commercial, "
+           "with attribution to the ISIC Archive; not a medical device.")
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def completed_epochs(run: Path) -> int:
+    metrics = run / "metrics.csv"
+    return sum(1 for _ in metrics.open()) - 1 if metrics.is_file() else 0
+
+
+def train_seed(args: argparse.Namespace, seed: int) -> Path:
+    run = args.runs / f"seed{seed}"
+    config = load_config(PRESET, [f"model.weights={args.weights}", f"train.seed={seed}", *args.set])
+    if completed_epochs(run) < config.train.epochs:
+        train(config, args.data, run, resume=(run / STATE_FILE).is_file(), progress=False)
+    return run
+
+
+def measure(run: Path, data: Path) -> dict:
+    """Validation metrics of a run's best epoch: ROC AUC, AP, sensitivity at 90% specificity, Jaccard per
+    layer and the share of nearly flat maps, without and with TTA."""
+    out = {}
+    for tta in (False, True):
+        name = "eval-val-tta" if tta else "eval-val"
+        result = evaluate_checkpoint(run, data, "val", run / name, tta=tta, masks=True, progress=False)
+        melanoma = result.classification["melanoma"]
+        quality = result.attention_quality
+        out["tta" if tta else "plain"] = {
+            "roc_auc": melanoma.roc_auc,
+            "average_precision": melanoma.average_precision,
+            "sensitivity_at_90_specificity": melanoma.sensitivity_at_90_specificity,
+            "ece": result.calibration.ece,
+            "jaccard": {layer: quality.mean(layer) for layer in quality.layers},
+            "flat_share": {layer: quality.flat_count(layer) / max(quality.images_with_mask, 1) for layer in quality.layers},
+        }
+    return out
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    return f"{platform.system()} {cpu}, {torch.get_num_threads()} torch threads, torch {torch.__version__}, no GPU" \
+        if not torch.cuda.is_available() else f"{torch.cuda.get_device_name(0)}, torch {torch.__version__}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, required=True, help="ISIC 2017 (train and val)")
+    parser.add_argument("--weights", type=Path, required=True, help="ImageNet MobileNetV2 state dict (features.* keys)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--runs", type=Path, default=Path("runs/shipped"))
+    parser.add_argument("--tag", default="isic2017-attnmel-mnv2-lesion")
+    parser.add_argument("--output", type=Path, default=Path("src/attnmel/weights"))
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="extra config overrides")
+    args = parser.parse_args(argv)
+    runs = {seed: train_seed(args, seed) for seed in args.seeds}
+    measured = {seed: measure(run, args.data) for seed, run in runs.items()}
+    for seed, values in measured.items():
+        print(f"seed {seed}: " + json.dumps(values))
+    chosen = max(measured, key=lambda seed: measured[seed]["plain"]["roc_auc"])
+    calibration = calibrate_checkpoint(runs[chosen], args.data, "val", write=False, progress=False)
+    model, meta = load_model_checkpoint(runs[chosen])
+    aucs = [measured[seed]["plain"]["roc_auc"] for seed in args.seeds]
+    release = {
+        "tag": args.tag,
+        "licence": LICENCE,
+        "initial_weights": {"file": args.weights.name, "sha256": sha256(args.weights),
+                            "what": "torchvision MobileNetV2, ImageNet-1k, features only"},
+        "selection": {
+            "rule": "the seed whose best epoch has the highest ISIC 2017 val ROC AUC (no TTA)",
+            "seeds": args.seeds,
+            "chosen_seed": chosen,
+            "val_roc_auc_per_seed": {str(seed): round(auc, 4) for seed, auc in zip(args.seeds, aucs, strict=True)},
+            "val_roc_auc_mean_sd": [round(statistics.mean(aucs), 4), round(statistics.stdev(aucs), 4) if len(aucs) > 1 else 0],
+        },
+        "val_metrics": {key: measured[chosen][key] for key in ("plain", "tta")},
+        "flat_map_epsilon": FLAT_EPSILON,
+        "trained_on": machine(),
+        "retrain": "python scripts/ship_model.py --data ISIC2017 --weights mobilenet_v2_imagenet_features.pth "
+                   + " ".join(f"--set {s}" for s in args.set) + f" --seeds {' '.join(map(str, args.seeds))}",
+        "test_split": "not used: ISIC 2017 test is held out for independent scoring",
+    }
+    meta = meta.replace(temperature=calibration.temperature, calibration={
+        "method": "temperature scaling on ISIC 2017 val (NLL)", "split": "val", "images": calibration.images,
+        "ece_before": calibration.before.ece, "ece_after": calibration.after.ece}, release=release)
+    target = args.output / f"{args.tag}.safetensors"
+    save_model_checkpoint(target, model.half(), meta)
+    target.with_suffix(".json").unlink()  # the package keeps the weights (metadata embedded) and the card
+    atomic_write_text(target.with_suffix(".md"), render_markdown(model_card(meta)))
+    shipped = evaluate_checkpoint(target, args.data, "val", args.runs / "shipped-eval-val", use_temperature=False,
+                                  progress=False)
+    full = evaluate_checkpoint(runs[chosen], args.data, "val", args.runs / "chosen-eval-val", use_temperature=False,
+                               progress=False)
+    drift = float(abs(shipped.predictions.probabilities - full.predictions.probabilities).max())
+    print(f"chosen seed {chosen}; wrote {target} ({target.stat().st_size / 1e6:.2f} MB) and {target.with_suffix('.md')}")
+    print(f"fp16 against fp32 on val: max |difference in probability| {drift:.2e}")
+    print(f"sha256 {sha256(target)}  (put it in attnmel/models/pretrained.py)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
