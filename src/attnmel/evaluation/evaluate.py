@@ -3,7 +3,7 @@
 Outputs in ``output_dir``: ``predictions.csv`` (ISIC scorer format: ``image`` + one probability
 column per scored class), ``ground_truth.csv`` (same format, 0/1, to run the official scorer),
 ``metrics.json`` (classification metrics and calibration: ECE over equal-width bins, NLL),
-``roc.png``, ``pr.png`` and ``reliability.png``. Each checkpoint's stored temperature is applied
+``roc.png``, ``pr.png``, ``reliability.png`` and, for more than two classes, ``confusion.png``. Each checkpoint's stored temperature is applied
 (``use_temperature=False`` to see raw softmax outputs); ``tta`` averages the 8 dihedral views;
 several checkpoints are averaged as an ensemble (``attnmel.inference.loading``). With ``masks=True``
 also ``attention_quality.csv`` (per-image Jaccard/Dice of each attention layer, or the CAM of a GAP
@@ -25,7 +25,7 @@ from attnmel.evaluation.attention_quality import (
     collect_maps,
     score_predictions,
 )
-from attnmel.evaluation.plots import reliability_diagram, roc_and_pr_curves
+from attnmel.evaluation.plots import confusion_matrix_plot, reliability_diagram, roc_and_pr_curves
 from attnmel.inference import Predictions, load_predictor, read_split
 from attnmel.io import atomic_write_json, atomic_write_text
 from attnmel.metrics.calibration import DEFAULT_BINS, CalibrationReport, calibration_report
@@ -155,6 +155,8 @@ def evaluate_checkpoint(
     files.update(reliability_diagram(
         predictions.labels, predictions.probabilities, class_names, score_columns, output_dir, calibration_bins, split
     ))
+    if result.classification.multiclass is not None:
+        files.update(confusion_matrix_plot(result.classification.multiclass.confusion_matrix, class_names, output_dir, split))
     if quality is not None:
         files["attention_quality"] = quality.write_csv(output_dir / "attention_quality.csv")
     files["metrics"] = output_dir / "metrics.json"
