@@ -3,19 +3,24 @@ partition training, the split is a pure function of the seed and is written down
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from sklearn.model_selection import GroupShuffleSplit
 
+from attnmel.cli import main
 from attnmel.config import load_config
 from attnmel.data.groups import group_labels
 from attnmel.data.records import TASKS, DatasetIndex, Sample
 from attnmel.data.splits import SplitRecord, grouped_split, prepare_data
 from attnmel.errors import ConfigError, DataError
+from attnmel.evaluation.folds import read_fold_splits
 
+from .conftest import tiny
 from .layouts import make_ham10000, make_isic2018, make_isic2020
 
 #: HAM10000's class shares (MEL, NV, BCC, AKIEC, BKL, DF, VASC), roughly
@@ -188,3 +193,37 @@ def test_split_config_accepts_the_documented_forms():
     assert load_config("isic2016/attnmel").data.split == "auto"
     multiclass = load_config(None, ["data.task=isic2019-8class", "train.select_metric=balanced_multiclass_accuracy"])
     assert multiclass.train.select_metric == "balanced_multiclass_accuracy"
+
+
+@pytest.mark.slow
+def test_fold_runs_through_the_cli_combine_into_out_of_fold_predictions(tmp_path, capsys):
+    dx = ["mel", "nv", "bkl", "bcc", "akiec", "df", "vasc"] * 2 + ["nv", "mel", "nv", "bkl"]
+    ids = make_ham10000(tmp_path / "ham", [(d, f"HAM_{k // 2:07d}") for k, d in enumerate(dx)], masks=False)
+    overrides = [arg for change in tiny("data.task=isic2018-7class", "data.split=grouped", "data.group_by=lesion_id",
+                                        "data.normalization=imagenet") for arg in ("--set", change)]
+    runs = []
+    for fold in range(2):
+        runs.append(tmp_path / f"ham-fold{fold}")
+        assert main(["train", "--config", "isic2017/attnmel", "--data", str(tmp_path / "ham"), "--output", str(runs[-1]),
+                     "--fold", str(fold), "--folds", "2", "--no-progress", *overrides]) == 0
+    splits = [SplitRecord.read(run / "split.json") for run in runs]
+    assert [(s.fold, s.folds, s.group_by) for s in splits] == [(0, 2, "lesion_id"), (1, 2, "lesion_id")]
+    assert sorted(splits[0].val + splits[1].val) == sorted(ids)
+    lesion = {image_id: f"HAM_{k // 2:07d}" for k, image_id in enumerate(ids)}
+    assert not {lesion[i] for i in splits[0].val} & {lesion[i] for i in splits[0].train}
+    capsys.readouterr()
+    assert main(["evaluate", "--oof", "--checkpoint", str(runs[0]), "--checkpoint", str(runs[1] / "best.safetensors"),
+                 "--data", str(tmp_path / "ham")]) == 0
+    out = tmp_path / "ham-oof"
+    assert "out of fold: 18 images" in capsys.readouterr().out
+    predicted = pd.read_csv(out / "oof_predictions.csv")
+    assert sorted(predicted["image"]) == sorted(ids) and list(predicted.columns[1:]) == list(TASKS["isic2018-7class"].class_names)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["images"] == 18 and [f["fold"] for f in metrics["folds"]] == [0, 1] and metrics["missing_folds"] == []
+    assert (out / "confusion.png").is_file() and (out / "oof_ground_truth.csv").is_file()
+    # a fold given twice is not a cross-validation
+    with pytest.raises(DataError, match="also in the validation split"):
+        read_fold_splits([runs[0], runs[0]])
+    assert main(["train", "--config", "isic2017/attnmel", "--data", str(tmp_path / "ham"), "--fold", "1"]) == 2
+    assert "--fold K and --folds N go together" in capsys.readouterr().err
+

@@ -55,7 +55,8 @@ KINDS: dict[str, tuple[str, str]] = {
     "unlabelled_image": ("error", "images without a label"),
     "duplicate_id": ("error", "IDs listed more than once"),
     "bad_label": ("error", "labels that are missing or invalid"),
-    "leak": ("error", "identical images, or one lesion or patient, in two splits (train/val/test must be disjoint)"),
+    "leak": ("error", "identical images in two splits, or one lesion or patient on both sides (train/val/test must be "
+                      "disjoint)"),
     "label_conflict": ("error", "the same image with different labels"),
     "similar_leak": ("warning", "near-identical images (perceptual hash) in two splits"),
     "duplicate_image": ("warning", "identical images twice in one dataset"),
