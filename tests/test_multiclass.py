@@ -17,7 +17,7 @@ from attnmel.data.records import TASKS
 from attnmel.metrics.classification import ClassificationReport, classification_report, top_labels
 
 from .conftest import tiny
-from .layouts import make_isic2018
+from .layouts import make_isic2018, make_isic2019
 
 pytestmark = pytest.mark.filterwarnings("ignore:DataFrame.applymap has been deprecated:FutureWarning")
 
@@ -135,3 +135,22 @@ def test_seven_class_train_and_evaluate_through_the_cli_match_the_scorer(isic201
     assert np.array(report.multiclass.confusion_matrix).sum() + report.multiclass.undecided == 14
     assert Image.open(out / "confusion.png").size[0] > 200
     assert metrics["attention_quality"]["images_with_mask"] == 7
+
+
+@pytest.mark.slow
+def test_eight_class_run_leaves_unk_out_of_training_and_evaluation(tmp_path, capsys):
+    classes = list(TASKS["isic2019-8class"].class_names)
+    make_isic2019(tmp_path / "data", [(c, None) for c in classes * 2 + ["UNK", "UNK"]])
+    overrides = [arg for change in tiny("data.task=isic2019-8class", "data.split=fraction", "data.val_fraction=0.5",
+                                        "data.normalization=imagenet") for arg in ("--set", change)]
+    assert main(["train", "--config", "isic2017/attnmel", "--data", str(tmp_path / "data"), "--output",
+                 str(tmp_path / "run"), "--no-progress", *overrides]) == 0
+    assert "train: left out of task 'isic2019-8class': UNK 2" in capsys.readouterr().out
+    split = json.loads((tmp_path / "run" / "split.json").read_text())
+    assert len(split["train"]) == len(split["val"]) == 8 and split["mode"] == "fraction"
+    assert main(["evaluate", "--checkpoint", str(tmp_path / "run"), "--data", str(tmp_path / "data"), "--split", "train",
+                 "--output", str(tmp_path / "eval")]) == 0
+    assert "2 UNK images left out of the task" in capsys.readouterr().out
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert metrics["images"] == 16 and metrics["left_out"] == {"UNK": 2}
+    assert list(pd.read_csv(tmp_path / "eval" / "predictions.csv").columns) == ["image", *classes]

@@ -21,7 +21,7 @@ from attnmel.errors import ConfigError, DataError
 from attnmel.evaluation.folds import read_fold_splits
 
 from .conftest import tiny
-from .layouts import make_ham10000, make_isic2018, make_isic2020
+from .layouts import make_ham10000, make_isic2018, make_isic2019, make_isic2020
 
 #: HAM10000's class shares (MEL, NV, BCC, AKIEC, BKL, DF, VASC), roughly
 SHARES = np.array([0.11, 0.67, 0.05, 0.03, 0.11, 0.01, 0.02])
@@ -227,3 +227,11 @@ def test_fold_runs_through_the_cli_combine_into_out_of_fold_predictions(tmp_path
     assert main(["train", "--config", "isic2017/attnmel", "--data", str(tmp_path / "ham"), "--fold", "1"]) == 2
     assert "--fold K and --folds N go together" in capsys.readouterr().err
 
+
+
+def test_a_run_reports_left_out_classes_in_one_line_per_split(tmp_path):
+    classes = ["MEL", "NV", "UNK", "NV", "MEL", "UNK", "BCC", "NV", "UNK", "MEL"]
+    make_isic2019(tmp_path, [(c, None) for c in classes])
+    data = prepare_data(tmp_path, task="isic2019-8class", val_fraction=0.3)
+    assert len(data.train) + len(data.val) == 7
+    assert [p.message for p in data.problems] == ["train: left out of task 'isic2019-8class': UNK 3"]

@@ -78,7 +78,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     else:
         temperatures = ", ".join(f"{m['temperature']:.3g}" for m in result.members)
         print(f"{result.split}: {result.images} images; {len(result.members)} checkpoint(s), "
-              f"temperature {temperatures}" + (", 8-view TTA" if args.tta else ""))
+              f"temperature {temperatures}" + (", 8-view TTA" if args.tta else "")
+              + "".join(f"; {n} {cls} images left out of the task" for cls, n in result.left_out.items()))
         print(format_metrics(result.classification))
         if result.classification.multiclass is not None:
             print(format_multiclass(result.classification.multiclass))

@@ -136,7 +136,12 @@ def prepare_data(
     """Read the dataset, pick (or carve) train and validation, and pre-flight every file."""
     index = read_dataset(data, task, layout=layout, skip_bad=skip_bad)
     train = index.split(train_split)
-    problems = list(index.problems)
+    # images left out of the task are one finding each in `data check`; a run logs one line per split
+    problems = [p for p in index.problems if p.kind != "other_class"] + [
+        Problem(index.root, "other_class", f"{name}: left out of task {index.task.name!r}: "
+                                           + ", ".join(f"{cls} {n}" for cls, n in counts.items()))
+        for name, counts in index.left_out.items()
+    ]
     mode = split
     if mode == "auto":
         mode = "official" if val_split and val_split in index.splits else "fraction" if val_fraction or folds else ""

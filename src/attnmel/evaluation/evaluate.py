@@ -53,6 +53,8 @@ class EvaluationResult:
     predictions: Predictions
     files: dict[str, Path] = field(default_factory=dict)
     attention_quality: AttentionQuality | None = None
+    #: images of the split left out of the task, by dataset class (ISIC 2019 UNK)
+    left_out: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         out = {
@@ -72,6 +74,8 @@ class EvaluationResult:
         }
         if self.attention_quality is not None:
             out["attention_quality"] = self.attention_quality.to_dict()
+        if self.left_out:
+            out["left_out"] = self.left_out
         return out
 
 
@@ -142,6 +146,7 @@ def evaluate_checkpoint(
                                        calibration_bins),
         predictions=predictions,
         attention_quality=quality,
+        left_out=dict(index.left_out.get(split, {})),
     )
     output_dir.mkdir(parents=True, exist_ok=True)
     predicted, truth = scorer_frames(predictions, class_names, score_columns)
