@@ -3,9 +3,10 @@
 Outputs in ``output_dir``: ``predictions.csv`` (ISIC scorer format: ``image`` + one probability
 column per scored class), ``ground_truth.csv`` (same format, 0/1, to run the official scorer),
 ``metrics.json`` (classification metrics and calibration: ECE over equal-width bins, NLL),
-``roc.png``, ``pr.png``, ``reliability.png`` and, for more than two classes, ``confusion.png``. Each checkpoint's stored temperature is applied
-(``use_temperature=False`` to see raw softmax outputs); ``tta`` averages the 8 dihedral views;
-several checkpoints are averaged as an ensemble (``attnmel.inference.loading``). With ``masks=True``
+``roc.png``, ``pr.png``, ``reliability.png`` (``confusion.png`` too for more than two classes). Each
+checkpoint's stored temperature is applied (``use_temperature=False`` to see raw softmax outputs);
+``tta`` averages the 8 dihedral views; several checkpoints are averaged as an ensemble
+(``attnmel.inference.loading``). With ``masks=True``
 also ``attention_quality.csv`` (per-image Jaccard/Dice of each attention layer, or the CAM of a GAP
 model, against the lesion mask) and its means in ``metrics.json``.
 """
