@@ -16,7 +16,7 @@ from attnmel.cli import main
 from attnmel.config import load_config
 from attnmel.data.groups import group_labels
 from attnmel.data.records import TASKS, DatasetIndex, Sample
-from attnmel.data.splits import SplitRecord, grouped_split, prepare_data
+from attnmel.data.splits import SplitRecord, fraction_split, grouped_split, prepare_data, stratified_split
 from attnmel.errors import ConfigError, DataError
 from attnmel.evaluation.folds import read_fold_splits
 
@@ -235,3 +235,14 @@ def test_a_run_reports_left_out_classes_in_one_line_per_split(tmp_path):
     data = prepare_data(tmp_path, task="isic2019-8class", val_fraction=0.3)
     assert len(data.train) + len(data.val) == 7
     assert [p.message for p in data.problems] == ["train: left out of task 'isic2019-8class': UNK 3"]
+
+
+def test_fraction_folds_partition_training_stratified_and_the_plain_fraction_is_unchanged():
+    labels = [0] * 30 + [1] * 9 + [2] * 5
+    vals = [fraction_split(labels, None, 4, fold, seed=1)[1] for fold in range(4)]
+    assert sorted(i for val in vals for i in val) == list(range(len(labels)))
+    for val in vals:
+        counts = np.bincount(np.array(labels)[val], minlength=3)
+        assert all(abs(counts[c] - labels.count(c) / 4) < 1 for c in range(3))
+    # without folds, the ISIC 2016 presets' stratified share, exactly as before
+    assert fraction_split(labels, 0.1, None, None, seed=0) == stratified_split(labels, 0.1, seed=0)

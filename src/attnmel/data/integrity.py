@@ -126,7 +126,8 @@ class IntegrityReport:
             lines.append(f"{summary['root']}  (layout: {summary['layout']}, task: {summary['task']})")
             for name, split in summary["splits"].items():
                 classes = ", ".join(f"{cls} {n}" for cls, n in split["classes"].items())
-                groups = "".join(f"; {n} {column.removesuffix('_id')}s" for column, n in split.get("groups", {}).items())
+                groups = "".join(f"; {n} {column.removesuffix('_id')}{'s' if n != 1 else ''}"
+                                 for column, n in split.get("groups", {}).items())
                 left_out = ", ".join(f"{cls} {n}" for cls, n in split.get("left_out", {}).items())
                 lines.append(
                     f"  {name:<6} {split['images']:>6} images ({classes}); masks {split['masks_present']} present, "

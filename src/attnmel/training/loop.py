@@ -347,8 +347,9 @@ class Trainer:
             split = self.data.split
             if split.mode != "official":
                 how = f"fold {split.fold} of {split.folds}" if split.folds else f"{split.val_fraction:.0%}"
-                self.log(f"validation: {how} of {split.train_split}, " + (
-                    f"grouped by {split.group_by} ({split.groups['train']} / {split.groups['val']} groups)"
+                self.log(f"validation: {how} carved from {split.train_split}, " + (
+                    f"grouped by {split.group_by} ({split.groups['train']} training / {split.groups['val']} validation "
+                    "groups)"
                     if split.mode == "grouped" else "stratified by class") + f", seed {split.seed}")
             if self.roi is not None:
                 self.log(
