@@ -14,6 +14,7 @@ from attnmel.cli import main
 from attnmel.data.integrity import PHASH_BITS, _popcount, check_datasets, close_pairs
 
 from .conftest import write_csv
+from .layouts import make_isic2018, make_isic2019, make_isic2020
 
 GT_HEADER = ["image_id", "melanoma", "seborrheic_keratosis"]
 
@@ -140,3 +141,34 @@ def test_popcount_fallback_agrees_with_numpy(monkeypatch):
     expected = _popcount(words)
     monkeypatch.delattr(np, "bitwise_count")
     assert np.array_equal(_popcount(words), expected)
+
+
+def test_lesions_patients_and_listed_duplicates_on_both_sides_are_leaks(tmp_path, capsys):
+    """ISIC 2018 with a validation lesion that also has training images; ISIC 2020 listing duplicates."""
+    make_isic2018(tmp_path / "isic2018", {
+        "Training": [("MEL", "HAM_0000001"), ("MEL", "HAM_0000001"), ("NV", "HAM_0000002"), ("BKL", "HAM_0000003")],
+        "Validation": [("MEL", "HAM_0000001"), ("NV", "HAM_0000004")],
+    }, masks=False)
+    assert main(["data", "check", str(tmp_path / "isic2018"), "--task", "isic2018-7class", "--json"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    leaks = [f for f in report["findings"] if f["kind"] == "leak"]
+    assert len(leaks) == 1 and "lesion_id HAM_0000001" in leaks[0]["message"] and len(leaks[0]["paths"]) == 3
+    assert [f["kind"] for f in report["findings"] if f["severity"] != "info" and f["kind"] != "small_image"] == ["leak"]
+    splits = report["datasets"][0]["splits"]
+    assert (splits["train"]["groups"], splits["val"]["groups"]) == ({"lesion_id": 3}, {"lesion_id": 2})
+
+    rows = [("benign", "IP_1", "IL_1"), ("malignant", "IP_2", "IL_2"), ("benign", "IP_3", "IL_3"), ("benign", "IP_1", "IL_4")]
+    make_isic2020(tmp_path / "isic2020", rows, duplicates=[(0, 2)])
+    report = check_datasets([tmp_path / "isic2020"], decode=False)
+    listed = report.of_kind("listed_duplicate")
+    assert len(listed) == 1 and listed[0].severity == "warning" and report.ok    # one split: kept together, not a leak
+    text = report.to_text()
+    assert "masks 0 present, 4 missing; 4 lesions; 3 patients" in text
+
+
+def test_left_out_classes_are_counted_and_reported_not_errors(tmp_path, capsys):
+    make_isic2019(tmp_path, [("MEL", None), ("NV", None), ("UNK", None), ("SCC", None), ("UNK", None)])
+    assert main(["data", "check", str(tmp_path), "--task", "isic2019-8class", "--no-decode"]) == 0
+    text = capsys.readouterr().out
+    assert "left out: UNK 2" in text and "INFO other_class (2)" in text
+    assert "which task 'isic2019-8class' leaves out" in text

@@ -25,7 +25,7 @@ import yaml
 from attnmel.data.masks import DEFAULT_DERMO_FEATURES, DermoFeature, RoiKind, RoiSpec
 from attnmel.data.pipelines import Pipeline
 from attnmel.data.readers import Layout
-from attnmel.data.records import TASKS
+from attnmel.data.records import TASKS, GroupColumn, SplitMode
 from attnmel.data.sampling import Sampler
 from attnmel.data.transforms import MAX_INPUT, MIN_INPUT, Preprocessing, resolve_normalization
 from attnmel.errors import ConfigError
@@ -66,6 +66,14 @@ class DataConfig:
     val_split: str | None = "val"
     #: carve a stratified validation split from training when the dataset has none (ISIC 2016)
     val_fraction: float | None = None
+    #: how validation is chosen: "auto" (val_split when the dataset has it, else val_fraction of training),
+    #: "official" (val_split), "fraction" (stratified random share of training), "grouped" (whole groups)
+    split: SplitMode = "auto"
+    #: grouped splits keep every image of one lesion or one patient on one side
+    group_by: GroupColumn | None = None
+    #: cross-validation (split fraction or grouped): validate on fold ``fold`` of ``folds``
+    folds: int | None = None
+    fold: int | None = None
     crop_ratio: float = 0.8
     resize: int = 256
     image_size: int = 224
@@ -174,6 +182,8 @@ _SECTION_TYPES = {
 _RANGES: tuple[tuple[str, float | None, float | None, str], ...] = (
     ("model.attention_channels", 1, None, "a positive number of channels"),
     ("data.val_fraction", 0, 1, "a fraction strictly between 0 and 1"),
+    ("data.folds", 2, None, "at least 2"),
+    ("data.fold", 0, None, "0 or more (and below data.folds)"),
     ("data.crop_ratio", 0, 1, "a fraction in (0, 1]"),
     ("data.resize", MIN_INPUT, MAX_INPUT, f"a size from {MIN_INPUT} to {MAX_INPUT} px"),
     ("data.image_size", MIN_INPUT, MAX_INPUT, f"a size from {MIN_INPUT} to {MAX_INPUT} px"),
@@ -313,6 +323,10 @@ def validate(config: Config, source: str = "config") -> None:
                           "the model's crop is taken from the resized image.")
     if data.task not in TASKS:
         raise ConfigError(f"{source}: data.task must be one of {sorted(TASKS)}, not {data.task!r}.")
+    _validate_split(data, source)
+    if config.train.select_metric == "balanced_multiclass_accuracy" and TASKS[data.task].num_classes < 3:
+        raise ConfigError(f"{source}: train.select_metric 'balanced_multiclass_accuracy' needs a task with more than "
+                          f"two classes; {data.task!r} has {TASKS[data.task].num_classes}.")
     if any(w < 0 or not math.isfinite(w) for w in config.loss.prior_weights):
         raise ConfigError(f"{source}: loss.prior_weights must be 0 or more, not {config.loss.prior_weights}.")
     if data.roi == "dermo" and not data.dermo_features:
@@ -329,6 +343,27 @@ def validate(config: Config, source: str = "config") -> None:
         if len(config.loss.prior_weights) != len(layers):
             raise ConfigError(f"{source}: loss.prior_weights has {len(config.loss.prior_weights)} values but "
                               f"{config.model.name!r} has {len(layers)} attention maps ({layers}).")
+
+
+def _validate_split(data: DataConfig, source: str) -> None:
+    """The split keys must describe one way of choosing validation."""
+    if (data.fold is None) != (data.folds is None):
+        raise ConfigError(f"{source}: data.fold and data.folds go together (fold K of N; attnmel train --fold K --folds N).")
+    if data.folds is not None:
+        if data.fold >= data.folds:
+            raise ConfigError(f"{source}: data.fold must be below data.folds ({data.folds}), not {data.fold}.")
+        if data.split not in ("fraction", "grouped"):
+            raise ConfigError(f"{source}: cross-validation folds need data.split grouped (with data.group_by) or "
+                              f"fraction, not {data.split!r}.")
+    if data.split == "grouped" and data.group_by is None:
+        raise ConfigError(f"{source}: data.split 'grouped' needs data.group_by (lesion_id or patient_id).")
+    if data.group_by is not None and data.split != "grouped":
+        raise ConfigError(f"{source}: data.group_by is only used by data.split 'grouped', not {data.split!r}; "
+                          "set data.split=grouped.")
+    if data.split in ("fraction", "grouped") and data.val_fraction is None and data.folds is None:
+        raise ConfigError(f"{source}: data.split {data.split!r} needs data.val_fraction (e.g. 0.2) or data.folds.")
+    if data.split == "official" and not data.val_split:
+        raise ConfigError(f"{source}: data.split 'official' needs data.val_split (the dataset's validation split).")
 
 
 def _attention_layers(config: Config, source: str) -> list[str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from attnmel.cli.calibrate import DEFAULT_BINS
 from attnmel.cli.options import (
@@ -17,6 +18,9 @@ from attnmel.cli.options import (
     fraction,
     positive_int,
 )
+
+if TYPE_CHECKING:
+    from attnmel.metrics.classification import MulticlassMetrics
 
 
 def register(parser: argparse.ArgumentParser) -> None:
@@ -36,6 +40,10 @@ def register(parser: argparse.ArgumentParser) -> None:
                              "Jaccard and Dice per layer, attention_quality.csv")
     parser.add_argument("--mask-threshold", type=fraction, default=0.5,
                         help="a min-max-normalised map pixel counts as attended when above this (default 0.5, the paper)")
+    parser.add_argument("--oof", action="store_true",
+                        help="out-of-fold: each --checkpoint is a fold run (attnmel train --fold K --folds N) that predicts "
+                             "its own validation images (from its split.json); writes oof_predictions.csv in the ISIC "
+                             "scorer format and metrics over all folds (--split is not used)")
     add_batch_size(parser, 64)
     add_workers(parser)
     add_device(parser)
@@ -54,6 +62,8 @@ def default_output(checkpoint: str | None, name: str) -> Path:
 def _evaluate(args: argparse.Namespace) -> int:
     from attnmel.evaluation.evaluate import evaluate_checkpoint, format_calibration, format_metrics
 
+    if args.oof:
+        return _out_of_fold(args)
     checkpoints = checkpoints_or_default(args.checkpoint, log=(lambda *_: None) if args.json else print)
     name = f"eval-{args.split}" + ("-tta" if args.tta else "") + ("-ensemble" if checkpoints and len(checkpoints) > 1 else "")
     output = Path(args.output) if args.output else default_output(checkpoints[0] if checkpoints else None, name)
@@ -68,10 +78,49 @@ def _evaluate(args: argparse.Namespace) -> int:
     else:
         temperatures = ", ".join(f"{m['temperature']:.3g}" for m in result.members)
         print(f"{result.split}: {result.images} images; {len(result.members)} checkpoint(s), "
-              f"temperature {temperatures}" + (", 8-view TTA" if args.tta else ""))
+              f"temperature {temperatures}" + (", 8-view TTA" if args.tta else "")
+              + "".join(f"; {n} {cls} images left out of the task" for cls, n in result.left_out.items()))
         print(format_metrics(result.classification))
+        if result.classification.multiclass is not None:
+            print(format_multiclass(result.classification.multiclass))
         print(format_calibration(result.calibration))
         if result.attention_quality is not None:
             print(result.attention_quality.to_string())
         print(f"wrote {', '.join(p.name for p in result.files.values())} to {output}")
+    return 0
+
+
+def format_multiclass(metrics: MulticlassMetrics) -> str:
+    """One line: the ISIC 2018/2019 ranking metric and the macro averages."""
+    return (f"balanced multiclass accuracy {metrics.balanced_accuracy:.4f} (arg-max; ISIC 2018/2019 ranking), "
+            f"accuracy {metrics.accuracy:.4f}, macro ROC AUC {metrics.macro_roc_auc:.4f}, "
+            f"macro AP {metrics.macro_average_precision:.4f}"
+            + (f", {metrics.undecided} undecided (tied top probability)" if metrics.undecided else ""))
+
+
+def _out_of_fold(args: argparse.Namespace) -> int:
+    from attnmel.errors import ConfigError
+    from attnmel.evaluation.evaluate import format_metrics
+    from attnmel.evaluation.folds import default_output, out_of_fold_predictions
+
+    if not args.checkpoint:
+        raise ConfigError("--oof needs the fold runs: one --checkpoint per fold (attnmel train --fold K --folds N).")
+    if args.masks:
+        raise ConfigError("--oof scores classification only; run --masks on a split without --oof.")
+    output = Path(args.output) if args.output else default_output(args.checkpoint)
+    result = out_of_fold_predictions(
+        args.checkpoint, args.data, output, threshold=args.threshold, tta=args.tta,
+        use_temperature=not args.no_temperature, batch_size=args.batch_size, num_workers=args.workers,
+        device=args.device, progress=not args.json, trust_pickle=args.trust_pickle,
+    )
+    if args.json:
+        print(json.dumps(json.loads(result.files["metrics"].read_text()), indent=2))
+        return 0
+    folds = ", ".join(f"fold {part.fold}: {part.images}" for part in result.parts)
+    print(f"out of fold: {len(result.predictions.image_ids)} images ({folds})"
+          + (f"; folds {result.missing_folds} not given" if result.missing_folds else ""))
+    print(format_metrics(result.classification))
+    if result.classification.multiclass is not None:
+        print(format_multiclass(result.classification.multiclass))
+    print(f"wrote {', '.join(p.name for p in result.files.values())} to {output}")
     return 0

@@ -8,6 +8,10 @@ Each finding has a severity:
   across splits, images smaller than the model input, non-binary or empty masks, orphan masks);
 - ``info``: worth knowing (near-identical images within a split, images outside the task).
 
+Lesions and patients (``lesion_id``, ``patient_id``) with images on both sides of a dataset's own
+partition, or in one dataset's training split and another's evaluation split, are a ``leak`` just
+as the same pixels are; so are duplicates the dataset lists itself (ISIC 2020) in two splits.
+
 Duplicates and leakage are found by two hashes of the decoded pixels: a content hash (identical
 pixels, whatever the container or metadata) and a perceptual hash (``imagehash.phash`` with 256
 bits, for re-encoded, resized or colour-processed copies). Two images are called near-identical
@@ -32,7 +36,7 @@ import numpy as np
 
 from attnmel.data.images import binarize_mask, check_mask_size, read_image, read_mask_levels
 from attnmel.data.readers import read_dataset
-from attnmel.data.records import DatasetIndex, Sample
+from attnmel.data.records import GROUP_COLUMNS, DatasetIndex, Sample
 from attnmel.errors import DataError
 from attnmel.io import progress_bar
 
@@ -51,10 +55,12 @@ KINDS: dict[str, tuple[str, str]] = {
     "unlabelled_image": ("error", "images without a label"),
     "duplicate_id": ("error", "IDs listed more than once"),
     "bad_label": ("error", "labels that are missing or invalid"),
-    "leak": ("error", "identical images in two splits (train/val/test must be disjoint)"),
+    "leak": ("error", "identical images in two splits, or one lesion or patient on both sides (train/val/test must be "
+                      "disjoint)"),
     "label_conflict": ("error", "the same image with different labels"),
     "similar_leak": ("warning", "near-identical images (perceptual hash) in two splits"),
     "duplicate_image": ("warning", "identical images twice in one dataset"),
+    "listed_duplicate": ("warning", "images the dataset lists as duplicates (grouped splits keep them together)"),
     "small_image": ("warning", "images smaller than the model input (they are upsampled)"),
     "non_binary_mask": ("warning", "masks with values other than 0 and 255 (binarised at 128)"),
     "empty_mask": ("warning", "lesion masks without a lesion pixel"),
@@ -63,6 +69,7 @@ KINDS: dict[str, tuple[str, str]] = {
     "similar_image": ("info", "near-identical images (perceptual hash) within one split"),
     "shared_image": ("info", "identical images in two datasets, not a leak (both training or both evaluation)"),
     "other_class": ("info", "images outside the task's classes (left out)"),
+    "partial_split": ("info", "splits with images but no ground truth, or the reverse (left out)"),
 }
 
 
@@ -119,9 +126,12 @@ class IntegrityReport:
             lines.append(f"{summary['root']}  (layout: {summary['layout']}, task: {summary['task']})")
             for name, split in summary["splits"].items():
                 classes = ", ".join(f"{cls} {n}" for cls, n in split["classes"].items())
+                groups = "".join(f"; {n} {column.removesuffix('_id')}{'s' if n != 1 else ''}"
+                                 for column, n in split.get("groups", {}).items())
+                left_out = ", ".join(f"{cls} {n}" for cls, n in split.get("left_out", {}).items())
                 lines.append(
                     f"  {name:<6} {split['images']:>6} images ({classes}); masks {split['masks_present']} present, "
-                    f"{split['masks_missing']} missing"
+                    f"{split['masks_missing']} missing{groups}" + (f"; left out: {left_out}" if left_out else "")
                 )
         groups: dict[str, list[Finding]] = defaultdict(list)
         for item in self.findings:
@@ -189,6 +199,8 @@ def check_datasets(
         report.findings += _small_images(entries, names, min_size)
         report.findings += _duplicates(entries, names, phash_distance)
     report.findings += _label_conflicts(entries, names, indexes[0].task.class_names)
+    report.findings += _group_leaks(entries, names)
+    report.findings += _listed_duplicates(indexes, entries, names)
     report.seconds = time.perf_counter() - started
     return report
 
@@ -357,4 +369,37 @@ def _label_conflicts(entries: list[_Entry], names: list[str], class_names: Seque
         described = ", ".join(f"{_where(m, names)} is {class_names[m.sample.label]}" for m in members)
         out.append(finding("label_conflict", f"one image, different labels: {described}",
                            [m.sample.image_path for m in members]))
+    return out
+
+
+def _group_leaks(entries: list[_Entry], names: list[str]) -> list[Finding]:
+    """One finding per lesion or patient whose images are on both sides of a split (``_leak_pair``)."""
+    out = []
+    for column in GROUP_COLUMNS:
+        members: dict[str, list[_Entry]] = defaultdict(list)
+        for entry in entries:
+            value = entry.sample.groups.get(column)
+            if value is not None:
+                members[value].append(entry)
+        for value, group in members.items():
+            if len(group) > 1 and _any_leak(group, group):
+                sides = sorted({f"{names[e.dataset]}/{e.sample.split}" for e in group})
+                shown = ", ".join(_where(e, names) for e in group[:6]) + (", ..." if len(group) > 6 else "")
+                out.append(finding("leak", f"{column} {value} has images in {' and '.join(sides)}: {shown}",
+                                   [e.sample.image_path for e in group]))
+    return out
+
+
+def _listed_duplicates(indexes: list[DatasetIndex], entries: list[_Entry], names: list[str]) -> list[Finding]:
+    """The duplicates a dataset lists itself: a leak across its splits, else worth a warning."""
+    by_id = {(entry.dataset, entry.sample.image_id): entry for entry in entries}
+    out = []
+    for dataset, index in enumerate(indexes):
+        for a, b in index.duplicates:
+            pair = [by_id.get((dataset, a)), by_id.get((dataset, b))]
+            if None in pair:
+                continue
+            kind = "leak" if _leak_pair(*pair) else "listed_duplicate"
+            out.append(finding(kind, f"listed as duplicates: {_where(pair[0], names)} = {_where(pair[1], names)}",
+                               [e.sample.image_path for e in pair]))
     return out

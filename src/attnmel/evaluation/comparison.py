@@ -127,7 +127,8 @@ class Comparison:
 def compare_with_paper(evaluations: Sequence[Evaluation]) -> Comparison:
     classification_rows, attention_rows = [], []
     for ev in evaluations:
-        melanoma = ev.metrics["classification"].get("melanoma", {})
+        scores = ev.metrics["classification"]
+        melanoma = next((scores[name] for name in ("melanoma", "MEL") if name in scores), {})  # MEL: ISIC 2018/2019
         classification_rows.append([
             ev.name, ev.paper_row or "", ev.dataset or "", ev.split, str(ev.metrics.get("images", "")),
             _ours(melanoma.get("roc_auc")), _ours(melanoma.get("average_precision")),

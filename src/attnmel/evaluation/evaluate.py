@@ -3,9 +3,10 @@
 Outputs in ``output_dir``: ``predictions.csv`` (ISIC scorer format: ``image`` + one probability
 column per scored class), ``ground_truth.csv`` (same format, 0/1, to run the official scorer),
 ``metrics.json`` (classification metrics and calibration: ECE over equal-width bins, NLL),
-``roc.png``, ``pr.png`` and ``reliability.png``. Each checkpoint's stored temperature is applied
-(``use_temperature=False`` to see raw softmax outputs); ``tta`` averages the 8 dihedral views;
-several checkpoints are averaged as an ensemble (``attnmel.inference.loading``). With ``masks=True``
+``roc.png``, ``pr.png``, ``reliability.png`` (``confusion.png`` too for more than two classes). Each
+checkpoint's stored temperature is applied (``use_temperature=False`` to see raw softmax outputs);
+``tta`` averages the 8 dihedral views; several checkpoints are averaged as an ensemble
+(``attnmel.inference.loading``). With ``masks=True``
 also ``attention_quality.csv`` (per-image Jaccard/Dice of each attention layer, or the CAM of a GAP
 model, against the lesion mask) and its means in ``metrics.json``.
 """
@@ -25,7 +26,7 @@ from attnmel.evaluation.attention_quality import (
     collect_maps,
     score_predictions,
 )
-from attnmel.evaluation.plots import reliability_diagram, roc_and_pr_curves
+from attnmel.evaluation.plots import confusion_matrix_plot, reliability_diagram, roc_and_pr_curves
 from attnmel.inference import Predictions, load_predictor, read_split
 from attnmel.io import atomic_write_json, atomic_write_text
 from attnmel.metrics.calibration import DEFAULT_BINS, CalibrationReport, calibration_report
@@ -53,6 +54,8 @@ class EvaluationResult:
     predictions: Predictions
     files: dict[str, Path] = field(default_factory=dict)
     attention_quality: AttentionQuality | None = None
+    #: images of the split left out of the task, by dataset class (ISIC 2019 UNK)
+    left_out: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         out = {
@@ -72,6 +75,8 @@ class EvaluationResult:
         }
         if self.attention_quality is not None:
             out["attention_quality"] = self.attention_quality.to_dict()
+        if self.left_out:
+            out["left_out"] = self.left_out
         return out
 
 
@@ -142,6 +147,7 @@ def evaluate_checkpoint(
                                        calibration_bins),
         predictions=predictions,
         attention_quality=quality,
+        left_out=dict(index.left_out.get(split, {})),
     )
     output_dir.mkdir(parents=True, exist_ok=True)
     predicted, truth = scorer_frames(predictions, class_names, score_columns)
@@ -155,6 +161,8 @@ def evaluate_checkpoint(
     files.update(reliability_diagram(
         predictions.labels, predictions.probabilities, class_names, score_columns, output_dir, calibration_bins, split
     ))
+    if result.classification.multiclass is not None:
+        files.update(confusion_matrix_plot(result.classification.multiclass.confusion_matrix, class_names, output_dir, split))
     if quality is not None:
         files["attention_quality"] = quality.write_csv(output_dir / "attention_quality.csv")
     files["metrics"] = output_dir / "metrics.json"

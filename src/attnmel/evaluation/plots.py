@@ -1,4 +1,4 @@
-"""ROC, precision-recall and reliability curves as PNG files (matplotlib, no display needed)."""
+"""ROC, precision-recall and reliability curves, and the confusion matrix, as PNG files (matplotlib, no display needed)."""
 
 from __future__ import annotations
 
@@ -81,3 +81,25 @@ def reliability_diagram(
     ax_count.set(xlabel=f"predicted probability ({n_bins} equal-width bins)", ylabel="images")
     ax_count.grid(alpha=0.3)
     return {"reliability": _save(figure, output_dir / "reliability.png")}
+
+
+def confusion_matrix_plot(
+    matrix: Sequence[Sequence[int]], class_names: Sequence[str], output_dir: Path, title: str = ""
+) -> dict[str, Path]:
+    """Write ``confusion.png``: counts (rows: true class, columns: predicted), shaded by the share of
+    each true class, so a rare class reads as clearly as a common one."""
+    counts = np.asarray(matrix, dtype=int)
+    support = counts.sum(axis=1, keepdims=True)
+    shares = np.divide(counts, support, out=np.zeros(counts.shape), where=support > 0)
+    size = 1.2 + 0.55 * len(class_names)
+    figure, ax = plt.subplots(figsize=(size + 1, size))
+    image = ax.imshow(shares, cmap="Blues", vmin=0, vmax=1)
+    for (row, col), value in np.ndenumerate(counts):
+        ax.text(col, row, str(value), ha="center", va="center", fontsize=8,
+                color="white" if shares[row, col] > 0.5 else "black")
+    ticks = range(len(class_names))
+    ax.set_xticks(ticks, class_names, rotation=45, ha="right")
+    ax.set_yticks(ticks, class_names)
+    ax.set(xlabel="predicted class", ylabel="true class", title=f"Confusion {title}".strip())
+    figure.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="share of the true class")
+    return {"confusion": _save(figure, output_dir / "confusion.png")}

@@ -18,7 +18,9 @@ import numpy as np
 from sklearn import metrics as skm
 
 #: The metrics a run may select its best epoch by (``train.select_metric``).
-SelectMetric = Literal["roc_auc", "average_precision", "accuracy", "balanced_accuracy", "sensitivity_at_90_specificity"]
+#: All but the last are the positive class's; ``balanced_multiclass_accuracy`` ranks ISIC 2018/2019.
+SelectMetric = Literal["roc_auc", "average_precision", "accuracy", "balanced_accuracy", "sensitivity_at_90_specificity",
+                       "balanced_multiclass_accuracy"]
 SELECT_METRICS: tuple[str, ...] = get_args(SelectMetric)
 
 
@@ -89,18 +91,80 @@ def binary_metrics(y_true: Sequence[int], score: Sequence[float], threshold: flo
     )
 
 
+def top_labels(probabilities: np.ndarray) -> np.ndarray:
+    """The arg-max class of each row, or -1 where two classes share the top probability (the ISIC
+    scorer calls that "undecided": it is no class, so never correct)."""
+    probabilities = np.asarray(probabilities, dtype=float)
+    top = probabilities.argmax(axis=1)
+    ties = (probabilities == probabilities.max(axis=1, keepdims=True)).sum(axis=1) > 1
+    top[ties] = -1
+    return top
+
+
 @dataclass(frozen=True)
 class MulticlassMetrics:
+    """All classes at once, decided by the arg-max.
+
+    ``balanced_accuracy`` is the ISIC 2018/2019 ranking metric as ``isic-challenge-scoring``
+    computes it: the mean over classes present of the share of that class's images predicted as
+    it, a tie for the top probability counting as wrong. ``accuracy`` takes the first of tied classes.
+    """
+
     accuracy: float
     balanced_accuracy: float
+    class_names: tuple[str, ...] = ()
+    #: counts; rows: true class, columns: predicted class (an undecided image is in no column)
+    confusion_matrix: tuple[tuple[int, ...], ...] = ()
+    undecided: int = 0
+    #: means over the scored classes of their ROC AUC and AP, skipping undefined ones (the scorer's macro average)
+    macro_roc_auc: float = math.nan
+    macro_average_precision: float = math.nan
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        out = dataclasses.asdict(self)
+        out["class_names"] = list(self.class_names)
+        out["confusion_matrix"] = [list(row) for row in self.confusion_matrix]
+        return out
+
+    @classmethod
+    def from_dict(cls, payload: dict[str, Any]) -> MulticlassMetrics:
+        """Also reads the two-field records of earlier versions."""
+        values = {f.name: payload[f.name] for f in dataclasses.fields(cls) if f.name in payload}
+        values["class_names"] = tuple(values.get("class_names", ()))
+        values["confusion_matrix"] = tuple(tuple(row) for row in values.get("confusion_matrix", ()))
+        return cls(**values)
+
+
+def multiclass_metrics(
+    labels: Sequence[int], probabilities: np.ndarray, class_names: Sequence[str], scored: Sequence[BinaryMetrics] = ()
+) -> MulticlassMetrics:
+    """``MulticlassMetrics`` of ``probabilities`` (N, classes) against integer ``labels``; ``scored`` are the
+    per-class metrics the macro averages are taken over."""
+    labels = np.asarray(labels, dtype=int)
+    probabilities = np.asarray(probabilities, dtype=float)
+    predicted = top_labels(probabilities)
+    classes = list(range(len(class_names)))
+    matrix = skm.confusion_matrix(labels, predicted, labels=classes) if len(labels) else np.zeros((len(classes),) * 2, int)
+    support = np.bincount(labels, minlength=len(classes))
+    present = support > 0
+    recalls = np.diag(matrix)[present] / support[present]
+    aucs = [m.roc_auc for m in scored if not math.isnan(m.roc_auc)]
+    aps = [m.average_precision for m in scored if not math.isnan(m.average_precision)]
+    return MulticlassMetrics(
+        accuracy=float(np.mean(probabilities.argmax(axis=1) == labels)) if len(labels) else math.nan,
+        balanced_accuracy=float(recalls.mean()) if present.any() else math.nan,
+        class_names=tuple(class_names),
+        confusion_matrix=tuple(tuple(int(v) for v in row) for row in matrix),
+        undecided=int(np.sum(predicted < 0)),
+        macro_roc_auc=float(np.mean(aucs)) if aucs else math.nan,
+        macro_average_precision=float(np.mean(aps)) if aps else math.nan,
+    )
 
 
 @dataclass(frozen=True)
 class ClassificationReport:
-    """``BinaryMetrics`` per scored class (the positive class first), plus multi-class accuracy."""
+    """``BinaryMetrics`` per scored class (the positive class first), plus ``MulticlassMetrics`` when the
+    task has more than two classes."""
 
     classes: dict[str, BinaryMetrics]
     multiclass: MulticlassMetrics | None = None
@@ -123,7 +187,7 @@ class ClassificationReport:
         return cls(
             {name: BinaryMetrics.from_dict(values) for name, values in payload.items()
              if name != "multiclass" and isinstance(values, dict)},
-            MulticlassMetrics(**multiclass) if isinstance(multiclass, dict) else None,
+            MulticlassMetrics.from_dict(multiclass) if isinstance(multiclass, dict) else None,
         )
 
 
@@ -134,7 +198,7 @@ def classification_report(
     score_columns: Sequence[str],
     threshold: float = 0.5,
 ) -> ClassificationReport:
-    """``binary_metrics`` for each scored class, plus multi-class accuracy when there are more than two."""
+    """``binary_metrics`` for each scored class, plus ``multiclass_metrics`` when there are more than two classes."""
     labels = np.asarray(labels, dtype=int)
     probabilities = np.asarray(probabilities, dtype=float)
     classes = {}
@@ -143,8 +207,5 @@ def classification_report(
         classes[column] = binary_metrics(labels == index, probabilities[:, index], threshold)
     multiclass = None
     if len(class_names) > 2:
-        predicted = probabilities.argmax(axis=1)
-        multiclass = MulticlassMetrics(
-            float(np.mean(predicted == labels)), float(skm.balanced_accuracy_score(labels, predicted))
-        )
+        multiclass = multiclass_metrics(labels, probabilities, class_names, list(classes.values()))
     return ClassificationReport(classes, multiclass)

@@ -33,7 +33,7 @@ from attnmel.checkpoints.format import (
 from attnmel.checkpoints.meta import Architecture, CheckpointMeta, TrainingRecord
 from attnmel.config import Config, load_config
 from attnmel.data.sampling import derive_seed, epoch_indices
-from attnmel.data.splits import prepare_data
+from attnmel.data.splits import SPLIT_FILE, prepare_data
 from attnmel.devices import configure_torch
 from attnmel.errors import CheckpointError, TrainingError
 from attnmel.inference import run_inference
@@ -107,6 +107,7 @@ class Trainer:
         self.data = prepare_data(
             data, task=d.task, layout=d.layout, train_split=d.train_split, val_split=d.val_split,
             val_fraction=d.val_fraction, seed=config.train.seed, skip_bad=d.skip_bad, roi=self.roi,
+            split=d.split, group_by=d.group_by, folds=d.folds, fold=d.fold,
         )
         self.task = self.data.index.task
 
@@ -336,12 +337,20 @@ class Trainer:
         if main:
             self.output_dir.mkdir(parents=True, exist_ok=True)
             atomic_write_text(self.output_dir / "config.yaml", cfg.to_yaml())
+            self.data.split.write(self.output_dir / SPLIT_FILE)
         summary = self.data.summary(self.roi)
         if self.start_epoch == 0:
             self.log(
                 f"training {cfg.model.name} ({self.model.architecture['backbone']}) on {summary['train']['images']} images, "
                 f"validating on {summary['val']['images']}; device {self.device}; output {self.output_dir}"
             )
+            split = self.data.split
+            if split.mode != "official":
+                how = f"fold {split.fold} of {split.folds}" if split.folds else f"{split.val_fraction:.0%}"
+                self.log(f"validation: {how} carved from {split.train_split}, " + (
+                    f"grouped by {split.group_by} ({split.groups['train']} training / {split.groups['val']} validation "
+                    "groups)"
+                    if split.mode == "grouped" else "stratified by class") + f", seed {split.seed}")
             if self.roi is not None:
                 self.log(
                     f"attention prior '{self.roi.kind}': {summary['train']['with_prior']} of {summary['train']['images']} "
@@ -354,7 +363,9 @@ class Trainer:
             train_values = self.train_epoch(epoch)
             val_report, val_nll = self.validate()
             positive = val_report[self.task.positive_class]
-            metric = getattr(positive, cfg.train.select_metric)
+            multiclass = val_report.multiclass
+            metric = (multiclass.balanced_accuracy if cfg.train.select_metric == "balanced_multiclass_accuracy"
+                      else getattr(positive, cfg.train.select_metric))
             seconds = time.perf_counter() - started
             improved = not math.isnan(metric) and metric > self.best_metric or self.best_epoch < 0
             if improved:
@@ -365,6 +376,7 @@ class Trainer:
                 "lr": self.optimizer.param_groups[0]["lr"],
                 **{f"train_{k}": v for k, v in train_values.items()},
                 **{f"val_{k}": getattr(positive, k) for k in HISTORY_METRICS},
+                **({"val_balanced_multiclass_accuracy": multiclass.balanced_accuracy} if multiclass else {}),
                 "val_nll": val_nll,
                 "seconds": round(seconds, 2),
                 "images_per_second": round(train_values["images"] / seconds, 2),

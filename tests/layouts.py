@@ -1,0 +1,126 @@
+"""Small ISIC 2018, HAM10000, ISIC 2019 and ISIC 2020 folders with the official file names and headers.
+
+The images are the real dermoscopy images of the bundled ISIC 2017 sample, relabelled, so that
+decoding is real; the k-th image of a layout is ``SAMPLE_IMAGES[k]`` (IDs keep their ISIC number).
+Each builder returns the image IDs it wrote, per split.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from .conftest import SAMPLE, write_csv
+
+#: the 60 real images of the bundled sample, in a fixed order
+SAMPLE_IMAGES: list[Path] = sorted(SAMPLE.glob("ISIC-2017_*_Data/ISIC_*.jpg"), key=lambda p: p.name)
+ISIC2018_HEADER = ["image", "MEL", "NV", "BCC", "AKIEC", "BKL", "DF", "VASC"]
+ISIC2019_HEADER = ["image", "MEL", "NV", "BCC", "AK", "BKL", "DF", "VASC", "SCC", "UNK"]
+HAM_HEADER = ["lesion_id", "image_id", "dx", "dx_type", "age", "sex", "localization"]
+ISIC2020_HEADER = ["image_name", "patient_id", "lesion_id", "sex", "age_approx", "anatom_site_general_challenge",
+                   "diagnosis", "benign_malignant", "target"]
+
+
+def sample_mask(image: Path) -> Path:
+    return image.parent.parent / image.parent.name.replace("_Data", "_Part1_GroundTruth") / f"{image.stem}_segmentation.png"
+
+
+def _images(start: int, n: int) -> list[Path]:
+    if start + n > len(SAMPLE_IMAGES):
+        raise ValueError(f"the sample has {len(SAMPLE_IMAGES)} images; asked for {start + n}")
+    return SAMPLE_IMAGES[start : start + n]
+
+
+def _one_hot(header: list[str], image_id: str, cls: str) -> list[str]:
+    return [image_id, *("1.0" if column == cls else "0.0" for column in header[1:])]
+
+
+def make_isic2018(
+    root: Path, splits: dict[str, list[tuple[str, str | None]]], *, masks: bool = True
+) -> dict[str, list[str]]:
+    """ISIC 2018 Task 3: ``splits`` maps Training/Validation/Test to (class, lesion_id) per image.
+
+    Ground truth and lesion groupings inside ``ISIC2018_Task3_<Split>_GroundTruth/`` (as the archive
+    unpacks), lesion masks as ISIC 2018 Task 1 ``<id>_segmentation.png`` for every other image."""
+    ids: dict[str, list[str]] = {}
+    start = 0
+    for official, rows in splits.items():
+        data = root / f"ISIC2018_Task3_{official}_Input"
+        data.mkdir(parents=True)
+        (data / "ATTRIBUTION.txt").write_text("ISIC Archive\n")
+        truth = root / f"ISIC2018_Task3_{official}_GroundTruth"
+        images = _images(start, len(rows))
+        start += len(rows)
+        ids[official] = [image.stem for image in images]
+        for k, image in enumerate(images):
+            shutil.copy(image, data / image.name)
+            if masks and k % 2 == 0:
+                target = root / f"ISIC2018_Task1_{official}_GroundTruth" / f"{image.stem}_segmentation.png"
+                target.parent.mkdir(exist_ok=True)
+                shutil.copy(sample_mask(image), target)
+        write_csv(truth / f"ISIC2018_Task3_{official}_GroundTruth.csv", ISIC2018_HEADER,
+                  [_one_hot(ISIC2018_HEADER, image.stem, cls) for image, (cls, _) in zip(images, rows, strict=True)])
+        if any(lesion for _, lesion in rows):
+            write_csv(truth / f"ISIC2018_Task3_{official}_LesionGroupings.csv", ["image", "lesion_id", "diagnosis_confirm_type"],
+                      [[image.stem, lesion or "", "histopathology"] for image, (_, lesion) in zip(images, rows, strict=True)])
+    return ids
+
+
+def make_ham10000(root: Path, rows: list[tuple[str, str]], *, masks: bool = True) -> list[str]:
+    """The Dataverse release: ``rows`` are (dx, lesion_id); images split over part_1 and part_2."""
+    images = _images(0, len(rows))
+    half = len(images) // 2
+    for k, image in enumerate(images):
+        part = root / f"HAM10000_images_part_{1 if k < half else 2}"
+        part.mkdir(parents=True, exist_ok=True)
+        shutil.copy(image, part / image.name)
+        if masks:
+            target = root / "HAM10000_segmentations_lesion_tschandl" / f"{image.stem}_segmentation.png"
+            target.parent.mkdir(exist_ok=True)
+            shutil.copy(sample_mask(image), target)
+    write_csv(root / "HAM10000_metadata.csv", HAM_HEADER,
+              [[lesion, image.stem, dx, "histo", "45.0", "male", "back"] for image, (dx, lesion) in zip(images, rows, strict=True)])
+    return [image.stem for image in images]
+
+
+def make_isic2019(root: Path, rows: list[tuple[str, str | None]]) -> list[str]:
+    """ISIC 2019 training: ``rows`` are (class, lesion_id or None); every third image is ``<id>_downsampled.jpg``."""
+    data = root / "ISIC_2019_Training_Input"
+    data.mkdir(parents=True)
+    images = _images(0, len(rows))
+    for k, image in enumerate(images):
+        shutil.copy(image, data / (f"{image.stem}_downsampled.jpg" if k % 3 == 2 else image.name))
+    write_csv(root / "ISIC_2019_Training_GroundTruth.csv", ISIC2019_HEADER,
+              [_one_hot(ISIC2019_HEADER, image.stem, cls) for image, (cls, _) in zip(images, rows, strict=True)])
+    write_csv(root / "ISIC_2019_Training_Metadata.csv", ["image", "age_approx", "anatom_site_general", "lesion_id", "sex"],
+              [[image.stem, "55.0", "anterior torso", lesion or "", "female"] for image, (_, lesion) in zip(images, rows, strict=True)])
+    return [image.stem for image in images]
+
+
+def make_isic2020(
+    root: Path,
+    rows: list[tuple[str, str, str]],
+    *,
+    duplicates: list[tuple[int, int]] = (),
+    folder: str = "ISIC_2020_Training_JPEG/train",
+    version: str = "_v2",
+) -> list[str]:
+    """ISIC 2020 training: ``rows`` are (benign_malignant, patient_id, lesion_id); ``duplicates`` are
+    pairs of row positions written to ``ISIC_2020_Training_Duplicates.csv``."""
+    data = root / folder
+    data.mkdir(parents=True)
+    images = _images(0, len(rows))
+    for image in images:
+        shutil.copy(image, data / image.name)
+    header = ISIC2020_HEADER if version == "_v2" else [c for c in ISIC2020_HEADER if c != "lesion_id"]
+    table = []
+    for image, (kind, patient, lesion) in zip(images, rows, strict=True):
+        record = {"image_name": image.stem, "patient_id": patient, "lesion_id": lesion, "sex": "male", "age_approx": "45.0",
+                  "anatom_site_general_challenge": "torso", "diagnosis": "melanoma" if kind == "malignant" else "nevus",
+                  "benign_malignant": kind, "target": "1" if kind == "malignant" else "0"}
+        table.append([record[c] for c in header])
+    write_csv(root / f"ISIC_2020_Training_GroundTruth{version}.csv", header, table)
+    if duplicates:
+        write_csv(root / "ISIC_2020_Training_Duplicates.csv", ["image_name_1", "image_name_2"],
+                  [[images[a].stem, images[b].stem] for a, b in duplicates])
+    return [image.stem for image in images]
