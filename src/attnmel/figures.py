@@ -100,7 +100,7 @@ def attention_figure(
     *,
     title: str = "",
     lesion_mask: np.ndarray | None = None,
-    dpi: int = 100,
+    dpi: int = 80,
 ) -> Image.Image:
     """The view the model saw, then each map over it with a colour bar in its own units, its raw
     min/max (or "flat" and its value), the lesion outline where ``lesion_mask`` (the view's size) is given."""
