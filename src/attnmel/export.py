@@ -1,11 +1,14 @@
 """Exporting a checkpoint for use outside attnmel, with a model card beside every exported model.
 
-- ``onnx``: one graph with input ``image`` (N, 3, S, S; normalised as the card says), outputs
-  ``logits`` and one ``attention_<layer>`` map (N, 1, h, w) per attention gate, a dynamic batch
-  axis, and the checkpoint metadata (class names, preprocessing, ...) in ``metadata_props``.
-  Written with ``torch.onnx.export(dynamo=True)`` (the torch.export-based exporter, torch's
-  default since 2.9); when onnxruntime is installed the export is run once and compared with
-  PyTorch.
+- ``onnx``: one graph whose input ``image`` is the view the model sees as uint8 RGB pixels
+  (N, S, S, 3): the normalisation and the calibrated softmax are inside the graph, and the geometry
+  that makes the view (centre crop, resize, centre crop) is the short, exact recipe
+  ``PREPROCESS_RECIPE``, stored with the graph (``metadata_props``), in the model card and the README,
+  so an ONNX Runtime user never rebuilds preprocessing by hand. Outputs: ``probabilities``
+  (softmax of the logits at the checkpoint's temperature), ``logits`` and one ``attention_<layer>``
+  map (N, 1, h, w) per attention layer; a dynamic batch axis; the checkpoint metadata in
+  ``metadata_props``. Written with ``torch.onnx.export(dynamo=True)``; when onnxruntime is
+  installed the export is run once and compared with PyTorch.
 - ``safetensors``: a clean attnmel checkpoint, the way off a legacy pickle (``--trust-pickle``).
 """
 
@@ -28,10 +31,39 @@ from attnmel.checkpoints.loader import load_checkpoint
 from attnmel.checkpoints.meta import CheckpointMeta, attnmel_version
 from attnmel.errors import AttnmelError, CheckpointError
 from attnmel.io import atomic_path, atomic_write_text, json_safe
+from attnmel.models import with_maps
 
 FORMATS = ("onnx", "safetensors")
 ONNX_OPSET = 18
 ONNX_INPUT = "image"
+
+#: How to make the input of the exported graph from an image file with Pillow and NumPy alone. It
+#: reproduces attnmel's evaluation geometry (``Preprocessing``); a test runs it verbatim through
+#: ONNX Runtime against ``attnmel.load_model().predict``.
+PREPROCESS_RECIPE = """\
+import numpy as np
+from PIL import Image, ImageOps
+
+def attnmel_view(path, crop_ratio={crop_ratio}, resize={resize}, image_size={image_size}):
+    \"\"\"The uint8 RGB view (image_size x image_size x 3) the model sees, from an image file.\"\"\"
+    image = ImageOps.exif_transpose(Image.open(path)).convert("RGB")
+    width, height = image.size
+    side = int(crop_ratio * min(width, height))                       # centre square of crop_ratio x the short side
+    left, top = int(round((width - side) / 2.0)), int(round((height - side) / 2.0))
+    image = image.crop((left, top, left + side, top + side)).resize((resize, resize), Image.BILINEAR)
+    offset = int(round((resize - image_size) / 2.0))                  # centre crop of image_size
+    image = image.crop((offset, offset, offset + image_size, offset + image_size))
+    return np.asarray(image, dtype=np.uint8)
+
+# batch = np.stack([attnmel_view(p) for p in paths])                # (N, S, S, 3) uint8
+# probabilities, logits, *maps = session.run(None, {{"image": batch}})
+"""
+
+
+def preprocess_recipe(meta: CheckpointMeta) -> str:
+    """``PREPROCESS_RECIPE`` with this checkpoint's geometry filled in."""
+    pre = meta.preprocessing
+    return PREPROCESS_RECIPE.format(crop_ratio=pre.crop_ratio, resize=pre.resize, image_size=pre.image_size)
 
 
 @dataclass
@@ -45,20 +77,26 @@ class ExportResult:
 
 
 class ExportView(nn.Module):
-    """The model with tuple outputs in a fixed order (logits, then each map), as ONNX needs."""
+    """The model as ONNX sees it: uint8 RGB views (N, S, S, 3) in; probabilities, logits and each map
+    out, in a fixed order. Normalisation and the temperature are part of the graph."""
 
-    def __init__(self, model: nn.Module):
+    def __init__(self, model: nn.Module, meta: CheckpointMeta):
         super().__init__()
-        self.model = model
-        self.layers = list(model.attention_layers)
+        self.model = with_maps(model, meta.positive_index)
+        self.layers = list(self.model.attention_layers)
+        self.register_buffer("mean", torch.tensor(meta.preprocessing.mean).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(meta.preprocessing.std).view(1, 3, 1, 1))
+        self.temperature = meta.softmax_temperature
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        output = self.model(image)
-        return (output.logits, *(output.attention[name] for name in self.layers))
+        x = (image.permute(0, 3, 1, 2).float() / 255.0 - self.mean) / self.std
+        output = self.model(x)
+        probabilities = torch.softmax(output.logits / self.temperature, dim=-1)
+        return (probabilities, output.logits, *(output.attention[name] for name in self.layers))
 
 
-def onnx_output_names(model: nn.Module) -> list[str]:
-    return ["logits", *(f"attention_{name}" for name in model.attention_layers)]
+def onnx_output_names(view: ExportView) -> list[str]:
+    return ["probabilities", "logits", *(f"attention_{name}" for name in view.layers)]
 
 
 def _onnx_modules():
@@ -77,11 +115,11 @@ def export_onnx(model: nn.Module, meta: CheckpointMeta, target: str | Path, *, o
     """Write ``model`` as ONNX to ``target`` (the model card is the caller's job, see ``export_model``)."""
     onnx, onnxruntime = _onnx_modules()
     target = Path(target)
-    view = ExportView(model.cpu()).eval()
+    view = ExportView(model.cpu(), meta).eval()
     size = meta.preprocessing.image_size
-    names = onnx_output_names(model)
+    names = onnx_output_names(view)
     # batch 2 as the example so that torch.export does not specialise the batch axis to 1
-    example = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(0))
+    example = torch.randint(0, 256, (2, size, size, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
     batch = torch.export.Dim("batch", min=1, max=65536)
     with tempfile.TemporaryDirectory(prefix="attnmel-onnx-") as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")  # exporter chatter (deprecations inside torch.export/onnxscript)
@@ -96,10 +134,13 @@ def export_onnx(model: nn.Module, meta: CheckpointMeta, target: str | Path, *, o
             raise AttnmelError(f"ONNX export of {meta.architecture.name} failed ({type(exc).__name__}: {exc}).") from None
         proto = onnx.load(str(raw))
     proto.doc_string = (
-        f"attnmel {meta.architecture.name} ({meta.architecture.backbone}): input '{ONNX_INPUT}' "
-        f"(N, 3, {size}, {size}) normalised with metadata 'preprocessing'; outputs {', '.join(names)}."
+        f"attnmel {meta.architecture.name} ({meta.architecture.backbone}): input '{ONNX_INPUT}' uint8 RGB "
+        f"(N, {size}, {size}, 3), the view made by metadata 'preprocessing_recipe'; outputs {', '.join(names)}."
     )
     props = {
+        "input_format": f"uint8 RGB pixels (N, {size}, {size}, 3): the model's view, see preprocessing_recipe",
+        "preprocessing_recipe": preprocess_recipe(meta),
+        "temperature": str(meta.softmax_temperature),
         "attnmel_metadata": json.dumps(json_safe(meta.to_dict())),
         "class_names": json.dumps(list(meta.class_names)),
         "preprocessing": json.dumps(meta.preprocessing.to_dict()),
@@ -118,6 +159,9 @@ def export_onnx(model: nn.Module, meta: CheckpointMeta, target: str | Path, *, o
     result = ExportResult("onnx", target, target.with_suffix(".md"), names)
     if onnxruntime is not None:
         result.max_abs_diff = compare_with_onnxruntime(view, target, example[:1].repeat(3, 1, 1, 1))
+    if result.max_abs_diff is not None and not all(np.isfinite(v) and v < 1e-3 for v in result.max_abs_diff.values()):
+        raise AttnmelError(f"{target}: onnxruntime and PyTorch disagree by {result.max_abs_diff}; the export is not "
+                           "trustworthy (report it with the checkpoint).")
     return result
 
 
@@ -158,5 +202,22 @@ def export_model(
     else:
         save_model_checkpoint(target, model, meta.replace(attnmel_version=attnmel_version()))
         result = ExportResult("safetensors", target, target.with_suffix(".md"), ["logits", *model.attention_layers])
-    atomic_write_text(result.card, render_markdown(model_card(meta)))
+    card = render_markdown(model_card(meta))
+    if fmt == "onnx":
+        card += onnx_usage(meta, target.name, result.outputs)
+    atomic_write_text(result.card, card)
     return result
+
+
+def onnx_usage(meta: CheckpointMeta, file_name: str, outputs: list[str]) -> str:
+    """The model card's section on running the ONNX file without attnmel."""
+    size = meta.preprocessing.image_size
+    return (
+        "\n## Using the ONNX file\n\n"
+        f"Input `image`: uint8 RGB pixels, shape (N, {size}, {size}, 3), the view the model sees; normalisation "
+        f"(mean {list(meta.preprocessing.mean)}, std {list(meta.preprocessing.std)}) and the calibrated softmax "
+        f"(temperature {meta.softmax_temperature:.4g}) are inside the graph. Outputs, in order: {', '.join(outputs)}. "
+        "Make the view exactly as attnmel does with Pillow and NumPy:\n\n"
+        f"```python\n{preprocess_recipe(meta)}\nimport onnxruntime\n"
+        f"session = onnxruntime.InferenceSession({file_name!r})\n```\n"
+    )
