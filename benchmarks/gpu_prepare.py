@@ -129,9 +129,13 @@ def _wheel_name(pin: str) -> str:
 def download_wheels(pins: list[str], folder: Path) -> list[Path]:
     """Each pin as a Python 3.12 manylinux x86-64 wheel in ``folder``; others there are removed."""
     folder.mkdir(exist_ok=True)
+
+    def present() -> set[tuple[str, str]]:  # wheel names keep the project's capitals (ImageHash-4.3.2-...)
+        return {(w.name.split("-")[0].lower(), w.name.split("-")[1]) for w in folder.glob("*.whl")}
+
     for pin in pins:
         name, version = pin.split("==")
-        if any(folder.glob(f"{_wheel_name(pin)}-{version}-*.whl")):
+        if (_wheel_name(pin), version) in present():
             continue
         command = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:",
                    "--python-version", "3.12", "--implementation", "cp", "-d", str(folder), pin]

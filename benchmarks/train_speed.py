@@ -247,6 +247,8 @@ def profile_attnmel(data: Path, args, device: torch.device, work: Path, steps: i
     return {
         "steps": steps,
         "step_ms": 1000 * seconds,
+        # operator time over wall time: well under 1 on a GPU means the step waits on the host (launches, data)
+        "busy": total / 1e6 / steps / seconds,
         "images_per_second": args.batch_size / seconds,
         "measured": "device time" if device.type == "cuda" else "CPU time",
         "top": [{"op": e.key, "ms_per_step": getattr(e, key) / 1000 / steps, "share": getattr(e, key) / total,

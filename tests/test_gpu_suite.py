@@ -127,6 +127,19 @@ def test_a_task_that_overruns_is_killed_with_its_children(suite):
     while _state(grandchild) not in (None, "Z") and time.monotonic() < deadline:
         time.sleep(0.1)
     assert _state(grandchild) in (None, "Z"), "the task's own child outlived the kill"
+    # a task's process dies with the suite even when the suite is killed outright (no handler runs)
+    task = (f"import sys, time; sys.path.insert(0, {str(BENCHMARKS)!r}); import gpu_suite; gpu_suite._die_with_parent(); "
+            "print('ready', flush=True); time.sleep(60)")
+    outer = subprocess.Popen([sys.executable, "-c", "import subprocess, sys; p = subprocess.Popen([sys.executable, '-c', "
+                              f"{task!r}]); print(p.pid, flush=True); p.wait()"], stdout=subprocess.PIPE, text=True)
+    orphan = int(outer.stdout.readline())
+    assert outer.stdout.readline().strip() == "ready"  # the task's process has asked to die with its parent
+    outer.kill()
+    outer.wait()
+    deadline = time.monotonic() + 5
+    while _state(orphan) not in (None, "Z") and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _state(orphan) in (None, "Z"), "a task outlived the suite that was killed"
     ok, _ = suite.run_child([sys.executable, "-c", "print('fine')"], 30, lines.append, "", dict(os.environ))
     failed, tail = suite.run_child([sys.executable, "-c", "raise SystemExit('broken')"], 30, lines.append, "", dict(os.environ))
     assert (ok, failed, tail[-1]) == ("ok", "failed", "broken")
