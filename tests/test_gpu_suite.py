@@ -84,6 +84,13 @@ def test_plan_follows_steps_rows_and_seeds(suite, tmp_path):
     assert [t.name for t in suite.plan(smoke) if t.kind == "quality"] == [f"quality-{row}-seed0" for row in suite.ROWS]
 
 
+def test_a_broken_model_stops_the_run_only_when_a_later_task_trains_it(suite, tmp_path):
+    gpu = suite._models_in_use(_settings(suite, tmp_path))
+    assert gpu == {("attnmel", "vgg16_bn"), ("attnmel", "mobilenet_v2"), ("gap", "mobilenet_v2")}
+    only_gap = suite._models_in_use(_settings(suite, tmp_path, rows=["gap-mnv2"], smoke=True))
+    assert only_gap == {("attnmel", "mobilenet_v2"), ("gap", "mobilenet_v2")}
+
+
 def test_a_run_that_cannot_finish_in_the_time_left_is_not_started(suite, tmp_path):
     s = _settings(suite, tmp_path, budget=100)
     run = suite.Suite(s, ["--out", s.out])
