@@ -10,11 +10,12 @@ cut short still returns what finished:
 
   env      the card, driver, torch / CUDA / cuDNN / NCCL versions, the measured bf16 matmul rate,
            the packages, and an estimate of every quality run from its FLOPs
-  smoke    every code path on the device, stopping at the first broken one: each model x backbone
-           forward/backward in bf16 with channels_last (against fp32), the device-side augmentation
-           against the per-sample CPU pipeline, the decode-once cache, the Trainer end to end with
-           every fast option (and --resume, and evaluation with attention Jaccard), one DDP step
-           (NCCL on a GPU, gloo on a CPU) against a plain step
+  smoke    every code path on the device: each model x backbone forward/backward in bf16 with
+           channels_last (against fp32), the device-side augmentation against the per-sample CPU
+           pipeline, the decode-once cache, the Trainer end to end with every fast option (and
+           --resume, and evaluation with attention Jaccard), one DDP step (NCCL on a GPU, gloo on a
+           CPU) against a plain step. The first broken path that a later task needs stops the run;
+           one that none needs (another model, DDP) fails the task loudly and the run goes on
   speed    benchmarks/train_speed.py's table: reference data path vs attnmel's on 1024x768 JPEGs
            with a profile of the training step, then 4000x3000, then attnmel's path with torch.compile
   quality  ROWS x seeds on ISIC 2017 (train -> val): the shipped-model recipe and the GAP baseline
@@ -562,13 +563,6 @@ def _device(s: Settings):
     if s.device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(s.device)
-
-
-def _sync(device) -> None:
-    import torch
-
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def _nccl_version() -> str:
