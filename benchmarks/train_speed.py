@@ -24,12 +24,14 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
+import multiprocessing
 import os
 import platform
 import shutil
 import sys
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import torch
@@ -54,24 +56,42 @@ PAPER_SCHEDULE_IMAGES = (2000 + 3 * 374) * 2 * 50
 # --------------------------------------------------------------------------- inputs
 
 
-def make_inputs(source: Path, target: Path, size: tuple[int, int], count: int, val_count: int) -> Path:
-    """An ISIC 2017 layout whose JPEGs are the shared images upsampled to ``size`` and re-encoded."""
+def _encode(job: tuple[str, str, tuple[int, int]]) -> None:
+    source, target, size = job
+    with Image.open(source) as image:
+        image.convert("RGB").resize(size, Image.Resampling.BICUBIC).save(target, quality=90)
+
+
+def make_inputs(source: Path, target: Path, size: tuple[int, int], count: int, val_count: int, workers: int = 1) -> Path:
+    """An ISIC 2017 layout whose JPEGs are the shared images upsampled to ``size`` and re-encoded.
+
+    Encoding runs in ``workers`` processes (a 4000x3000 JPEG takes about half a second on one
+    core); a folder already complete for these counts is reused, so several variants share it.
+    """
     index = read_dataset(source)
+    jobs, tables = [], []
     for split, official, n in (("train", "Training", count), ("val", "Validation", val_count)):
         samples = index.split(split)[:n]
         if len(samples) < n:
             raise SystemExit(f"{source} has only {len(samples)} {split} images; lower --images")
         folder = target / f"ISIC-2017_{official}_Data"
         folder.mkdir(parents=True, exist_ok=True)
-        with open(target / f"ISIC-2017_{official}_Part3_GroundTruth.csv", "w", newline="") as handle:
+        rows = [[s.image_id, float(s.label == 1), 0.0] for s in samples]
+        tables.append((target / f"ISIC-2017_{official}_Part3_GroundTruth.csv", rows))
+        jobs += [(str(s.image_path), str(folder / f"{s.image_id}.jpg"), size) for s in samples]
+    if all(path.is_file() and sum(1 for _ in path.open()) == len(rows) + 1 for path, rows in tables):
+        return target  # the ground-truth tables are written last: their presence means the images are complete
+    if workers > 1:
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+            list(pool.map(_encode, jobs, chunksize=8))
+    else:
+        for job in jobs:
+            _encode(job)
+    for path, rows in tables:
+        with open(path, "w", newline="") as handle:
             writer = csv.writer(handle)
             writer.writerow(["image_id", "melanoma", "seborrheic_keratosis"])
-            for sample in samples:
-                with Image.open(sample.image_path) as image:
-                    image.convert("RGB").resize(size, Image.Resampling.BICUBIC).save(
-                        folder / f"{sample.image_id}.jpg", quality=90
-                    )
-                writer.writerow([sample.image_id, float(sample.label == 1), 0.0])
+            writer.writerows(rows)
     return target
 
 
@@ -197,6 +217,46 @@ def run_attnmel(data: Path, args, device: torch.device, work: Path, use_compile:
             "channels_last": trainer.config.train.channels_last}
 
 
+def profile_attnmel(data: Path, args, device: torch.device, work: Path, steps: int = 5) -> dict:
+    """Where a training step of attnmel's path spends its time: ``torch.profiler`` over up to
+    ``steps`` steps of one epoch after up to two warm-up steps (device time on CUDA, CPU time
+    otherwise). Returns the table as text and the ten most expensive operators, per step."""
+    from torch.profiler import ProfilerActivity, profile
+
+    trainer = attnmel_trainer(data, args, device, work / "cache", work / "run-profile", False)
+    loader = trainer._train_loader(0, 0)
+    if len(loader) < 2:
+        raise SystemExit("profiling needs at least 2 batches per epoch; raise --images or lower --batch-size")
+    warmup = min(2, len(loader) - 1)  # cuDNN autotuning, the allocator
+    steps = min(steps, len(loader) - warmup)
+    batches = iter(loader)
+    for i in range(warmup):
+        trainer._step(next(batches), 0, i)
+    _sync(device)
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    started = time.perf_counter()
+    with profile(activities=activities) as prof:
+        for i in range(steps):
+            trainer._step(next(batches), 0, warmup + i)
+        _sync(device)
+    seconds = (time.perf_counter() - started) / steps
+    key = "self_device_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    averages = prof.key_averages()
+    total = sum(getattr(e, key) for e in averages) or 1.0
+    top = sorted(averages, key=lambda e: getattr(e, key), reverse=True)[:10]
+    return {
+        "steps": steps,
+        "step_ms": 1000 * seconds,
+        # operator time over wall time: well under 1 on a GPU means the step waits on the host (launches, data)
+        "busy": total / 1e6 / steps / seconds,
+        "images_per_second": args.batch_size / seconds,
+        "measured": "device time" if device.type == "cuda" else "CPU time",
+        "top": [{"op": e.key, "ms_per_step": getattr(e, key) / 1000 / steps, "share": getattr(e, key) / total,
+                 "calls_per_step": e.count / steps} for e in top],
+        "table": averages.table(sort_by=key, row_limit=30),
+    }
+
+
 # --------------------------------------------------------------------------- the floor
 
 
@@ -259,11 +319,11 @@ def _machine(device: torch.device) -> str:
     return f"{platform.processor() or platform.machine()} CPU, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads, no GPU"
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "isic2017"), help="ISIC 2017 folder")
     parser.add_argument("--sizes", default="1024x768,4000x3000", help="comma-separated WxH of the generated JPEGs")
-    parser.add_argument("--images", type=int, default=2048, help="training images per size")
+    parser.add_argument("--images", type=int, default=2000, help="training images per size (ISIC 2017 has 2000)")
     parser.add_argument("--model", default="attnmel")
     parser.add_argument("--backbone", default="vgg16_bn")
     parser.add_argument("--image-size", type=int, default=224)
@@ -278,12 +338,49 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--compile", action="store_true")
     parser.add_argument("--threads", type=int, help="torch threads in the training process (default: torch's choice)")
     parser.add_argument("--work-dir", help="where the generated images and the cache go (default: a temporary folder)")
+    return parser
+
+
+def resolve_device(name: str) -> torch.device:
+    return torch.device("cuda" if name == "auto" and torch.cuda.is_available() else "cpu" if name == "auto" else name)
+
+
+def speed_table(rows: list[dict], flops: float, counted: str, rate: float, rate_label: str) -> list[str]:
+    """The table's lines. A row is ``{"size", "images", "reference", "variants"}``; a part that did not
+    finish (None) prints as "-", so a run cut short still tabulates what it measured."""
+    lines = [
+        "| input | path | train img/s | data path only, img/s | peak GPU memory | b/a | paper schedule (312,200 img) | one-off cache build |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in rows:
+        size_text, reference = row["size"], row.get("reference")
+        if reference:
+            lines.append(f"| {size_text} JPEG | (a) reference | {reference['train']:.1f} | {reference['data']:.1f} | "
+                         f"{reference['memory']} | | {_duration(PAPER_SCHEDULE_IMAGES / reference['train'])} | |")
+        else:
+            lines.append(f"| {size_text} JPEG | (a) reference | - | - | - | | | |")
+        for ours in row.get("variants", []):
+            path = "(b) attnmel + compile" if ours["compile"] else "(b) attnmel"
+            if "train" not in ours:
+                lines.append(f"| {size_text} JPEG | {path} | - | - | - | | | {ours.get('note', '')} |")
+                continue
+            ratio = f"{ours['train'] / reference['train']:.2f}x" if reference else ""
+            cache = f"{ours['cache_seconds']:.1f} s ({row['images']} images)" if not ours["compile"] else ""
+            lines.append(f"| {size_text} JPEG | {path} | {ours['train']:.1f} | {ours['data']:.1f} | {ours['memory']} | "
+                         f"{ratio} | {_duration(PAPER_SCHEDULE_IMAGES / ours['train'])} | {cache} |")
+    floor = rate / flops
+    lines.append(f"| floor | {flops / 1e9:.1f} GFLOP per training image ({counted}) vs measured {rate_label} matmul "
+                 f"{rate / 1e12:.2f} TFLOP/s | {floor:.1f} | | | | {_duration(PAPER_SCHEDULE_IMAGES / floor)} | |")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
-                          "cpu" if args.device == "auto" else args.device)
+    device = resolve_device(args.device)
     if args.images < 2 * args.batch_size:
         parser.error("--images must be at least twice --batch-size (a warm-up batch, then timed ones)")
     work = Path(args.work_dir or tempfile.mkdtemp(prefix="attnmel-speed-"))
@@ -293,7 +390,8 @@ def main(argv: list[str] | None = None) -> int:
         rate, rate_label = matmul_rate(device)
         for size_text in args.sizes.split(","):
             size = tuple(int(v) for v in size_text.lower().split("x"))
-            data = make_inputs(Path(args.data), work / size_text / "data", size, args.images, max(2, args.batch_size // 4))
+            data = make_inputs(Path(args.data), work / size_text / "data", size, args.images,
+                               max(2, args.batch_size // 4), args.workers)
             reference = {}
             with _peak_memory(device, reference):
                 reference.update(run_reference(data, args, device))
@@ -303,34 +401,21 @@ def main(argv: list[str] | None = None) -> int:
                 with _peak_memory(device, ours):
                     ours.update(run_attnmel(data, args, device, work / size_text, use_compile))
                 variants.append(ours)
-            rows.append((size_text, reference, variants))
+            rows.append({"size": size_text, "images": args.images, "reference": reference, "variants": variants})
     finally:
         if not args.work_dir:
             shutil.rmtree(work, ignore_errors=True)
 
-    floor = rate / flops
     print(f"# attnmel training speed: {args.model} ({args.backbone}) at {args.image_size} px, batch {args.batch_size}, "
           f"{args.images} images per size")
     print(f"machine: {_machine(device)}; torch {torch.__version__}")
     print(f"command: python benchmarks/train_speed.py {' '.join(argv if argv is not None else sys.argv[1:])}")
-    first = rows[0][2][0]
+    first = rows[0]["variants"][0]
     print(f"attnmel path: cache + device pipeline, amp {'bf16' if first['amp'] else 'off'}, channels_last "
           f"{'on' if first['channels_last'] else 'off'}; reference: PIL + per-sample transforms in "
           f"{args.workers} workers, fp32")
     print()
-    print("| input | path | train img/s | data path only, img/s | peak GPU memory | b/a | paper schedule (312,200 img) | one-off cache build |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|")
-    for size_text, reference, variants in rows:
-        print(f"| {size_text} JPEG | (a) reference | {reference['train']:.1f} | {reference['data']:.1f} | {reference['memory']} | "
-              f"| {_duration(PAPER_SCHEDULE_IMAGES / reference['train'])} | |")
-        for ours in variants:
-            path = "(b) attnmel + compile" if ours["compile"] else "(b) attnmel"
-            cache = f"{ours['cache_seconds']:.1f} s ({args.images} images)" if not ours["compile"] else ""
-            print(f"| {size_text} JPEG | {path} | {ours['train']:.1f} | {ours['data']:.1f} | {ours['memory']} | "
-                  f"{ours['train'] / reference['train']:.2f}x | {_duration(PAPER_SCHEDULE_IMAGES / ours['train'])} | {cache} |")
-    print(f"| floor | {flops / 1e9:.1f} GFLOP per training image ({counted}) vs measured {rate_label} matmul "
-          f"{rate / 1e12:.2f} TFLOP/s | "
-          f"{floor:.1f} | | | | {_duration(PAPER_SCHEDULE_IMAGES / floor)} | |")
+    print("\n".join(speed_table(rows, flops, counted, rate, rate_label)))
     return 0
 
 
