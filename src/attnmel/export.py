@@ -186,14 +186,15 @@ def export_model(
     legacy: LegacyAssumptions | None = None,
     opset: int = ONNX_OPSET,
 ) -> ExportResult:
-    """Export ``checkpoint`` (None: the shipped model) to ``output_dir`` (default: ``export/`` beside
-    it) as ``<stem>.<fmt>`` + ``<stem>.md``."""
+    """Export ``checkpoint`` (None: the shipped model) to ``output_dir`` (default: ``export/`` beside it,
+    or in the working folder for the shipped model) as ``<stem>.<fmt>`` + ``<stem>.md``."""
     if fmt not in FORMATS:
         raise AttnmelError(f"unknown export format {fmt!r}; choose one of {list(FORMATS)}.")
     model, meta, source = load_checkpoint(checkpoint, "cpu", trust_pickle=trust_pickle, legacy=legacy)
     if source.is_dir():
         source = source / "best.safetensors"
-    output_dir = Path(output_dir) if output_dir else source.parent / "export"
+    # the shipped model lives inside the installed package: its export goes to the working folder
+    output_dir = Path(output_dir) if output_dir else Path("export") if checkpoint is None else source.parent / "export"
     target = output_dir / f"{source.stem}.{fmt}"
     if target.resolve() == source.resolve():
         raise CheckpointError(f"{target}: the export would overwrite its source; choose another --output.")

@@ -33,9 +33,8 @@ def _export(args: argparse.Namespace) -> int:
     from attnmel.export import export_model
 
     checkpoint = checkpoints_or_default(args.checkpoint)
-    output = args.output or ("export" if checkpoint is None else None)
     legacy = LegacyAssumptions(normalize=args.legacy_attention, normalization=args.legacy_normalization)
-    result = export_model(checkpoint, output, args.format, trust_pickle=args.trust_pickle,
+    result = export_model(checkpoint, args.output, args.format, trust_pickle=args.trust_pickle,
                           legacy=legacy, opset=args.opset)
     print(f"wrote {result.model} (outputs: {', '.join(result.outputs)}) and its model card {result.card}")
     if result.max_abs_diff is not None:

@@ -1,0 +1,153 @@
+"""The model shipped inside attnmel: its file, its answers, its card, and every door defaulting to it."""
+
+from __future__ import annotations
+
+import os
+import re
+
+import numpy as np
+import pytest
+from PIL import Image
+from safetensors import safe_open
+
+import attnmel
+from attnmel.cli import main
+from attnmel.demo import unseen_data_path
+from attnmel.models.pretrained import DEFAULT_TAG, _sha256, get_pretrained
+
+from .conftest import REPO
+
+UNSEEN = unseen_data_path() / "ISBI2016_ISIC_Part3_Test_Data"
+#: P(melanoma) and the mean of each raw attention map on three bundled images, recorded when the file
+#: was shipped. fp16 weights run in fp32; seeded float results differ slightly between CPU kinds, far
+#: less than the tolerance.
+RECORDED = {
+    "ISIC_0000115.jpg": (0.066617, {"stage3": 0.721293, "stage4": 0.622505}),
+    "ISIC_0000117.jpg": (0.218794, {"stage3": 0.53456, "stage4": 0.534067}),
+    "ISIC_0000170.jpg": (0.45047, {"stage3": 0.511248, "stage4": 0.455185}),
+}
+TOLERANCE = 1e-4
+
+
+@pytest.fixture(scope="module")
+def model():
+    return attnmel.load_model()
+
+
+def test_the_shipped_file_is_small_fp16_and_its_sha256_matches():
+    weights = get_pretrained()
+    assert weights.tag == DEFAULT_TAG and weights.path.stat().st_size <= 8 * 1024 * 1024
+    assert _sha256(weights.path) == weights.sha256 == weights.verify() and weights.sha256
+    with safe_open(str(weights.path), framework="pt") as handle:
+        dtypes = {str(handle.get_tensor(key).dtype) for key in handle.keys()}
+    assert "torch.float16" in dtypes and "torch.float32" not in dtypes
+
+
+def test_a_damaged_file_is_refused(tmp_path, monkeypatch):
+    from attnmel.errors import CheckpointError
+    from attnmel.models import pretrained
+
+    damaged = tmp_path / "damaged.safetensors"
+    damaged.write_bytes(get_pretrained().path.read_bytes()[:-16] + b"\0" * 16)
+    monkeypatch.setitem(pretrained.PRETRAINED, "damaged", pretrained.PretrainedWeights(
+        "damaged", "x.safetensors", get_pretrained().sha256, "a damaged copy"))
+    monkeypatch.setattr(pretrained.PretrainedWeights, "path", property(lambda self: damaged))
+    with pytest.raises(CheckpointError, match="sha256"):
+        attnmel.load_model("damaged")
+
+
+def test_its_answers_on_three_bundled_images_equal_the_recorded_values(model):
+    results = model.predict([str(UNSEEN / name) for name in RECORDED])
+    for (name, (probability, means)), result in zip(RECORDED.items(), results, strict=True):
+        assert result.probability == pytest.approx(probability, abs=TOLERANCE), name
+        for layer, mean in means.items():
+            assert float(result.raw_attention[layer].mean()) == pytest.approx(mean, abs=TOLERANCE), (name, layer)
+
+
+def test_a_path_a_pil_image_and_an_array_give_the_same_answer(model):
+    path = UNSEEN / "ISIC_0000117.jpg"
+    image = Image.open(path).convert("RGB")
+    by_path, by_image, by_array = model.predict([str(path), image, np.asarray(image)], tta=False)
+    for other in (by_image, by_array):
+        assert other.probability == pytest.approx(by_path.probability, abs=1e-6)
+        for layer in by_path.raw_attention:
+            np.testing.assert_allclose(other.raw_attention[layer], by_path.raw_attention[layer], atol=1e-6)
+    # maps in the image's own coordinates: the image's size, NaN outside the square the model saw
+    stage4 = by_path.attention["stage4"]
+    assert stage4.shape == (image.height, image.width) and np.isnan(stage4).any() and np.isfinite(stage4).any()
+    left, top, right, bottom = by_path.view_box
+    assert np.isfinite(stage4[int(top) + 2, int(left) + 2]) and np.isnan(stage4[0, 0])
+
+
+def test_create_model_builds_the_shipped_network(model):
+    network = attnmel.create_model("attnmel", pretrained=DEFAULT_TAG)
+    reference = model.predictor.models[0]
+    for key, value in reference.state_dict().items():
+        assert np.array_equal(network.state_dict()[key].numpy(), value.numpy()), key
+    with pytest.raises(Exception, match="cannot be built with"):
+        attnmel.create_model("gap", pretrained=DEFAULT_TAG)
+
+
+def test_the_model_card_names_its_data_metrics_licence_and_limitations():
+    card = (get_pretrained().path.with_suffix(".md")).read_text()
+    for words in ("## Training data", "isic2017", "## Metrics", "roc auc", "## Limitations", "CC BY-NC 4.0",
+                  "not a diagnostic tool", "## Release", "sha256"):
+        assert words in card, words
+    meta = get_pretrained().metadata
+    assert meta["training"]["data"]["layout"] == "isic2017" and meta["release"]["tag"] == DEFAULT_TAG
+
+
+def test_the_readme_example_runs(model):
+    """The README's "From an image to an answer" example, run as written (on a bundled image)."""
+    readme = (REPO / "README.md").read_text()
+    block = re.search(r"<!-- example: load_model -->\s*```python\n(.*?)```", readme, re.S).group(1)
+    namespace = {}
+    previous = os.getcwd()
+    os.chdir(UNSEEN)
+    try:
+        os.symlink("ISIC_0000117.jpg", "lesion.jpg") if not os.path.exists("lesion.jpg") else None
+        exec(block, namespace)
+    finally:
+        if os.path.islink("lesion.jpg"):
+            os.unlink("lesion.jpg")
+        os.chdir(previous)
+    assert 0 <= namespace["result"].probability <= 1
+
+
+@pytest.mark.slow
+def test_predict_evaluate_and_export_default_to_the_shipped_model(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["predict", str(UNSEEN / "ISIC_0000115.jpg"), "--output", "out"]) == 0
+    printed = capsys.readouterr().out
+    assert f"no --checkpoint: using the shipped model '{DEFAULT_TAG}'" in printed
+    probability = float(re.search(r"melanoma (\d\.\d+)", printed).group(1))
+    assert probability == pytest.approx(RECORDED["ISIC_0000115.jpg"][0], abs=1e-3)
+    assert main(["evaluate", "--data", str(unseen_data_path()), "--split", "test", "--json"]) == 0
+    assert (tmp_path / "eval-test" / "metrics.json").is_file()
+    assert main(["export", "--format", "onnx"]) == 0
+    assert f"no --checkpoint: using the shipped model '{DEFAULT_TAG}'" in capsys.readouterr().out
+    assert (tmp_path / "export" / f"{DEFAULT_TAG}.onnx").is_file() and (tmp_path / "export" / f"{DEFAULT_TAG}.md").is_file()
+
+
+def test_serve_defaults_to_the_shipped_model():
+    from attnmel.serving import load_served_model
+
+    served = load_served_model(None, device="cpu", log=lambda *_: None)
+    assert served.tag == DEFAULT_TAG and served.describe()["pretrained"] == DEFAULT_TAG
+    assert "shipped" in served.source
+
+
+@pytest.mark.slow
+def test_an_onnx_runtime_user_following_the_recipe_gets_attnmels_probabilities(model, tmp_path):
+    import onnxruntime
+
+    from attnmel.export import export_model, preprocess_recipe
+
+    result = export_model(None, tmp_path, "onnx")
+    namespace: dict = {}
+    exec(preprocess_recipe(model.meta), namespace)
+    paths = sorted(UNSEEN.glob("*.jpg"))[:8]
+    session = onnxruntime.InferenceSession(str(result.model), providers=["CPUExecutionProvider"])
+    probabilities = session.run(["probabilities"], {"image": np.stack([namespace["attnmel_view"](p) for p in paths])})[0]
+    ours = np.array([r.probabilities["melanoma"] for r in model.predict([str(p) for p in paths])])
+    assert np.abs(probabilities[:, 1] - ours).max() < 1e-3
