@@ -11,10 +11,12 @@ from attnmel.cli.options import (
     add_batch_size,
     add_checkpoint,
     add_device,
+    add_intervals,
     add_trust_pickle,
     add_workers,
     checkpoints_or_default,
     fraction,
+    interval_settings,
     positive_int,
 )
 
@@ -36,6 +38,7 @@ def register(parser: argparse.ArgumentParser) -> None:
                              "Jaccard and Dice per layer, attention_quality.csv")
     parser.add_argument("--mask-threshold", type=fraction, default=0.5,
                         help="a min-max-normalised map pixel counts as attended when above this (default 0.5, the paper)")
+    add_intervals(parser)
     add_batch_size(parser, 64)
     add_workers(parser)
     add_device(parser)
@@ -52,7 +55,12 @@ def default_output(checkpoint: str | None, name: str) -> Path:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from attnmel.evaluation.evaluate import evaluate_checkpoint, format_calibration, format_metrics
+    from attnmel.evaluation.evaluate import (
+        evaluate_checkpoint,
+        format_attention_quality,
+        format_calibration,
+        format_metrics,
+    )
 
     checkpoints = checkpoints_or_default(args.checkpoint, log=(lambda *_: None) if args.json else print)
     name = f"eval-{args.split}" + ("-tta" if args.tta else "") + ("-ensemble" if checkpoints and len(checkpoints) > 1 else "")
@@ -61,7 +69,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         checkpoints, args.data, args.split, output, threshold=args.threshold, tta=args.tta,
         use_temperature=not args.no_temperature, calibration_bins=args.bins, batch_size=args.batch_size,
         num_workers=args.workers, device=args.device, progress=not args.json, masks=args.masks,
-        mask_threshold=args.mask_threshold, trust_pickle=args.trust_pickle,
+        mask_threshold=args.mask_threshold, trust_pickle=args.trust_pickle, intervals=interval_settings(args),
     )
     if args.json:
         print(json.dumps(json.loads(result.files["metrics"].read_text()), indent=2))
@@ -69,9 +77,9 @@ def _evaluate(args: argparse.Namespace) -> int:
         temperatures = ", ".join(f"{m['temperature']:.3g}" for m in result.members)
         print(f"{result.split}: {result.images} images; {len(result.members)} checkpoint(s), "
               f"temperature {temperatures}" + (", 8-view TTA" if args.tta else ""))
-        print(format_metrics(result.classification))
-        print(format_calibration(result.calibration))
+        print(format_metrics(result.classification, result.intervals))
+        print(format_calibration(result.calibration, result.intervals))
         if result.attention_quality is not None:
-            print(result.attention_quality.to_string())
+            print(format_attention_quality(result.attention_quality, result.intervals))
         print(f"wrote {', '.join(p.name for p in result.files.values())} to {output}")
     return 0

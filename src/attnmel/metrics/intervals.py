@@ -93,10 +93,14 @@ class Interval:
         """``0.8712 [0.80, 0.93]``; ``n/a`` when undefined."""
         if not math.isfinite(self.estimate):
             return "n/a"
-        plus = "+" if sign else ""
-        text = f"{self.estimate:{plus}.{digits}f}"
+
+        def fixed(value: float, places: int) -> str:
+            value = round(value, places) or 0.0  # no "-0.000" for float noise
+            return f"{value:{'+' if sign else ''}.{places}f}"
+
+        text = fixed(self.estimate, digits)
         if math.isfinite(self.low) and math.isfinite(self.high):
-            text += f" [{self.low:{plus}.{bound_digits}f}, {self.high:{plus}.{bound_digits}f}]"
+            text += f" [{fixed(self.low, bound_digits)}, {fixed(self.high, bound_digits)}]"
         return text
 
 

@@ -6,7 +6,8 @@
   interval of the difference keeps the correlation between the models. The two-sided p-value
   inverts the percentile interval, p = 2 min(#{d* <= 0} + 1, #{d* >= 0} + 1) / (B + 1), capped at 1,
   so the (1 - alpha) percentile interval excludes 0 when p < alpha (up to the resampling grain).
-  The smallest p it can report is 2 / (B + 1).
+  The smallest p it can report is 2 / (B + 1). Resampled differences within ``NO_DIFFERENCE`` of 0
+  count as none, so float noise between two copies of one model is never "significant".
 * Means of per-image scores (attention Jaccard, Dice): the same paired bootstrap over the images
   that have a mask (``scipy.stats.bootstrap(..., paired=True)``).
 * McNemar's test on which images each model gets right at the threshold: the exact binomial test
@@ -34,14 +35,18 @@ from attnmel.metrics.intervals import (
     stratified_bootstrap,
 )
 
+#: differences this small are float noise (e.g. probabilities that went through a CSV), not a difference
+NO_DIFFERENCE = 1e-6
+
 
 def bootstrap_p_value(distribution: np.ndarray) -> float:
-    """Two-sided p-value of "no difference" from a bootstrap distribution of differences."""
+    """Two-sided p-value of "no difference" from a bootstrap distribution of differences (those
+    within ``NO_DIFFERENCE`` of 0 count on both sides)."""
     values = np.asarray(distribution, dtype=float)
     values = values[np.isfinite(values)]
     if not values.size:
         return math.nan
-    tail = min(int((values <= 0).sum()), int((values >= 0).sum()))
+    tail = min(int((values <= NO_DIFFERENCE).sum()), int((values >= -NO_DIFFERENCE).sum()))
     return min(1.0, 2 * (tail + 1) / (values.size + 1))
 
 
