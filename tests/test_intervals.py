@@ -304,3 +304,31 @@ def test_paired_mean_difference_pairs_images():
     found = paired_mean_difference("jaccard", a, b, IntervalSettings(resamples=1000))
     assert found.difference.estimate == pytest.approx(np.mean((b - a)[5:])) and found.difference.low > 0.015
     assert found.p_value < 0.01 and found.test == "paired bootstrap"
+
+
+# ---------------------------------------------------------------------- checkpoints and model cards
+
+
+def test_training_records_the_delong_interval_and_the_card_shows_its_width(tiny_checkpoint):
+    from attnmel.checkpoints import read_metadata
+    from attnmel.checkpoints.card import model_card, render_markdown
+
+    meta = read_metadata(tiny_checkpoint)
+    recorded = meta.metrics["val_intervals"]["melanoma"]["roc_auc"]
+    val = meta.metrics["val"]["melanoma"]
+    assert recorded["method"] == "delong" and recorded["estimate"] == pytest.approx(val["roc_auc"])
+    assert 0 <= recorded["low"] <= recorded["estimate"] <= recorded["high"] <= 1
+
+    # a card with a known interval: the value row and the limitation carry it
+    interval = Interval(0.82, 0.73, 0.91, 0.95, "delong").to_dict()
+    known = meta.replace(metrics={"val": {"melanoma": {**val, "roc_auc": 0.82, "n": 150, "n_positive": 30}},
+                                  "val_intervals": {"melanoma": {"roc_auc": interval}}})
+    markdown = render_markdown(model_card(known))
+    assert "| roc auc | 0.8200 [0.73, 0.91] (95% delong) |" in markdown
+    assert "95% DeLong interval of its ROC AUC is [0.73, 0.91], 0.18 wide" in markdown
+    assert "wide confidence intervals" not in markdown
+    # an older checkpoint without intervals says so instead of inventing one
+    older = meta.replace(metrics={"val": {"melanoma": {**val, "n": 150, "n_positive": 30}}})
+    markdown = render_markdown(model_card(older))
+    assert "wide confidence intervals (none is recorded in this checkpoint" in markdown
+    assert "| roc auc |" in markdown and "(95% delong)" not in markdown
