@@ -40,26 +40,6 @@ def _positive_metrics(meta: CheckpointMeta) -> dict[str, Any]:
     return {k: values[k] for k in METRIC_ORDER if k in values} if isinstance(values, dict) else {}
 
 
-def _positive_intervals(meta: CheckpointMeta) -> dict[str, dict[str, Any]]:
-    """metric -> interval (as ``Interval.to_dict()``) recorded for the positive class, if any."""
-    values = (meta.metrics.get("val_intervals") or {}).get(meta.positive_class)
-    if not isinstance(values, dict):
-        return {}
-    return {k: v for k, v in values.items() if isinstance(v, dict) and {"low", "high"} <= set(v)}
-
-
-def _interval_sentence(metrics: dict[str, Any], intervals: dict[str, dict[str, Any]]) -> str | None:
-    auc = intervals.get("roc_auc") or {}
-    low, high = auc.get("low"), auc.get("high")
-    if not isinstance(low, float | int) or not isinstance(high, float | int):
-        return None
-    level = auc.get("level") or 0.95
-    return (f"The validation split has {metrics.get('n')} images ({metrics.get('n_positive')} positive): the "
-            f"{level:.0%} {'DeLong ' if auc.get('method') == 'delong' else ''}interval of its ROC AUC is "
-            f"[{low:.2f}, {high:.2f}], {high - low:.2f} wide, so smaller differences between models are not "
-            "established by this split (`attnmel compare` tests them).")
-
-
 def _limitations(meta: CheckpointMeta, metrics: dict[str, Any], layers: list[str], demo: bool) -> list[str]:
     data = meta.training.data or {}
     notes = []
@@ -152,14 +132,34 @@ def model_card(meta: CheckpointMeta, *, demo: bool = False) -> dict[str, Any]:
             "attention_prior": training.prior,
             "data": training.data,
         },
-        "metrics": {"split": "validation", "epoch": training.epoch, "positive_class": metrics,
-                    "intervals": _positive_intervals(meta)},
+        "metrics": {"split": "validation", "epoch": training.epoch, "positive_class": metrics},
         "limitations": _limitations(meta, metrics, gates, demo),
         "citation": _citations(meta),
     }
     if meta.legacy:
         card["legacy"] = meta.legacy
+    card["metrics"]["intervals"] = _positive_intervals(meta)
     return json_safe(card)
+
+
+def _positive_intervals(meta: CheckpointMeta) -> dict[str, dict[str, Any]]:
+    """metric -> interval (as ``Interval.to_dict()``) recorded for the positive class, if any."""
+    values = (meta.metrics.get("val_intervals") or {}).get(meta.positive_class)
+    if not isinstance(values, dict):
+        return {}
+    return {k: v for k, v in values.items() if isinstance(v, dict) and {"low", "high"} <= set(v)}
+
+
+def _interval_sentence(metrics: dict[str, Any], intervals: dict[str, dict[str, Any]]) -> str | None:
+    auc = intervals.get("roc_auc") or {}
+    low, high = auc.get("low"), auc.get("high")
+    if not isinstance(low, float | int) or not isinstance(high, float | int):
+        return None
+    level = auc.get("level") or 0.95
+    return (f"The validation split has {metrics.get('n')} images ({metrics.get('n_positive')} positive): the "
+            f"{level:.0%} {'DeLong ' if auc.get('method') == 'delong' else ''}interval of its ROC AUC is "
+            f"[{low:.2f}, {high:.2f}], {high - low:.2f} wide, so smaller differences between models are not "
+            "established by this split (`attnmel compare` tests them).")
 
 
 def _attention_text(layers: list[str], normalize: str | None) -> str:
