@@ -14,6 +14,9 @@ Rows (issue 7), each over several seeds:
 All MobileNetV2 rows start from the same ImageNet weights (a local file) with the same optimiser and
 budget (configs/isic2017/_finetune-mobilenetv2.yaml); they differ only in head, prior, EMA and TTA.
 The second table is issue 3's check: the lesion prior against no prior, same initialisation.
+Each run's val ROC AUC carries DeLong's interval, and the paired tests (prior vs none, AttnMel vs
+the plain baseline: DeLong for ROC AUC, a paired bootstrap for Jaccard, per seed, on the
+predictions each evaluation wrote) say which differences the 150 val images establish.
 
     python benchmarks/quality_isic2017.py --data ../shared/data/isic2017 \
         --weights ../shared/weights/mobilenet_v2_imagenet_features.pth --out runs/quality
@@ -32,12 +35,15 @@ import os
 import statistics
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch: idle threads sleep instead of spinning
 
 from attnmel.config import load_config  # noqa: E402
+from attnmel.evaluation.compare import compare_scored, read_predictions  # noqa: E402
 from attnmel.evaluation.evaluate import evaluate_checkpoint  # noqa: E402
+from attnmel.metrics.intervals import Interval, IntervalSettings  # noqa: E402
 from attnmel.training.loop import train  # noqa: E402
 from attnmel.training.resume import STATE_FILE  # noqa: E402
 
@@ -110,6 +116,10 @@ def run(name: str, seed: int, args: argparse.Namespace) -> dict | None:
     result = {key: metrics["classification"]["melanoma"][key] for key in METRICS}
     for layer, values in metrics.get("attention_quality", {}).get("layers", {}).items():
         result[f"jaccard_{layer}"] = values["jaccard"]
+    auc = ((metrics.get("intervals") or {}).get("classification") or {}).get("melanoma", {}).get("roc_auc")
+    if auc:
+        result["roc_auc_low"], result["roc_auc_high"] = auc["low"], auc["high"]
+    result["evaluation"] = str(evaluation)
     result["seed"] = seed
     result["seconds"] = round(time.perf_counter() - started)
     print(f"{name} seed {seed}: " + ", ".join(f"{k} {v:.3f}" for k, v in result.items() if isinstance(v, float)),
@@ -117,12 +127,99 @@ def run(name: str, seed: int, args: argparse.Namespace) -> dict | None:
     return result
 
 
-def _cell(values: list[float]) -> str:
-    values = [v for v in values if v is not None and not math.isnan(v)]
-    if not values:
-        return "-"
-    spread = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.mean(values):.3f} ± {spread:.3f}"
+# ---------------------------------------------------------------------- tables and verdicts
+# ``summarise`` turns the runs into typed results (what the tests check); ``render`` writes them as
+# markdown. Two kinds of uncertainty are kept apart: the spread over seeds (training noise: mean ±
+# sd) and each run's confidence interval on the val images (test-set noise: DeLong for ROC AUC, a
+# paired bootstrap for Jaccard), from the predictions every evaluation wrote.
+
+#: (label, result key) of the table's metric columns; "shallow"/"deep" pick each run's gate layers
+COLUMNS = (("val ROC AUC", "roc_auc"), ("val AP", "average_precision"),
+           ("sens @ 90% spec", "sensitivity_at_90_specificity"), ("Jaccard stride-8 gate", "shallow"),
+           ("Jaccard stride-16 gate (pool-4 eq.) or CAM", "deep"))
+PRIORS = ("attnmel-mnv2-lesion", "attnmel-mnv2-lesion-x10", "attnmel-mnv2-lesion-x10-ema")
+ALPHA = 0.05
+
+
+@dataclass(frozen=True)
+class MeanSd:
+    """Mean and sample standard deviation over seeds (0 for a single seed)."""
+
+    mean: float
+    sd: float
+    n: int
+
+    @classmethod
+    def of(cls, values: list[float | None]) -> MeanSd | None:
+        values = [v for v in values if v is not None and not math.isnan(v)]
+        if not values:
+            return None
+        return cls(statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0, len(values))
+
+    def __str__(self) -> str:
+        return f"{self.mean:.3f} ± {self.sd:.3f}"
+
+
+@dataclass(frozen=True)
+class RowSummary:
+    name: str
+    seeds: list[int]
+    #: result key of ``COLUMNS`` -> mean ± sd over seeds (None: not measured)
+    metrics: dict[str, MeanSd | None]
+    #: (seed, DeLong interval of its val ROC AUC), where the evaluation recorded one
+    auc_intervals: list[tuple[int, Interval]]
+
+
+@dataclass(frozen=True)
+class Criterion:
+    name: str
+    value: float
+    target: str
+    met: bool
+    #: a change (printed with its sign) rather than a level
+    change: bool = False
+
+    def __str__(self) -> str:
+        return f"{self.value:+.3f}" if self.change else f"{self.value:.3f}"
+
+
+@dataclass(frozen=True)
+class Check:
+    """One issue criterion table: ``row`` against ``baseline``, paired by seed."""
+
+    row: str
+    baseline: str
+    seeds: list[int]
+    criteria: list[Criterion]
+
+
+@dataclass(frozen=True)
+class PairedTest:
+    """One seed's row against its baseline on the same val images: B - A with interval and p-value."""
+
+    row: str
+    baseline: str
+    seed: int
+    #: "roc_auc" (DeLong) or "jaccard" (paired bootstrap over the images with a mask)
+    metric: str
+    #: the layers compared for "jaccard" (baseline's, row's)
+    layers: tuple[str, str] | None
+    difference: Interval
+    p_value: float
+
+    @property
+    def significant(self) -> bool:
+        return math.isfinite(self.p_value) and self.p_value < ALPHA
+
+
+@dataclass(frozen=True)
+class Summary:
+    rows: list[RowSummary]
+    #: issue 3: a lesion prior against no prior
+    prior_checks: list[Check]
+    #: issue 7: each AttnMel row against the plain baseline
+    baseline_checks: list[Check]
+    paired: list[PairedTest] = field(default_factory=list)
 
 
 def _deep_layer(result: dict) -> str | None:
@@ -133,9 +230,19 @@ def _deep_layer(result: dict) -> str | None:
     return None
 
 
+def _shallow_layer(result: dict) -> str | None:
+    return next((k for k in ("jaccard_pool3", "jaccard_stage3", "jaccard_layer2") if k in result), None)
+
+
+def _value(result: dict, key: str) -> float | None:
+    if key in ("shallow", "deep"):
+        key = _shallow_layer(result) if key == "shallow" else _deep_layer(result)
+    return result.get(key) if key else None
+
+
 def _mean(runs: list[dict], key: str, seeds: list[int]) -> float:
     """Mean over the given seeds; ``key="deep"`` picks each run's stride-16 (or CAM) Jaccard."""
-    return statistics.mean(r[_deep_layer(r) if key == "deep" else key] for r in runs if r["seed"] in seeds)
+    return statistics.mean(_value(r, key) for r in runs if r["seed"] in seeds)
 
 
 def _common_seeds(*rows: list[dict]) -> list[int]:
@@ -143,55 +250,131 @@ def _common_seeds(*rows: list[dict]) -> list[int]:
     return sorted(set.intersection(*({r["seed"] for r in runs} for runs in rows)))
 
 
-def tables(results: dict[str, list[dict]]) -> str:
-    lines = [
-        "| row | seeds | val ROC AUC | val AP | sens @ 90% spec | Jaccard stride-8 gate | Jaccard stride-16 gate (pool-4 eq.) or CAM |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    results = {name: runs for name, runs in results.items() if runs}
-    for name, runs in results.items():
-        deep = _deep_layer(runs[0])
-        shallow = next((k for k in ("jaccard_pool3", "jaccard_stage3", "jaccard_layer2") if k in runs[0]), None)
-        lines.append(
-            f"| {name} | {','.join(str(r['seed']) for r in runs)} | "
-            + " | ".join(_cell([r[m] for r in runs]) for m in METRICS)
-            + f" | {_cell([r[shallow] for r in runs]) if shallow else '-'}"
-            + f" | {_cell([r[deep] for r in runs]) if deep else '-'} |"
-        )
-    # without TTA, like the attnmel-mnv2 row they are compared with
-    priors = [p for p in ("attnmel-mnv2-lesion", "attnmel-mnv2-lesion-x10", "attnmel-mnv2-lesion-x10-ema") if p in results]
-    if "attnmel-mnv2" in results and priors:
-        lines += ["", "Issue 3 check (same initialisation, paired by seed; stride-16 gate = pool-4 equivalent):"]
-        for prior in priors:
-            plain, lesion = results["attnmel-mnv2"], results[prior]
-            seeds = _common_seeds(plain, lesion)
-            if not seeds:
-                continue
-            j_gain = _mean(lesion, "deep", seeds) - _mean(plain, "deep", seeds)
-            j_lesion = _mean(lesion, "deep", seeds)
-            auc_change = _mean(lesion, "roc_auc", seeds) - _mean(plain, "roc_auc", seeds)
-            lines += [
-                "",
-                f"{prior} against attnmel-mnv2 (seeds {seeds}):",
-                "",
-                "| criterion | value | target | met |",
-                "|---|---|---|---|",
-                f"| Jaccard gain, lesion - no prior | {j_gain:+.3f} | >= +0.20 | {j_gain >= 0.2} |",
-                f"| Jaccard with the lesion prior | {j_lesion:.3f} | >= 0.55 | {j_lesion >= 0.55} |",
-                f"| val AUC change, lesion - no prior | {auc_change:+.3f} | >= -0.02 | {auc_change >= -0.02} |",
-            ]
+def _baseline_for(name: str, results: dict[str, list[dict]]) -> str:
+    """TTA rows are compared with the baseline under TTA."""
+    return "gap-mnv2-tta" if ROWS[name].get("tta") and "gap-mnv2-tta" in results else "gap-mnv2"
+
+
+def _pairs(results: dict[str, list[dict]]) -> list[tuple[str, str]]:
+    """(row, baseline) of the issue 3 and issue 7 checks, in table order."""
+    pairs = [(prior, "attnmel-mnv2") for prior in PRIORS if prior in results and "attnmel-mnv2" in results]
     if "gap-mnv2" in results:
+        pairs += [(name, _baseline_for(name, results)) for name in results if name.startswith("attnmel")]
+    return pairs
+
+
+def summarise(results: dict[str, list[dict]], paired: list[PairedTest] | None = None) -> Summary:
+    results = {name: runs for name, runs in results.items() if runs}
+    rows = [
+        RowSummary(
+            name, [r["seed"] for r in runs], {key: MeanSd.of([_value(r, key) for r in runs]) for _, key in COLUMNS},
+            [(r["seed"], Interval(r["roc_auc"], r["roc_auc_low"], r["roc_auc_high"], 0.95, "delong"))
+             for r in runs if r.get("roc_auc_low") is not None],
+        )
+        for name, runs in results.items()
+    ]
+    prior_checks, baseline_checks = [], []
+    for row, baseline in _pairs(results):
+        seeds = _common_seeds(results[baseline], results[row])
+        if not seeds:
+            continue
+        auc_change = _mean(results[row], "roc_auc", seeds) - _mean(results[baseline], "roc_auc", seeds)
+        deep = _mean(results[row], "deep", seeds)
+        if baseline == "attnmel-mnv2":
+            gain = deep - _mean(results[baseline], "deep", seeds)
+            prior_checks.append(Check(row, baseline, seeds, [
+                Criterion("Jaccard gain, lesion - no prior", gain, ">= +0.20", gain >= 0.2, change=True),
+                Criterion("Jaccard with the lesion prior", deep, ">= 0.55", deep >= 0.55),
+                Criterion("val AUC change, lesion - no prior", auc_change, ">= -0.02", auc_change >= -0.02, change=True),
+            ]))
+        else:
+            baseline_checks.append(Check(row, baseline, seeds, [
+                Criterion(f"AUC vs {baseline}", auc_change, ">= +0.02", auc_change >= 0.02, change=True),
+                Criterion("stride-16 Jaccard", deep, ">= 0.6", deep >= 0.6),
+            ]))
+    return Summary(rows, prior_checks, baseline_checks, list(paired or []))
+
+
+def paired_tests(results: dict[str, list[dict]], settings: IntervalSettings | None = None) -> list[PairedTest]:
+    """DeLong's test of val ROC AUC and the paired bootstrap of the stride-16 (or CAM) Jaccard, per seed,
+    for every (row, baseline) of the checks, from the predictions each evaluation wrote."""
+    settings = settings or IntervalSettings()
+    results = {name: runs for name, runs in results.items() if runs}
+    found = []
+    for row, baseline in _pairs(results):
+        by_seed = {r["seed"]: r for r in results[baseline]}
+        for run in results[row]:
+            base = by_seed.get(run["seed"])
+            if base is None or not base.get("evaluation") or not run.get("evaluation"):
+                continue
+            layers = [(_deep_layer(base)[len("jaccard_"):], _deep_layer(run)[len("jaccard_"):])] \
+                if _deep_layer(base) and _deep_layer(run) else None
+            comparison = compare_scored(read_predictions(base["evaluation"]), read_predictions(run["evaluation"]),
+                                        settings=settings, layers=layers)
+            auc = comparison.classes["melanoma"]["roc_auc"]
+            found.append(PairedTest(row, baseline, run["seed"], "roc_auc", None, auc.difference, auc.p_value))
+            for name, metrics in comparison.attention.items():
+                jaccard = metrics["jaccard"]
+                found.append(PairedTest(row, baseline, run["seed"], "jaccard", layers[0] if layers else (name, name),
+                                        jaccard.difference, jaccard.p_value))
+    return found
+
+
+def significance(summary: Summary) -> list[str]:
+    """One line per (row, baseline, metric): the per-seed differences and how many are significant."""
+    lines = []
+    groups: dict[tuple[str, str, str], list[PairedTest]] = {}
+    for test in summary.paired:
+        groups.setdefault((test.row, test.baseline, test.metric), []).append(test)
+    for (row, baseline, metric), tests in groups.items():
+        what = "val ROC AUC (DeLong)" if metric == "roc_auc" else \
+            f"Jaccard {tests[0].layers[1]} vs {tests[0].layers[0]} (paired bootstrap)"
+        per_seed = "; ".join(f"seed {t.seed}: {t.difference.format(3, 3, sign=True)}, p {_p(t.p_value)}" for t in tests)
+        count = sum(t.significant for t in tests)
+        verdict = ("significant in every seed" if count == len(tests) else
+                   "not significant in any seed" if count == 0 else f"significant in {count} of {len(tests)} seeds")
+        lines.append(f"- {row} - {baseline}, {what}: {per_seed} -> **{verdict}** (p < {ALPHA})")
+    return lines
+
+
+def _p(p: float) -> str:
+    return "n/a" if not math.isfinite(p) else "< 0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def render(summary: Summary) -> str:
+    lines = [
+        "| row | seeds | " + " | ".join(label for label, _ in COLUMNS) + " | val ROC AUC 95% CI per seed (DeLong) |",
+        "|---|---|" + "---|" * len(COLUMNS) + "---|",
+    ]
+    for row in summary.rows:
+        cells = [str(row.metrics[key]) if row.metrics[key] is not None else "-" for _, key in COLUMNS]
+        intervals = "; ".join(f"[{i.low:.2f}, {i.high:.2f}]" for _, i in row.auc_intervals) or "-"
+        lines.append(f"| {row.name} | {','.join(str(s) for s in row.seeds)} | " + " | ".join(cells) + f" | {intervals} |")
+    if summary.prior_checks:
+        lines += ["", "Issue 3 check (same initialisation, paired by seed; stride-16 gate = pool-4 equivalent):"]
+        for check in summary.prior_checks:
+            lines += ["", f"{check.row} against {check.baseline} (seeds {check.seeds}):", "",
+                      "| criterion | value | target | met |", "|---|---|---|---|"]
+            lines += [f"| {c.name} | {c} | {c.target} | {c.met} |" for c in check.criteria]
+    if summary.baseline_checks:
         lines += ["", "Issue 7 check (val ROC AUC against the plain baseline, same initialisation and budget, "
                   "paired by seed; TTA rows against the baseline with TTA):", ""]
-        for name, runs in results.items():
-            baseline = "gap-mnv2-tta" if ROWS[name].get("tta") and "gap-mnv2-tta" in results else "gap-mnv2"
-            seeds = _common_seeds(results[baseline], runs)
-            if name.startswith("attnmel") and seeds:
-                gain = _mean(runs, "roc_auc", seeds) - _mean(results[baseline], "roc_auc", seeds)
-                deep = _mean(runs, "deep", seeds)
-                lines.append(f"- {name} (seeds {seeds}): AUC {gain:+.3f} vs {baseline} (target >= +0.02: {gain >= 0.02}); "
-                             f"stride-16 Jaccard {deep:.3f} (target >= 0.6: {deep >= 0.6})")
+        for check in summary.baseline_checks:
+            auc, jaccard = check.criteria
+            lines.append(f"- {check.row} (seeds {check.seeds}): AUC {auc} vs {check.baseline} "
+                         f"(target {auc.target}: {auc.met}); stride-16 Jaccard {jaccard} (target {jaccard.target}: "
+                         f"{jaccard.met})")
+    if summary.paired:
+        lines += ["", "Paired tests on the val images (B - A = row - baseline, per seed; 95% intervals):", ""]
+        lines += significance(summary)
+        lines += ["", "Seeds share the same val images, so their p-values are not independent evidence: a gain "
+                  "significant in no seed is not established by this split, however consistent its sign. The "
+                  "mean ± sd columns are the training noise; the intervals are the noise of 150 val images."]
     return "\n".join(lines)
+
+
+def tables(results: dict[str, list[dict]], paired: list[PairedTest] | None = None) -> str:
+    return render(summarise(results, paired))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -220,7 +403,7 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(f"ISIC 2017, train -> val (seeds {args.seeds}, where finished); MobileNetV2 rows {args.epochs} epochs at "
           f"{args.image_size} px, VGG {args.vgg_epochs} epochs at {args.vgg_image_size} px; mean ± std over seeds")
-    print(tables(results))
+    print(tables(results, paired_tests(results)))
     return 0
 
 

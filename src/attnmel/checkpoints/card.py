@@ -2,7 +2,9 @@
 
 One structure, two renderings: ``model_card`` returns JSON-ready data (``GET /info`` of the
 service), ``render_markdown`` the file written next to every exported model. Everything comes
-from the checkpoint's metadata, so a card cannot drift from the weights it describes.
+from the checkpoint's metadata, so a card cannot drift from the weights it describes. Intervals
+come from ``metrics["val_intervals"][class][metric]`` (an ``Interval.to_dict()``; training records
+DeLong's interval of the val ROC AUC there) and are shown as ``value [low, high]``.
 """
 
 from __future__ import annotations
@@ -56,9 +58,13 @@ def _limitations(meta: CheckpointMeta, metrics: dict[str, Any], layers: list[str
         notes.append("Validation metrics come from the split used to pick the best epoch, so they are optimistic; "
                      "report held-out test metrics (`attnmel evaluate --split test`).")
         n = metrics.get("n")
-        if isinstance(n, int) and n < 500:
+        sentence = _interval_sentence(metrics, _positive_intervals(meta))
+        if sentence:
+            notes.append(sentence)
+        elif isinstance(n, int) and n < 500:
             notes.append(f"The validation split has {n} images ({metrics.get('n_positive')} positive): the metrics "
-                         "have wide confidence intervals.")
+                         "have wide confidence intervals (none is recorded in this checkpoint; `attnmel evaluate` "
+                         "computes them).")
     else:
         notes.append("No validation metrics are recorded in this checkpoint.")
     if not data:
@@ -138,7 +144,28 @@ def model_card(meta: CheckpointMeta) -> dict[str, Any]:
         card["legacy"] = meta.legacy
     if meta.release:
         card["release"] = meta.release
+    card["metrics"]["intervals"] = _positive_intervals(meta)
     return json_safe(card)
+
+
+def _positive_intervals(meta: CheckpointMeta) -> dict[str, dict[str, Any]]:
+    """metric -> interval (as ``Interval.to_dict()``) recorded for the positive class, if any."""
+    values = (meta.metrics.get("val_intervals") or {}).get(meta.positive_class)
+    if not isinstance(values, dict):
+        return {}
+    return {k: v for k, v in values.items() if isinstance(v, dict) and {"low", "high"} <= set(v)}
+
+
+def _interval_sentence(metrics: dict[str, Any], intervals: dict[str, dict[str, Any]]) -> str | None:
+    auc = intervals.get("roc_auc") or {}
+    low, high = auc.get("low"), auc.get("high")
+    if not isinstance(low, float | int) or not isinstance(high, float | int):
+        return None
+    level = auc.get("level") or 0.95
+    return (f"The validation split has {metrics.get('n')} images ({metrics.get('n_positive')} positive): the "
+            f"{level:.0%} {'DeLong ' if auc.get('method') == 'delong' else ''}interval of its ROC AUC is "
+            f"[{low:.2f}, {high:.2f}], {high - low:.2f} wide, so smaller differences between models are not "
+            "established by this split (`attnmel compare` tests them).")
 
 
 def _attention_text(layers: list[str], normalize: str | None) -> str:
@@ -164,6 +191,14 @@ def _release_value(value: Any) -> str:
     if isinstance(value, list):
         return ", ".join(_release_value(v) for v in value)
     return _fmt(value)
+
+
+def _interval_text(interval: dict[str, Any] | None) -> str:
+    """`` [low, high] (95% delong)`` for a recorded interval, else nothing."""
+    if not interval or not all(isinstance(interval.get(k), float | int) for k in ("low", "high")):
+        return ""
+    level = interval.get("level") or 0.95
+    return f" [{interval['low']:.2f}, {interval['high']:.2f}] ({level:.0%} {interval.get('method', '')})".rstrip()
 
 
 def render_markdown(card: dict[str, Any]) -> str:
@@ -208,7 +243,9 @@ def render_markdown(card: dict[str, Any]) -> str:
     if metrics:
         lines += [f"Validation split, epoch {card['metrics']['epoch']} (positive class, threshold "
                   f"{_fmt(metrics.get('threshold'))}):", "", "| metric | value |", "|---|---|"]
-        lines += [f"| {k.replace('_', ' ')} | {_fmt(v)} |" for k, v in metrics.items() if k != "threshold"]
+        intervals = card["metrics"].get("intervals") or {}
+        lines += [f"| {k.replace('_', ' ')} | {_fmt(v)}{_interval_text(intervals.get(k))} |"
+                  for k, v in metrics.items() if k != "threshold"]
     else:
         lines.append("No validation metrics recorded.")
     release = card.get("release")

@@ -23,6 +23,7 @@ COMMANDS = {
     "evaluate": "metrics, curves and ISIC-format predictions for a split (default: the shipped model)",
     "calibrate": "fit a softmax temperature on validation and store it in the checkpoint",
     "predict": "probabilities and attention figures for images (default: the shipped model)",
+    "compare": "two models on the same images: each metric's difference with its interval and p-value",
     "report": "evaluations side by side with the paper's numbers (markdown + HTML)",
     "export": "ONNX (or a clean safetensors checkpoint) plus a model card (default: the shipped model)",
     "serve": "HTTP service and web page: probability plus attention maps (default: the shipped model)",

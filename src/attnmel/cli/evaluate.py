@@ -12,10 +12,12 @@ from attnmel.cli.options import (
     add_batch_size,
     add_checkpoint,
     add_device,
+    add_intervals,
     add_trust_pickle,
     add_workers,
     checkpoints_or_default,
     fraction,
+    interval_settings,
     positive_int,
 )
 
@@ -44,6 +46,7 @@ def register(parser: argparse.ArgumentParser) -> None:
                         help="out-of-fold: each --checkpoint is a fold run (attnmel train --fold K --folds N) that predicts "
                              "its own validation images (from its split.json); writes oof_predictions.csv in the ISIC "
                              "scorer format and metrics over all folds (--split is not used)")
+    add_intervals(parser)
     add_batch_size(parser, 64)
     add_workers(parser)
     add_device(parser)
@@ -60,7 +63,12 @@ def default_output(checkpoint: str | None, name: str) -> Path:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from attnmel.evaluation.evaluate import evaluate_checkpoint, format_calibration, format_metrics
+    from attnmel.evaluation.evaluate import (
+        evaluate_checkpoint,
+        format_attention_quality,
+        format_calibration,
+        format_metrics,
+    )
 
     if args.oof:
         return _out_of_fold(args)
@@ -71,7 +79,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         checkpoints, args.data, args.split, output, threshold=args.threshold, tta=args.tta,
         use_temperature=not args.no_temperature, calibration_bins=args.bins, batch_size=args.batch_size,
         num_workers=args.workers, device=args.device, progress=not args.json, masks=args.masks,
-        mask_threshold=args.mask_threshold, trust_pickle=args.trust_pickle,
+        mask_threshold=args.mask_threshold, trust_pickle=args.trust_pickle, intervals=interval_settings(args),
     )
     if args.json:
         print(json.dumps(json.loads(result.files["metrics"].read_text()), indent=2))
@@ -80,12 +88,12 @@ def _evaluate(args: argparse.Namespace) -> int:
         print(f"{result.split}: {result.images} images; {len(result.members)} checkpoint(s), "
               f"temperature {temperatures}" + (", 8-view TTA" if args.tta else "")
               + "".join(f"; {n} {cls} images left out of the task" for cls, n in result.left_out.items()))
-        print(format_metrics(result.classification))
+        print(format_metrics(result.classification, result.intervals))
         if result.classification.multiclass is not None:
             print(format_multiclass(result.classification.multiclass))
-        print(format_calibration(result.calibration))
+        print(format_calibration(result.calibration, result.intervals))
         if result.attention_quality is not None:
-            print(result.attention_quality.to_string())
+            print(format_attention_quality(result.attention_quality, result.intervals))
         print(f"wrote {', '.join(p.name for p in result.files.values())} to {output}")
     return 0
 

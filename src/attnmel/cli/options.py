@@ -50,6 +50,46 @@ port_number = whole_number(1, 65535, " (a TCP port)")
 fraction = _fraction
 
 
+def _level(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"must be a confidence level between 0 and 1 (e.g. 0.95), not {text!r}")
+    return value
+
+
+#: the library's defaults (``attnmel.metrics.intervals``; a test keeps them equal), here so that
+#: ``--help`` does not import scipy
+CI_LEVEL, BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, MIN_RESAMPLES = 0.95, 2000, 0, 100
+CI_METHODS = ("percentile", "bca")
+
+
+def add_intervals(parser: argparse.ArgumentParser, *, can_disable: bool = True) -> None:
+    """``--ci-level``, ``--bootstrap``, ``--seed``, ``--ci-method`` (and ``--no-ci``): confidence intervals."""
+    parser.add_argument("--ci-level", type=_level, default=CI_LEVEL, metavar="LEVEL",
+                        help=f"confidence level of the intervals (default {CI_LEVEL})")
+    parser.add_argument("--bootstrap", type=whole_number(MIN_RESAMPLES), default=BOOTSTRAP_RESAMPLES, metavar="N",
+                        help=f"bootstrap resamples, stratified by class (default {BOOTSTRAP_RESAMPLES}; "
+                             "ROC AUC uses DeLong's interval)")
+    parser.add_argument("--seed", type=non_negative_int, default=BOOTSTRAP_SEED,
+                        help=f"seed of the bootstrap resampling (default {BOOTSTRAP_SEED})")
+    parser.add_argument("--ci-method", choices=CI_METHODS, default=CI_METHODS[0],
+                        help="bootstrap interval: percentile (default) or bca (bias-corrected and accelerated)")
+    if can_disable:
+        parser.add_argument("--no-ci", action="store_true", help="no confidence intervals")
+
+
+def interval_settings(args: argparse.Namespace):
+    """The ``IntervalSettings`` the options ask for, or None under ``--no-ci``."""
+    if getattr(args, "no_ci", False):
+        return None
+    from attnmel.metrics.intervals import IntervalSettings
+
+    return IntervalSettings(args.ci_level, args.bootstrap, args.seed, args.ci_method)
+
+
 def add_trust_pickle(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--trust-pickle", action="store_true",
                         help="also load legacy torch.save (pickle) checkpoints; unpickling can run code, "

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 
 def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("paths", nargs="+", metavar="EVAL_OR_RUN",
                         help="folders written by `attnmel evaluate` (or their metrics.json), or run folders "
                              "(every eval-*/ inside is used)")
-    parser.add_argument("--output", default="attnmel-report.html", help="HTML report to write (default: %(default)s)")
+    parser.add_argument("--output", default="attnmel-report.html",
+                        help="HTML report to write (default: %(default)s); the figure goes beside it as .png")
     parser.set_defaults(handler=_report)
 
 
@@ -18,6 +20,7 @@ def _report(args: argparse.Namespace) -> int:
 
     comparison = compare_with_paper(find_evaluations(args.paths))
     print(comparison.to_markdown())
-    path = comparison.to_html().write(args.output)
-    print(f"\nwrote {path}")
+    figure = comparison.figure(Path(args.output).with_suffix(".png"))
+    path = comparison.to_html(figure=figure).write(args.output)
+    print(f"\nwrote {path} and {figure}")
     return 0

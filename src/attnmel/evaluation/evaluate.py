@@ -3,7 +3,9 @@
 Outputs in ``output_dir``: ``predictions.csv`` (ISIC scorer format: ``image`` + one probability
 column per scored class), ``ground_truth.csv`` (same format, 0/1, to run the official scorer),
 ``metrics.json`` (classification metrics and calibration: ECE over equal-width bins, NLL),
-``roc.png``, ``pr.png``, ``reliability.png`` (``confusion.png`` too for more than two classes). Each
+``roc.png``, ``pr.png``, ``reliability.png`` (``confusion.png`` too for more than two classes). Unless
+``intervals`` is None, ``metrics.json`` also holds an ``intervals`` block (``attnmel.metrics.intervals``:
+DeLong for ROC AUC, a stratified bootstrap for the rest, the attention means included). Each
 checkpoint's stored temperature is applied (``use_temperature=False`` to see raw softmax outputs);
 ``tta`` averages the 8 dihedral views; several checkpoints are averaged as an ensemble
 (``attnmel.inference.loading``). With ``masks=True``
@@ -13,6 +15,7 @@ model, against the lesion mask) and its means in ``metrics.json``.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +34,13 @@ from attnmel.inference import Predictions, load_predictor, read_split
 from attnmel.io import atomic_write_json, atomic_write_text
 from attnmel.metrics.calibration import DEFAULT_BINS, CalibrationReport, calibration_report
 from attnmel.metrics.classification import ClassificationReport, classification_report
+from attnmel.metrics.intervals import (
+    EvaluationIntervals,
+    Interval,
+    IntervalSettings,
+    classification_intervals,
+    mean_interval,
+)
 
 
 @dataclass
@@ -56,6 +66,9 @@ class EvaluationResult:
     attention_quality: AttentionQuality | None = None
     #: images of the split left out of the task, by dataset class (ISIC 2019 UNK)
     left_out: dict[str, int] = field(default_factory=dict)
+    intervals: EvaluationIntervals | None = None
+    #: what was evaluated, for reports: ``model_setup`` (backbone, input size, training images)
+    setup: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         out = {
@@ -77,6 +90,9 @@ class EvaluationResult:
             out["attention_quality"] = self.attention_quality.to_dict()
         if self.left_out:
             out["left_out"] = self.left_out
+        out.update(self.setup)
+        if self.intervals is not None:
+            out["intervals"] = self.intervals.to_dict()
         return out
 
 
@@ -109,10 +125,11 @@ def evaluate_checkpoint(
     masks: bool = False,
     mask_threshold: float = 0.5,
     trust_pickle: bool = False,
+    intervals: IntervalSettings | None = IntervalSettings(),
 ) -> EvaluationResult:
     """Metrics and files for ``checkpoint`` (a path, several for an ensemble, or None for the shipped
     model) on ``split`` of ``data``; with ``masks`` also the attention quality against the lesion
-    masks (one inference pass for both)."""
+    masks (one inference pass for both); with ``intervals`` (None: none) their confidence intervals."""
     output_dir = Path(output_dir)
     if masks:
         check_mask_threshold(mask_threshold)
@@ -148,7 +165,11 @@ def evaluate_checkpoint(
         predictions=predictions,
         attention_quality=quality,
         left_out=dict(index.left_out.get(split, {})),
+        setup=model_setup(loaded.metadata),
     )
+    if intervals is not None:
+        result.intervals = evaluation_intervals(predictions.labels, predictions.probabilities, class_names,
+                                                score_columns, threshold, calibration_bins, quality, intervals)
     output_dir.mkdir(parents=True, exist_ok=True)
     predicted, truth = scorer_frames(predictions, class_names, score_columns)
     files = result.files
@@ -170,21 +191,88 @@ def evaluate_checkpoint(
     return result
 
 
-def format_metrics(report: ClassificationReport) -> str:
-    """A small aligned table of the classification report for the terminal."""
+def format_metrics(report: ClassificationReport, intervals: EvaluationIntervals | None = None) -> str:
+    """A small aligned table of the classification report for the terminal, with ``value [low, high]``
+    where an interval was computed."""
     keys = ["roc_auc", "average_precision", "accuracy", "sensitivity", "specificity", "balanced_accuracy",
             "precision", "sensitivity_at_90_specificity"]
     columns = list(report)
-    lines = [f"{'metric':<32}" + "".join(f"{c:>22}" for c in columns)]
+    width = 22 if intervals is None else 26
+
+    def cell(column: str, key: str) -> str:
+        interval = (intervals.classification.get(column, {}) if intervals is not None else {}).get(key)
+        return interval.format() if interval is not None else f"{getattr(report[column], key):.4f}"
+
+    lines = [f"{'metric':<32}" + "".join(f"{c:>{width}}" for c in columns)]
     for key in keys:
-        lines.append(f"{key:<32}" + "".join(f"{getattr(report[c], key):>22.4f}" for c in columns))
+        lines.append(f"{key:<32}" + "".join(f"{cell(c, key):>{width}}" for c in columns))
     if columns:
         lines.append(f"(threshold {report[columns[0]].threshold}: positive when probability > threshold)")
+    if intervals is not None:
+        lines.append(f"({intervals_note(intervals)})")
     return "\n".join(lines)
 
 
-def format_calibration(calibration: CalibrationReport) -> str:
-    """One line: top-label ECE, each scored class's ECE, and the NLL."""
-    per_class = [f"{name} ECE {value:.4f}" for name, value in calibration.class_ece.items()]
-    return (f"calibration ({calibration.bins} equal-width bins): ECE {calibration.ece:.4f} (top label), "
+def intervals_note(intervals: EvaluationIntervals) -> str:
+    settings = intervals.settings
+    return (f"[low, high]: {settings.level:.0%} intervals; ROC AUC by DeLong, the rest by a bootstrap stratified "
+            f"by class, {settings.resamples} resamples ({settings.method}), seed {settings.seed}")
+
+
+def format_calibration(calibration: CalibrationReport, intervals: EvaluationIntervals | None = None) -> str:
+    """One line: top-label ECE, each scored class's ECE, and the NLL (ECEs with their intervals if given)."""
+    def ece(value: float, interval: Interval | None) -> str:
+        return interval.format() if interval is not None else f"{value:.4f}"
+
+    class_ece = intervals.class_ece if intervals is not None else {}
+    per_class = [f"{name} ECE {ece(value, class_ece.get(name))}" for name, value in calibration.class_ece.items()]
+    top = ece(calibration.ece, intervals.ece if intervals is not None else None)
+    return (f"calibration ({calibration.bins} equal-width bins): ECE {top} (top label), "
             + ", ".join([*per_class, f"NLL {calibration.nll:.4f}"]))
+
+
+def format_attention_quality(quality: AttentionQuality, intervals: EvaluationIntervals | None = None) -> str:
+    """``quality.to_string()``, with each mean's interval when given."""
+    if intervals is None or not intervals.attention_quality:
+        return quality.to_string()
+    lines = quality.to_string().splitlines()[:1]
+    lines.append(f"{'layer':<12}{'Jaccard':>24}{'Dice':>24}")
+    for layer in quality.layers:
+        found = intervals.attention_quality.get(layer, {})
+        jaccard, dice = found.get("jaccard"), found.get("dice")
+        lines.append(f"{layer:<12}"
+                     f"{jaccard.format() if jaccard else format(quality.mean(layer), '.4f'):>24}"
+                     f"{dice.format() if dice else format(quality.mean(layer, 'dice'), '.4f'):>24}")
+    return "\n".join(lines)
+
+
+def model_setup(metadata: Sequence[Any]) -> dict[str, Any]:
+    """Backbone, input size and training-set size of the evaluated checkpoint(s), for reports that
+    set a run beside others (``attnmel report``): a 40-image 80-px run must not pass for a full one."""
+    first = metadata[0]
+    data = first.training.data or {}
+    backbones = list(dict.fromkeys(meta.architecture.backbone for meta in metadata))
+    return {
+        "architecture": first.architecture.name,
+        "backbone": "+".join(str(b) for b in backbones),
+        "image_size": first.preprocessing.image_size,
+        "train_images": (data.get("train") or {}).get("images"),
+        "train_data": data.get("layout"),
+    }
+
+
+def evaluation_intervals(
+    labels, probabilities, class_names: Sequence[str], score_columns: Sequence[str], threshold: float, bins: int,
+    quality: AttentionQuality | None, settings: IntervalSettings,
+) -> EvaluationIntervals:
+    """Intervals of the classification metrics and ECE, and of each attention layer's mean Jaccard/Dice
+    (over the images with a mask)."""
+    found = classification_intervals(labels, probabilities, class_names, score_columns, threshold, bins, settings)
+    if quality is None:
+        return found
+    attention = {
+        layer: {metric: mean_interval(scores[layer][quality.has_mask], settings)
+                for metric, scores in (("jaccard", quality.jaccard), ("dice", quality.dice))}
+        for layer in quality.layers
+    }
+    return dataclasses.replace(found, attention_quality=attention)

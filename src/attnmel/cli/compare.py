@@ -1,0 +1,94 @@
+"""``attnmel compare``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from attnmel.cli.calibrate import DEFAULT_BINS
+from attnmel.cli.options import (
+    add_batch_size,
+    add_device,
+    add_intervals,
+    add_trust_pickle,
+    add_workers,
+    fraction,
+    interval_settings,
+    positive_int,
+)
+
+
+def _layer_pair(text: str) -> tuple[str, str]:
+    a, sep, b = text.partition(":")
+    if not sep or not a or not b or ":" in b:
+        raise argparse.ArgumentTypeError(f"must be A_LAYER:B_LAYER (e.g. stage4:cam), not {text!r}")
+    return a, b
+
+
+def register(parser: argparse.ArgumentParser) -> None:
+    for side in ("a", "b"):
+        parser.add_argument(side, metavar=side.upper(),
+                            help="a checkpoint (best.safetensors, run folder or pretrained tag), an evaluation "
+                                 "folder, or a predictions.csv in the ISIC scorer format")
+    parser.add_argument("--data", help="dataset to score checkpoints on (not needed for prediction CSVs)")
+    parser.add_argument("--split", default="val", help="the split checkpoints are scored on (default val)")
+    parser.add_argument("--truth", metavar="FILE",
+                        help="ground truth (ISIC scorer format) for prediction CSVs without ground_truth.csv beside them")
+    parser.add_argument("--threshold", type=fraction, default=0.5,
+                        help="decision threshold for sensitivity, specificity and McNemar (positive when p > threshold)")
+    parser.add_argument("--bins", type=positive_int, default=DEFAULT_BINS, help="equal-width bins for ECE")
+    add_intervals(parser, can_disable=False)
+    parser.add_argument("--tta", action="store_true", help="checkpoints: average the 8 dihedral views")
+    parser.add_argument("--masks", action="store_true",
+                        help="checkpoints: also compare attention Jaccard/Dice against the lesion masks")
+    parser.add_argument("--mask-threshold", type=fraction, default=0.5,
+                        help="a min-max-normalised map pixel counts as attended when above this (default 0.5)")
+    parser.add_argument("--layer", type=_layer_pair, action="append", metavar="A_LAYER:B_LAYER",
+                        help="attention layers to pair (repeatable; default: the layers both have), e.g. stage4:cam")
+    add_batch_size(parser, 64)
+    add_workers(parser)
+    add_device(parser)
+    add_trust_pickle(parser)
+    parser.add_argument("--output", metavar="DIR", help="also write compare.json and compare.md here")
+    parser.add_argument("--json", action="store_true", help="print the comparison as JSON")
+    parser.set_defaults(handler=_compare)
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from attnmel.errors import ConfigError
+    from attnmel.evaluation.compare import (
+        compare_scored,
+        is_predictions,
+        read_predictions,
+        score_checkpoint,
+        write_comparison,
+    )
+
+    sides = []
+    for source in (args.a, args.b):
+        if is_predictions(source):
+            sides.append(read_predictions(source, args.truth))
+            continue
+        if not args.data:
+            raise ConfigError(f"{source} is a checkpoint: give --data (and --split) to score it, or pass the "
+                              "predictions.csv that `attnmel evaluate` wrote.")
+        sides.append(score_checkpoint(source, args.data, args.split, tta=args.tta, masks=args.masks,
+                                      mask_threshold=args.mask_threshold, batch_size=args.batch_size,
+                                      num_workers=args.workers, device=args.device, trust_pickle=args.trust_pickle,
+                                      progress=not args.json))
+    result = compare_scored(sides[0], sides[1], threshold=args.threshold, bins=args.bins,
+                            settings=interval_settings(args), layers=args.layer)
+    files = write_comparison(result, args.output) if args.output else {}
+    if args.json:
+        print(json.dumps(json.loads(files["json"].read_text()) if files else _plain(result), indent=2))
+    else:
+        print(result.to_markdown())
+        if files:
+            print(f"\nwrote {', '.join(p.name for p in files.values())} to {args.output}")
+    return 0
+
+
+def _plain(result) -> dict:
+    from attnmel.io import json_safe
+
+    return json_safe(result.to_dict())
