@@ -37,7 +37,7 @@ def model():
 def test_the_shipped_file_is_small_fp16_and_its_sha256_matches():
     weights = get_pretrained()
     assert weights.tag == DEFAULT_TAG and weights.path.stat().st_size <= 8 * 1024 * 1024
-    assert _sha256(weights.path) == weights.sha256 == weights.verify() and weights.sha256
+    assert weights.verify() == weights.path and _sha256(weights.path) == weights.sha256
     with safe_open(str(weights.path), framework="pt") as handle:
         dtypes = {str(handle.get_tensor(key).dtype) for key in handle.keys()}
     assert "torch.float16" in dtypes and "torch.float32" not in dtypes
