@@ -200,6 +200,12 @@ def _soft_disc(size: tuple[int, int]) -> np.ndarray:
     return np.clip(255 * (1.2 - distance), 0, 255).astype(np.uint8)
 
 
+def _link_loop(path: Path, *_: object) -> None:
+    """A symbolic link that points at itself: every read of it fails with ELOOP."""
+    path.unlink(missing_ok=True)
+    path.symlink_to(path.name)
+
+
 def _truncated_mask(path: Path, size: tuple[int, int]) -> None:
     data = _encode(Image.fromarray(_disc(size)), "PNG")
     path.write_bytes(data[: len(data) // 2])
@@ -360,9 +366,11 @@ CASES: list[Case] = [
     Case("unicode_and_spaces_in_name", "image", _writer(lambda: _jpeg(13)), expected_upload_status=200,
          verify=_is_rgb(), filename="lésion 01 (copie) 皮肤.jpg"),
     # lesion masks, paired with a good image
+    Case("symlink_loop_image", "image", _link_loop, "Too many levels of symbolic links", _UNREADABLE, ".jpg"),
     Case("mask_wrong_size", "mask", _mask(lambda s: _disc((s[0] // 2, s[1] // 2))), r"mask is \d+x\d+ px but its image is",
          "mask_size", ".png"),
     Case("mask_truncated", "mask", _truncated_mask, "truncated", "unreadable_mask", ".png"),
+    Case("mask_symlink_loop", "mask", _link_loop, "Too many levels of symbolic links", "unreadable_mask", ".png"),
     Case("mask_zero_byte", "mask", lambda path, size: path.write_bytes(b""), r"empty \(0 bytes\)", "unreadable_mask", ".png"),
     Case("mask_not_an_image", "mask", lambda path, size: path.write_text("lesion: yes"), "not a readable mask",
          "unreadable_mask", ".png"),
@@ -411,11 +419,13 @@ def cases(target: str | None = None, *, recovered: bool | None = None) -> list[C
 
 
 def upload_cases() -> Iterator[tuple[str, str, bytes, int]]:
-    """(case name, filename, bytes, expected HTTP status) for the upload door."""
+    """(case name, filename, bytes, expected HTTP status) for the upload door (a link cannot be uploaded)."""
     import tempfile
 
     with tempfile.TemporaryDirectory() as folder:
         for case in cases("image"):
+            if case.expected_upload_status is None:
+                continue
             path = Path(folder) / (case.filename or f"{case.name}{case.suffix}")
             case.build(path)
             yield case.name, path.name, path.read_bytes(), case.expected_upload_status
@@ -448,3 +458,111 @@ def dataset_with_mask(case: Case, folder: Path, root: Path | None = None, nth: i
 
 def dataset_with_labels(case: Case, folder: Path) -> tuple[Path, Path]:
     return case.build(folder)
+
+
+# --------------------------------------------------------------------------------------------- checkpoints
+
+
+@dataclass(frozen=True)
+class CheckpointCase:
+    """A model checkpoint whose metadata (or weights) has been tampered with, and the words every door's
+    one-line error must contain (the field at fault)."""
+
+    name: str
+    #: metadata dict -> tampered metadata (any JSON value); None leaves the metadata as it is
+    tamper: Callable[[dict], object] | None
+    words: str
+    #: tensors -> tampered tensors
+    tamper_weights: Callable[[dict], dict] | None = None
+
+    def __str__(self) -> str:
+        return self.name
+
+
+def _set(path: str, value: object) -> Callable[[dict], dict]:
+    def tamper(meta: dict) -> dict:
+        node = meta
+        *parents, last = path.split(".")
+        for key in parents:
+            node = node[key]
+        node[last] = value
+        return meta
+    return tamper
+
+
+def _drop(key: str) -> Callable[[dict], dict]:
+    return lambda meta: {k: v for k, v in meta.items() if k != key}
+
+
+def _classifier(scale: float | None = None, rows: int | None = None) -> Callable[[dict], dict]:
+    def tamper(tensors: dict) -> dict:
+        import torch
+
+        weight = tensors["classifier.weight"]
+        tensors["classifier.weight"] = (weight[:rows] if rows else weight * float("nan") if scale is None
+                                        else weight * scale)
+        if rows:
+            tensors["classifier.bias"] = tensors["classifier.bias"][:rows]
+        return {k: torch.as_tensor(v) for k, v in tensors.items()}
+    return tamper
+
+
+CHECKPOINT_CASES: list[CheckpointCase] = [
+    CheckpointCase("one_class_name", _set("class_names", ["melanoma"]), "'class_names'"),
+    CheckpointCase("three_class_names", _set("class_names", ["a", "b", "c"]), "'class_names'"),
+    CheckpointCase("class_names_not_a_list", _set("class_names", "other,melanoma"), "'class_names'"),
+    CheckpointCase("class_names_repeated", _set("class_names", ["melanoma", "melanoma"]), "'class_names'"),
+    CheckpointCase("score_column_unknown", _set("score_columns", ["naevus"]), "'score_columns'"),
+    CheckpointCase("score_columns_empty", _set("score_columns", []), "'score_columns'"),
+    CheckpointCase("num_classes_3_for_2_outputs", _set("architecture.num_classes", 3), "class_names"),
+    CheckpointCase("num_classes_a_string", _set("architecture.num_classes", "2"), "'architecture'"),
+    CheckpointCase("unknown_model", _set("architecture.name", "resnet-attn"), "'architecture'"),
+    CheckpointCase("unknown_backbone", _set("architecture.backbone", "resnet18"), "'architecture'"),
+    CheckpointCase("option_the_model_does_not_take", _set("architecture.dropout", 0.5), "'architecture'"),
+    CheckpointCase("no_architecture", _drop("architecture"), "'architecture'"),
+    CheckpointCase("image_size_huge", _set("preprocessing.image_size", 100_000), "'preprocessing'"),
+    CheckpointCase("image_size_zero", _set("preprocessing.image_size", 0), "'preprocessing'"),
+    CheckpointCase("image_size_above_resize", _set("preprocessing.image_size", 200), "'preprocessing'"),
+    CheckpointCase("resize_a_string", _set("preprocessing.resize", "72"), "'preprocessing'"),
+    CheckpointCase("resize_fractional", _set("preprocessing.resize", 72.5), "'preprocessing'"),
+    CheckpointCase("crop_ratio_zero", _set("preprocessing.crop_ratio", 0), "'preprocessing'"),
+    CheckpointCase("crop_ratio_above_one", _set("preprocessing.crop_ratio", 2.0), "'preprocessing'"),
+    CheckpointCase("crop_ratio_negative", _set("preprocessing.crop_ratio", -0.8), "'preprocessing'"),
+    CheckpointCase("mean_of_two_channels", _set("preprocessing.mean", [0.5, 0.5]), "'preprocessing'"),
+    CheckpointCase("std_zero", _set("preprocessing.std", [0.1, 0.0, 0.1]), "'preprocessing'"),
+    CheckpointCase("std_negative", _set("preprocessing.std", [0.1, -0.1, 0.1]), "'preprocessing'"),
+    CheckpointCase("mean_nan", _set("preprocessing.mean", [float("nan"), 0.5, 0.5]), "'preprocessing'"),
+    CheckpointCase("no_preprocessing", _drop("preprocessing"), "'preprocessing'"),
+    CheckpointCase("temperature_zero", _set("temperature", 0), "'temperature'"),
+    CheckpointCase("temperature_negative", _set("temperature", -1.5), "'temperature'"),
+    CheckpointCase("temperature_nan", _set("temperature", float("nan")), "'temperature'"),
+    CheckpointCase("temperature_infinite", _set("temperature", float("inf")), "'temperature'"),
+    CheckpointCase("temperature_a_string", _set("temperature", "hot"), "'temperature'"),
+    CheckpointCase("task_empty", _set("task", ""), "'task'"),
+    CheckpointCase("training_not_a_mapping", _set("training", [1, 2]), "'training'"),
+    CheckpointCase("metrics_not_a_mapping", _set("metrics", "great"), "'metrics'"),
+    CheckpointCase("format_from_the_future", _set("format_version", 99), "newer attnmel"),
+    CheckpointCase("not_an_attnmel_format", _set("format", "keras"), "not an attnmel model checkpoint"),
+    CheckpointCase("metadata_a_list", lambda meta: [meta], "not a JSON object"),
+    CheckpointCase("weights_for_one_class", None, "architecture.num_classes", _classifier(rows=1)),
+    CheckpointCase("weights_nan", None, "NaN or infinite", _classifier()),
+]
+
+
+def write_checkpoint_case(case: CheckpointCase, source: Path, target: Path) -> Path:
+    """A copy of the checkpoint ``source`` with the case's tampering (the JSON header allows NaN and inf)."""
+    import json
+
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    with safe_open(str(source), framework="pt") as handle:
+        meta = json.loads(handle.metadata()["attnmel"])
+    tensors = load_file(str(source))
+    if case.tamper is not None:
+        meta = case.tamper(meta)
+    if case.tamper_weights is not None:
+        tensors = case.tamper_weights(tensors)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in tensors.items()}, str(target), metadata={"attnmel": json.dumps(meta)})
+    return target

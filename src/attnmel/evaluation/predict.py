@@ -11,6 +11,7 @@ and listed in the report.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,10 +57,10 @@ class PredictResult:
 def collect_images(path: str | Path) -> list[Path]:
     """The image files of a folder (by name; whether they decode is found out later), or the file itself."""
     path = Path(path)
-    if path.is_file():
-        return [path]
     if not path.is_dir():
-        raise DataError(path, "no such image or folder.", "check the path.")
+        if not os.path.lexists(path):
+            raise DataError(path, "no such image or folder.", "check the path.")
+        return [path]  # a file, or something that claims to be one (a broken link fails when it is read)
     images = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.is_dir())
     if not images:
         raise DataError(path, "the folder contains no images (.jpg, .png, ...).", "point at a folder of dermoscopy images.")
@@ -98,7 +99,7 @@ def predict_images(
     """Predict ``inputs`` (an image or a folder) with ``checkpoint`` (None: the shipped model)."""
     loaded = load_predictor(checkpoint, device, tta=tta, trust_pickle=trust_pickle)
     paths = collect_images(inputs)
-    single = Path(inputs).is_file()
+    single = not Path(inputs).is_dir()
     kinds = loaded.map_kinds
     results: list[ImageResult] = []
     skipped: list[tuple[Path, str]] = []

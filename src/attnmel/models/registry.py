@@ -122,7 +122,13 @@ def create_model(name: str, num_classes: int = 2, *, pretrained: str | None = No
 
 
 def architecture_options(architecture: dict[str, Any]) -> dict[str, Any]:
-    """The options of an ``architecture`` record that its model takes (0.1.0 checkpoints also recorded
-    attention options for models without attention; those are left out)."""
-    entry = model_entry(architecture["name"])
+    """The options of an ``architecture`` record that its model takes. attnmel 0.1.0 also recorded the
+    attention options on models without attention; an option of another registered model is
+    therefore left out, while a name no model takes is an error."""
+    entry = model_entry(architecture.get("name"))
+    known = {option for other in _REGISTRY.values() for option in other.options}
+    strange = sorted(k for k in architecture if k not in ("name", "num_classes") and k not in known)
+    if strange:
+        raise ConfigError(f"model {entry.name!r} has no option {', '.join(strange)}; its options are "
+                          f"{', '.join(entry.options)}.")
     return {k: v for k, v in architecture.items() if k in entry.options and k not in INIT_OPTIONS and v is not None}
