@@ -193,7 +193,7 @@ def test_skip_bad_skips_an_image_that_fails_to_decode_mid_epoch(tmp_path, capsys
     assert "training attnmel (mobilenet_v2) on 8 images" in printed  # the pre-flight let it through
     assert "epoch 1: skipped an image that does not decode" in printed and victim.name in printed
     header, row = (tmp_path / "run2" / "metrics.csv").read_text().splitlines()[:2]
-    assert dict(zip(header.split(","), row.split(",")))["train_skipped"] == "1"
+    assert dict(zip(header.split(","), row.split(","), strict=True))["train_skipped"] == "1"
 
 
 def test_progress_bars_stay_off_when_output_is_not_a_terminal(tmp_path):
