@@ -345,3 +345,32 @@ def test_a_connection_that_never_sends_its_headers_is_closed(tiny_checkpoint, tm
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+def test_the_decode_budget_lets_small_images_share_it_and_a_huge_one_decode_alone():
+    import asyncio
+
+    from attnmel.serving.app import DecodeBudget, decoded_bytes
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.zeros((300, 200), dtype=np.uint16)).save(buffer, format="PNG")
+    assert decoded_bytes(buffer.getvalue()) == 300 * 200 * 2 and decoded_bytes(b"not an image") == 0
+
+    async def scenario():
+        budget, log = DecodeBudget(100), []
+
+        async def decode(name, nbytes, hold):
+            async with budget.reserve(nbytes):
+                log.append(("start", name, budget.used))
+                await asyncio.sleep(hold)
+            log.append(("end", name))
+
+        await asyncio.gather(decode("a", 40, 0.05), decode("b", 40, 0.05), decode("huge", 500, 0.05),
+                             decode("c", 40, 0.05))
+        return log
+
+    log = asyncio.run(scenario())
+    starts = {name: used for event, name, *rest in log if event == "start" for used in rest}
+    assert starts["a"] == 40 and starts["b"] == 80  # small ones share the budget
+    assert starts["huge"] == 500  # the huge one waited until nothing else was decoding
+    assert log.index(("start", "huge", 500)) > max(log.index(("end", n)) for n in ("a", "b"))

@@ -17,14 +17,17 @@ JSON error and the process carries on:
 | request headers not complete within ``header_timeout_s`` | connection closed |
 | a body not complete within ``body_timeout_s`` | 408 |
 
-Memory per upload is bounded: the body is capped, at most ``max_decodes`` uploads are decoded at a
-time, and a large image is reduced while it is decoded (``attnmel.data.images``).
+Memory per upload is bounded: the body is capped; decoding draws on a budget of ``decode_budget_mb``
+of decoded pixels (estimated from each upload's header before decoding), so many small images
+decode at once but a 90 Mpx 16-bit PNG decodes alone; and a large image is reduced while it is
+decoded (``attnmel.data.images``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import ipaddress
 import time
 from dataclasses import dataclass, field
@@ -66,8 +69,9 @@ class ServiceSettings:
     max_batch: int = 16
     #: how long a batch waits for more requests (ms); 0 = take what is queued
     batch_wait_ms: float = 0.0
-    #: uploads decoded at the same time (each holds up to one decoded image in memory)
-    max_decodes: int = 2
+    #: decoded pixels (MB, estimated from each header) that may be held by uploads decoding at the same time;
+    #: an image larger than this decodes alone
+    decode_budget_mb: float = 256.0
     #: seconds a client has to send its request headers, and then its whole body
     header_timeout_s: float = 10.0
     body_timeout_s: float = 60.0
@@ -92,6 +96,42 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+class DecodeBudget:
+    """Bytes of decoded pixels that uploads decoding at the same time may hold: a reservation waits
+    until it fits, and one larger than the whole budget waits until nothing else is decoding."""
+
+    def __init__(self, capacity: int):
+        self.capacity = capacity
+        self.used = 0
+        self.changed = asyncio.Condition()
+
+    @contextlib.asynccontextmanager
+    async def reserve(self, nbytes: int):
+        async with self.changed:
+            await self.changed.wait_for(lambda: self.used == 0 or self.used + nbytes <= self.capacity)
+            self.used += nbytes
+        try:
+            yield
+        finally:
+            async with self.changed:
+                self.used -= nbytes
+                self.changed.notify_all()
+
+
+def decoded_bytes(data: bytes) -> int:
+    """What decoding an upload will hold at most, from its header alone (0 when it is no image: the
+    decode then fails at once, naming the problem)."""
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            bands = len(image.getbands())
+            depth = 2 if image.mode.startswith("I;16") else 4 if image.mode in ("I", "F") else 1
+            return image.width * image.height * bands * depth
+    except Exception:  # noqa: BLE001 - not an image, or a header Pillow refuses: decode says why
+        return 0
 
 
 class ServiceHeaders:
@@ -120,7 +160,7 @@ class ServiceHeaders:
 
 def create_app(served: ServedModel, settings: ServiceSettings | None = None, bind: str = "127.0.0.1") -> FastAPI:
     settings = settings or ServiceSettings()
-    decodes = asyncio.Semaphore(settings.max_decodes)
+    budget = DecodeBudget(int(settings.decode_budget_mb * 1e6))
     if settings.max_batch > 1:
         inference = MicroBatcher(served.infer, settings.max_batch, settings.batch_wait_ms)
     else:
@@ -197,7 +237,7 @@ def create_app(served: ServedModel, settings: ServiceSettings | None = None, bin
         try:
             upload = await read_upload(request.headers, request.stream(), settings.max_upload_bytes,
                                        settings.body_timeout_s)
-            async with decodes:
+            async with budget.reserve(decoded_bytes(upload.data)):
                 prepared = await run_in_threadpool(served.prepare, upload.data, upload.name, settings.max_pixels)
         except UploadError as exc:
             return error(exc.status, exc.message)
