@@ -96,3 +96,21 @@ def test_prior_loss_uses_only_samples_with_a_region():
     assert parts["a"] == pytest.approx(float(expected_a))
     none, _ = attention_prior_loss(maps, region, torch.tensor([False, False]), [0.001, 0.01])
     assert float(none) == 0.0 and float(total) > 0
+
+
+def test_tensorboard_holds_figures_pr_curves_and_hyperparameters(tiny_data, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    _train(tiny_data, tmp_path / "run", ["data.roi=lesion", "train.tensorboard_figures=2"], epochs=2)
+    events = EventAccumulator(str(tmp_path / "run" / "tensorboard"), size_guidance={"images": 0, "tensors": 0})
+    events.Reload()
+    tags = events.Tags()
+    figures = [t for t in tags["images"] if t.startswith("attention/")]
+    assert len(figures) == 2 and all(len(events.Images(t)) == 2 for t in figures)  # two images, every epoch
+    image = events.Images(figures[0])[-1]
+    assert image.width > 2.5 * image.height  # the view and two attention maps side by side
+    assert any(t.startswith("val_pr/melanoma") for t in tags["tensors"])
+    assert "val/roc_auc" in tags["scalars"]
+    hparams = EventAccumulator(str(tmp_path / "run" / "tensorboard"))
+    hparams.Reload()
+    assert {"_hparams_/experiment", "_hparams_/session_start_info"} <= set(hparams.PluginTagToContent("hparams"))

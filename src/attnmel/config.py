@@ -150,6 +150,8 @@ class TrainConfig:
     compile: bool = False
     #: batch-norm statistics over the global batch when training on several processes
     sync_batchnorm: bool = True
+    #: validation images (with a lesion mask) whose attention figures go to TensorBoard every epoch
+    tensorboard_figures: int = 4
 
 
 @dataclass
@@ -205,6 +207,7 @@ _RANGES: tuple[tuple[str, float | None, float | None, str], ...] = (
     ("train.seed", 0, None, "0 or more"),
     ("train.threads", 1, None, "at least 1 (or null for torch's choice)"),
     ("train.ema_decay", 0, 1, "strictly between 0 and 1 (or null for off)"),
+    ("train.tensorboard_figures", 0, 64, "0 (off) to 64 images"),
 )
 #: bounds that exclude the bound itself
 _OPEN = {("data.val_fraction", 0), ("data.val_fraction", 1), ("data.crop_ratio", 0), ("optim.lr", 0),

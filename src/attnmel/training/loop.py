@@ -12,8 +12,6 @@ each epoch the run folder gets, atomically:
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 import time
 from collections.abc import Callable, Iterable
@@ -32,18 +30,22 @@ from attnmel.checkpoints.format import (
 )
 from attnmel.checkpoints.meta import Architecture, CheckpointMeta, TrainingRecord
 from attnmel.config import Config, load_config
+from attnmel.data.masks import RoiSpec
 from attnmel.data.sampling import derive_seed, epoch_indices
 from attnmel.data.splits import SPLIT_FILE, prepare_data
 from attnmel.devices import configure_torch
 from attnmel.errors import CheckpointError, TrainingError
-from attnmel.inference import run_inference
+from attnmel.figures import Panel, attention_figure, map_kind
+from attnmel.inference import eval_loader, run_inference
+from attnmel.inference.prediction import denormalize
 from attnmel.io import atomic_write_text, progress_bar, remove_stale_temporaries
 from attnmel.metrics.classification import ClassificationReport, classification_report
 from attnmel.metrics.intervals import delong_intervals
-from attnmel.models import create_model
+from attnmel.models import create_model, with_maps
 from attnmel.training.batches import build_batch_sources
 from attnmel.training.distributed import Distributed
 from attnmel.training.ema import create_ema
+from attnmel.training.logs import RunLog, flat_hyperparameters
 from attnmel.training.losses import attention_prior_loss, classification_loss
 from attnmel.training.optim import build_optimizer, build_scheduler
 from attnmel.training.resume import STATE_FILE, resumable_config
@@ -144,7 +146,8 @@ class Trainer:
         self.global_step = 0
         if self.resume_state is not None:
             self._restore(self.resume_state)
-        self._writer = None
+        self.run_log = RunLog(self.output_dir, self.task.class_names, self.task.score_columns)
+        self.figure_samples = [s for s in self.data.val if s.mask_path is not None][: config.train.tensorboard_figures]
         #: (labels, probabilities) of the last validation, for the DeLong intervals stored with a checkpoint
         self._val_scores: tuple[np.ndarray, np.ndarray] | None = None
 
@@ -184,14 +187,6 @@ class Trainer:
             "history": self.history,
             "global_step": self.global_step,
         }
-
-    @property
-    def writer(self):
-        if self._writer is None:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self._writer = SummaryWriter(str(self.output_dir / "tensorboard"))
-        return self._writer
 
     def checkpoint_metadata(self, epoch: int, val_report: ClassificationReport, val_nll: float) -> CheckpointMeta:
         train = self.config.train
@@ -400,25 +395,36 @@ class Trainer:
                     save_model_checkpoint(self.output_dir / BEST_FILE, self.selected_model,
                                           self.checkpoint_metadata(epoch + 1, val_report, val_nll))
                 save_training_state(self.output_dir / STATE_FILE, self._state(epoch + 1))
-                self._write_logs(row)
+                self.run_log.epoch(self.history, *self._val_scores, self.attention_figures())
             self.log(
                 f"epoch {epoch + 1}/{cfg.train.epochs}: loss {row['train_loss']:.4f}, val AUC {row['val_roc_auc']:.4f}, "
                 f"AP {row['val_average_precision']:.4f}, {row['images_per_second']:.1f} img/s" + ("  [best]" if improved else "")
             )
-        if self._writer is not None:
-            self._writer.close()
+        if main and self.best_epoch > 0:
+            best = self.history[self.best_epoch - 1] if self.best_epoch <= len(self.history) else {}
+            self.run_log.finish(flat_hyperparameters(cfg.to_dict()), {k: v for k, v in best.items() if k.startswith("val_")})
         return TrainResult(self.output_dir, self.output_dir / BEST_FILE, self.best_epoch, self.best_metric, self.history)
 
-    def _write_logs(self, row: dict[str, Any]) -> None:
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=list(self.history[0].keys()))
-        writer.writeheader()
-        writer.writerows(self.history)
-        atomic_write_text(self.output_dir / "metrics.csv", buffer.getvalue())
-        for key, value in row.items():
-            if isinstance(value, int | float) and not isinstance(value, bool) and key != "epoch":
-                self.writer.add_scalar(key.replace("_", "/", 1), value, row["epoch"])
-        self.writer.flush()
+    @torch.no_grad()
+    def attention_figures(self) -> list[tuple[str, Any]]:
+        """The figure of each fixed validation image (with a lesion mask) under the weights being selected."""
+        if not self.figure_samples:
+            return []
+        model = with_maps(self.selected_model, self.task.positive_index).eval()
+        kinds = {name: map_kind(name, self.model.architecture.get("normalize")) for name in model.attention_layers}
+        loader = eval_loader(self.figure_samples, self.preprocessing, len(self.figure_samples), roi=RoiSpec("lesion"))
+        batch = next(iter(loader))
+        output = model(batch["image"].to(self.device))
+        probabilities = torch.softmax(output.logits.float(), dim=-1)[:, self.task.positive_index].cpu()
+        figures = []
+        for i, sample in enumerate(self.figure_samples):
+            view = denormalize(batch["image"][i], self.preprocessing.mean, self.preprocessing.std)
+            panels = [Panel(name, amap[i, 0].float().cpu().numpy(), kinds[name]) for name, amap in output.attention.items()]
+            title = (f"{sample.image_id}: P({self.task.positive_class}) {probabilities[i]:.3f}; "
+                     f"truth: {self.task.class_names[sample.label]}")
+            figures.append((sample.image_id, attention_figure(view, panels, title=title,
+                                                              lesion_mask=batch["mask"][i, 0].numpy() > 0.5)))
+        return figures
 
 
 def train(
