@@ -40,6 +40,9 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--masks", action="store_true",
                         help="also score attention maps (or the CAM of GAP models) against the lesion masks: "
                              "Jaccard and Dice per layer, attention_quality.csv")
+    parser.add_argument("--figures", action="store_true",
+                        help="one figure per image in figures/: the view, each map with its colour bar, the lesion "
+                             "outline and Jaccard with --masks, P(melanoma) and the truth")
     parser.add_argument("--mask-threshold", type=fraction, default=0.5,
                         help="a min-max-normalised map pixel counts as attended when above this (default 0.5, the paper)")
     parser.add_argument("--oof", action="store_true",
@@ -80,6 +83,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         use_temperature=not args.no_temperature, calibration_bins=args.bins, batch_size=args.batch_size,
         num_workers=args.workers, device=args.device, progress=not args.json, masks=args.masks,
         mask_threshold=args.mask_threshold, trust_pickle=args.trust_pickle, intervals=interval_settings(args),
+        figures=args.figures,
     )
     if args.json:
         print(json.dumps(json.loads(result.files["metrics"].read_text()), indent=2))

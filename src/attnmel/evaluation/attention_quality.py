@@ -191,6 +191,7 @@ def collect_maps(
     num_workers: int = 0,
     progress: bool = False,
     desc: str = "evaluate",
+    keep_views: bool = False,
 ) -> Predictions:
     """Predictions with attention maps (or the melanoma CAM of a GAP model) and region masks in the input view."""
     if not loaded.attention_layers:
@@ -200,7 +201,7 @@ def collect_maps(
             "attention quality needs an attnmel, gap or vgg16-gap model."
         )
     return loaded.infer(samples, batch_size=batch_size, num_workers=num_workers, roi=RoiSpec(roi),
-                        keep_attention=True, progress=progress, desc=desc)
+                        keep_attention=True, keep_views=keep_views, progress=progress, desc=desc)
 
 
 def attention_quality(

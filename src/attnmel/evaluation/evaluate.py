@@ -126,10 +126,13 @@ def evaluate_checkpoint(
     mask_threshold: float = 0.5,
     trust_pickle: bool = False,
     intervals: IntervalSettings | None = IntervalSettings(),
+    figures: bool = False,
 ) -> EvaluationResult:
     """Metrics and files for ``checkpoint`` (a path, several for an ensemble, or None for the shipped
     model) on ``split`` of ``data``; with ``masks`` also the attention quality against the lesion
-    masks (one inference pass for both); with ``intervals`` (None: none) their confidence intervals."""
+    masks (one inference pass for both); with ``intervals`` (None: none) their confidence intervals; with
+    ``figures`` one figure per image in ``figures/`` (the view, each map with its scale, the lesion outline
+    and Jaccard with ``masks``, P(positive) and the truth)."""
     output_dir = Path(output_dir)
     if masks:
         check_mask_threshold(mask_threshold)
@@ -139,11 +142,11 @@ def evaluate_checkpoint(
     quality = None
     if masks:
         predictions = collect_maps(loaded, samples, batch_size=batch_size, num_workers=num_workers,
-                                   progress=progress, desc=f"evaluate {split}")
+                                   progress=progress, desc=f"evaluate {split}", keep_views=figures)
         quality = score_predictions(predictions, mask_threshold, kinds=loaded.map_kinds)
     else:
         predictions = loaded.infer(samples, batch_size=batch_size, num_workers=num_workers, progress=progress,
-                                   desc=f"evaluate {split}")
+                                   keep_attention=figures, keep_views=figures, desc=f"evaluate {split}")
     training = loaded.meta.training
     result = EvaluationResult(
         output_dir=output_dir,
@@ -186,9 +189,40 @@ def evaluate_checkpoint(
         files.update(confusion_matrix_plot(result.classification.multiclass.confusion_matrix, class_names, output_dir, split))
     if quality is not None:
         files["attention_quality"] = quality.write_csv(output_dir / "attention_quality.csv")
+    if figures:
+        files["figures"] = write_figures(result, loaded, output_dir / "figures")
     files["metrics"] = output_dir / "metrics.json"
     atomic_write_json(files["metrics"], result.to_dict())
     return result
+
+
+def write_figures(result: EvaluationResult, loaded, folder: Path) -> Path:
+    """One figure per image of an evaluation (``attnmel.figures``), named by image ID."""
+    from attnmel.evaluation.predict import figure_for
+    from attnmel.figures import png_bytes
+    from attnmel.inference import Prediction
+    from attnmel.io import atomic_write_bytes
+
+    predictions, quality = result.predictions, result.attention_quality
+    names, positive = loaded.class_names, loaded.meta.positive_class
+    other = names[1 - names.index(positive)] if len(names) == 2 else None
+    for i, image_id in enumerate(predictions.image_ids):
+        p = predictions.probabilities[i]
+        scored = quality is not None and bool(quality.has_mask[i])
+        if other is None:
+            predicted = names[int(p.argmax())]
+        else:  # two classes: the scorer's rule, positive above the threshold
+            predicted = positive if p[names.index(positive)] > result.threshold else other
+        prediction = Prediction(
+            source=image_id, probabilities=dict(zip(names, map(float, p), strict=True)), predicted_class=predicted,
+            positive_class=positive, raw_attention={name: maps[i] for name, maps in predictions.attention.items()},
+            view=predictions.views[i], view_box=(0, 0, 0, 0), image_size=(0, 0),
+        )
+        jaccard = {layer: float(quality.jaccard[layer][i]) for layer in quality.layers} if scored else None
+        image = figure_for(prediction, loaded.map_kinds, truth=names[int(predictions.labels[i])],
+                           lesion_mask=predictions.masks[i] if scored else None, jaccard=jaccard)
+        atomic_write_bytes(folder / f"{image_id}.png", png_bytes(image))
+    return folder
 
 
 def format_metrics(report: ClassificationReport, intervals: EvaluationIntervals | None = None) -> str:

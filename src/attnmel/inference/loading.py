@@ -112,11 +112,12 @@ class LoadedModel:
 
     def infer(self, samples: Sequence[Sample], *, batch_size: int = 64, num_workers: int = 0,
               roi: RoiSpec | None = None, keep_attention: bool = False, keep_logits: bool = False,
-              progress: bool = False, desc: str = "eval") -> Predictions:
+              keep_views: bool = False, progress: bool = False, desc: str = "eval") -> Predictions:
         """Predictions for ``samples``; with ``roi`` also their region masks in the model's view."""
         return run_inference(
             self.predictor, self.loader(samples, batch_size, num_workers, roi), self.device,
             keep_attention=keep_attention, keep_masks=roi is not None, keep_logits=keep_logits,
+            views_of=self.preprocessing if keep_views else None,
             progress=progress, desc=desc,
         )
 

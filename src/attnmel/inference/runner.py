@@ -118,6 +118,8 @@ class Predictions:
     has_mask: np.ndarray | None = None
     #: raw logits of every member and view (M*V, N, C), when requested
     logits: np.ndarray | None = None
+    #: the uint8 views the model saw (N, S, S, 3), when requested
+    views: np.ndarray | None = None
     #: images left out because they did not decode (``data.skip_bad``), one message each
     skipped: list[str] = field(default_factory=list)
 
@@ -142,10 +144,12 @@ def run_inference(
     keep_attention: bool = False,
     keep_masks: bool = False,
     keep_logits: bool = False,
+    views_of: Preprocessing | None = None,
     progress: bool = False,
     desc: str = "eval",
 ) -> Predictions:
-    """Probabilities (and optionally attention maps, region masks and raw logits) for every sample of ``loader``."""
+    """Probabilities (and optionally attention maps, region masks, raw logits, and with ``views_of`` the
+    uint8 views the model saw, undoing that preprocessing's normalisation) for every sample of ``loader``."""
     predictor = model if isinstance(model, Predictor) else Predictor([model])
     ids: list[str] = []
     labels: list[np.ndarray] = []
@@ -154,6 +158,7 @@ def run_inference(
     masks: list[np.ndarray] = []
     has_mask: list[np.ndarray] = []
     logits: list[np.ndarray] = []
+    views: list[np.ndarray] = []
     skipped: list[str] = []
     for batch in progress_bar(loader, desc=desc, show=progress, leave=False, unit="batch"):
         skipped += batch.get("skipped", [])
@@ -171,6 +176,11 @@ def run_inference(
         if keep_masks:
             masks.append(batch["mask"][:, 0].numpy().astype(bool))
             has_mask.append(batch["has_mask"].numpy())
+        if views_of is not None:
+            mean = torch.tensor(views_of.mean).view(1, 3, 1, 1)
+            std = torch.tensor(views_of.std).view(1, 3, 1, 1)
+            rgb = ((batch["image"].cpu() * std + mean).clamp(0, 1) * 255).round().byte()
+            views.append(rgb.permute(0, 2, 3, 1).numpy())
     return Predictions(
         image_ids=ids,
         labels=np.concatenate(labels) if labels else np.zeros(0, dtype=int),
@@ -179,5 +189,6 @@ def run_inference(
         masks=np.concatenate(masks) if masks else None,
         has_mask=np.concatenate(has_mask) if has_mask else None,
         logits=np.concatenate(logits, axis=1) if logits else None,
+        views=np.concatenate(views) if views else None,
         skipped=skipped,
     )
