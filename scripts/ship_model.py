@@ -21,7 +21,6 @@ Nothing here is tuned on a test split: ISIC 2017 test is held out for independen
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import platform
 import statistics
@@ -36,7 +35,7 @@ from attnmel.config import load_config
 from attnmel.evaluation.calibration import calibrate_checkpoint
 from attnmel.evaluation.evaluate import evaluate_checkpoint
 from attnmel.figures import FLAT_EPSILON
-from attnmel.io import atomic_write_text
+from attnmel.io import atomic_write_text, file_sha256
 from attnmel.training.loop import train
 from attnmel.training.resume import STATE_FILE
 
@@ -44,13 +43,6 @@ PRESET = "isic2017/attnmel-shipped"
 LICENCE = ("The weights derive from ISIC 2017 challenge data (CC BY-NC 4.0): research use, non-commercial, "
            "with attribution to the ISIC Archive; not a medical device.")
 
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def completed_epochs(run: Path) -> int:
@@ -113,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     release = {
         "tag": args.tag,
         "licence": LICENCE,
-        "initial_weights": {"file": args.weights.name, "sha256": sha256(args.weights),
+        "initial_weights": {"file": args.weights.name, "sha256": file_sha256(args.weights),
                             "what": "torchvision MobileNetV2, ImageNet-1k, features only"},
         "selection": {
             "rule": "the seed whose best epoch has the highest ISIC 2017 val ROC AUC (no TTA)",
@@ -143,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     drift = float(abs(shipped.predictions.probabilities - full.predictions.probabilities).max())
     print(f"chosen seed {chosen}; wrote {target} ({target.stat().st_size / 1e6:.2f} MB) and {target.with_suffix('.md')}")
     print(f"fp16 against fp32 on val: max |difference in probability| {drift:.2e}")
-    print(f"sha256 {sha256(target)}  (put it in attnmel/models/pretrained.py)")
+    print(f"sha256 {file_sha256(target)}  (put it in attnmel/models/pretrained.py)")
     return 0
 
 

@@ -13,7 +13,8 @@ from safetensors import safe_open
 import attnmel
 from attnmel.cli import main
 from attnmel.demo import unseen_data_path
-from attnmel.models.pretrained import DEFAULT_TAG, _sha256, get_pretrained
+from attnmel.io import file_sha256
+from attnmel.models.pretrained import DEFAULT_TAG, get_pretrained
 
 from .conftest import REPO
 
@@ -37,7 +38,7 @@ def model():
 def test_the_shipped_file_is_small_fp16_and_its_sha256_matches():
     weights = get_pretrained()
     assert weights.tag == DEFAULT_TAG and weights.path.stat().st_size <= 8 * 1024 * 1024
-    assert weights.verify() == weights.path and _sha256(weights.path) == weights.sha256
+    assert weights.verify() == weights.path and file_sha256(weights.path) == weights.sha256
     with safe_open(str(weights.path), framework="pt") as handle:
         dtypes = {str(handle.get_tensor(key).dtype) for key in handle.keys()}
     assert "torch.float16" in dtypes and "torch.float32" not in dtypes

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import json
 import math
 import os
@@ -55,6 +56,15 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
 
 def _output_error(target: Path, exc: OSError) -> OSError | OutputError:
     return OutputError(target, exc.strerror or str(exc)) if exc.errno in WRITE_ERRNOS else exc
+
+
+def file_sha256(path: str | Path) -> str:
+    """The SHA-256 of a file's bytes (hex), read in blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def remove_stale_temporaries(folder: str | Path) -> list[Path]:

@@ -184,24 +184,24 @@ def save_training_state(path: str | Path, state: dict[str, Any]) -> None:
     _save_tensors(weights, tensors, {"format": STATE_FORMAT, "attnmel_version": attnmel_version(), "state": structure})
 
 
-def load_training_state(path: str | Path) -> dict[str, Any]:
+def _training_state_header(path: str | Path) -> tuple[Path, dict[str, Any]]:
     weights, _ = checkpoint_paths(path)
     if not weights.is_file():
         raise CheckpointError(f"{weights.parent}: no complete training state to resume from ({weights.name} missing).")
     payload = _read_embedded(weights)
     if not isinstance(payload, dict) or payload.get("format") != STATE_FORMAT:
         raise CheckpointError(f"{weights}: not an attnmel training state.")
+    return weights, payload
+
+
+def load_training_state(path: str | Path) -> dict[str, Any]:
+    weights, payload = _training_state_header(path)
     return _unflatten(payload["state"], _read_tensors(weights))
 
 
 def training_state_config(path: str | Path) -> dict[str, Any]:
     """The config stored in a training state, read from the header alone (no tensors loaded)."""
-    weights, _ = checkpoint_paths(path)
-    if not weights.is_file():
-        raise CheckpointError(f"{weights.parent}: no complete training state to resume from ({weights.name} missing).")
-    payload = _read_embedded(weights)
-    if not isinstance(payload, dict) or payload.get("format") != STATE_FORMAT:
-        raise CheckpointError(f"{weights}: not an attnmel training state.")
+    weights, payload = _training_state_header(path)
     for key, value in payload["state"]["__dict__"]:
         if key == "config":
             return _unflatten(value, {})

@@ -44,6 +44,20 @@ def _fraction(text: str) -> float:
     return value
 
 
+def decimal(low: float, *, above: bool, unit: str = "") -> Callable[[str], float]:
+    """A finite number above ``low`` (or at least ``low``), e.g. megabytes or milliseconds."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = float("nan")
+        if not (value > low if above else value >= low) or value == float("inf"):
+            raise argparse.ArgumentTypeError(f"must be {'above' if above else 'at least'} {low:g}{unit}, not {text!r}")
+        return value
+
+    return parse
+
+
 positive_int = whole_number(1)
 non_negative_int = whole_number(0)
 port_number = whole_number(1, 65535, " (a TCP port)")

@@ -8,6 +8,7 @@ from attnmel.cli.options import (
     add_checkpoint,
     add_device,
     add_trust_pickle,
+    decimal,
     port_number,
     positive_int,
     whole_number,
@@ -18,37 +19,19 @@ MAX_PIXELS = 120_000_000
 MAX_BATCH = 16
 
 
-def _megabytes(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = 0.0
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be a number of MB above 0, not {text!r}")
-    return value
-
-
-def _milliseconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more milliseconds, not {text!r}")
-    return value
 
 
 def register(parser: argparse.ArgumentParser) -> None:
     add_checkpoint(parser, ensemble=False)
     parser.add_argument("--host", default="127.0.0.1", help="interface to listen on (0.0.0.0 exposes it to the network)")
     parser.add_argument("--port", type=port_number, default=8000)
-    parser.add_argument("--max-upload-mb", type=_megabytes, default=20.0, help="largest request body accepted (MB)")
+    parser.add_argument("--max-upload-mb", type=decimal(0, above=True, unit=" MB"), default=20.0, help="largest request body accepted (MB)")
     parser.add_argument("--max-pixels", type=whole_number(1, MAX_PIXELS), default=MAX_PIXELS,
                         help="largest image accepted, judged from its header before decoding (default and most: "
                              "%(default)s)")
     parser.add_argument("--max-batch", type=positive_int, default=MAX_BATCH,
                         help="images per forward pass when requests arrive together (1: no batching)")
-    parser.add_argument("--batch-wait-ms", type=_milliseconds, default=0.0,
+    parser.add_argument("--batch-wait-ms", type=decimal(0, above=False, unit=" ms"), default=0.0,
                         help="how long a batch waits for more requests")
     add_device(parser)
     parser.add_argument("--threads", type=positive_int, help="torch intra-op threads (default: torch's choice)")

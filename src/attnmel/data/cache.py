@@ -47,7 +47,7 @@ from attnmel.data.masks import RoiSpec, has_region, region_of_interest
 from attnmel.data.records import Sample
 from attnmel.data.transforms import geometry
 from attnmel.errors import DataError
-from attnmel.io import atomic_write_json, progress_bar
+from attnmel.io import atomic_write_json, file_sha256, progress_bar
 
 FORMAT_VERSION = 1
 CACHE_DIR_ENV = "ATTNMEL_CACHE_DIR"
@@ -64,15 +64,12 @@ def default_cache_dir() -> Path:
     return (Path(base) if base else Path.home() / ".cache") / "attnmel"
 
 
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
+def source_sha256(path: str | Path) -> str:
+    """The key of a source file's cache entries: the SHA-256 of its bytes."""
     try:
-        with open(path, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
+        return file_sha256(path)
     except OSError as exc:
         raise DataError(path, f"cannot read the file to cache it ({exc.strerror or exc}).", "check the file.") from None
-    return digest.hexdigest()
 
 
 def decode_geometry(sample: Sample, roi: RoiSpec | None, resize: int, crop_ratio: float) -> GeometryPair:
@@ -207,11 +204,11 @@ class GeometryCache:
 
     def resolve(self, sample: Sample, roi: RoiSpec | None) -> _Resolved:
         """Hash ``sample``'s files, build the entries it lacks, and say where they are."""
-        image_sha = file_sha256(sample.image_path)
+        image_sha = source_sha256(sample.image_path)
         image_key = self.image_key(image_sha)
         region_key = None
         if roi is not None and has_region(sample, roi):
-            mask_shas = {role: file_sha256(path) for role, path in _mask_files(sample).items()}
+            mask_shas = {role: source_sha256(path) for role, path in _mask_files(sample).items()}
             region_key = self.region_key(image_sha, mask_shas, roi)
         need_image = not self._present("images", image_key)
         need_region = region_key is not None and not (

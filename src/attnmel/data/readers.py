@@ -31,7 +31,7 @@ import io
 import math
 import re
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Literal, get_args
 
@@ -525,23 +525,36 @@ def _read_isic2016(root: Path, task: Task, reading: _Reading) -> dict[str, list[
 # --------------------------------------------------------------------------------------------- ISIC 2018 / HAM10000
 
 
-def _read_isic2018(root: Path, task: Task, reading: _Reading) -> dict[str, list[Sample]]:
+def _read_one_hot_release(
+    root: Path, task: Task, reading: _Reading, splits_by_name: dict[str, str], classes: Sequence[str], *,
+    data: str, truth: str, groups: str, strip: tuple[str, ...] = (),
+) -> dict[str, list[Sample]]:
+    """A release with one-hot ground truth per split (ISIC 2018 Task 3, ISIC 2019): ``data``, ``truth`` and
+    ``groups`` name each split's image folder, ground-truth CSV and lesion-groups CSV (``{split}`` filled in)."""
     masks, attributes = _lesion_masks(root), _attribute_masks(root)
     splits: dict[str, list[Sample]] = {}
-    for official, split in ISIC2018_SPLITS.items():
-        data = root / f"ISIC2018_Task3_{official}_Input"
-        truth = _find_file(root, f"ISIC2018_Task3_{official}_GroundTruth.csv")
-        if not _split_present(data, truth, split, reading):
+    for official, split in splits_by_name.items():
+        folder = root / data.format(split=official)
+        truth_file = _find_file(root, truth.format(split=official))
+        if not _split_present(folder, truth_file, split, reading):
             continue
-        header, rows = _csv_rows(truth)
-        parsed, unusable = _one_hot_classes(truth, header, rows, ISIC2018_CLASSES, reading)
-        labels, left_out = _class_labels(truth, split, ((i, c, c == "MEL") for i, c in parsed), task, reading)
-        groupings = _find_file(root, f"ISIC2018_Task3_{official}_LesionGroupings.csv")
-        groups = _group_table(groupings, "image") if groupings is not None else {}
-        splits[split] = _pair(split, labels, _image_files(data, reading), masks, reading, truth, attributes,
-                              reported=frozenset(unusable | left_out), groups=groups, orphan_masks=False)
+        header, rows = _csv_rows(truth_file)
+        parsed, unusable = _one_hot_classes(truth_file, header, rows, classes, reading)
+        labels, left_out = _class_labels(truth_file, split, ((i, c, c == "MEL") for i, c in parsed), task, reading)
+        groups_file = _find_file(root, groups.format(split=official))
+        group_table = _group_table(groups_file, "image") if groups_file is not None else {}
+        images = _image_files(folder, reading, strip=strip)
+        splits[split] = _pair(split, labels, images, masks, reading, truth_file, attributes,
+                              reported=frozenset(unusable | left_out), groups=group_table, orphan_masks=False)
     _note_orphan_masks(masks, splits, reading)
     return splits
+
+
+def _read_isic2018(root: Path, task: Task, reading: _Reading) -> dict[str, list[Sample]]:
+    return _read_one_hot_release(
+        root, task, reading, ISIC2018_SPLITS, ISIC2018_CLASSES, data="ISIC2018_Task3_{split}_Input",
+        truth="ISIC2018_Task3_{split}_GroundTruth.csv", groups="ISIC2018_Task3_{split}_LesionGroupings.csv",
+    )
 
 
 def _read_ham10000(root: Path, task: Task, reading: _Reading) -> dict[str, list[Sample]]:
@@ -585,24 +598,11 @@ def _read_ham10000(root: Path, task: Task, reading: _Reading) -> dict[str, list[
 
 
 def _read_isic2019(root: Path, task: Task, reading: _Reading) -> dict[str, list[Sample]]:
-    masks, attributes = _lesion_masks(root), _attribute_masks(root)
-    classes = TASKS["isic2019-8class"].dataset_classes
-    splits: dict[str, list[Sample]] = {}
-    for official, split in ISIC2019_SPLITS.items():
-        data = root / f"ISIC_2019_{official}_Input"
-        truth = _find_file(root, f"ISIC_2019_{official}_GroundTruth.csv")
-        if not _split_present(data, truth, split, reading):
-            continue
-        header, rows = _csv_rows(truth)
-        parsed, unusable = _one_hot_classes(truth, header, rows, classes, reading)
-        labels, left_out = _class_labels(truth, split, ((i, c, c == "MEL") for i, c in parsed), task, reading)
-        metadata = _find_file(root, f"ISIC_2019_{official}_Metadata.csv")
-        groups = _group_table(metadata, "image") if metadata is not None else {}
-        images = _image_files(data, reading, strip=("_downsampled",))
-        splits[split] = _pair(split, labels, images, masks, reading, truth, attributes,
-                              reported=frozenset(unusable | left_out), groups=groups, orphan_masks=False)
-    _note_orphan_masks(masks, splits, reading)
-    return splits
+    return _read_one_hot_release(
+        root, task, reading, ISIC2019_SPLITS, TASKS["isic2019-8class"].dataset_classes,
+        data="ISIC_2019_{split}_Input", truth="ISIC_2019_{split}_GroundTruth.csv",
+        groups="ISIC_2019_{split}_Metadata.csv", strip=("_downsampled",),
+    )
 
 
 # --------------------------------------------------------------------------------------------- ISIC 2020

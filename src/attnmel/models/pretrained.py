@@ -8,7 +8,6 @@ gives it with its preprocessing and a ``predict`` method (``attnmel.inference``)
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from functools import cached_property
@@ -20,6 +19,7 @@ from torch import nn
 
 from attnmel.data.transforms import Preprocessing
 from attnmel.errors import CheckpointError, ConfigError
+from attnmel.io import file_sha256
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,7 @@ class PretrainedWeights:
         if not self.path.is_file():
             raise CheckpointError(f"{self.path}: the pretrained model {self.tag!r} is missing from this installation; "
                                   "reinstall attnmel.")
-        digest = _sha256(self.path)
+        digest = file_sha256(self.path)
         if digest != self.sha256:
             raise CheckpointError(f"{self.path}: sha256 {digest[:12]}... is not the {self.sha256[:12]}... of the "
                                   f"pretrained model {self.tag!r}; the file was changed or damaged; reinstall attnmel.")
@@ -87,13 +87,6 @@ class PretrainedWeights:
         model.load_state_dict(load_file(str(self.verify())))
         return model.eval()
 
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 PRETRAINED: dict[str, PretrainedWeights] = {
