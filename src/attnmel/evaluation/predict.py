@@ -178,5 +178,5 @@ def write_report(outcome: PredictResult, loaded: LoadedModel, path: Path) -> Pat
         rows.append([result.image.name, p.probability, p.predicted_class, flags,
                      result.figure if result.figure is not None else None])
     rows += [[path_.name, None, "not read", reason, None] for path_, reason in outcome.skipped]
-    report.image_table(["image", f"P({meta.positive_class})", "predicted", "flags", "figure"], rows)
+    report.table(["image", f"P({meta.positive_class})", "predicted", "flags", "figure"], rows)
     return report.write(path)

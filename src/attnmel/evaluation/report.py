@@ -26,7 +26,7 @@ th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}
 .grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(11rem,1fr));gap:.8rem}
 figure{margin:0}figure img{width:100%;image-rendering:auto;border-radius:3px}figcaption{font-size:.8rem;color:#444}
 .row{display:flex;gap:1rem;flex-wrap:wrap}.row img{max-width:22rem}
-table.images img{max-width:48rem;width:100%}table.images td{vertical-align:middle}
+td img{max-width:48rem;width:100%}td{vertical-align:middle}
 .stack figure{margin:1rem 0}.stack img{max-width:100%;width:auto}
 """
 
@@ -54,8 +54,9 @@ class HtmlReport:
         return self
 
     def table(self, headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> HtmlReport:
+        """A table whose cells are values or images (a PIL image or a PNG path, shown inline)."""
         head = "".join(f"<th>{html.escape(str(h))}</th>" for h in headers)
-        body = "".join("<tr>" + "".join(f"<td>{html.escape(_fmt(c))}</td>" for c in row) + "</tr>" for row in rows)
+        body = "".join("<tr>" + "".join(f"<td>{_cell(c)}</td>" for c in row) + "</tr>" for row in rows)
         self.blocks.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
         return self
 
@@ -67,13 +68,6 @@ class HtmlReport:
             for img, caption in items
         )
         self.blocks.append(f'<div class="{layout if layout in ("grid", "stack") else "row"}">{figures}</div>')
-        return self
-
-    def image_table(self, headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> HtmlReport:
-        """A table whose cells may be images (a PIL image or a PNG path, shown inline) or values."""
-        head = "".join(f"<th>{html.escape(str(h))}</th>" for h in headers)
-        body = "".join("<tr>" + "".join(f"<td>{_cell(c)}</td>" for c in row) + "</tr>" for row in rows)
-        self.blocks.append(f'<table class="images"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>')
         return self
 
     def render(self) -> str:
