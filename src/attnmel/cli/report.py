@@ -16,7 +16,7 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from attnmel.evaluation.comparison import compare_with_paper, find_evaluations
+    from attnmel.evaluation.paper_comparison import compare_with_paper, find_evaluations
 
     comparison = compare_with_paper(find_evaluations(args.paths))
     print(comparison.to_markdown())

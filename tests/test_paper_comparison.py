@@ -9,7 +9,7 @@ import pytest
 
 from attnmel.cli import main
 from attnmel.errors import DataError
-from attnmel.evaluation.comparison import compare_with_paper, find_evaluations
+from attnmel.evaluation.paper_comparison import compare_with_paper, find_evaluations
 from attnmel.evaluation.paper import PAPER_NUMBERS, paper_number
 
 
