@@ -9,8 +9,8 @@ import pytest
 
 from attnmel.cli import main
 from attnmel.errors import DataError
-from attnmel.evaluation.paper_comparison import compare_with_paper, find_evaluations
 from attnmel.evaluation.paper import PAPER_NUMBERS, paper_number
+from attnmel.evaluation.paper_comparison import compare_with_paper, find_evaluations
 
 
 def _interval(estimate: float, half: float = 0.05, method: str = "bootstrap-percentile") -> dict:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from attnmel.cli.calibrate import DEFAULT_BINS
 from attnmel.cli.options import (
@@ -20,9 +19,6 @@ from attnmel.cli.options import (
     interval_settings,
     positive_int,
 )
-
-if TYPE_CHECKING:
-    from attnmel.metrics.classification import MulticlassMetrics
 
 
 def register(parser: argparse.ArgumentParser) -> None:
@@ -58,26 +54,20 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(handler=_evaluate)
 
 
-def default_output(checkpoint: str | None, name: str) -> Path:
-    if checkpoint is None:
-        return Path(name)
-    path = Path(checkpoint)
-    return (path if path.is_dir() else path.parent) / name
-
-
 def _evaluate(args: argparse.Namespace) -> int:
     from attnmel.evaluation.evaluate import (
+        default_output_dir,
         evaluate_checkpoint,
         format_attention_quality,
         format_calibration,
         format_metrics,
+        format_multiclass,
     )
 
     if args.oof:
         return _out_of_fold(args)
     checkpoints = checkpoints_or_default(args.checkpoint, log=(lambda *_: None) if args.json else print)
-    name = f"eval-{args.split}" + ("-tta" if args.tta else "") + ("-ensemble" if checkpoints and len(checkpoints) > 1 else "")
-    output = Path(args.output) if args.output else default_output(checkpoints[0] if checkpoints else None, name)
+    output = Path(args.output) if args.output else default_output_dir(checkpoints, args.split, args.tta)
     result = evaluate_checkpoint(
         checkpoints, args.data, args.split, output, threshold=args.threshold, tta=args.tta,
         use_temperature=not args.no_temperature, calibration_bins=args.bins, batch_size=args.batch_size,
@@ -102,24 +92,16 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def format_multiclass(metrics: MulticlassMetrics) -> str:
-    """One line: the ISIC 2018/2019 ranking metric and the macro averages."""
-    return (f"balanced multiclass accuracy {metrics.balanced_accuracy:.4f} (arg-max; ISIC 2018/2019 ranking), "
-            f"accuracy {metrics.accuracy:.4f}, macro ROC AUC {metrics.macro_roc_auc:.4f}, "
-            f"macro AP {metrics.macro_average_precision:.4f}"
-            + (f", {metrics.undecided} undecided (tied top probability)" if metrics.undecided else ""))
-
-
 def _out_of_fold(args: argparse.Namespace) -> int:
     from attnmel.errors import ConfigError
-    from attnmel.evaluation.evaluate import format_metrics
-    from attnmel.evaluation.folds import default_output, out_of_fold_predictions
+    from attnmel.evaluation.evaluate import format_metrics, format_multiclass
+    from attnmel.evaluation.folds import default_oof_output, out_of_fold_predictions
 
     if not args.checkpoint:
         raise ConfigError("--oof needs the fold runs: one --checkpoint per fold (attnmel train --fold K --folds N).")
     if args.masks:
         raise ConfigError("--oof scores classification only; run --masks on a split without --oof.")
-    output = Path(args.output) if args.output else default_output(args.checkpoint)
+    output = Path(args.output) if args.output else default_oof_output(args.checkpoint)
     result = out_of_fold_predictions(
         args.checkpoint, args.data, output, threshold=args.threshold, tta=args.tta,
         use_temperature=not args.no_temperature, batch_size=args.batch_size, num_workers=args.workers,

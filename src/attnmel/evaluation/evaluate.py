@@ -33,7 +33,7 @@ from attnmel.evaluation.plots import confusion_matrix_plot, reliability_diagram,
 from attnmel.inference import Predictions, load_predictor, read_split
 from attnmel.io import atomic_write_json, atomic_write_text
 from attnmel.metrics.calibration import DEFAULT_BINS, CalibrationReport, calibration_report
-from attnmel.metrics.classification import ClassificationReport, classification_report
+from attnmel.metrics.classification import ClassificationReport, MulticlassMetrics, classification_report
 from attnmel.metrics.intervals import (
     EvaluationIntervals,
     Interval,
@@ -225,6 +225,15 @@ def write_figures(result: EvaluationResult, loaded, folder: Path) -> Path:
     return folder
 
 
+def default_output_dir(checkpoints: Sequence[str | Path] | None, split: str, tta: bool = False) -> Path:
+    """``<first checkpoint's run>/eval-<split>[-tta][-ensemble]``, or ``./eval-<split>[-tta]`` for the shipped model."""
+    name = f"eval-{split}" + ("-tta" if tta else "") + ("-ensemble" if checkpoints and len(checkpoints) > 1 else "")
+    if not checkpoints:
+        return Path(name)
+    first = Path(checkpoints[0])
+    return (first if first.is_dir() else first.parent) / name
+
+
 def format_metrics(report: ClassificationReport, intervals: EvaluationIntervals | None = None) -> str:
     """A small aligned table of the classification report for the terminal, with ``value [low, high]``
     where an interval was computed."""
@@ -245,6 +254,14 @@ def format_metrics(report: ClassificationReport, intervals: EvaluationIntervals 
     if intervals is not None:
         lines.append(f"({intervals_note(intervals)})")
     return "\n".join(lines)
+
+
+def format_multiclass(metrics: MulticlassMetrics) -> str:
+    """One line: the ISIC 2018/2019 ranking metric and the macro averages."""
+    return (f"balanced multiclass accuracy {metrics.balanced_accuracy:.4f} (arg-max; ISIC 2018/2019 ranking), "
+            f"accuracy {metrics.accuracy:.4f}, macro ROC AUC {metrics.macro_roc_auc:.4f}, "
+            f"macro AP {metrics.macro_average_precision:.4f}"
+            + (f", {metrics.undecided} undecided (tied top probability)" if metrics.undecided else ""))
 
 
 def intervals_note(intervals: EvaluationIntervals) -> str:

@@ -74,7 +74,7 @@ def run_folder(source: str | Path) -> Path:
     return path if path.is_dir() else path.parent
 
 
-def default_output(runs: Sequence[str | Path]) -> Path:
+def default_oof_output(runs: Sequence[str | Path]) -> Path:
     """``<runs' parent>/<run name without -foldK>-oof``."""
     first = run_folder(runs[0])
     stem = re.sub(r"-?fold\d+$", "", first.name) or "cv"
