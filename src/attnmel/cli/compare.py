@@ -55,40 +55,20 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from attnmel.errors import ConfigError
-    from attnmel.evaluation.compare import (
-        compare_scored,
-        is_predictions,
-        read_predictions,
-        score_checkpoint,
-        write_comparison,
-    )
+    from attnmel.evaluation.compare import compare_scored, load_side, write_comparison
+    from attnmel.io import json_safe
 
-    sides = []
-    for source in (args.a, args.b):
-        if is_predictions(source):
-            sides.append(read_predictions(source, args.truth))
-            continue
-        if not args.data:
-            raise ConfigError(f"{source} is a checkpoint: give --data (and --split) to score it, or pass the "
-                              "predictions.csv that `attnmel evaluate` wrote.")
-        sides.append(score_checkpoint(source, args.data, args.split, tta=args.tta, masks=args.masks,
-                                      mask_threshold=args.mask_threshold, batch_size=args.batch_size,
-                                      num_workers=args.workers, device=args.device, trust_pickle=args.trust_pickle,
-                                      progress=not args.json))
-    result = compare_scored(sides[0], sides[1], threshold=args.threshold, bins=args.bins,
-                            settings=interval_settings(args), layers=args.layer)
+    sides = [load_side(source, data=args.data, split=args.split, truth=args.truth, tta=args.tta, masks=args.masks,
+                       mask_threshold=args.mask_threshold, batch_size=args.batch_size, num_workers=args.workers,
+                       device=args.device, trust_pickle=args.trust_pickle, progress=not args.json)
+             for source in (args.a, args.b)]
+    result = compare_scored(*sides, threshold=args.threshold, bins=args.bins, settings=interval_settings(args),
+                            layers=args.layer)
     files = write_comparison(result, args.output) if args.output else {}
     if args.json:
-        print(json.dumps(json.loads(files["json"].read_text()) if files else _plain(result), indent=2))
+        print(json.dumps(json_safe(result.to_dict()), indent=2))
     else:
         print(result.to_markdown())
         if files:
             print(f"\nwrote {', '.join(p.name for p in files.values())} to {args.output}")
     return 0
-
-
-def _plain(result) -> dict:
-    from attnmel.io import json_safe
-
-    return json_safe(result.to_dict())

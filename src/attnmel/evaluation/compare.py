@@ -171,6 +171,18 @@ def is_predictions(source: str) -> bool:
     return path.is_dir() and (path / "predictions.csv").is_file() and not (path / "best.safetensors").is_file()
 
 
+def load_side(source: str, *, data: str | Path | None = None, split: str = "val", truth: str | Path | None = None,
+              **scoring: Any) -> ScoredImages:
+    """One side of a comparison: a predictions CSV (or evaluation folder) as it is, or a checkpoint scored on
+    ``split`` of ``data`` (``scoring``: the options of ``score_checkpoint``)."""
+    if is_predictions(source):
+        return read_predictions(source, truth)
+    if data is None:
+        raise ConfigError(f"{source} is a checkpoint: give --data (and --split) to score it, or pass the "
+                          "predictions.csv that `attnmel evaluate` wrote.")
+    return score_checkpoint(source, data, split, **scoring)
+
+
 # ---------------------------------------------------------------------- the comparison
 
 
