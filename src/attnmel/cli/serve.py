@@ -19,8 +19,6 @@ MAX_PIXELS = 120_000_000
 MAX_BATCH = 16
 
 
-
-
 def register(parser: argparse.ArgumentParser) -> None:
     add_checkpoint(parser, ensemble=False)
     parser.add_argument("--host", default="127.0.0.1", help="interface to listen on (0.0.0.0 exposes it to the network)")

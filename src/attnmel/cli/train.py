@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from attnmel.cli.options import non_negative_int, whole_number
 
@@ -24,23 +23,14 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from attnmel.config import load_config
     from attnmel.errors import ConfigError
     from attnmel.training.loop import train
-    from attnmel.training.resume import run_config
+    from attnmel.training.resume import run_to_start
 
     if (args.fold is None) != (args.folds is None):
         raise ConfigError("--fold K and --folds N go together (validate on fold K of N).")
     overrides = list(args.overrides) + ([f"data.fold={args.fold}", f"data.folds={args.folds}"] if args.folds else [])
-    if args.config:
-        config = load_config(args.config, overrides)
-    elif args.resume and args.output:
-        config = run_config(args.output, overrides)
-    else:
-        raise ConfigError("--config is required (a YAML file or a preset such as isic2017/attnmel); "
-                          "to resume, give --output RUN --resume.")
-    fold = f"-fold{config.data.fold}" if config.data.folds else ""
-    output = Path(args.output or Path("runs") / f"{config.name}{fold}")
+    config, output = run_to_start(args.config, args.output, overrides, resume=args.resume)
     result = train(config, args.data, output, resume=args.resume, progress=not args.no_progress)
     print(f"best epoch {result.best_epoch}: val {config.train.select_metric} {result.best_metric:.4f}")
     print(f"checkpoint: {result.best_checkpoint}")

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from attnmel.checkpoints.format import training_state_config
-from attnmel.config import Config, apply_overrides, config_from_dict
+from attnmel.config import Config, apply_overrides, config_from_dict, load_config
 from attnmel.errors import ConfigError
 
 STATE_FILE = "last-state.safetensors"
@@ -44,6 +44,21 @@ def run_config(output_dir: str | Path, overrides: list[str] | None = None) -> Co
     path = Path(output_dir) / STATE_FILE
     config = saved_config(training_state_config(path), path)
     return config_from_dict(apply_overrides(config.to_dict(), overrides), f"{path} with --set")
+
+
+def run_to_start(config: str | None, output_dir: str | Path | None, overrides: list[str] | None = None,
+                 resume: bool = False) -> tuple[Config, Path]:
+    """The config and run folder of ``attnmel train``: ``config`` (a YAML file or preset) plus ``overrides``,
+    or, resuming without one, the run folder's own config; the folder defaults to ``runs/<name>[-foldK]``."""
+    if config:
+        resolved = load_config(config, overrides)
+    elif resume and output_dir:
+        resolved = run_config(output_dir, overrides)
+    else:
+        raise ConfigError("--config is required (a YAML file or a preset such as isic2017/attnmel); "
+                          "to resume, give --output RUN --resume.")
+    fold = f"-fold{resolved.data.fold}" if resolved.data.folds else ""
+    return resolved, Path(output_dir or Path("runs") / f"{resolved.name}{fold}")
 
 
 def resumable_config(requested: Config, saved_payload: dict[str, Any], output_dir: Path) -> Config:
