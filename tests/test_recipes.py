@@ -13,14 +13,23 @@ from attnmel.config import list_presets, load_config
 from .conftest import make_isic2017_subset
 
 RECIPES = ("isic2017/attnmel-mobilenetv2-lesion", "isic2017/gap-mobilenetv2")
+#: the recipe at the shipped model's input size and budget
+SHIPPED = "isic2017/attnmel-shipped"
 
 
-@pytest.mark.parametrize("preset", [p for p in list_presets() if p not in RECIPES])
+@pytest.mark.parametrize("preset", [p for p in list_presets() if p not in (*RECIPES, SHIPPED)])
 def test_options_beyond_the_paper_are_off_in_the_paper_presets(preset):
     config = load_config(preset)
     assert config.train.ema_decay is None
     assert (config.optim.name, config.optim.schedule, config.optim.warmup_epochs) == ("sgd", "step", 0.0)
     assert (config.optim.backbone_lr_scale, config.loss.label_smoothing) == (1.0, 0.0)
+
+
+def test_the_shipped_preset_is_the_recipe_at_its_own_size_and_budget():
+    recipe, shipped = load_config(RECIPES[0]).to_dict(), load_config(SHIPPED).to_dict()
+    changed = {f"{section}.{key}" for section, values in shipped.items() if isinstance(values, dict)
+               for key, value in values.items() if recipe[section][key] != value}
+    assert changed == {"data.resize", "data.image_size", "train.epochs"}
 
 
 def test_recipe_and_baseline_share_initialisation_optimiser_and_budget():
