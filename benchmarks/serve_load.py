@@ -5,7 +5,7 @@ For each mode a real server process is started (``python -m attnmel serve``), wa
 from the bundled sample (full responses: probabilities, maps, PNG overlays). Bounded: every mode
 stops after ``--requests`` requests or ``--time-limit`` seconds, whichever comes first.
 
-    python benchmarks/serve_load.py                         # the demo model, batched vs direct
+    python benchmarks/serve_load.py                         # the shipped model, batched vs direct
     python benchmarks/serve_load.py --checkpoint runs/x/best.safetensors --modes batched
 
 Modes: ``batched`` (``--max-batch 16``: concurrent requests share one forward pass) and
@@ -56,10 +56,11 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def start_server(checkpoint: str, extra: list[str], threads: int | None, log: Path) -> tuple[subprocess.Popen, str]:
+def start_server(checkpoint: str | None, extra: list[str], threads: int | None, log: Path) -> tuple[subprocess.Popen, str]:
     port = free_port()
-    command = [sys.executable, "-m", "attnmel", "serve", "--checkpoint", checkpoint, "--port", str(port),
-               "--no-access-log", *extra]
+    command = [sys.executable, "-m", "attnmel", "serve", "--port", str(port), "--no-access-log", *extra]
+    if checkpoint:
+        command += ["--checkpoint", checkpoint]
     if threads:
         command += ["--threads", str(threads)]
     env = {**os.environ, "PYTHONPATH": str(REPO / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")}
@@ -141,7 +142,7 @@ def run_mode(mode: str, args: argparse.Namespace, images: list[tuple[str, bytes]
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", help="model to serve (default: the demo model, trained and cached once)")
+    parser.add_argument("--checkpoint", help="model to serve (default: the shipped model)")
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--time-limit", type=float, default=600, help="seconds per mode at most")
@@ -150,17 +151,12 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=8)
     parser.add_argument("--log-dir", default="runs/serve-load")
     args = parser.parse_args()
-    if args.checkpoint is None:
-        sys.path.insert(0, str(REPO / "src"))
-        from attnmel.serving.demo_model import demo_checkpoint
-
-        args.checkpoint = str(demo_checkpoint(search_make_demo=False))
     images = [(p.name, p.read_bytes()) for p in sorted(SAMPLE.glob("*.jpg"))]
     load_before = os.getloadavg()[0]
     rows = [run_mode(mode, args, images) for mode in args.modes]
     load_after = os.getloadavg()[0]
     model = rows[0]["model"]
-    print(f"\nmodel: {model['name']} ({model['backbone']}, {model['image_size']} px) from {args.checkpoint}")
+    print(f"\nmodel: {model['name']} ({model['backbone']}, {model['image_size']} px) from {args.checkpoint or 'the shipped model'}")
     print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs; {args.clients} clients, "
           f"{args.requests} requests per mode (limit {args.time_limit:.0f} s), {len(images)} distinct ISIC images; "
           f"server torch threads: {args.threads or 'default'}; 1-min load average {load_before:.1f} before, "
