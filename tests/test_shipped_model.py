@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import re
+import shutil
 
 import numpy as np
 import pytest
@@ -94,24 +94,18 @@ def test_the_model_card_names_its_data_metrics_licence_and_limitations():
     for words in ("## Training data", "isic2017", "## Metrics", "roc auc", "## Limitations", "CC BY-NC 4.0",
                   "not a diagnostic tool", "## Release", "sha256"):
         assert words in card, words
-    meta = get_pretrained().metadata
-    assert meta["training"]["data"]["layout"] == "isic2017" and meta["release"]["tag"] == DEFAULT_TAG
+    meta = get_pretrained().meta
+    assert meta.training.data["layout"] == "isic2017" and meta.release["tag"] == DEFAULT_TAG
 
 
-def test_the_readme_example_runs(model):
+def test_the_readme_example_runs(model, tmp_path, monkeypatch):
     """The README's "From an image to an answer" example, run as written (on a bundled image)."""
     readme = (REPO / "README.md").read_text()
     block = re.search(r"<!-- example: load_model -->\s*```python\n(.*?)```", readme, re.S).group(1)
-    namespace = {}
-    previous = os.getcwd()
-    os.chdir(UNSEEN)
-    try:
-        os.symlink("ISIC_0000117.jpg", "lesion.jpg") if not os.path.exists("lesion.jpg") else None
-        exec(block, namespace)
-    finally:
-        if os.path.islink("lesion.jpg"):
-            os.unlink("lesion.jpg")
-        os.chdir(previous)
+    shutil.copyfile(UNSEEN / "ISIC_0000117.jpg", tmp_path / "lesion.jpg")
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    exec(block, namespace)
     assert 0 <= namespace["result"].probability <= 1
 
 

@@ -1,6 +1,6 @@
 """Trained attnmel models that ship inside the package, by tag (torchvision's ``Weights``, timm's
 pretrained tags): each entry carries its file and, read from that file's own header, its
-architecture, preprocessing, class names and validation metrics, so nobody rebuilds them by hand.
+validated metadata (``CheckpointMeta``: architecture, preprocessing, class names, metrics, release), so nobody rebuilds them by hand.
 
 ``attnmel.create_model(name, pretrained=tag)`` gives the bare network; ``attnmel.load_model(tag)``
 gives it with its preprocessing and a ``predict`` method (``attnmel.inference``).
@@ -8,18 +8,20 @@ gives it with its preprocessing and a ``predict`` method (``attnmel.inference``)
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from functools import cached_property
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from torch import nn
 
 from attnmel.data.transforms import Preprocessing
 from attnmel.errors import CheckpointError, ConfigError
 from attnmel.io import file_sha256
+
+if TYPE_CHECKING:
+    from attnmel.checkpoints.meta import CheckpointMeta
 
 
 @dataclass(frozen=True)
@@ -47,46 +49,34 @@ class PretrainedWeights:
         return self.path
 
     @cached_property
-    def metadata(self) -> dict[str, Any]:
-        """The attnmel metadata embedded in the file's safetensors header."""
-        from safetensors import safe_open
+    def meta(self) -> CheckpointMeta:
+        """The attnmel metadata embedded in the file's safetensors header, validated."""
+        from attnmel.checkpoints.format import read_metadata
 
-        with safe_open(str(self.verify()), framework="pt") as handle:
-            return json.loads((handle.metadata() or {})["attnmel"])
-
-    @property
-    def architecture(self) -> dict[str, Any]:
-        return dict(self.metadata["architecture"])
+        return read_metadata(self.verify())
 
     @property
     def preprocessing(self) -> Preprocessing:
-        return Preprocessing.from_dict(self.metadata["preprocessing"])
+        return self.meta.preprocessing
 
     @property
     def class_names(self) -> list[str]:
-        return list(self.metadata["class_names"])
-
-    @property
-    def metrics(self) -> dict[str, Any]:
-        return dict(self.metadata.get("metrics") or {})
+        return list(self.meta.class_names)
 
     def build(self, name: str | None = None, num_classes: int | None = None, **options: Any) -> nn.Module:
         """The trained network; ``name``, ``num_classes`` and ``options``, when given, must match the entry's."""
         from safetensors.torch import load_file
 
-        from attnmel.models.registry import architecture_options, create_model
-
-        arch = self.architecture
+        arch = self.meta.architecture.to_dict()
         asked = {"name": name, "num_classes": num_classes, **options}
         differing = [f"{key}={value!r} (the model has {arch.get(key)!r})" for key, value in asked.items()
                      if value is not None and arch.get(key) != value]
         if differing:
             raise ConfigError(f"pretrained {self.tag!r} is {arch['name']} on {arch.get('backbone')}; "
                               f"it cannot be built with {', '.join(differing)}.")
-        model = create_model(arch["name"], arch["num_classes"], **architecture_options(arch))
+        model = self.meta.architecture.build()
         model.load_state_dict(load_file(str(self.verify())))
         return model.eval()
-
 
 
 PRETRAINED: dict[str, PretrainedWeights] = {
