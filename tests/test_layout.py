@@ -1,0 +1,104 @@
+"""The layout's one rule, checked on the source: data flows one way.
+
+files -> data -> models -> checkpoints -> inference -> evaluation / training -> doors. A package may
+import its own modules and packages of a lower layer, never a higher one nor a sibling in its own
+layer (evaluation and training never import each other), and the imports that run when a module is
+loaded form no cycle. Imports inside functions count for the direction, not for cycles.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+SOURCE = Path(__file__).resolve().parents[1] / "src" / "attnmel"
+LAYERS = [
+    {"errors", "version"},
+    {"io", "devices"},
+    {"data", "metrics", "figures"},
+    {"models"},
+    {"checkpoints", "config"},
+    {"inference"},
+    {"evaluation", "training", "export"},
+    {"serving", "demo"},
+    {"cli"},
+    {"__main__", "__init__"},
+]
+RANK = {package: rank for rank, packages in enumerate(LAYERS) for package in packages}
+#: upward imports that are part of the design, each with its reason
+ALLOWED_UPWARD = {
+    # create_model(..., pretrained=tag) builds the network of a shipped checkpoint (timm's builder
+    # also loads through its hub module); imported only when a tag is asked for
+    ("attnmel.models.pretrained", "attnmel.checkpoints.format"),
+}
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(SOURCE.parent).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" and len(parts) > 1 else parts)
+
+
+MODULES = {module_name(path): path for path in SOURCE.rglob("*.py")}
+
+
+def package_of(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else "__init__"
+
+
+def attnmel_imports(path: Path, *, when_loaded: bool) -> set[str]:
+    """The attnmel modules ``path`` imports (only those run when it is loaded, with ``when_loaded``);
+    ``if TYPE_CHECKING:`` blocks never run and are left out."""
+    found: set[str] = set()
+
+    def visit(node: ast.AST) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda) and when_loaded:
+                continue
+            if isinstance(child, ast.If) and "TYPE_CHECKING" in ast.unparse(child.test):
+                continue
+            if isinstance(child, ast.Import):
+                found.update(a.name for a in child.names if a.name.split(".")[0] == "attnmel")
+            elif isinstance(child, ast.ImportFrom) and child.level == 0 and (child.module or "").split(".")[0] == "attnmel":
+                for alias in child.names:
+                    submodule = f"{child.module}.{alias.name}"
+                    found.add(submodule if submodule in MODULES else child.module)
+            visit(child)
+
+    visit(ast.parse(path.read_text()))
+    return {name for name in found if name in MODULES}
+
+
+def test_every_package_has_a_layer():
+    assert {package_of(m) for m in MODULES} <= set(RANK), "give the new package a layer in LAYERS"
+
+
+@pytest.mark.parametrize("module", sorted(MODULES))
+def test_imports_go_down_the_layers(module):
+    mine = package_of(module)
+    wrong = [
+        target for target in sorted(attnmel_imports(MODULES[module], when_loaded=False))
+        if package_of(target) != mine and RANK[package_of(target)] >= RANK[mine]
+        and (module, target) not in ALLOWED_UPWARD
+    ]
+    assert not wrong, f"{module} (layer {RANK[mine]}) imports {wrong}"
+
+
+def test_no_import_cycle_when_modules_load():
+    graph = {m: attnmel_imports(p, when_loaded=True) - {m} for m, p in MODULES.items()}
+    state: dict[str, str] = {}
+    path: list[str] = []
+
+    def visit(module: str) -> None:
+        state[module], _ = "open", path.append(module)
+        for target in sorted(graph[module]):
+            assert state.get(target) != "open", "import cycle: " + " -> ".join(path[path.index(target):] + [target])
+            if target not in state:
+                visit(target)
+        state[module], _ = "done", path.pop()
+
+    for module in sorted(graph):
+        if module not in state:
+            visit(module)
