@@ -85,7 +85,7 @@ PRETRAINED: dict[str, PretrainedWeights] = {
         PretrainedWeights(
             tag="isic2017-attnmel-mnv2-lesion",
             file="isic2017-attnmel-mnv2-lesion.safetensors",
-            sha256="b6a38810eed947c27f8187f69cb3a0d9be51741ff8a010ed6bd56137de9d5580",
+            sha256="d5b7508605c4998959502aa8d81cf4da09f8b0f93435dda7a3f9b931d94639ca",
             description="AttnMel-CNN with the lesion prior on ImageNet MobileNetV2, trained on ISIC 2017 "
                         "(research use only, not a diagnostic tool)",
         ),
