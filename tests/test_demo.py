@@ -26,6 +26,10 @@ def test_demo_end_to_end(tmp_path, capsys):
     assert report.count("<img") == 3 + len(images)  # ROC, PR, reliability, then the figures
     metrics = json.loads((output / "shipped-model" / "metrics.json").read_text())
     assert metrics["images"] == len(images) and 0 <= metrics["classification"]["melanoma"]["roc_auc"] <= 1
+    # the terminal gives the headline: the AUC on the unseen images with its interval, and the Jaccard
+    auc = metrics["classification"]["melanoma"]["roc_auc"]
+    assert f"{len(images)} unseen images" in printed and f"ROC AUC {auc:.3f} [" in printed
+    assert f"stage4 {metrics['attention_quality']['layers']['stage4']['jaccard']:.2f}" in printed
     assert set(metrics["attention_quality"]["layers"]) == {"stage3", "stage4"}
     assert "A short training run (not the shipped model)" in report and "its maps are not shown" in report
     assert not (output / "stale.txt").exists()

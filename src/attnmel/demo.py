@@ -68,6 +68,7 @@ def run_demo(
     log(f"the shipped model on {unseen.name}: images it never saw in training or selection")
     evaluation = evaluate_checkpoint(None, unseen, UNSEEN_SPLIT, output / "shipped-model", masks=True, progress=progress)
     figures = _figures(model, evaluation, output / "shipped-model" / "figures")
+    log(_summary(model, evaluation))
     log("a short training run on 40 bundled ISIC 2017 images (to show that training works)")
     run = train(load_config("demo", overrides), sample_data_path(), output / "training-run", progress=progress, log=log)
     report = _report(model, evaluation, figures, run, time.perf_counter() - started)
@@ -75,6 +76,19 @@ def run_demo(
     log(f"report: {path.resolve()}")
     log(DISCLAIMER)
     return path
+
+
+def _summary(model, evaluation: EvaluationResult) -> str:
+    """The headline a user reads in the terminal: recognition with its interval, and where the model looked."""
+    positive = evaluation.classification[model.meta.positive_class]
+    auc = f"ROC AUC {positive.roc_auc:.3f}"
+    if evaluation.intervals is not None:
+        interval = evaluation.intervals.classification[model.meta.positive_class]["roc_auc"]
+        auc += f" [{interval.low:.2f}, {interval.high:.2f}]"
+    quality = evaluation.attention_quality
+    looked = ", ".join(f"{layer} {quality.mean(layer):.2f} ({quality.flat_count(layer)} flat)" for layer in quality.layers)
+    return (f"  {positive.n} unseen images ({positive.n_positive} melanoma): {auc}; "
+            f"mean Jaccard of the attention against the lesion: {looked}")
 
 
 def _figures(model, evaluation: EvaluationResult, folder: Path) -> list[tuple[Path, str]]:
