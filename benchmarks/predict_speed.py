@@ -5,7 +5,8 @@
 
 Rows, all on the same images at the shipped model's input size and the same thread count:
 - plain torchvision MobileNetV2 (random weights; speed does not depend on them), forward only, on
-  images already preprocessed: the floor a MobileNetV2 user would compare with;
+  images already preprocessed: the floor a MobileNetV2 user would compare with; and the same in
+  channels_last, the memory layout attnmel runs its models in;
 - the same with decoding and preprocessing each image (what answering a file costs anywhere);
 - ``model.predict(paths)``: decoding, the model's own preprocessing, AttnMel-CNN with its
   attention maps, results in the image's coordinates (in-process, after one warm-up call);
@@ -17,6 +18,7 @@ The ratio column is images/s against the forward-only row; the target for ``mode
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 import platform
 import subprocess
@@ -57,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     model = attnmel.load_model(device="cpu")
     pre = model.preprocessing
     plain = torchvision.models.mobilenet_v2(weights=None).eval()
+    plain_channels_last = copy.deepcopy(plain).to(memory_format=torch.channels_last)
 
     def preprocessed():
         return [pre(decode_input(p, pre)[0]) for p in paths]
@@ -64,14 +67,17 @@ def main(argv: list[str] | None = None) -> int:
     tensors = preprocessed()
 
     @torch.no_grad()
-    def forward(batches):
+    def forward(batches, network=plain):
         for start in range(0, len(batches), args.batch_size):
-            plain(torch.stack(batches[start:start + args.batch_size]))
+            network(torch.stack(batches[start:start + args.batch_size]))
 
     model.predict([str(p) for p in paths[:4]])  # warm-up
     forward(tensors[:4])
+    forward(tensors[:4], plain_channels_last)
     rows = [
         ("torchvision MobileNetV2, forward only (preprocessed)", best_of(args.repeats, lambda: forward(tensors))),
+        ("torchvision MobileNetV2 in channels_last, forward only",
+         best_of(args.repeats, lambda: forward(tensors, plain_channels_last))),
         ("torchvision MobileNetV2, decode + preprocess + forward",
          best_of(args.repeats, lambda: forward(preprocessed()))),
         ("attnmel model.predict(paths) (AttnMel-CNN + maps)",
