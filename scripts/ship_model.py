@@ -60,13 +60,17 @@ def train_seed(args: argparse.Namespace, seed: int) -> Path:
     return run
 
 
-def measure(run: Path, data: Path) -> dict:
+def measure(run: Path, data: Path) -> tuple[dict, np.ndarray]:
     """Validation metrics of a run's best epoch: ROC AUC, AP, sensitivity at 90% specificity, Jaccard per
-    layer and the share of nearly flat maps, without and with TTA."""
+    layer and the share of nearly flat maps, without and with TTA; and its probabilities without TTA
+    (what the fp16 file is compared with)."""
     out = {}
     for tta in (False, True):
         name = "eval-val-tta" if tta else "eval-val"
-        result = evaluate_checkpoint(run, data, "val", run / name, tta=tta, masks=True, progress=False)
+        result = evaluate_checkpoint(run, data, "val", run / name, tta=tta, masks=True, use_temperature=False,
+                                     progress=False)
+        if not tta:
+            probabilities = result.predictions.probabilities
         melanoma = result.classification["melanoma"]
         quality = result.attention_quality
         out["tta" if tta else "plain"] = {
@@ -77,7 +81,7 @@ def measure(run: Path, data: Path) -> dict:
             "jaccard": {layer: quality.mean(layer) for layer in quality.layers},
             "flat_share": {layer: quality.flat_count(layer) / max(quality.images_with_mask, 1) for layer in quality.layers},
         }
-    return out
+    return out, probabilities
 
 
 def machine() -> str:
@@ -97,7 +101,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="extra config overrides")
     args = parser.parse_args(argv)
     runs = {seed: train_seed(args, seed) for seed in args.seeds}
-    measured = {seed: measure(run, args.data) for seed, run in runs.items()}
+    measured, probabilities = {}, {}
+    for seed, run in runs.items():
+        measured[seed], probabilities[seed] = measure(run, args.data)
     for seed, values in measured.items():
         print(f"seed {seed}: " + json.dumps(values))
     chosen = max(measured, key=lambda seed: measured[seed]["plain"]["roc_auc"])
@@ -131,21 +137,21 @@ def main(argv: list[str] | None = None) -> int:
     target.with_suffix(".json").unlink()  # the package keeps the weights (metadata embedded) and the card
     shipped = evaluate_checkpoint(target, args.data, "val", args.runs / "shipped-eval-val", use_temperature=False,
                                   progress=False)
-    full = evaluate_checkpoint(runs[chosen], args.data, "val", args.runs / "chosen-eval-val", use_temperature=False,
-                               progress=False)
-    difference = abs(shipped.predictions.probabilities - full.predictions.probabilities)
-    release["fp16_file_on_val"] = {
-        "roc_auc": shipped.classification["melanoma"].roc_auc,
-        "average_precision": shipped.classification["melanoma"].average_precision,
+    difference = abs(shipped.predictions.probabilities - probabilities[chosen])
+    fp16 = {
+        "roc_auc": shipped.classification[meta.positive_class].roc_auc,
+        "average_precision": shipped.classification[meta.positive_class].average_precision,
         "probability_difference_to_fp32": {"median": float(np.median(difference)), "max": float(difference.max())},
     }
     # the same fp16 tensors again, now with a release record that says how this very file scores
-    save_model_checkpoint(target, model, meta.replace(release=release))
+    meta = meta.replace(release={**release, "fp16_file_on_val": fp16})
+    save_model_checkpoint(target, model, meta)
     target.with_suffix(".json").unlink()
-    atomic_write_text(target.with_suffix(".md"), render_markdown(model_card(meta.replace(release=release))))
+    atomic_write_text(target.with_suffix(".md"), render_markdown(model_card(meta)))
     print(f"chosen seed {chosen}; wrote {target} ({target.stat().st_size / 1e6:.2f} MB) and {target.with_suffix('.md')}")
-    print(f"fp16 against fp32 on val: |difference in probability| median {np.median(difference):.1e}, "
-          f"max {difference.max():.1e}; ROC AUC {release['fp16_file_on_val']['roc_auc']:.4f}")
+    drift = fp16["probability_difference_to_fp32"]
+    print(f"fp16 against fp32 on val: |difference in probability| median {drift['median']:.1e}, max {drift['max']:.1e}; "
+          f"ROC AUC {fp16['roc_auc']:.4f}")
     print(f"sha256 {file_sha256(target)}  (put it in attnmel/models/pretrained.py)")
     return 0
 
