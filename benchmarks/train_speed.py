@@ -28,6 +28,7 @@ import multiprocessing
 import os
 import platform
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -257,6 +258,66 @@ def profile_attnmel(data: Path, args, device: torch.device, work: Path, steps: i
     }
 
 
+# --------------------------------------------------------------------------- the CPU fast path
+
+PRECISION_VARIANTS = (("fp32, NCHW", False, False), ("bf16 autocast + channels_last (fast path)", True, True))
+
+
+def precision_trainer(data: Path, args, amp: bool, channels_last: bool, output: Path) -> Trainer:
+    """The shipped model's preset as it trains (per-sample pipeline in loader workers), differing only in precision."""
+    config = load_config(args.preset, [
+        "model.weights=null", f"train.amp={amp}", f"train.channels_last={channels_last}",
+        f"data.num_workers={args.workers}", f"train.threads={args.threads or torch.get_num_threads()}",
+        "train.tensorboard_figures=0",
+    ])
+    return Trainer(config, data, output, progress=False, log=lambda *_: None)
+
+
+def precision_rows(data: Path, args, work: Path) -> list[dict]:
+    """Images/s of whole training steps (loading, forward, backward, optimiser) for each variant,
+    ``--rounds`` times in alternation so that a noisy machine hits both alike."""
+    trainers = {name: precision_trainer(data, args, amp, cl, work / f"run-{amp}-{cl}")
+                for name, amp, cl in PRECISION_VARIANTS}
+    rates: dict[str, list[float]] = {name: [] for name in trainers}
+    for round_index in range(args.rounds):
+        for name, trainer in trainers.items():
+            trainer.model.train()
+            batches = iter(trainer._train_loader(round_index, 0))
+            for step in range(args.warmup_batches):
+                trainer._step(next(batches), round_index, step)
+            started, seen = time.perf_counter(), 0
+            for step in range(args.timed_batches):
+                batch = next(batches)
+                trainer._step(batch, round_index, step)
+                seen += len(batch["label"])
+            rates[name].append(seen / (time.perf_counter() - started))
+    base = statistics.median(rates[PRECISION_VARIANTS[0][0]])
+    return [{"variant": name, "median": statistics.median(values), "low": min(values), "high": max(values),
+             "ratio": statistics.median(values) / base} for name, values in rates.items()]
+
+
+def precision_main(args) -> int:
+    work = Path(args.work_dir or tempfile.mkdtemp(prefix="attnmel-precision-"))
+    try:
+        rows = precision_rows(Path(args.data), args, work)
+    finally:
+        if not args.work_dir:
+            shutil.rmtree(work, ignore_errors=True)
+    config = load_config(args.preset)
+    print(f"# attnmel training speed on this machine: {args.preset} ({config.model.backbone}, "
+          f"{config.data.image_size} px, batch {config.train.batch_size}), whole training steps with data loading")
+    print(f"machine: {_machine(torch.device('cpu'))}; torch {torch.__version__}; {torch.get_num_threads()} threads, "
+          f"{args.workers} loader workers; {args.rounds} rounds x {args.timed_batches} batches after "
+          f"{args.warmup_batches} warm-up")
+    print(f"command: python benchmarks/train_speed.py {' '.join(sys.argv[1:])}")
+    print()
+    print("| path | images/s (median) | min - max over rounds | x fp32 |")
+    print("|---|---|---|---|")
+    for row in rows:
+        print(f"| {row['variant']} | {row['median']:.1f} | {row['low']:.1f} - {row['high']:.1f} | {row['ratio']:.2f} |")
+    return 0
+
+
 # --------------------------------------------------------------------------- the floor
 
 
@@ -338,6 +399,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--compile", action="store_true")
     parser.add_argument("--threads", type=int, help="torch threads in the training process (default: torch's choice)")
     parser.add_argument("--work-dir", help="where the generated images and the cache go (default: a temporary folder)")
+    parser.add_argument("--precision", action="store_true",
+                        help="instead: the shipped model's preset on --data as it trains, fp32 NCHW against bf16 "
+                             "autocast + channels_last (the CPU fast path)")
+    parser.add_argument("--preset", default="isic2017/attnmel-shipped", help="with --precision: the preset to time")
+    parser.add_argument("--rounds", type=int, default=3, help="with --precision: alternating rounds per variant")
+    parser.add_argument("--timed-batches", type=int, default=8, help="with --precision: timed batches per round")
     return parser
 
 
@@ -379,6 +446,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.precision:
+        return precision_main(args)
 
     device = resolve_device(args.device)
     if args.images < 2 * args.batch_size:

@@ -53,10 +53,11 @@ def completed_epochs(run: Path) -> int:
 
 
 def train_seed(args: argparse.Namespace, seed: int) -> Path:
+    """One seed's run, resumed where a previous session left it (runs bind to their data)."""
     run = args.runs / f"seed{seed}"
     config = load_config(PRESET, [f"model.weights={args.weights}", f"train.seed={seed}", *args.set])
     if completed_epochs(run) < config.train.epochs:
-        train(config, args.data, run, resume=(run / STATE_FILE).is_file(), progress=False)
+        train(config, args.train_data, run, resume=(run / STATE_FILE).is_file(), progress=False)
     return run
 
 
@@ -92,7 +93,9 @@ def machine() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, required=True, help="ISIC 2017 (train and val)")
+    parser.add_argument("--data", type=Path, required=True, help="ISIC 2017 (train and val; validation comes from here)")
+    parser.add_argument("--ham10000", type=Path, required=True, help="HAM10000 (Dataverse layout, lesion masks)")
+    parser.add_argument("--train-only", action="store_true", help="train (or resume) every seed, then stop")
     parser.add_argument("--weights", type=Path, required=True, help="ImageNet MobileNetV2 state dict (features.* keys)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--runs", type=Path, default=Path("runs/shipped"))
@@ -100,7 +103,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, default=Path("src/attnmel/weights"))
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="extra config overrides")
     args = parser.parse_args(argv)
+    args.train_data = {"isic2017": args.data, "ham10000": args.ham10000}
     runs = {seed: train_seed(args, seed) for seed in args.seeds}
+    if args.train_only:
+        return 0
     measured, probabilities = {}, {}
     for seed, run in runs.items():
         measured[seed], probabilities[seed] = measure(run, args.data)

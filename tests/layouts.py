@@ -66,9 +66,10 @@ def make_isic2018(
     return ids
 
 
-def make_ham10000(root: Path, rows: list[tuple[str, str]], *, masks: bool = True) -> list[str]:
-    """The Dataverse release: ``rows`` are (dx, lesion_id); images split over part_1 and part_2."""
-    images = _images(0, len(rows))
+def make_ham10000(root: Path, rows: list[tuple[str, str]], *, masks: bool = True, start: int = 0) -> list[str]:
+    """The Dataverse release: ``rows`` are (dx, lesion_id); images split over part_1 and part_2; the
+    k-th row takes ``SAMPLE_IMAGES[start + k]``."""
+    images = _images(start, len(rows))
     half = len(images) // 2
     for k, image in enumerate(images):
         part = root / f"HAM10000_images_part_{1 if k < half else 2}"

@@ -17,7 +17,7 @@ import pytest
 from attnmel.cli import main
 from attnmel.config import load_config
 from attnmel.data.images import read_image
-from attnmel.data.splits import prepare_data
+from attnmel.data.splits import SplitSpec, prepare_data
 from attnmel.errors import DataError
 from attnmel.training.loop import train
 
@@ -164,7 +164,7 @@ def test_recovered_labels_train_and_evaluate(case, tmp_path, capsys, checkpoint)
     isic2016 = "isic2016" in case.name
     overrides = tiny(*(["data.val_split=null", "data.val_fraction=0.5"] if isic2016 else []))
     d = load_config("isic2017/attnmel", overrides).data  # what `train` reads before its first step
-    data = prepare_data(root, task=d.task, train_split=d.train_split, val_split=d.val_split, val_fraction=d.val_fraction)
+    data = prepare_data(root, SplitSpec(task=d.task, train_split=d.train_split, val_split=d.val_split, val_fraction=d.val_fraction))
     labels = {s.image_id: s.label for s in data.train + data.val}
     if case.name.startswith("manifest"):
         expected = {"lésion 01": 1, "naevus 02 (copy)": 0, "皮肤 03": 0, "Ünïcödé 04": 1}

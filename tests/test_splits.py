@@ -16,7 +16,7 @@ from attnmel.cli import main
 from attnmel.config import load_config
 from attnmel.data.groups import group_labels
 from attnmel.data.records import TASKS, DatasetIndex, Sample
-from attnmel.data.splits import SplitRecord, fraction_split, grouped_split, prepare_data, stratified_split
+from attnmel.data.splits import SplitRecord, SplitSpec, fraction_split, grouped_split, prepare_data, stratified_split
 from attnmel.errors import ConfigError, DataError
 from attnmel.evaluation.folds import read_fold_splits
 
@@ -125,8 +125,8 @@ def test_prepare_data_grouped_on_ham10000_writes_its_split(tmp_path):
     dx = ["mel", "nv", "nv", "bkl", "mel", "nv", "bkl", "nv", "mel", "nv", "nv", "bkl", "nv", "mel", "nv", "bkl"]
     lesion_of = [0, 1, 1, 2, 3, 4, 5, 4, 6, 7, 7, 8, 9, 10, 11, 12]
     make_ham10000(tmp_path / "ham", [(d, f"HAM_{k:07d}") for d, k in zip(dx, lesion_of, strict=True)], masks=False)
-    data = prepare_data(tmp_path / "ham", task="isic2018-7class", split="grouped", group_by="lesion_id",
-                        folds=3, fold=1, seed=3)
+    data = prepare_data(tmp_path / "ham", SplitSpec(task="isic2018-7class", split="grouped", group_by="lesion_id",
+                        folds=3, fold=1, seed=3))
     lesions_of = lambda samples: {s.groups["lesion_id"] for s in samples}  # noqa: E731
     assert not lesions_of(data.train) & lesions_of(data.val)
     record = data.split
@@ -136,8 +136,8 @@ def test_prepare_data_grouped_on_ham10000_writes_its_split(tmp_path):
     assert data.summary(None)["split"]["groups"] == record.groups
     path = record.write(tmp_path / "run" / "split.json")
     assert SplitRecord.read(path) == record
-    again = prepare_data(tmp_path / "ham", task="isic2018-7class", split="grouped", group_by="lesion_id",
-                         folds=3, fold=1, seed=3)
+    again = prepare_data(tmp_path / "ham", SplitSpec(task="isic2018-7class", split="grouped", group_by="lesion_id",
+                         folds=3, fold=1, seed=3))
     assert again.split == record
     with pytest.raises(DataError, match="split record"):
         SplitRecord.read(tmp_path / "nowhere.json")
@@ -145,11 +145,11 @@ def test_prepare_data_grouped_on_ham10000_writes_its_split(tmp_path):
 
 def test_grouped_split_needs_groups_and_official_split_warns_of_straddling_lesions(tmp_path, sample_data):
     with pytest.raises(DataError, match="lesion_id"):
-        prepare_data(sample_data, split="grouped", group_by="lesion_id", val_fraction=0.2)
+        prepare_data(sample_data, SplitSpec(split="grouped", group_by="lesion_id", val_fraction=0.2))
     # ISIC 2018 with a validation lesion that also has a training image
     make_isic2018(tmp_path, {"Training": [("MEL", "HAM_1"), ("NV", "HAM_2"), ("NV", "HAM_3")],
                              "Validation": [("MEL", "HAM_1"), ("NV", "HAM_4")]}, masks=False)
-    data = prepare_data(tmp_path, task="isic2018-7class")
+    data = prepare_data(tmp_path, SplitSpec(task="isic2018-7class"))
     assert data.split.mode == "official"
     assert [p.kind for p in data.problems] == ["leak"] and "HAM_1" in data.problems[0].message
 
@@ -160,8 +160,8 @@ def test_isic2020_patient_split_keeps_patients_and_listed_duplicates_together(tm
     rows[10] = ("malignant", "IP_3", "IL_10")
     ids = make_isic2020(tmp_path, rows, duplicates=[(0, 17)])        # patients IP_0 and IP_5 share a photograph
     for seed in range(5):
-        data = prepare_data(tmp_path, task="isic2020-binary", split="grouped", group_by="patient_id",
-                            val_fraction=0.34, seed=seed)
+        data = prepare_data(tmp_path, SplitSpec(task="isic2020-binary", split="grouped", group_by="patient_id",
+                            val_fraction=0.34, seed=seed))
         patients = lambda samples: {s.groups["patient_id"] for s in samples}  # noqa: E731
         assert not patients(data.train) & patients(data.val)
         val = set(data.split.val)
@@ -232,7 +232,7 @@ def test_fold_runs_through_the_cli_combine_into_out_of_fold_predictions(tmp_path
 def test_a_run_reports_left_out_classes_in_one_line_per_split(tmp_path):
     classes = ["MEL", "NV", "UNK", "NV", "MEL", "UNK", "BCC", "NV", "UNK", "MEL"]
     make_isic2019(tmp_path, [(c, None) for c in classes])
-    data = prepare_data(tmp_path, task="isic2019-8class", val_fraction=0.3)
+    data = prepare_data(tmp_path, SplitSpec(task="isic2019-8class", val_fraction=0.3))
     assert len(data.train) + len(data.val) == 7
     assert [p.message for p in data.problems] == ["train: left out of task 'isic2019-8class': UNK 3"]
 

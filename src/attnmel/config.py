@@ -27,12 +27,14 @@ from attnmel.data.pipelines import Pipeline
 from attnmel.data.readers import Layout
 from attnmel.data.records import TASKS, GroupColumn, SplitMode
 from attnmel.data.sampling import Sampler
-from attnmel.data.transforms import MAX_INPUT, MIN_INPUT, Preprocessing, resolve_normalization
+from attnmel.data.splits import SplitSpec
+from attnmel.data.transforms import MAX_INPUT, MIN_INPUT, Preprocessing, Robustness, resolve_normalization
 from attnmel.errors import ConfigError
 from attnmel.metrics.classification import SelectMetric
 from attnmel.models.attention import Normalization
 
 OptimizerName = Literal["sgd", "adamw"]
+LeakPolicy = Literal["refuse", "drop"]
 #: "step" (x gamma every step_epochs, the paper), "cosine", or "constant"
 Schedule = Literal["step", "cosine", "constant"]
 #: "focal" (the paper, gamma 2) or "cross_entropy"
@@ -93,9 +95,36 @@ class DataConfig:
     cache: bool = False
     #: where the cache lives (default: $ATTNMEL_CACHE_DIR or ~/.cache/attnmel)
     cache_dir: str | None = None
+    #: several training datasets (``attnmel train --data NAME=PATH`` repeated): how often each one's
+    #: images are drawn relative to the others (1 = as many as it has; unlisted datasets 1)
+    dataset_weights: dict[str, float] = field(default_factory=dict)
+    #: a share of a training dataset's images kept out of training, whole lesions (or patients) at a
+    #: time, to check on unseen images of that site (written to split.json as ``held_out``)
+    held_out: dict[str, float] = field(default_factory=dict)
+    #: training-time re-encoding as JPEG with a quality drawn from [low, high] (null: off); with
+    #: ``noise_levels`` it teaches the model that what a camera or a re-save changes is not a lesion
+    jpeg_quality: list[int] | None = None
+    #: a training image that is the same photograph as (or shares a lesion with) an image the run is
+    #: judged on: "refuse" stops the run, "drop" leaves it out of training (several datasets or held_out)
+    leaks: LeakPolicy = "refuse"
+    #: probability that a training image is re-encoded (with ``jpeg_quality``)
+    jpeg_probability: float = 0.5
+    #: training-time Gaussian pixel noise, its standard deviation in grey levels (0: off)
+    noise_levels: float = 0.0
 
     def roi_spec(self) -> RoiSpec | None:
         return None if self.roi is None else RoiSpec(self.roi, tuple(self.dermo_features))
+
+    def split_spec(self, seed: int) -> SplitSpec:
+        """Which images a run reads and how it picks validation (``data.splits.prepare_data``)."""
+        return SplitSpec(task=self.task, layout=self.layout, train_split=self.train_split, val_split=self.val_split,
+                         val_fraction=self.val_fraction, split=self.split, group_by=self.group_by, folds=self.folds,
+                         fold=self.fold, seed=seed, skip_bad=self.skip_bad, roi=self.roi_spec(),
+                         held_out=tuple(sorted(self.held_out.items())), leaks=self.leaks)
+
+    def robustness(self) -> Robustness:
+        quality = None if self.jpeg_quality is None else (self.jpeg_quality[0], self.jpeg_quality[1])
+        return Robustness(quality, self.jpeg_probability, self.noise_levels)
 
     def preprocessing(self) -> Preprocessing:
         mean, std = resolve_normalization(self.normalization)
@@ -143,9 +172,11 @@ class TrainConfig:
     #: exponential moving average of the weights (e.g. 0.998); validation, selection and the best
     #: checkpoint then use the averaged weights. null = off (the paper)
     ema_decay: float | None = None
-    #: bf16 autocast for the forward pass (losses stay in fp32)
-    amp: bool = False
-    channels_last: bool = False
+    #: bf16 autocast for the forward pass (weights, optimiser state and losses stay fp32); null:
+    #: on where the device has native bf16 (a recent CPU or GPU), fp32 elsewhere (``devices.fast_path``)
+    amp: bool | None = None
+    #: channels_last memory for the model and its inputs; null: with amp
+    channels_last: bool | None = None
     #: torch.compile the training forward/backward
     compile: bool = False
     #: batch-norm statistics over the global batch when training on several processes
@@ -191,6 +222,8 @@ _RANGES: tuple[tuple[str, float | None, float | None, str], ...] = (
     ("data.image_size", MIN_INPUT, MAX_INPUT, f"a size from {MIN_INPUT} to {MAX_INPUT} px"),
     ("data.oversample", 1, None, "a factor of at least 1"),
     ("data.num_workers", 0, None, "0 or more worker processes"),
+    ("data.jpeg_probability", 0, 1, "a probability from 0 to 1"),
+    ("data.noise_levels", 0, 64, "0 (off) to 64 grey levels"),
     ("optim.lr", 0, None, "positive"),
     ("optim.momentum", 0, 1, "in [0, 1)"),
     ("optim.weight_decay", 0, None, "0 or more"),
@@ -220,6 +253,8 @@ def _type_name(hint: Any) -> str:
         return " or ".join(repr(v) for v in get_args(hint))
     if get_origin(hint) is list:
         return f"a list of {_type_name(get_args(hint)[0])}"
+    if get_origin(hint) is dict:
+        return f"a mapping of {_type_name(get_args(hint)[0])} to {_type_name(get_args(hint)[1])}"
     return "null" if hint is type(None) else getattr(hint, "__name__", str(hint))
 
 
@@ -249,6 +284,12 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
         if not isinstance(value, list):
             raise ConfigError(f"{where} must be {_type_name(hint)}, not {value!r}.")
         return [_coerce(get_args(hint)[0], item, f"{where}[{i}]") for i, item in enumerate(value)]
+    if origin is dict:
+        key_type, value_type = get_args(hint)
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where} must be {_type_name(hint)}, not {value!r}.")
+        return {_coerce(key_type, key, f"{where} key"): _coerce(value_type, item, f"{where}.{key}")
+                for key, item in value.items()}
     if hint is bool:
         if isinstance(value, bool):
             return value
@@ -332,6 +373,7 @@ def validate(config: Config, source: str = "config") -> None:
                           f"two classes; {data.task!r} has {TASKS[data.task].num_classes}.")
     if any(w < 0 or not math.isfinite(w) for w in config.loss.prior_weights):
         raise ConfigError(f"{source}: loss.prior_weights must be 0 or more, not {config.loss.prior_weights}.")
+    _validate_datasets(data, source)
     if data.roi == "dermo" and not data.dermo_features:
         raise ConfigError(f"{source}: data.dermo_features is empty; the dermo region needs at least one feature.")
     try:
@@ -367,6 +409,24 @@ def _validate_split(data: DataConfig, source: str) -> None:
         raise ConfigError(f"{source}: data.split {data.split!r} needs data.val_fraction (e.g. 0.2) or data.folds.")
     if data.split == "official" and not data.val_split:
         raise ConfigError(f"{source}: data.split 'official' needs data.val_split (the dataset's validation split).")
+
+
+def _validate_datasets(data: DataConfig, source: str) -> None:
+    """Weights, held-out shares and training augmentations that a run can honour."""
+    for name, weight in data.dataset_weights.items():
+        if not weight > 0:
+            raise ConfigError(f"{source}: data.dataset_weights.{name} must be positive, not {weight!r}; "
+                              "leave a dataset out of --data instead of weighting it 0.")
+    for name, share in data.held_out.items():
+        if not 0 < share < 1:
+            raise ConfigError(f"{source}: data.held_out.{name} must be a fraction strictly between 0 and 1, not {share!r}.")
+    if data.jpeg_quality is not None and (
+            len(data.jpeg_quality) != 2 or not 1 <= data.jpeg_quality[0] <= data.jpeg_quality[1] <= 100):
+        raise ConfigError(f"{source}: data.jpeg_quality must be [low, high] with 1 <= low <= high <= 100, "
+                          f"not {data.jpeg_quality!r}.")
+    if (data.jpeg_quality is not None or data.noise_levels > 0) and data.pipeline == "device":
+        raise ConfigError(f"{source}: data.jpeg_quality and data.noise_levels need data.pipeline=cpu (they run per "
+                          "image in the loader workers).")
 
 
 def _attention_layers(config: Config, source: str) -> list[str]:

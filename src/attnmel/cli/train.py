@@ -9,7 +9,10 @@ from attnmel.cli.options import non_negative_int, whole_number
 
 def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="YAML file or preset name (e.g. isic2017/attnmel-lesion); see `attnmel info`")
-    parser.add_argument("--data", required=True, help="dataset folder or manifest CSV")
+    parser.add_argument("--data", required=True, action="append", metavar="[NAME=]PATH",
+                        help="dataset folder or manifest CSV as downloaded; repeat it to train on several datasets "
+                             "(validation comes from the first; NAME defaults to the folder's name and is what "
+                             "data.dataset_weights and data.held_out refer to)")
     parser.add_argument("--output", help="run folder (default: runs/<config name>)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config value, e.g. --set train.epochs=5 (repeatable)")

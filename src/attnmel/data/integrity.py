@@ -26,7 +26,7 @@ import hashlib
 import os
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -225,10 +225,7 @@ def _inspect(entry: _Entry) -> _Entry:
     except DataError as exc:
         entry.findings.append(finding("unreadable_image", str(exc), [sample.image_path]))
         return entry
-    entry.size = image.size
-    entry.content = hashlib.blake2b(f"{image.size}".encode() + image.tobytes(), digest_size=16).digest()
-    bits = imagehash.phash(image, hash_size=PHASH_BITS).hash.reshape(-1)
-    entry.phash = np.packbits(bits).view(np.uint64)
+    _hash_pixels(entry, image)
     masks = [(sample.mask_path, True), *((p, False) for p in sample.attribute_paths.values())]
     for path, is_lesion in masks:
         if path is None:
@@ -253,6 +250,55 @@ def _inspect(entry: _Entry) -> _Entry:
             entry.findings.append(finding("empty_mask", f"{path}: no lesion pixel; the lesion prior learns nothing from it.",
                                           [path]))
     return entry
+
+
+def _hash_pixels(entry: _Entry, image) -> None:
+    entry.size = image.size
+    entry.content = hashlib.blake2b(f"{image.size}".encode() + image.tobytes(), digest_size=16).digest()
+    bits = imagehash.phash(image, hash_size=PHASH_BITS).hash.reshape(-1)
+    entry.phash = np.packbits(bits).view(np.uint64)
+
+
+def _hash_only(entry: _Entry) -> _Entry:
+    try:
+        _hash_pixels(entry, read_image(entry.sample.image_path))
+    except DataError as exc:
+        entry.findings.append(finding("unreadable_image", str(exc), [entry.sample.image_path]))
+    return entry
+
+
+def duplicate_pairs(
+    train: Sequence[Sample],
+    evaluated: Mapping[str, Sequence[Sample]],
+    *,
+    phash_distance: int = DEFAULT_PHASH_DISTANCE,
+    workers: int | None = None,
+) -> list[tuple[Sample, Sample, str]]:
+    """(training image, evaluated image, how) for every pair with the same or near-identical pixels,
+    by the same two hashes as ``check_datasets``: what a run refuses before its first step."""
+    sides = list(evaluated)
+    entries = [_Entry(0, s) for s in train] + [
+        _Entry(1 + k, s) for k, side in enumerate(sides) for s in evaluated[side]]
+    with ThreadPoolExecutor(workers or min(8, os.cpu_count() or 1)) as pool:
+        entries = [e for e in pool.map(_hash_only, entries) if e.content is not None]
+    groups: dict[bytes, list[_Entry]] = defaultdict(list)
+    for entry in entries:
+        groups[entry.content].append(entry)
+    unique = list(groups.values())
+    out = []
+
+    def pairs(left: list[_Entry], right: list[_Entry], how: str) -> None:
+        """Each training entry of one side against each judged entry of the other."""
+        for trained, judged in ((left, right), (right, left)) if left is not right else ((left, left),):
+            out.extend((a.sample, b.sample, f"{how} in {sides[b.dataset - 1]}")
+                       for a in trained if a.dataset == 0 for b in judged if b.dataset > 0)
+
+    for group in unique:
+        pairs(group, group, "same pixels")
+    hashes = np.stack([g[0].phash for g in unique]) if unique else np.zeros((0, PHASH_BITS**2 // 64), np.uint64)
+    for i, j, distance in close_pairs(hashes, phash_distance):
+        pairs(unique[i], unique[j], f"near-identical (perceptual distance {distance}/{PHASH_BITS**2})")
+    return out
 
 
 def _small_images(entries: list[_Entry], names: list[str], min_size: int) -> list[Finding]:

@@ -31,7 +31,7 @@ from attnmel.data.cache import CachedSplit, GeometryPair, decode_geometry
 from attnmel.data.dataset import IsicDataset, collate_skipping
 from attnmel.data.masks import RoiSpec
 from attnmel.data.records import Sample
-from attnmel.data.transforms import Preprocessing, eval_augment, geometry, train_augment
+from attnmel.data.transforms import Preprocessing, Robustness, eval_augment, geometry, train_augment
 from attnmel.errors import DataError
 from attnmel.io import progress_bar
 
@@ -83,12 +83,13 @@ class LoaderBatches:
         num_workers: int = 0,
         pin_memory: bool = False,
         skip_bad: bool = False,
+        robustness: Robustness | None = None,
     ):
         p = preprocessing
         decode = [] if cached is not None else [geometry(p.resize, p.crop_ratio)]
         load = None if cached is None else cached.load
-        self.train_dataset = IsicDataset(samples, v2.Compose([*decode, train_augment(p.image_size, p.mean, p.std)]), roi, load,
-                                         skip_bad)
+        augment = train_augment(p.image_size, p.mean, p.std, robustness)
+        self.train_dataset = IsicDataset(samples, v2.Compose([*decode, augment]), roi, load, skip_bad)
         self.eval_dataset = IsicDataset(samples, v2.Compose([*decode, eval_augment(p.image_size, p.mean, p.std)]), None, load,
                                         skip_bad)
         self.collate = collate_skipping if skip_bad else None

@@ -114,6 +114,8 @@ class Sample:
     superpixel_paths: tuple[Path, Path] | None = None
     #: what the dataset says belongs together (``GROUP_COLUMNS``: lesion_id, patient_id), where it says so
     groups: dict[str, str] = field(default_factory=dict)
+    #: the dataset it came from, when a run or an evaluation reads several (its name on the command line)
+    dataset: str | None = None
 
 
 @dataclass

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Literal, get_args
 
 import torch
@@ -36,6 +36,34 @@ def oversampled_indices(labels: Sequence[int], positive: int, factor: int) -> li
     return out
 
 
+def weighted_pool(pool: list[int], datasets: Sequence[str | None], weights: Mapping[str, float],
+                  generator: torch.Generator) -> list[int]:
+    """``pool`` with each dataset's entries repeated ``weight`` times: whole copies, then the
+    fraction as a random subset, so an epoch holds ``round(weight x entries)`` of each dataset."""
+    by_dataset: dict[str | None, list[int]] = {}
+    for index in pool:
+        by_dataset.setdefault(datasets[index], []).append(index)
+    out: list[int] = []
+    for name in sorted(by_dataset, key=str):
+        entries, weight = by_dataset[name], weights.get(name, 1.0) if name is not None else 1.0
+        whole = int(weight)
+        out.extend(entries * whole)
+        rest = round(weight * len(entries)) - whole * len(entries)
+        if rest > 0:
+            out.extend(entries[i] for i in torch.randperm(len(entries), generator=generator)[:rest].tolist())
+    return out
+
+
+def epoch_size(labels: Sequence[int], mode: str, *, positive: int = 1, factor: int = 4,
+               datasets: Sequence[str | None] | None = None, weights: Mapping[str, float] | None = None) -> int:
+    """How many samples one pass draws (what the learning-rate schedule plans its steps by)."""
+    pool = oversampled_indices(labels, positive, factor) if mode == "oversample" else list(range(len(labels)))
+    if not weights or datasets is None:
+        return len(pool)
+    counts = Counter(datasets[i] for i in pool)
+    return sum(round((weights.get(name, 1.0) if name is not None else 1.0) * n) for name, n in counts.items())
+
+
 def epoch_indices(
     labels: Sequence[int],
     mode: str,
@@ -43,16 +71,25 @@ def epoch_indices(
     *,
     positive: int = 1,
     factor: int = 4,
+    datasets: Sequence[str | None] | None = None,
+    weights: Mapping[str, float] | None = None,
 ) -> list[int]:
-    """Shuffled indices for one pass over the training data."""
-    if mode == "oversample":
-        pool = oversampled_indices(labels, positive, factor)
+    """Shuffled indices for one pass over the training data; ``weights`` (dataset name -> relative
+    weight, over ``datasets``, each sample's dataset) draws some datasets more often than others."""
+    weighted = bool(weights) and datasets is not None
+    if mode == "oversample" or (mode == "uniform" and weighted):
+        pool = oversampled_indices(labels, positive, factor) if mode == "oversample" else list(range(len(labels)))
+        if weighted:
+            pool = weighted_pool(pool, datasets, weights, generator)
         order = torch.randperm(len(pool), generator=generator).tolist()
         return [pool[i] for i in order]
     if mode == "weighted":
         counts = Counter(labels)
-        weights = torch.tensor([1.0 / counts[label] for label in labels], dtype=torch.double)
-        return torch.multinomial(weights, len(labels), replacement=True, generator=generator).tolist()
+        weights_of = [1.0 / counts[label] * ((weights or {}).get(datasets[i], 1.0) if weighted else 1.0)
+                      for i, label in enumerate(labels)]
+        draws = epoch_size(labels, mode, datasets=datasets, weights=weights) if weighted else len(labels)
+        return torch.multinomial(torch.tensor(weights_of, dtype=torch.double), draws, replacement=True,
+                                 generator=generator).tolist()
     if mode == "uniform":
         return torch.randperm(len(labels), generator=generator).tolist()
     raise ConfigError(f"data.sampler must be one of {SAMPLERS}, not {mode!r}.")

@@ -13,9 +13,11 @@ seed and the dataset, and a run writes it to ``split.json`` (``SplitRecord``).
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,16 +30,90 @@ from attnmel.data.groups import group_labels, straddling, ungrouped
 from attnmel.data.images import verify_image, verify_mask
 from attnmel.data.masks import RoiSpec, has_region, region_paths
 from attnmel.data.readers import read_dataset
-from attnmel.data.records import GROUP_COLUMNS, DatasetIndex, Problem, Sample
+from attnmel.data.records import GROUP_COLUMNS, DatasetIndex, Problem, Sample, get_task
 from attnmel.errors import ConfigError, DataError
-from attnmel.io import atomic_write_json
+from attnmel.io import atomic_write_json, file_sha256
 
 SPLIT_FILE = "split.json"
 
 
 @dataclass(frozen=True)
+class SplitSpec:
+    """Which images a run reads and how it picks validation (``DataConfig.split_spec()``); with
+    several datasets, the first one gives validation and every one gives its ``train_split``."""
+
+    task: str = "melanoma"
+    #: layout of the first dataset (the others are detected)
+    layout: str | None = None
+    train_split: str = "train"
+    val_split: str | None = "val"
+    val_fraction: float | None = None
+    split: str = "auto"
+    group_by: str | None = None
+    folds: int | None = None
+    fold: int | None = None
+    seed: int = 0
+    skip_bad: bool = False
+    roi: RoiSpec | None = None
+    #: dataset name -> share of its training images kept out of training (whole groups)
+    held_out: tuple[tuple[str, float], ...] = ()
+    #: a training image that is the same photograph as one judged on: "refuse" the run, or "drop"
+    #: it from training (said one line per image, listed in split.json)
+    leaks: str = "refuse"
+
+
+@dataclass(frozen=True)
+class DataSource:
+    """One dataset of a run: the name reports use and the folder (or manifest) as downloaded."""
+
+    name: str
+    path: Path
+
+
+def data_sources(data: str | Path | Sequence[str | Path] | Mapping[str, str | Path]) -> list[DataSource]:
+    """``data`` as named datasets: a mapping keeps its names, ``NAME=PATH`` names itself, and a bare
+    path is named after its folder (what ``--data`` repeated gives)."""
+    if isinstance(data, Mapping):
+        items = [(str(name), Path(path)) for name, path in data.items()]
+    else:
+        items = []
+        for entry in [data] if isinstance(data, str | Path) else list(data):
+            text = str(entry)
+            name, sep, path = text.partition("=")
+            if sep and name and "/" not in name and not Path(text).exists():
+                items.append((name, Path(path)))
+            else:
+                items.append((Path(text).resolve().name or text, Path(text)))
+    if not items:
+        raise ConfigError("no dataset given; pass --data PATH (repeat it, or NAME=PATH, for several).")
+    names = [name for name, _ in items]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise ConfigError(f"two datasets are both called {repeated[0]!r}; name them with --data NAME=PATH.")
+    return [DataSource(name, path) for name, path in items]
+
+
+@dataclass(frozen=True)
+class DatasetShare:
+    """What one dataset gave a run (``split.json``'s ``datasets``)."""
+
+    name: str
+    root: str
+    layout: str
+    train: int
+    val: int
+    held_out: int
+    #: images per class on the training side
+    classes: dict[str, int]
+
+
+@dataclass(frozen=True)
 class SplitRecord:
-    """Which images a run trained and validated on, and how they were chosen (``split.json``)."""
+    """Which images a run trained and validated on, and how they were chosen (``split.json``).
+
+    Images of a dataset other than the first are listed as ``name/image_id``. ``fingerprints``
+    hashes every side's IDs with the bytes of their files, so a resumed run can tell it is reading
+    the data it started with."""
 
     #: what was done: official, fraction or grouped ("auto" resolved)
     mode: str
@@ -57,17 +133,28 @@ class SplitRecord:
     groups: dict[str, int] | None = None
     #: training images without a group value, each a group of its own
     ungrouped: int = 0
+    #: every dataset of the run, the first giving validation
+    datasets: tuple[DatasetShare, ...] = ()
+    #: images of training datasets kept out of training (``data.held_out``)
+    held_out: tuple[str, ...] = ()
+    #: side -> sha256 of its sorted "ID file-sha256" lines
+    fingerprints: dict[str, str] = field(default_factory=dict)
+    #: training images left out because they are the same photograph as (or share a lesion with)
+    #: an image the run is judged on (``data.leaks=drop``), one line each
+    dropped: tuple[str, ...] = ()
 
     def describe(self) -> dict[str, Any]:
         """Everything but the image lists (what a checkpoint's metadata keeps)."""
         out = self.to_dict()
-        for key in ("train", "val", "data", "layout", "task"):
+        for key in ("train", "val", "held_out", "data", "layout", "task"):
             out.pop(key)
         return out
 
     def to_dict(self) -> dict[str, Any]:
         out = {name: getattr(self, name) for name in self.__dataclass_fields__}
-        out["train"], out["val"] = list(self.train), list(self.val)
+        out["train"], out["val"], out["held_out"] = list(self.train), list(self.val), list(self.held_out)
+        out["dropped"] = list(self.dropped)
+        out["datasets"] = [dataclasses.asdict(share) for share in self.datasets]
         return out
 
     def write(self, path: str | Path) -> Path:
@@ -79,13 +166,30 @@ class SplitRecord:
         path = Path(path)
         try:
             payload = json.loads(path.read_text(encoding="utf-8"))
-            payload["train"], payload["val"] = tuple(payload["train"]), tuple(payload["val"])
+            for key in ("train", "val", "held_out", "dropped"):
+                payload[key] = tuple(payload.get(key, ()))
+            payload["datasets"] = tuple(DatasetShare(**share) for share in payload.get("datasets", ()))
             return cls(**payload)
         except FileNotFoundError:
             raise DataError(path, "no split record here.", "give a run folder trained by this attnmel version "
                                                            "(it writes split.json).") from None
         except (OSError, ValueError, TypeError, KeyError) as exc:
             raise DataError(path, f"not a split record ({exc}).", "restore the run's split.json.") from None
+
+    def differences(self, other: SplitRecord) -> list[str]:
+        """What differs between this run's images and ``other``'s, one phrase per side (empty: the same)."""
+        out = []
+        for side in sorted(set(self.fingerprints) | set(other.fingerprints)):
+            if self.fingerprints.get(side) == other.fingerprints.get(side):
+                continue
+            mine, theirs = set(getattr(self, side, ())), set(getattr(other, side, ()))
+            if mine != theirs:
+                added, removed = sorted(theirs - mine), sorted(mine - theirs)
+                example = (added or removed)[0]
+                out.append(f"{side}: {len(added)} images added and {len(removed)} removed (e.g. {example})")
+            else:
+                out.append(f"{side}: the same image IDs, but the content of some files changed")
+        return out
 
 
 @dataclass
@@ -95,6 +199,10 @@ class TrainingData:
     val: list[Sample]
     problems: list[Problem] = field(default_factory=list)
     split: SplitRecord | None = None
+    #: images of training datasets kept out of training for a check on unseen images
+    held_out: list[Sample] = field(default_factory=list)
+    #: the run's datasets, the first giving validation
+    sources: list[DataSource] = field(default_factory=list)
 
     def summary(self, roi: RoiSpec | None) -> dict[str, Any]:
         names = self.index.task.class_names
@@ -106,7 +214,7 @@ class TrainingData:
                 out["with_prior"] = sum(has_region(s, roi) for s in samples)
             return out
 
-        return {
+        out = {
             "root": str(self.index.root),
             "layout": self.index.layout,
             "task": self.index.task.name,
@@ -115,77 +223,195 @@ class TrainingData:
             "skipped": len(self.problems),
             **({"split": self.split.describe()} if self.split is not None else {}),
         }
+        if len(self.sources) > 1:
+            out["datasets"] = {source.name: {"root": str(source.path), "train": describe(
+                [s for s in self.train if s.dataset == source.name])} for source in self.sources}
+        if self.held_out:
+            out["held_out"] = describe(self.held_out)
+        return out
 
 
-def prepare_data(
-    data: str | Path,
-    *,
-    task: str = "melanoma",
-    layout: str | None = None,
-    train_split: str = "train",
-    val_split: str | None = "val",
-    val_fraction: float | None = None,
-    seed: int = 0,
-    skip_bad: bool = False,
-    roi: RoiSpec | None = None,
-    split: str = "auto",
-    group_by: str | None = None,
-    folds: int | None = None,
-    fold: int | None = None,
-) -> TrainingData:
-    """Read the dataset, pick (or carve) train and validation, and pre-flight every file."""
-    index = read_dataset(data, task, layout=layout, skip_bad=skip_bad)
-    train = index.split(train_split)
+def prepare_data(data: str | Path | Sequence[str | Path] | Mapping[str, str | Path], spec: SplitSpec,
+                 *, check_duplicates: bool = True, workers: int | None = None) -> TrainingData:
+    """Read every dataset, pick (or carve) train and validation from the first, add the other
+    datasets' training images (less what ``spec.held_out`` keeps back), refuse a run whose
+    training images are the same photographs as its validation or test images, and pre-flight
+    every file."""
+    sources = data_sources(data)
+    mode, index, train, val, problems = _primary_split(sources[0], spec)
+    held_out: list[Sample] = []
+    layouts = {sources[0].name: index.layout}
+    for source in sources[1:]:
+        extra, kept_back, found, layouts[source.name] = _extra_training(source, spec)
+        train, held_out, problems = train + extra, held_out + kept_back, problems + found
+    if sources[0].name in dict(spec.held_out):
+        train, kept_back, found = _hold_out(train, sources[0].name, dict(spec.held_out)[sources[0].name], spec)
+        held_out, problems = held_out + kept_back, problems + found
+    unknown = sorted(set(dict(spec.held_out)) - {source.name for source in sources})
+    if unknown:
+        raise ConfigError(f"data.held_out names {unknown}, which is not a dataset of this run "
+                          f"({[source.name for source in sources]}).")
+    test = index.splits.get("test", []) if len(sources) > 1 else []
+    dropped: list[str] = []
+    if len(sources) > 1 or held_out:
+        judged = {"validation": val, "test": test, "held-out": held_out}
+        train, dropped = refuse_leaks(train, judged, spec.leaks, check_duplicates, workers)
+        problems += [Problem(None, "leak", f"dropped from training: {line}") for line in dropped]
+    train, bad_train = preflight(train, spec.skip_bad, spec.roi)
+    val, bad_val = preflight(val, spec.skip_bad, None)
+    held_out, bad_held = preflight(held_out, spec.skip_bad, None)
+    problems += bad_train + bad_val + bad_held
+    if not train or not val:
+        raise DataError(index.root, "training or validation split is empty after reading.", "check the dataset.")
+    record = dataclasses.replace(_split_record(mode, index, spec, sources, layouts, train, val, held_out),
+                                 dropped=tuple(dropped))
+    return TrainingData(index, train, val, problems, record, held_out, sources)
+
+
+def _primary_split(source: DataSource, spec: SplitSpec):
+    """(mode, index, train, val, problems) of the dataset that gives validation."""
+    index = read_dataset(source.path, spec.task, layout=spec.layout, skip_bad=spec.skip_bad)
+    train = [dataclasses.replace(s, dataset=source.name) for s in index.split(spec.train_split)]
     # images left out of the task are one finding each in `data check`; a run logs one line per split
     problems = [p for p in index.problems if p.kind != "other_class"] + [
         Problem(index.root, "other_class", f"{name}: left out of task {index.task.name!r}: "
                                            + ", ".join(f"{cls} {n}" for cls, n in counts.items()))
         for name, counts in index.left_out.items()
     ]
-    mode = split
+    mode = spec.split
     if mode == "auto":
-        mode = "official" if val_split and val_split in index.splits else "fraction" if val_fraction or folds else ""
+        mode = ("official" if spec.val_split and spec.val_split in index.splits
+                else "fraction" if spec.val_fraction or spec.folds else "")
         if not mode:
             raise DataError(
                 index.root,
-                f"no validation split {val_split!r} (splits: {sorted(index.splits)}).",
+                f"no validation split {spec.val_split!r} (splits: {sorted(index.splits)}).",
                 "set data.val_fraction (e.g. 0.1) to carve one from training, or data.val_split to an existing split.",
             )
-    groups = None
     if mode == "official":
-        if not val_split or val_split not in index.splits:
-            raise DataError(index.root, f"data.split is 'official' but there is no validation split {val_split!r} "
+        if not spec.val_split or spec.val_split not in index.splits:
+            raise DataError(index.root, f"data.split is 'official' but there is no validation split {spec.val_split!r} "
                                         f"(splits: {sorted(index.splits)}).",
                             "set data.split to fraction or grouped to carve one from training.")
-        val = index.split(val_split)
-        problems += _official_leaks(index, train_split, train, val_split, val)
-    else:
-        if mode == "grouped":
-            if group_by is None:
-                raise ConfigError("data.split 'grouped' needs data.group_by (lesion_id or patient_id).")
-            train_idx, val_idx, warned = grouped_split(index, train, group_by, val_fraction, folds, fold, seed)
-            problems += warned
-        else:
-            train_idx, val_idx = fraction_split([s.label for s in train], val_fraction, folds, fold, seed)
-        train, val = [train[i] for i in train_idx], [train[i] for i in val_idx]
-    train, bad_train = preflight(train, skip_bad, roi)
-    val, bad_val = preflight(val, skip_bad, None)
-    problems += bad_train + bad_val
-    if not train or not val:
-        raise DataError(index.root, "training or validation split is empty after reading.", "check the dataset.")
+        val = [dataclasses.replace(s, dataset=source.name) for s in index.split(spec.val_split)]
+        problems += _official_leaks(index, spec.train_split, train, spec.val_split, val)
+        return mode, index, train, val, problems
     if mode == "grouped":
-        labels = group_labels([*train, *val], group_by, index.duplicates)
+        if spec.group_by is None:
+            raise ConfigError("data.split 'grouped' needs data.group_by (lesion_id or patient_id).")
+        train_idx, val_idx, warned = grouped_split(index, train, spec.group_by, spec.val_fraction, spec.folds,
+                                                   spec.fold, spec.seed)
+        problems += warned
+    else:
+        train_idx, val_idx = fraction_split([s.label for s in train], spec.val_fraction, spec.folds, spec.fold, spec.seed)
+    return mode, index, [train[i] for i in train_idx], [train[i] for i in val_idx], problems
+
+
+def _extra_training(source: DataSource, spec: SplitSpec) -> tuple[list[Sample], list[Sample], list[Problem], str]:
+    """The training images of a dataset other than the first (less its held-out share)."""
+    index = read_dataset(source.path, spec.task, skip_bad=spec.skip_bad)
+    if spec.train_split not in index.splits:
+        raise DataError(index.root, f"dataset {source.name!r} has no split {spec.train_split!r} to train on "
+                                    f"(it has {sorted(index.splits)}).",
+                        "give a dataset with a training split, or set data.train_split.")
+    samples = [dataclasses.replace(s, dataset=source.name) for s in index.split(spec.train_split)]
+    problems = [p for p in index.problems if p.kind != "other_class"]
+    share = dict(spec.held_out).get(source.name)
+    if share is None:
+        return samples, [], problems, index.layout
+    kept, held, found = _hold_out(samples, source.name, share, spec)
+    return kept, held, problems + found, index.layout
+
+
+def _hold_out(samples: list[Sample], name: str, share: float, spec: SplitSpec
+              ) -> tuple[list[Sample], list[Sample], list[Problem]]:
+    """(kept, held out, notes): ``share`` of ``name``'s images, whole lesions (else patients) at a time."""
+    mine = [s for s in samples if s.dataset == name]
+    others = [s for s in samples if s.dataset != name]
+    column = next((c for c in GROUP_COLUMNS if any(c in s.groups for s in mine)), None)
+    problems: list[Problem] = []
+    if column is None:
+        keep, held = stratified_split([s.label for s in mine], share, spec.seed)
+    else:
+        index = DatasetIndex(Path(name), name, get_task(spec.task), {"train": mine})
+        keep, held, problems = grouped_split(index, mine, column, share, None, None, spec.seed)
+    return others + [mine[i] for i in keep], [dataclasses.replace(mine[i], split="held_out") for i in held], problems
+
+
+def refuse_leaks(train: list[Sample], evaluated: Mapping[str, Sequence[Sample]], leaks: str = "refuse",
+                 check_duplicates: bool = True, workers: int | None = None) -> tuple[list[Sample], list[str]]:
+    """Training images that share a lesion or patient, or the same (or near-identical) pixels, with an
+    image the run is judged on: stop the run (one line per pair, then the fix), or with
+    ``leaks="drop"`` leave them out of training. Returns (training images, one line per image dropped)."""
+    found: list[tuple[Sample, str]] = []
+    for side, samples in evaluated.items():
+        for column in GROUP_COLUMNS:
+            both = straddling({"train": train, side: samples}, column)
+            for value, where in both.items():
+                culprits = [s for s in train if s.groups.get(column) == value]
+                found += [(s, f"{column} {value} is in training ({s.dataset}/{s.image_id}) and in {side} "
+                              f"({', '.join(where[side][:3])})") for s in culprits]
+    if check_duplicates:
+        from attnmel.data.integrity import duplicate_pairs
+
+        found += [(a, f"{how}: training {a.dataset}/{a.image_id} ({a.image_path}) = {b.dataset}/{b.image_id} "
+                      f"({b.image_path})") for a, b, how in duplicate_pairs(train, evaluated, workers=workers)]
+    if not found:
+        return train, []
+    lines = [line for _, line in found]
+    if leaks == "drop":
+        leaving = {id(sample) for sample, _ in found}
+        return [s for s in train if id(s) not in leaving], lines
+    shown = lines[:50] + ([f"... and {len(lines) - 50} more"] if len(lines) > 50 else [])
+    raise DataError(None, "training images that are also judged on:\n  " + "\n  ".join(shown) + "\n",
+                    "leave them out of training with --set data.leaks=drop, remove them from one side (attnmel "
+                    "data check A B lists them all), or choose other datasets.")
+
+
+def _split_record(mode: str, index: DatasetIndex, spec: SplitSpec, sources: list[DataSource], layouts: dict[str, str],
+                  train: list[Sample], val: list[Sample], held_out: list[Sample]) -> SplitRecord:
+    primary = sources[0].name
+
+    def key(sample: Sample) -> str:
+        return sample.image_id if sample.dataset in (None, primary) else f"{sample.dataset}/{sample.image_id}"
+
+    groups = None
+    if mode == "grouped":
+        labels = group_labels([*train, *val], spec.group_by, index.duplicates)
         groups = {"train": len(set(labels[: len(train)].tolist())), "val": len(set(labels[len(train):].tolist()))}
-    record = SplitRecord(
-        mode=mode, seed=seed, data=str(index.root), layout=index.layout, task=index.task.name,
-        train_split=train_split, val_split=val_split if mode == "official" else None,
-        val_fraction=val_fraction if mode != "official" and not folds else None,
-        group_by=group_by if mode == "grouped" else None, folds=folds if mode != "official" else None,
-        fold=fold if mode != "official" and folds else None,
-        train=tuple(s.image_id for s in train), val=tuple(s.image_id for s in val), groups=groups,
-        ungrouped=ungrouped(train + val, group_by) if mode == "grouped" else 0,
+    names = index.task.class_names
+    shares = tuple(
+        DatasetShare(source.name, str(source.path), layouts[source.name],
+                     sum(s.dataset == source.name for s in train), sum(s.dataset == source.name for s in val),
+                     sum(s.dataset == source.name for s in held_out),
+                     {cls: sum(s.dataset == source.name and s.label == i for s in train) for i, cls in enumerate(names)})
+        for source in sources
+    ) if len(sources) > 1 or held_out else ()
+    return SplitRecord(
+        mode=mode, seed=spec.seed, data=str(index.root), layout=index.layout, task=index.task.name,
+        train_split=spec.train_split, val_split=spec.val_split if mode == "official" else None,
+        val_fraction=spec.val_fraction if mode != "official" and not spec.folds else None,
+        group_by=spec.group_by if mode == "grouped" else None, folds=spec.folds if mode != "official" else None,
+        fold=spec.fold if mode != "official" and spec.folds else None,
+        train=tuple(key(s) for s in train), val=tuple(key(s) for s in val), groups=groups,
+        ungrouped=ungrouped(train + val, spec.group_by) if mode == "grouped" else 0,
+        datasets=shares, held_out=tuple(key(s) for s in held_out),
+        fingerprints={side: fingerprint(samples, key) for side, samples in
+                      (("train", train), ("val", val), ("held_out", held_out)) if samples},
     )
-    return TrainingData(index, train, val, problems, record)
+
+
+def fingerprint(samples: Sequence[Sample], key=lambda s: s.image_id) -> str:
+    """sha256 over each image's key and the sha256 of its file's bytes, in key order."""
+    lines = sorted(f"{key(s)} {_file_hash(s.image_path)}" for s in samples)
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()
+
+
+def _file_hash(path: Path) -> str:
+    try:
+        return file_sha256(path)
+    except OSError as exc:
+        raise DataError(path, f"cannot read the image ({exc.strerror or exc}).", "check the file.") from None
 
 
 def fold_count(val_fraction: float | None, folds: int | None) -> int:

@@ -53,7 +53,7 @@ def build_batch_sources(
         pin = device.type == "cuda"
         return (
             LoaderBatches(train_samples, preprocessing, roi, cached=cached_train, num_workers=data.num_workers, pin_memory=pin,
-                          skip_bad=data.skip_bad),
+                          skip_bad=data.skip_bad, robustness=data.robustness()),
             LoaderBatches(val_samples, preprocessing, None, cached=cached_val, num_workers=data.num_workers, pin_memory=pin,
                           skip_bad=data.skip_bad),
         )

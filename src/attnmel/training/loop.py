@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,9 +31,9 @@ from attnmel.checkpoints.format import (
 from attnmel.checkpoints.meta import Architecture, CheckpointMeta, TrainingRecord
 from attnmel.config import Config, load_config
 from attnmel.data.masks import RoiSpec
-from attnmel.data.sampling import derive_seed, epoch_indices
-from attnmel.data.splits import SPLIT_FILE, prepare_data
-from attnmel.devices import configure_torch
+from attnmel.data.sampling import derive_seed, epoch_indices, epoch_size
+from attnmel.data.splits import SPLIT_FILE, SplitRecord, prepare_data
+from attnmel.devices import configure_torch, fast_path
 from attnmel.errors import CheckpointError, TrainingError
 from attnmel.figures import Panel, attention_figure, map_kind
 from attnmel.inference import eval_loader, run_inference
@@ -80,7 +80,7 @@ class Trainer:
     def __init__(
         self,
         config: Config,
-        data: str | Path,
+        data: str | Path | Sequence[str | Path] | Mapping[str, str | Path],
         output_dir: str | Path,
         *,
         resume: bool = False,
@@ -106,13 +106,12 @@ class Trainer:
         self.device = self.dist.device(config.train.device)
         self.roi = config.data.roi_spec()
         self.preprocessing = config.data.preprocessing()
-        d = config.data
-        self.data = prepare_data(
-            data, task=d.task, layout=d.layout, train_split=d.train_split, val_split=d.val_split,
-            val_fraction=d.val_fraction, seed=config.train.seed, skip_bad=d.skip_bad, roi=self.roi,
-            split=d.split, group_by=d.group_by, folds=d.folds, fold=d.fold,
-        )
+        self.data = prepare_data(data, config.data.split_spec(config.train.seed),
+                                 check_duplicates=self.resume_state is None)
+        if self.resume_state is not None:
+            check_same_data(self.output_dir, self.data.split)
         self.task = self.data.index.task
+        self.fast = fast_path(self.device, config.train.amp, config.train.channels_last)
 
         torch.manual_seed(config.train.seed)
         options = config.model.options()
@@ -121,7 +120,7 @@ class Trainer:
         model = create_model(config.model.name, self.task.num_classes, **options)
         model = self.dist.prepare_model(model, self.device, config.train.sync_batchnorm)
         self.model = model.to(self.device)
-        if config.train.channels_last:
+        if self.fast.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.ema = create_ema(self.model, config.train.ema_decay)
         self.criterion = classification_loss(config.loss)
@@ -154,10 +153,10 @@ class Trainer:
     # ------------------------------------------------------------------ bookkeeping
 
     def _batches_per_pass(self) -> int:
-        labels = [s.label for s in self.data.train]
-        n = len(labels) if self.config.data.sampler != "oversample" else sum(
-            self.config.data.oversample if label == self.task.positive_index else 1 for label in labels
-        )
+        data = self.config.data
+        n = epoch_size([s.label for s in self.data.train], data.sampler, positive=self.task.positive_index,
+                       factor=data.oversample, datasets=[s.dataset for s in self.data.train],
+                       weights=data.dataset_weights)
         batch = self.config.train.batch_size
         return n // batch if n > batch else 1
 
@@ -228,6 +227,8 @@ class Trainer:
             generator,
             positive=self.task.positive_index,
             factor=cfg.data.oversample,
+            datasets=[s.dataset for s in self.data.train],
+            weights=cfg.data.dataset_weights,
         )
         keys = [(index, derive_seed(cfg.train.seed, epoch, pass_index, 2, position)) for position, index in enumerate(order)]
         return self.train_batches.train(self.dist.shard(keys, cfg.train.batch_size), self.dist.per_rank_batch(cfg.train.batch_size))
@@ -236,10 +237,10 @@ class Trainer:
         """(total loss, classification loss, prior loss, samples with a prior region) for one batch."""
         train = self.config.train
         images = batch["image"].to(self.device, non_blocking=True)
-        if train.channels_last:
+        if self.fast.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         labels = batch["label"].to(self.device, non_blocking=True)
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=train.amp):
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.fast.amp):
             output = self.train_model(images)
         cls_loss = self.criterion(output.logits.float(), labels)  # losses in fp32 whatever the forward used
         prior = torch.zeros((), device=self.device)
@@ -276,9 +277,12 @@ class Trainer:
         loss, cls_loss, prior, prior_samples = self._losses(batch)
         values = self._global_values(loss, cls_loss, prior, prior_samples)
         if not math.isfinite(values.loss):
+            kept = (f"the last good checkpoint (after epoch {epoch}) is "
+                    f"kept in {self.output_dir}" if (self.output_dir / STATE_FILE).is_file()
+                    else "no checkpoint was written (no epoch completed)")
             raise TrainingError(
-                f"loss became {values.loss} at epoch {epoch + 1}, step {step_in_epoch + 1}; the run stopped and the "
-                f"last good checkpoint is kept in {self.output_dir}. Lower optim.lr or check the inputs."
+                f"loss became {values.loss} at epoch {epoch + 1}, step {step_in_epoch + 1}; the run stopped and "
+                f"{kept}. Lower optim.lr or check the inputs."
             )
         self._optimizer_step(loss)
         return values
@@ -344,7 +348,9 @@ class Trainer:
         if main:
             self.output_dir.mkdir(parents=True, exist_ok=True)
             atomic_write_text(self.output_dir / "config.yaml", cfg.to_yaml())
-            self.data.split.write(self.output_dir / SPLIT_FILE)
+            if self.resume_state is None:  # a resumed run keeps the record it started with (check_same_data)
+                self.data.split.write(self.output_dir / SPLIT_FILE)
+        self.log(self.fast.note)
         summary = self.data.summary(self.roi)
         if self.start_epoch == 0:
             self.log(
@@ -363,8 +369,15 @@ class Trainer:
                     f"attention prior '{self.roi.kind}': {summary['train']['with_prior']} of {summary['train']['images']} "
                     "training images carry a region; the rest contribute the classification loss only"
                 )
+            for share in split.datasets:
+                weight = cfg.data.dataset_weights.get(share.name, 1.0)
+                self.log(f"dataset {share.name} ({share.layout}): {share.train} training images "
+                         + ", ".join(f"{n} {cls}" for cls, n in share.classes.items())
+                         + (f", weight {weight:g}" if weight != 1 else "")
+                         + (f"; {share.val} validation" if share.val else "")
+                         + (f"; {share.held_out} held out" if share.held_out else ""))
             for problem in self.data.problems:
-                self.log(f"warning: {problem.path}: {problem.message}")
+                self.log(f"warning: {problem.path}: {problem.message}" if problem.path else f"warning: {problem.message}")
         for epoch in range(self.start_epoch, cfg.train.epochs):
             started = time.perf_counter()
             train_values = self.train_epoch(epoch)
@@ -429,7 +442,7 @@ class Trainer:
 
 def train(
     config: Config | str | Path,
-    data: str | Path,
+    data: str | Path | Sequence[str | Path] | Mapping[str, str | Path],
     output_dir: str | Path,
     *,
     overrides: list[str] | None = None,
@@ -437,7 +450,8 @@ def train(
     progress: bool = True,
     log: Callable[[str], None] = print,
 ) -> TrainResult:
-    """Train (or resume) a run; ``config`` is a ``Config``, a YAML path or a preset name.
+    """Train (or resume) a run; ``config`` is a ``Config``, a YAML path or a preset name; ``data`` one
+    dataset or several (``data.splits.data_sources``), validation coming from the first.
 
     Under ``torchrun`` every process calls this; they form one run (``training.distributed``)."""
     if not isinstance(config, Config):
@@ -447,6 +461,21 @@ def train(
         return trainer.run()
     finally:
         trainer.dist.close()
+
+
+def check_same_data(output_dir: Path, now: SplitRecord) -> None:
+    """A run is bound to the images it started with: resuming on other data (another --data, files
+    changed, another split) would choose its best epoch across different validation sets."""
+    started = SplitRecord.read(output_dir / SPLIT_FILE)
+    if started.fingerprints:
+        differences = started.differences(now)
+    else:  # written before fingerprints: the image lists are what can be compared
+        differences = [f"{side}: other images" for side in ("train", "val")
+                       if set(getattr(started, side)) != set(getattr(now, side))]
+    if differences:
+        raise CheckpointError(f"{output_dir}: cannot resume on other data than the run started with ("
+                              f"{'; '.join(differences)}); give the --data it was started with (see its split.json), "
+                              "or start a new run in another --output.")
 
 
 def _quiet(*_args: Any) -> None:
