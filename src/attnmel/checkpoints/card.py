@@ -11,9 +11,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
+
 from attnmel.checkpoints.meta import CheckpointMeta
 from attnmel.io import json_safe
-from attnmel.models import model_entry
+from attnmel.models import Architecture, model_entry, with_maps
 
 INTENDED_USE = (
     "Research on interpretable melanoma recognition from dermoscopy images: comparing models, "
@@ -87,12 +89,18 @@ def _citations(meta: CheckpointMeta) -> list[str]:
     return [METHOD_CITATION] + ([DATA_CITATIONS[layout]] if layout in DATA_CITATIONS else [])
 
 
+def map_layers(architecture: Architecture) -> list[str]:
+    """The maps a model answers with: its attention layers, or ``cam`` for a GAP model."""
+    with torch.device("meta"):
+        return list(with_maps(architecture.build()).attention_layers)
+
+
 def model_card(meta: CheckpointMeta) -> dict[str, Any]:
     """The model card of a checkpoint, as JSON-ready data."""
     arch = meta.architecture
     training = meta.training
     entry = model_entry(arch.name)
-    layers = arch.map_layers
+    layers = map_layers(arch)
     gates = layers if layers != ["cam"] else []
     pre = meta.preprocessing.to_dict()
     metrics = _positive_metrics(meta)

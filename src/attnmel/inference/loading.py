@@ -71,7 +71,7 @@ class LoadedModel:
     @property
     def map_kinds(self) -> dict[str, MapKind]:
         """What each layer's values are (for drawing and for telling a flat map), from the architecture."""
-        return {layer: map_kind(layer, self.meta.architecture.options.get("normalize")) for layer in self.attention_layers}
+        return {layer: map_kind(layer, self.meta.architecture.normalize) for layer in self.attention_layers}
 
     def members(self) -> list[dict[str, Any]]:
         """What each member is, for reports (checkpoint, architecture, temperature used)."""

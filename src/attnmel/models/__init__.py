@@ -16,9 +16,10 @@ from attnmel.models.networks import (
     upsample_map,
     with_maps,
 )
-from attnmel.models.registry import create_model, list_models, model_entry, register_model
+from attnmel.models.registry import Architecture, create_model, list_models, model_entry, register_model
 
 __all__ = [
+    "Architecture",
     "BACKBONES",
     "AttentionGate",
     "AttnMelCNN",

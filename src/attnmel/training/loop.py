@@ -250,7 +250,7 @@ class Trainer:
                 batch["mask"].to(self.device, non_blocking=True),
                 has_mask,
                 self.config.loss.prior_weights,
-                softmax_maps=self.model.architecture.get("normalize") == "softmax",
+                softmax_maps=self.model.architecture.normalize == "softmax",
                 reduce=self.dist.differentiable_sum if self.dist.enabled else None,
             )
         return cls_loss + prior, cls_loss, prior, has_mask.sum()
@@ -348,7 +348,7 @@ class Trainer:
         summary = self.data.summary(self.roi)
         if self.start_epoch == 0:
             self.log(
-                f"training {cfg.model.name} ({self.model.architecture['backbone']}) on {summary['train']['images']} images, "
+                f"training {cfg.model.name} ({self.model.architecture.backbone}) on {summary['train']['images']} images, "
                 f"validating on {summary['val']['images']}; device {self.device}; output {self.output_dir}"
             )
             split = self.data.split
@@ -411,7 +411,7 @@ class Trainer:
         if not self.figure_samples:
             return []
         model = with_maps(self.selected_model, self.task.positive_index).eval()
-        kinds = {name: map_kind(name, self.model.architecture.get("normalize")) for name in model.attention_layers}
+        kinds = {name: map_kind(name, self.model.architecture.normalize) for name in model.attention_layers}
         loader = eval_loader(self.figure_samples, self.preprocessing, len(self.figure_samples), roi=RoiSpec("lesion"))
         batch = next(iter(loader))
         output = model(batch["image"].to(self.device))
