@@ -14,7 +14,7 @@
    ``release`` record: licence, provenance and sha256 of the initial weights, the selection, the
    machine, this command, and how the fp16 file itself scores on val against its fp32 run) and its
    model card ``<tag>.md`` into ``--output``, and prints the file's sha256 for the registry entry in
-   ``attnmel/models/pretrained.py``.
+   ``attnmel/checkpoints/pretrained.py``.
 
 Nothing here is tuned on a test split: ISIC 2017 test is held out for independent scoring.
 """
@@ -152,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     drift = fp16["probability_difference_to_fp32"]
     print(f"fp16 against fp32 on val: |difference in probability| median {drift['median']:.1e}, max {drift['max']:.1e}; "
           f"ROC AUC {fp16['roc_auc']:.4f}")
-    print(f"sha256 {file_sha256(target)}  (put it in attnmel/models/pretrained.py)")
+    print(f"sha256 {file_sha256(target)}  (put it in attnmel/checkpoints/pretrained.py)")
     return 0
 
 

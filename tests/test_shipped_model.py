@@ -14,7 +14,7 @@ import attnmel
 from attnmel.cli import main
 from attnmel.demo import unseen_data_path
 from attnmel.io import file_sha256
-from attnmel.models.pretrained import DEFAULT_TAG, get_pretrained
+from attnmel.checkpoints.pretrained import DEFAULT_TAG, get_pretrained
 
 from .conftest import REPO
 
@@ -46,7 +46,7 @@ def test_the_shipped_file_is_small_fp16_and_its_sha256_matches():
 
 def test_a_damaged_file_is_refused(tmp_path, monkeypatch):
     from attnmel.errors import CheckpointError
-    from attnmel.models import pretrained
+    from attnmel.checkpoints import pretrained
 
     damaged = tmp_path / "damaged.safetensors"
     damaged.write_bytes(get_pretrained().path.read_bytes()[:-16] + b"\0" * 16)

@@ -138,7 +138,7 @@ def checkpoints_or_default(given: list[str] | str | None, log: Callable[[str], N
     """``given`` as it is, or None (the shipped model) after saying so in one line."""
     if given:
         return given
-    from attnmel.models.pretrained import get_pretrained
+    from attnmel.checkpoints.pretrained import get_pretrained
 
     weights = get_pretrained()
     log(f"no --checkpoint: using the shipped model '{weights.tag}' ({weights.description})")

@@ -137,10 +137,10 @@ def load_served_model(
 ) -> ServedModel:
     """The model to serve: ``checkpoint`` (a path or a pretrained tag), or the shipped model when it is
     None; it must answer a plain test image with finite numbers before it is served."""
-    from attnmel.models.pretrained import PRETRAINED, get_pretrained
+    from attnmel.checkpoints.pretrained import get_pretrained, is_pretrained_tag
 
     tag = None
-    if checkpoint is None or (isinstance(checkpoint, str) and checkpoint in PRETRAINED and not Path(checkpoint).exists()):
+    if is_pretrained_tag(checkpoint):
         tag = get_pretrained(checkpoint).tag
         log(f"no --checkpoint: serving the shipped model '{tag}'" if checkpoint is None else f"serving '{tag}'")
     loaded = load_predictor(checkpoint, device, trust_pickle=trust_pickle)
