@@ -36,7 +36,7 @@ from attnmel.checkpoints.format import load_model_checkpoint, save_model_checkpo
 from attnmel.config import load_config
 from attnmel.evaluation.calibration import calibrate_checkpoint
 from attnmel.evaluation.evaluate import evaluate_checkpoint
-from attnmel.figures import FLAT_EPSILON
+from attnmel.models.maps import FLAT_EPSILON
 from attnmel.io import atomic_write_text, file_sha256
 from attnmel.training.loop import train
 from attnmel.training.resume import STATE_FILE

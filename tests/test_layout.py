@@ -9,6 +9,7 @@ functions included: a circle closed only by a late import is still a circle.
 from __future__ import annotations
 
 import ast
+import os
 from pathlib import Path
 
 import pytest
@@ -17,10 +18,11 @@ SOURCE = Path(__file__).resolve().parents[1] / "src" / "attnmel"
 LAYERS = [
     {"errors", "version"},
     {"io", "devices"},
-    {"data", "metrics", "figures"},
+    {"data", "metrics"},
     {"models"},
     {"checkpoints", "config"},
     {"inference"},
+    {"visualize"},
     {"evaluation", "training", "export"},
     {"serving", "demo"},
     {"cli"},
@@ -96,3 +98,14 @@ def test_no_import_cycle():
     for module in sorted(graph):
         if module not in state:
             visit(module)
+
+
+def test_loading_a_model_imports_no_plotting_library():
+    """Drawing lives in ``attnmel.visualize``; a script or service that only predicts pays nothing for it."""
+    import subprocess
+    import sys
+
+    code = "import attnmel, sys; attnmel.load_model(); print(sorted(m for m in sys.modules if m.split('.')[0] == 'matplotlib'))"
+    env = {**os.environ, "PYTHONPATH": str(SOURCE.parent)}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert out.stdout.strip() == "[]", out.stdout

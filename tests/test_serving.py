@@ -95,6 +95,21 @@ def test_predict_returns_probabilities_maps_and_overlays(client, tiny_checkpoint
     assert figure.size[0] > 2.5 * figure.size[1]  # the view and two maps side by side
 
 
+def test_the_service_answers_with_the_library_prediction_serialised_the_same_way(client, served, lesion):
+    body = client.post("/predict?images=false", files=upload(lesion)).json()
+    library = served.loaded.predict(str(lesion)).to_dict(values=True)
+    assert set(library) <= set(body) and set(body) - set(library) == {"input", "model", "notice"}
+    assert body["source"] == lesion.name and library["source"] == str(lesion)
+    for key in set(library) - {"source", "probabilities", "attention"}:
+        assert body[key] == library[key], key
+    assert body["probabilities"] == pytest.approx(library["probabilities"], abs=1e-6)
+    for layer, entry in library["attention"].items():
+        served_entry = body["attention"][layer]
+        assert set(served_entry) == set(entry)
+        assert {k: served_entry[k] for k in ("shape", "kind", "flat")} == {k: entry[k] for k in ("shape", "kind", "flat")}
+        np.testing.assert_allclose(served_entry["raw"], entry["raw"], rtol=1e-5, atol=1e-6)
+
+
 def test_raw_image_body_and_numbers_only(client, lesion):
     response = client.post("/predict?images=false", content=lesion.read_bytes(), headers={"content-type": "image/jpeg"})
     assert response.status_code == 200

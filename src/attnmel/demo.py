@@ -22,7 +22,6 @@ from attnmel.checkpoints.card import model_card
 from attnmel.config import load_config
 from attnmel.errors import AttnmelError
 from attnmel.evaluation.evaluate import EvaluationResult, evaluate_checkpoint
-from attnmel.evaluation.predict import figure_for
 from attnmel.evaluation.report import HtmlReport
 from attnmel.inference import load_model
 from attnmel.io import atomic_write_text
@@ -93,8 +92,8 @@ def _summary(model, evaluation: EvaluationResult) -> str:
 
 def _figures(model, evaluation: EvaluationResult, folder: Path) -> list[tuple[Path, str]]:
     """One figure per image: the view with the lesion outline, each map with its Jaccard, P(melanoma), truth."""
-    from attnmel.figures import png_bytes
     from attnmel.io import atomic_write_bytes
+    from attnmel.visualize import ImageFigure, png_bytes
 
     predictions, quality = evaluation.predictions, evaluation.attention_quality
     index = {image_id: i for i, image_id in enumerate(predictions.image_ids)}
@@ -105,8 +104,8 @@ def _figures(model, evaluation: EvaluationResult, folder: Path) -> list[tuple[Pa
         i = index[path.stem]
         jaccard = {layer: float(quality.jaccard[layer][i]) for layer in quality.layers} if quality.has_mask[i] else None
         mask = predictions.masks[i] if quality.has_mask[i] else None
-        image = figure_for(prediction, model.map_kinds, truth=names[predictions.labels[i]], lesion_mask=mask,
-                           jaccard=jaccard)
+        image = ImageFigure.of(prediction, truth=names[predictions.labels[i]], lesion_mask=mask,
+                               jaccard=jaccard).draw()
         target = folder / f"{path.stem}.png"
         atomic_write_bytes(target, png_bytes(image))
         out.append((target, path.stem))

@@ -3,7 +3,7 @@
 The paper's measure (Yan et al., IPMI 2019): upsample each map to the model input, min-max
 normalise it per image, binarise it at a threshold (0.5), and compute the Jaccard index against
 the lesion mask in the same view. Dice is reported beside it. A pixel is attended when its
-normalised value is above the threshold. A flat map (range below ``attnmel.figures.FLAT_EPSILON``)
+normalised value is above the threshold. A flat map (range below ``attnmel.models.maps.FLAT_EPSILON``)
 is not stretched, which would invent a region out of noise: it is counted, and scored as what it
 is, uniform attention: a sigmoid map attends everywhere when its value is above the threshold and
 nowhere otherwise; a softmax map or a CAM, which have no absolute scale, attend everywhere. When
@@ -29,10 +29,9 @@ import torch
 from attnmel.data.masks import RoiSpec
 from attnmel.data.records import Sample
 from attnmel.errors import ConfigError
-from attnmel.figures import FLAT_EPSILON, MapKind, is_flat
 from attnmel.inference import LoadedModel, Predictions, load_predictor, read_split
 from attnmel.io import atomic_write_text
-from attnmel.models import upsample_map
+from attnmel.models.maps import FLAT_EPSILON, MapKind, is_flat, upsample_map
 
 #: Images upsampled and scored at a time (bounds memory at full input size).
 _CHUNK = 64
@@ -128,7 +127,7 @@ def binarize_maps(
     check_mask_threshold(threshold)
     maps = maps.float() if torch.is_tensor(maps) else torch.as_tensor(np.asarray(maps, dtype=np.float32))
     flat = torch.tensor([is_flat(m.numpy(), kind) for m in maps], dtype=torch.bool)
-    upsampled = upsample_map(maps[:, None], size)[:, 0]
+    upsampled = upsample_map(maps, size)
     low = upsampled.amin(dim=(1, 2), keepdim=True)
     span = upsampled.amax(dim=(1, 2), keepdim=True) - low
     attended = (upsampled - low) / span.clamp_min(1e-12) > threshold

@@ -197,11 +197,9 @@ def evaluate_checkpoint(
 
 
 def write_figures(result: EvaluationResult, loaded, folder: Path) -> Path:
-    """One figure per image of an evaluation (``attnmel.figures``), named by image ID."""
-    from attnmel.evaluation.predict import figure_for
-    from attnmel.figures import png_bytes
-    from attnmel.inference import Prediction
+    """One figure per image of an evaluation (``attnmel.visualize``), named by image ID."""
     from attnmel.io import atomic_write_bytes
+    from attnmel.visualize import ImageFigure, png_bytes
 
     predictions, quality = result.predictions, result.attention_quality
     names, positive = loaded.class_names, loaded.meta.positive_class
@@ -213,14 +211,13 @@ def write_figures(result: EvaluationResult, loaded, folder: Path) -> Path:
             predicted = names[int(p.argmax())]
         else:  # two classes: the scorer's rule, positive above the threshold
             predicted = positive if p[names.index(positive)] > result.threshold else other
-        prediction = Prediction(
-            source=image_id, probabilities=dict(zip(names, map(float, p), strict=True)), predicted_class=predicted,
-            positive_class=positive, raw_attention={name: maps[i] for name, maps in predictions.attention.items()},
-            view=predictions.views[i], view_box=(0, 0, 0, 0), image_size=(0, 0),
-        )
         jaccard = {layer: float(quality.jaccard[layer][i]) for layer in quality.layers} if scored else None
-        image = figure_for(prediction, loaded.map_kinds, truth=names[int(predictions.labels[i])],
-                           lesion_mask=predictions.masks[i] if scored else None, jaccard=jaccard)
+        image = ImageFigure(
+            image_id, predictions.views[i], {name: maps[i] for name, maps in predictions.attention.items()},
+            loaded.map_kinds, positive, float(p[names.index(positive)]), predicted,
+            truth=names[int(predictions.labels[i])], lesion_mask=predictions.masks[i] if scored else None,
+            jaccard=jaccard,
+        ).draw()
         atomic_write_bytes(folder / f"{image_id}.png", png_bytes(image))
     return folder
 

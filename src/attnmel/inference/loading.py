@@ -27,10 +27,10 @@ from attnmel.data.records import DatasetIndex, Sample
 from attnmel.data.transforms import Preprocessing
 from attnmel.devices import resolve_device
 from attnmel.errors import CheckpointError, DataError
-from attnmel.figures import MapKind, map_kind
 from attnmel.inference.prediction import ImageInput, Prediction, predict
 from attnmel.inference.runner import NonFiniteOutputError, Predictions, Predictor, eval_loader, run_inference
 from attnmel.models import with_maps
+from attnmel.models.maps import MapKind, map_kind
 
 Source = str | Path | None
 
@@ -91,8 +91,7 @@ class LoadedModel:
         """Answers for ``inputs``: a path, a PIL image, an HxWx3 uint8 array, a 3xHxW uint8 tensor, or a
         list of them (then a list of ``Prediction``, in order). ``tta`` averages the 8 dihedral views;
         ``threshold`` decides the positive class of a two-class model (default: the arg-max)."""
-        return predict(self.predictor, self.preprocessing, self.class_names, self.meta.positive_class, inputs,
-                       device=self.device, tta=tta, threshold=threshold, batch_size=batch_size)
+        return predict(self, inputs, tta=tta, threshold=threshold, batch_size=batch_size)
 
     def check_answers(self) -> None:
         """One forward pass on a fixed input (the mean colour): a model whose weights make it answer

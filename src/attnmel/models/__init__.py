@@ -13,12 +13,16 @@ from attnmel.models.networks import (
     ModelOutput,
     VGG16Classifier,
     WithClassActivationMap,
-    upsample_map,
     with_maps,
 )
+from attnmel.models.maps import FLAT_EPSILON, MapKind, is_flat, map_kind, upsample_map
 from attnmel.models.registry import Architecture, create_model, list_models, model_entry, register_model
 
 __all__ = [
+    "FLAT_EPSILON",
+    "MapKind",
+    "is_flat",
+    "map_kind",
     "Architecture",
     "BACKBONES",
     "AttentionGate",

@@ -31,17 +31,16 @@ from attnmel.checkpoints.format import (
 from attnmel.checkpoints.meta import Architecture, CheckpointMeta, TrainingRecord
 from attnmel.config import Config, load_config
 from attnmel.data.masks import RoiSpec
+from attnmel.data.transforms import denormalize
 from attnmel.data.sampling import derive_seed, epoch_indices
 from attnmel.data.splits import SPLIT_FILE, prepare_data
 from attnmel.devices import configure_torch
 from attnmel.errors import CheckpointError, TrainingError
-from attnmel.figures import Panel, attention_figure, map_kind
 from attnmel.inference import eval_loader, run_inference
-from attnmel.inference.prediction import denormalize
 from attnmel.io import atomic_write_text, progress_bar, remove_stale_temporaries
 from attnmel.metrics.classification import ClassificationReport, classification_report
 from attnmel.metrics.intervals import delong_intervals
-from attnmel.models import create_model, with_maps
+from attnmel.models import create_model, map_kind, with_maps
 from attnmel.training.batches import build_batch_sources
 from attnmel.training.distributed import Distributed
 from attnmel.training.ema import create_ema
@@ -49,6 +48,7 @@ from attnmel.training.logs import RunLog, flat_hyperparameters
 from attnmel.training.losses import attention_prior_loss, classification_loss
 from attnmel.training.optim import build_optimizer, build_scheduler
 from attnmel.training.resume import STATE_FILE, resumable_config
+from attnmel.visualize.figures import Panel, attention_figure
 
 #: the validation metrics logged per epoch (besides the NLL)
 HISTORY_METRICS = ("roc_auc", "average_precision", "accuracy", "sensitivity", "specificity", "balanced_accuracy",
