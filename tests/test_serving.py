@@ -24,6 +24,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from attnmel.evaluation.predict import predict_images
+from attnmel.inference import InferenceSettings
 from attnmel.serving import ServedModel, ServiceSettings, create_app, load_served_model
 from attnmel.serving.batching import MicroBatcher
 
@@ -80,7 +81,7 @@ def test_predict_returns_probabilities_maps_and_overlays(client, tiny_checkpoint
     assert decode_png(body["view_png"]).size == (64, 64)
     assert set(body["attention"]) == {"stage3", "stage4"}
     # the service shows what `attnmel predict` computes
-    reference = predict_images(tiny_checkpoint, lesion, device="cpu").results[0].prediction
+    reference = predict_images(tiny_checkpoint, lesion, settings=InferenceSettings(device="cpu", batch_size=16)).results[0].prediction
     for name, p in reference.probabilities.items():
         assert body["probabilities"][name] == pytest.approx(p, abs=1e-5)
     for layer, entry in body["attention"].items():

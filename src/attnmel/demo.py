@@ -21,9 +21,9 @@ from pathlib import Path
 from attnmel.checkpoints.card import model_card
 from attnmel.config import load_config
 from attnmel.errors import AttnmelError
-from attnmel.evaluation.evaluate import EvaluationResult, evaluate_checkpoint
+from attnmel.evaluation.evaluate import EvaluationOptions, EvaluationResult, evaluate_checkpoint
 from attnmel.evaluation.report import HtmlReport
-from attnmel.inference import load_model
+from attnmel.inference import DataSplit, InferenceSettings, load_model
 from attnmel.io import atomic_write_text
 from attnmel.training.loop import TrainResult, train
 
@@ -65,7 +65,8 @@ def run_demo(
     unseen = unseen_data_path()
     model = load_model()
     log(f"the shipped model on {unseen.name}: images it never saw in training or selection")
-    evaluation = evaluate_checkpoint(None, unseen, UNSEEN_SPLIT, output / "shipped-model", masks=True, progress=progress)
+    evaluation = evaluate_checkpoint(None, DataSplit(unseen, UNSEEN_SPLIT), output / "shipped-model",
+                                     EvaluationOptions(masks=True), InferenceSettings(progress=progress))
     figures = _figures(model, evaluation, output / "shipped-model" / "figures")
     log(_summary(model, evaluation))
     log("a short training run on 40 bundled ISIC 2017 images (to show that training works)")

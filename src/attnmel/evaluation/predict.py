@@ -15,18 +15,23 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import pandas as pd
 
 from attnmel.data.images import IMAGE_SUFFIXES
 from attnmel.errors import DataError
 from attnmel.evaluation.report import HtmlReport
-from attnmel.inference import LoadedModel, Prediction, load_predictor
+from attnmel.inference import InferenceSettings, LoadedModel, Prediction, load_with
 from attnmel.inference.prediction import decode_input
 from attnmel.io import atomic_write_bytes, atomic_write_text
 from attnmel.models.maps import FLAT_EPSILON
 from attnmel.visualize.figures import png_bytes
 from attnmel.visualize.image import ImageFigure
+
+
+#: the figure of each image: the attention maps, or the maps and Grad-CAM beside them
+Figures = Literal["attention", "gradcam"]
 
 
 @dataclass
@@ -75,17 +80,16 @@ def predict_images(
     inputs: str | Path,
     output_dir: str | Path | None = None,
     *,
-    figures: bool = True,
-    gradcam: bool = False,
-    batch_size: int = 16,
-    threshold: float = 0.5,
-    device: str = "auto",
-    tta: bool = False,
-    trust_pickle: bool = False,
+    figures: Figures | None = "attention",
+    settings: InferenceSettings = InferenceSettings(batch_size=16),
     log: Callable[[str], None] = print,
 ) -> PredictResult:
-    """Predict ``inputs`` (an image or a folder) with ``checkpoint`` (None: the shipped model)."""
-    loaded = load_predictor(checkpoint, device, tta=tta, trust_pickle=trust_pickle)
+    """Predict ``inputs`` (an image or a folder) with ``checkpoint`` (None: the shipped model); with
+    ``output_dir`` write ``predictions.csv``, ``report.html`` and, unless ``figures`` is None, a figure
+    per image (``"gradcam"``: with a Grad-CAM column). Images are decoded in this process
+    (``settings.workers`` is not used)."""
+    loaded = load_with(checkpoint, settings)
+    batch_size, gradcam = settings.batch_size, figures == "gradcam"
     paths = collect_images(inputs)
     single = not Path(inputs).is_dir()
     results: list[ImageResult] = []
@@ -104,7 +108,7 @@ def predict_images(
             chunk.append(path)
         if not chunk:
             continue
-        predictions = loaded.predict(images, threshold=threshold, batch_size=batch_size)
+        predictions = loaded.predict(images, threshold=settings.threshold, batch_size=batch_size)
         if gradcam:
             from attnmel.visualize.gradcam import LAYER, grad_cam_of_views
 
@@ -118,7 +122,7 @@ def predict_images(
         raise DataError(Path(inputs), f"none of its {len(paths)} images could be read.", "check the files listed above.")
     outcome = PredictResult(results, skipped)
     if output_dir is not None:
-        write_outputs(outcome, loaded, Path(output_dir), figures)
+        write_outputs(outcome, loaded, Path(output_dir), figures is not None)
     return outcome
 
 
