@@ -77,10 +77,6 @@ class Prediction:
             out[name] = full
         return out
 
-    def attention_in_view(self, layer: str) -> np.ndarray:
-        """The map upsampled to the view the model saw (S, S)."""
-        return upsample_map(self.raw_attention[layer], self.view.shape[:2])
-
     def to_dict(self, values: bool = False) -> dict[str, Any]:
         """JSON-ready answer: per map its shape, kind, range and whether it is flat, and with ``values``
         the map itself (6 significant digits: enough for display, half the JSON). The HTTP service
