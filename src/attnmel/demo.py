@@ -121,7 +121,7 @@ def _report(model, evaluation: EvaluationResult, figures, run: TrainResult, seco
     report = HtmlReport("attnmel demo: the shipped model on images it never saw")
     report.paragraph(DISCLAIMER, notice=True)
     report.paragraph(
-        f"The model shipped with attnmel ({model_card(meta)['title']}, {meta.preprocessing.image_size} px input; trained on "
+        f"The model shipped with attnmel ({model_card(meta).title}, {meta.preprocessing.image_size} px input; trained on "
         f"{(meta.training.data or {}).get('train', {}).get('images', '?')} ISIC 2017 images, epoch chosen on ISIC 2017 "
         f"validation), scored on {n} ISIC 2016 images ({n_positive} melanoma) that have no identical or "
         "near-identical image anywhere in ISIC 2017. With so few images every number below is uncertain; melanoma "

@@ -182,7 +182,7 @@ class Service:
         return {"model": self.served.describe(), "notice": self.served.notice}
 
     def card(self) -> dict[str, Any]:  # the card has a "model" section of its own
-        return {**self.served.card, "served_model": self.served.describe(), "notice": self.served.notice}
+        return {**self.served.card.to_dict(), "served_model": self.served.describe(), "notice": self.served.notice}
 
     def error(self, status: int, message: str) -> JSONResponse:
         self.stats["rejected"] += 1
@@ -254,7 +254,7 @@ def create_app(served: ServedModel, settings: ServiceSettings | None = None, bin
         lifespan=lifespan,
     )
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=service.settings.hosts_for(bind))
-    app.add_middleware(ServiceHeaders, model=served.card["title"])
+    app.add_middleware(ServiceHeaders, model=served.card.title)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.add_exception_handler(StarletteHTTPException, service.http_error)
     app.add_exception_handler(RequestValidationError, service.validation_error)

@@ -76,7 +76,7 @@ class ServedModel:
         arch = self.meta.architecture
         return {"name": arch.name, "backbone": arch.backbone, "class_names": self.class_names,
                 "attention_layers": self.layers, "image_size": self.preprocessing.image_size,
-                "source": self.source, "pretrained": self.tag, "title": self.card["title"]}
+                "source": self.source, "pretrained": self.tag, "title": self.card.title}
 
     def prepare(self, data: bytes, name: str = "upload", max_pixels: int = MAX_PIXELS) -> Prepared:
         """Decode (raises ``DataError`` subclasses for bad files) and preprocess one upload."""
