@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -109,3 +110,16 @@ def test_loading_a_model_imports_no_plotting_library():
     env = {**os.environ, "PYTHONPATH": str(SOURCE.parent)}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
     assert out.stdout.strip() == "[]", out.stdout
+
+
+def test_the_readme_layer_table_matches_the_layers():
+    """README's "What is inside" lists every layer's packages, from the bottom up, as LAYERS has them."""
+    readme = (SOURCE.parents[1] / "README.md").read_text()
+    table = readme.split("| layer | module | what it does |")[1].split("\n\n")[0]
+    listed = [re.findall(r"`attnmel\.(\w+)`", row.split("|")[2]) for row in table.strip().splitlines()[1:]]
+    ranks = [{RANK[package] for package in row} for row in listed]
+    assert all(len(rank) == 1 for rank in ranks), listed  # one layer per row
+    order = [min(rank) for rank in ranks]
+    assert order == sorted(order), listed  # bottom up
+    internal = {"errors", "version", "io", "devices", "config", "__init__", "__main__"}
+    assert {p for row in listed for p in row} == set(RANK) - internal
