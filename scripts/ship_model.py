@@ -37,8 +37,8 @@ from attnmel.config import load_config
 from attnmel.evaluation.calibration import calibrate_checkpoint
 from attnmel.evaluation.evaluate import EvaluationOptions, evaluate_checkpoint
 from attnmel.inference import DataSplit, InferenceSettings
-from attnmel.models.maps import FLAT_EPSILON
 from attnmel.io import atomic_write_text, file_sha256
+from attnmel.models.maps import FLAT_EPSILON
 from attnmel.training.loop import train
 from attnmel.training.resume import STATE_FILE
 

@@ -11,10 +11,10 @@ from PIL import Image
 from safetensors import safe_open
 
 import attnmel
+from attnmel.checkpoints.pretrained import DEFAULT_TAG, get_pretrained
 from attnmel.cli import main
 from attnmel.demo import unseen_data_path
 from attnmel.io import file_sha256
-from attnmel.checkpoints.pretrained import DEFAULT_TAG, get_pretrained
 
 from .conftest import REPO
 
@@ -45,8 +45,8 @@ def test_the_shipped_file_is_small_fp16_and_its_sha256_matches():
 
 
 def test_a_damaged_file_is_refused(tmp_path, monkeypatch):
-    from attnmel.errors import CheckpointError
     from attnmel.checkpoints import pretrained
+    from attnmel.errors import CheckpointError
 
     damaged = tmp_path / "damaged.safetensors"
     damaged.write_bytes(get_pretrained().path.read_bytes()[:-16] + b"\0" * 16)

@@ -12,8 +12,8 @@ from attnmel.cli.options import (
     add_intervals,
     add_trust_pickle,
     add_workers,
-    inference_settings,
     fraction,
+    inference_settings,
     interval_settings,
     positive_int,
 )

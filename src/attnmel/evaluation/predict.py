@@ -29,7 +29,6 @@ from attnmel.models.maps import FLAT_EPSILON
 from attnmel.visualize.figures import png_bytes
 from attnmel.visualize.image import ImageFigure
 
-
 #: the figure of each image: the attention maps, or the maps and Grad-CAM beside them
 Figures = Literal["attention", "gradcam"]
 

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from torch.utils.data import DataLoader
 
 from attnmel.checkpoints.loader import load_checkpoint
 from attnmel.checkpoints.meta import CheckpointMeta

@@ -31,9 +31,9 @@ from attnmel.checkpoints.format import (
 from attnmel.checkpoints.meta import Architecture, CheckpointMeta, TrainingRecord
 from attnmel.config import Config, load_config
 from attnmel.data.masks import RoiSpec
-from attnmel.data.transforms import denormalize
 from attnmel.data.sampling import derive_seed, epoch_indices
 from attnmel.data.splits import SPLIT_FILE, prepare_data
+from attnmel.data.transforms import denormalize
 from attnmel.devices import configure_torch
 from attnmel.errors import CheckpointError, TrainingError
 from attnmel.inference import eval_loader, run_inference
