@@ -64,7 +64,6 @@ class ServedModel:
         self.preprocessing = self.loaded.preprocessing
         self.class_names = self.loaded.class_names
         self.layers = self.loaded.attention_layers
-        self.kinds = self.loaded.map_kinds
         self.device = self.loaded.device
         self.card = model_card(self.meta)
 
