@@ -105,6 +105,9 @@ def create_model(name: str, num_classes: int = 2, **options: Any) -> nn.Module:
     API; needs the network or a warm torch hub cache) or a local state-dict path. A whole trained
     attnmel model by tag: ``attnmel.create_model(name, pretrained=tag)`` (``attnmel.checkpoints.pretrained``).
     """
+    if "pretrained" in options:  # the shipped models are checkpoints, a layer above this one
+        raise ConfigError("attnmel.models.create_model builds a network to train; for a shipped model by tag use "
+                          "attnmel.create_model(name, pretrained=tag).")
     entry = check_model_options(name, options)
     if isinstance(options.get("weights"), Path):
         options["weights"] = str(options["weights"])
