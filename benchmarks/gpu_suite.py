@@ -1012,7 +1012,8 @@ def task_ddp(s: Settings, task: Task, save) -> None:
 def _check_trainer(s: Settings, subset: Path, device, size: int, resize: int) -> str:
     """The Trainer with every fast option on the device: 1 epoch, --resume to 2, then evaluation with masks."""
     from attnmel.config import load_config
-    from attnmel.evaluation.evaluate import evaluate_checkpoint
+    from attnmel.evaluation.evaluate import EvaluationOptions, evaluate_checkpoint
+    from attnmel.inference import DataSplit, InferenceSettings
     from attnmel.training.loop import Trainer
 
     run = Path(s.work) / "smoke-run"
@@ -1028,7 +1029,8 @@ def _check_trainer(s: Settings, subset: Path, device, size: int, resize: int) ->
     history = result.history
     if len(history) != 2 or not all(math.isfinite(r["train_loss"]) and r["train_prior_samples"] > 0 for r in history):
         raise AssertionError(f"history {history}")
-    evaluation = evaluate_checkpoint(run, subset, "val", run / "eval", masks=True, device=str(device), progress=False)
+    evaluation = evaluate_checkpoint(run, DataSplit(subset, "val"), run / "eval", EvaluationOptions(masks=True),
+                                     InferenceSettings(device=str(device), progress=False))
     jaccard = {layer: evaluation.attention_quality.mean(layer) for layer in evaluation.attention_quality.layers}
     if not jaccard or not all(math.isfinite(v) for v in jaccard.values()):
         raise AssertionError(f"attention Jaccard {jaccard}")
@@ -1121,7 +1123,8 @@ def _quality_config(s: Settings, row: str, seed: int):
 
 def task_quality(s: Settings, task: Task, save) -> None:
     """Train one (row, seed) run (or finish it), then evaluate its best checkpoint on val with attention Jaccard."""
-    from attnmel.evaluation.evaluate import evaluate_checkpoint
+    from attnmel.evaluation.evaluate import EvaluationOptions, evaluate_checkpoint
+    from attnmel.inference import DataSplit, InferenceSettings
     from attnmel.training.loop import train
     from attnmel.training.resume import STATE_FILE
 
@@ -1143,7 +1146,8 @@ def task_quality(s: Settings, task: Task, save) -> None:
          best_epoch=max(history, key=lambda r: float(r["val_roc_auc"]))["epoch"])
     evaluation = output / "eval-val"
     if not (evaluation / "metrics.json").is_file():
-        evaluate_checkpoint(output, data, "val", evaluation, masks=True, device=s.device, progress=False)
+        evaluate_checkpoint(output, DataSplit(data, "val"), evaluation, EvaluationOptions(masks=True),
+                            InferenceSettings(device=s.device, progress=False))
     metrics = json.loads((evaluation / "metrics.json").read_text())
     values = {key: metrics["classification"]["melanoma"][key] for key in QUALITY_METRICS}
     for layer, layer_values in metrics.get("attention_quality", {}).get("layers", {}).items():
@@ -1153,7 +1157,8 @@ def task_quality(s: Settings, task: Task, save) -> None:
         data, split = item.rsplit(":", 1)
         target = output / f"eval-extra{i}"
         if not (target / "metrics.json").is_file():
-            evaluate_checkpoint(output, data, split, target, masks=True, device=s.device, progress=False)
+            evaluate_checkpoint(output, DataSplit(data, split), target, EvaluationOptions(masks=True),
+                                InferenceSettings(device=s.device, progress=False))
         m = json.loads((target / "metrics.json").read_text())
         layers = m.get("attention_quality", {}).get("layers", {})
         deep = next((layers[k]["jaccard"] for k in ("pool4", "stage4", "layer3", "cam") if k in layers), None)

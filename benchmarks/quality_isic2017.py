@@ -42,7 +42,8 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch: idle thread
 
 from attnmel.config import load_config  # noqa: E402
 from attnmel.evaluation.compare import compare_scored, read_predictions  # noqa: E402
-from attnmel.evaluation.evaluate import evaluate_checkpoint  # noqa: E402
+from attnmel.evaluation.evaluate import EvaluationOptions, evaluate_checkpoint  # noqa: E402
+from attnmel.inference import DataSplit, InferenceSettings  # noqa: E402
 from attnmel.metrics.intervals import Interval, IntervalSettings  # noqa: E402
 from attnmel.training.loop import train  # noqa: E402
 from attnmel.training.resume import STATE_FILE  # noqa: E402
@@ -111,7 +112,8 @@ def run(name: str, seed: int, args: argparse.Namespace) -> dict | None:
     tta = ROWS[name].get("tta", False)
     evaluation = output / ("eval-val-tta" if tta else "eval-val")
     if not (evaluation / "metrics.json").is_file():
-        evaluate_checkpoint(output, args.data, "val", evaluation, tta=tta, masks=True, progress=args.progress)
+        evaluate_checkpoint(output, DataSplit(args.data, "val"), evaluation, EvaluationOptions(masks=True),
+                            InferenceSettings(tta=tta, progress=args.progress))
     metrics = json.loads((evaluation / "metrics.json").read_text())
     result = {key: metrics["classification"]["melanoma"][key] for key in METRICS}
     for layer, values in metrics.get("attention_quality", {}).get("layers", {}).items():

@@ -14,7 +14,7 @@
    ``release`` record: licence, provenance and sha256 of the initial weights, the selection, the
    machine, this command, and how the fp16 file itself scores on val against its fp32 run) and its
    model card ``<tag>.md`` into ``--output``, and prints the file's sha256 for the registry entry in
-   ``attnmel/models/pretrained.py``.
+   ``attnmel/checkpoints/pretrained.py``.
 
 Nothing here is tuned on a test split: ISIC 2017 test is held out for independent scoring.
 """
@@ -35,9 +35,10 @@ from attnmel.checkpoints.card import model_card, render_markdown
 from attnmel.checkpoints.format import load_model_checkpoint, save_model_checkpoint
 from attnmel.config import load_config
 from attnmel.evaluation.calibration import calibrate_checkpoint
-from attnmel.evaluation.evaluate import evaluate_checkpoint
-from attnmel.figures import FLAT_EPSILON
+from attnmel.evaluation.evaluate import EvaluationOptions, evaluate_checkpoint
+from attnmel.inference import DataSplit, InferenceSettings
 from attnmel.io import atomic_write_text, file_sha256
+from attnmel.models.maps import FLAT_EPSILON
 from attnmel.training.loop import train
 from attnmel.training.resume import STATE_FILE
 
@@ -45,6 +46,8 @@ PRESET = "isic2017/attnmel-shipped"
 LICENCE = ("The weights derive from ISIC 2017 challenge data (CC BY-NC 4.0): research use, non-commercial, "
            "with attribution to the ISIC Archive; not a medical device.")
 
+#: how the runs are scored: without a stored temperature (the choice is made on raw probabilities), quietly
+RAW = InferenceSettings(use_temperature=False, progress=False)
 
 
 def completed_epochs(run: Path) -> int:
@@ -68,8 +71,8 @@ def measure(run: Path, data: Path) -> tuple[dict, np.ndarray]:
     out = {}
     for tta in (False, True):
         name = "eval-val-tta" if tta else "eval-val"
-        result = evaluate_checkpoint(run, data, "val", run / name, tta=tta, masks=True, use_temperature=False,
-                                     progress=False)
+        result = evaluate_checkpoint(run, DataSplit(data, "val"), run / name, EvaluationOptions(masks=True),
+                                     RAW.replace(tta=tta))
         if not tta:
             probabilities = result.predictions.probabilities
         melanoma = result.classification["melanoma"]
@@ -113,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     for seed, values in measured.items():
         print(f"seed {seed}: " + json.dumps(values))
     chosen = max(measured, key=lambda seed: measured[seed]["plain"]["roc_auc"])
-    calibration = calibrate_checkpoint(runs[chosen], args.data, "val", write=False, progress=False)
+    calibration = calibrate_checkpoint(runs[chosen], DataSplit(args.data, "val"), write=False, settings=RAW)
     model, meta = load_model_checkpoint(runs[chosen])
     aucs = [measured[seed]["plain"]["roc_auc"] for seed in args.seeds]
     release = {
@@ -141,8 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     target = args.output / f"{args.tag}.safetensors"
     save_model_checkpoint(target, model.half(), meta)
     target.with_suffix(".json").unlink()  # the package keeps the weights (metadata embedded) and the card
-    shipped = evaluate_checkpoint(target, args.data, "val", args.runs / "shipped-eval-val", use_temperature=False,
-                                  progress=False)
+    shipped = evaluate_checkpoint(target, DataSplit(args.data, "val"), args.runs / "shipped-eval-val", settings=RAW)
     difference = abs(shipped.predictions.probabilities - probabilities[chosen])
     fp16 = {
         "roc_auc": shipped.classification[meta.positive_class].roc_auc,
@@ -158,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     drift = fp16["probability_difference_to_fp32"]
     print(f"fp16 against fp32 on val: |difference in probability| median {drift['median']:.1e}, max {drift['max']:.1e}; "
           f"ROC AUC {fp16['roc_auc']:.4f}")
-    print(f"sha256 {file_sha256(target)}  (put it in attnmel/models/pretrained.py)")
+    print(f"sha256 {file_sha256(target)}  (put it in attnmel/checkpoints/pretrained.py)")
     return 0
 
 

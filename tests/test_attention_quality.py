@@ -25,6 +25,7 @@ from attnmel.evaluation.attention_quality import (
     score_attention,
 )
 from attnmel.evaluation.predict import predict_images
+from attnmel.inference import DataSplit
 from attnmel.models import create_model, with_maps
 from attnmel.training.loop import train
 
@@ -192,7 +193,7 @@ def test_lesion_prior_moves_attention_onto_the_marked_region(tmp_path):
     scores = {}
     for name, extra in (("plain", []), ("prior", ["data.roi=lesion", "loss.prior_weights=[10.0,10.0]"])):
         train(load_config(None, [*common, *extra]), data, tmp_path / name, progress=False, log=lambda *_: None)
-        quality = attention_quality(tmp_path / name, data, "val")
+        quality = attention_quality(tmp_path / name, DataSplit(data, "val"))
         assert quality.images_with_mask == 16 and quality.layers == ["stage3", "stage4"]
         scores[name] = {layer: quality.mean(layer) for layer in quality.layers}
     for layer in ("stage3", "stage4"):  # same initialisation, same batches: only the prior differs
@@ -231,7 +232,7 @@ def test_evaluate_masks_reports_jaccard_per_layer_and_missing_masks(runs, tmp_pa
     assert metrics["paper_row"] == "AttnMel-CNN-Lesion" and metrics["layout"] == "isic2017"
     frame = pd.read_csv(out / "attention_quality.csv")
     assert len(frame) == 6 and int(frame["has_mask"].sum()) == 4
-    library = attention_quality(root / "lesion", data, "val", threshold=0.4)
+    library = attention_quality(root / "lesion", DataSplit(data, "val"), threshold=0.4)
     for layer in ("stage3", "stage4"):
         assert quality["layers"][layer]["jaccard"] == pytest.approx(library.mean(layer))
         assert frame[f"{layer}_jaccard"].mean() == pytest.approx(library.mean(layer))

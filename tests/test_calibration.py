@@ -16,6 +16,7 @@ from attnmel.checkpoints.format import load_model_checkpoint, read_metadata, upd
 from attnmel.cli import main
 from attnmel.evaluation.evaluate import evaluate_checkpoint
 from attnmel.evaluation.predict import predict_images
+from attnmel.inference import DataSplit, InferenceSettings
 from attnmel.metrics.calibration import (
     calibration_report,
     expected_calibration_error,
@@ -113,10 +114,12 @@ def test_calibrate_lowers_nll_of_an_overconfident_model_and_stores_the_temperatu
 
 def test_evaluate_and_predict_apply_the_stored_temperature(data, tmp_path, capsys):
     path = make_checkpoint(tmp_path / "model.safetensors", logit_scale=5.0)
-    raw = evaluate_checkpoint(path, data, "val", tmp_path / "raw", progress=False)
+    quiet = InferenceSettings(progress=False)
+    raw = evaluate_checkpoint(path, DataSplit(data, "val"), tmp_path / "raw", settings=quiet)
     update_metadata(path, temperature=3.0)
-    scaled = evaluate_checkpoint(path, data, "val", tmp_path / "scaled", progress=False)
-    ignored = evaluate_checkpoint(path, data, "val", tmp_path / "ignored", use_temperature=False, progress=False)
+    scaled = evaluate_checkpoint(path, DataSplit(data, "val"), tmp_path / "scaled", settings=quiet)
+    ignored = evaluate_checkpoint(path, DataSplit(data, "val"), tmp_path / "ignored",
+                                  settings=quiet.replace(use_temperature=False))
     # softmax is shift-invariant, so softmax(log p / T) = softmax(z / T)
     expected = torch.softmax(torch.log(torch.tensor(raw.predictions.probabilities)) / 3.0, dim=1).numpy()
     np.testing.assert_allclose(scaled.predictions.probabilities, expected, atol=1e-6)

@@ -9,7 +9,7 @@ import torch
 from attnmel.cli import main
 from attnmel.errors import CheckpointError
 from attnmel.evaluation.evaluate import evaluate_checkpoint
-from attnmel.inference import Predictor, load_predictor
+from attnmel.inference import DataSplit, InferenceSettings, Predictor, load_predictor
 
 from .checkpoint_helpers import make_checkpoint
 from .conftest import make_isic2017_subset
@@ -33,7 +33,8 @@ def members(tmp_path_factory):
 
 
 def _probabilities(checkpoints, data, output):
-    return evaluate_checkpoint(checkpoints, data, "val", output, progress=False).predictions.probabilities
+    return evaluate_checkpoint(checkpoints, DataSplit(data, "val"), output,
+                               settings=InferenceSettings(progress=False)).predictions.probabilities
 
 
 def test_ensemble_is_the_mean_of_its_members(members, data, tmp_path):

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from matplotlib import colormaps
 
-from attnmel.figures import FLAT_EPSILON, Panel, attention_figure, display_scale, heatmap_image, is_flat
+from attnmel.models.maps import FLAT_EPSILON, is_flat
+from attnmel.visualize.figures import Panel, attention_figure, display_scale, heatmap_image
 
 VIEW = np.full((64, 64, 3), 150, dtype=np.uint8)
 

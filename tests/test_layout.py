@@ -2,13 +2,15 @@
 
 files -> data -> models -> checkpoints -> inference -> evaluation / training -> doors. A package may
 import its own modules and packages of a lower layer, never a higher one nor a sibling in its own
-layer (evaluation and training never import each other), and the imports that run when a module is
-loaded form no cycle. Imports inside functions count for the direction, not for cycles.
+layer (evaluation and training never import each other), and the imports form no cycle, those inside
+functions included: a circle closed only by a late import is still a circle.
 """
 
 from __future__ import annotations
 
 import ast
+import os
+import re
 from pathlib import Path
 
 import pytest
@@ -17,22 +19,19 @@ SOURCE = Path(__file__).resolve().parents[1] / "src" / "attnmel"
 LAYERS = [
     {"errors", "version"},
     {"io", "devices"},
-    {"data", "metrics", "figures"},
+    {"data", "metrics"},
     {"models"},
     {"checkpoints", "config"},
     {"inference"},
+    {"visualize"},
     {"evaluation", "training", "export"},
     {"serving", "demo"},
     {"cli"},
     {"__main__", "__init__"},
 ]
 RANK = {package: rank for rank, packages in enumerate(LAYERS) for package in packages}
-#: upward imports that are part of the design, each with its reason
-ALLOWED_UPWARD = {
-    # create_model(..., pretrained=tag) builds the network of a shipped checkpoint (timm's builder
-    # also loads through its hub module); imported only when a tag is asked for
-    ("attnmel.models.pretrained", "attnmel.checkpoints.format"),
-}
+#: upward imports that are part of the design, each with its reason (none)
+ALLOWED_UPWARD: set[tuple[str, str]] = set()
 
 
 def module_name(path: Path) -> str:
@@ -48,15 +47,13 @@ def package_of(module: str) -> str:
     return parts[1] if len(parts) > 1 else "__init__"
 
 
-def attnmel_imports(path: Path, *, when_loaded: bool) -> set[str]:
-    """The attnmel modules ``path`` imports (only those run when it is loaded, with ``when_loaded``);
-    ``if TYPE_CHECKING:`` blocks never run and are left out."""
+def attnmel_imports(path: Path) -> set[str]:
+    """The attnmel modules ``path`` imports, at the top or inside functions; ``if TYPE_CHECKING:``
+    blocks never run and are left out."""
     found: set[str] = set()
 
     def visit(node: ast.AST) -> None:
         for child in ast.iter_child_nodes(node):
-            if isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda) and when_loaded:
-                continue
             if isinstance(child, ast.If) and "TYPE_CHECKING" in ast.unparse(child.test):
                 continue
             if isinstance(child, ast.Import):
@@ -79,15 +76,15 @@ def test_every_package_has_a_layer():
 def test_imports_go_down_the_layers(module):
     mine = package_of(module)
     wrong = [
-        target for target in sorted(attnmel_imports(MODULES[module], when_loaded=False))
+        target for target in sorted(attnmel_imports(MODULES[module]))
         if package_of(target) != mine and RANK[package_of(target)] >= RANK[mine]
         and (module, target) not in ALLOWED_UPWARD
     ]
     assert not wrong, f"{module} (layer {RANK[mine]}) imports {wrong}"
 
 
-def test_no_import_cycle_when_modules_load():
-    graph = {m: attnmel_imports(p, when_loaded=True) - {m} for m, p in MODULES.items()}
+def test_no_import_cycle():
+    graph = {m: attnmel_imports(p) - {m} for m, p in MODULES.items()}
     state: dict[str, str] = {}
     path: list[str] = []
 
@@ -102,3 +99,27 @@ def test_no_import_cycle_when_modules_load():
     for module in sorted(graph):
         if module not in state:
             visit(module)
+
+
+def test_loading_a_model_imports_no_plotting_library():
+    """Drawing lives in ``attnmel.visualize``; a script or service that only predicts pays nothing for it."""
+    import subprocess
+    import sys
+
+    code = "import attnmel, sys; attnmel.load_model(); print(sorted(m for m in sys.modules if m.split('.')[0] == 'matplotlib'))"
+    env = {**os.environ, "PYTHONPATH": str(SOURCE.parent)}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert out.stdout.strip() == "[]", out.stdout
+
+
+def test_the_readme_layer_table_matches_the_layers():
+    """README's "What is inside" lists every layer's packages, from the bottom up, as LAYERS has them."""
+    readme = (SOURCE.parents[1] / "README.md").read_text()
+    table = readme.split("| layer | module | what it does |")[1].split("\n\n")[0]
+    listed = [re.findall(r"`attnmel\.(\w+)`", row.split("|")[2]) for row in table.strip().splitlines()[1:]]
+    ranks = [{RANK[package] for package in row} for row in listed]
+    assert all(len(rank) == 1 for rank in ranks), listed  # one layer per row
+    order = [min(rank) for rank in ranks]
+    assert order == sorted(order), listed  # bottom up
+    internal = {"errors", "version", "io", "devices", "config", "__init__", "__main__"}
+    assert {p for row in listed for p in row} == set(RANK) - internal

@@ -179,9 +179,9 @@ def test_the_architecture_records_exactly_the_options_that_shaped_the_model():
     with torch.device("meta"):
         gap = create_model("gap", backbone="mobilenet_v2", weights=None)
         gated = create_model("attnmel", 3, backbone="mobilenet_v2", attention_channels=32)
-    assert gap.architecture == {"name": "gap", "num_classes": 2, "backbone": "mobilenet_v2"}
-    assert gated.architecture == {"name": "attnmel", "num_classes": 3, "backbone": "mobilenet_v2",
-                                  "attention_channels": 32, "normalize": "sigmoid"}
+    assert gap.architecture.to_dict() == {"name": "gap", "num_classes": 2, "backbone": "mobilenet_v2"}
+    assert gated.architecture.to_dict() == {"name": "attnmel", "num_classes": 3, "backbone": "mobilenet_v2",
+                                            "attention_channels": 32, "normalize": "sigmoid"}
 
 
 def test_a_new_model_is_one_decorated_function(monkeypatch):
@@ -196,5 +196,5 @@ def test_a_new_model_is_one_decorated_function(monkeypatch):
 
     assert "melcnn-wide" in list_models()
     model = create_model("melcnn-wide")
-    assert model.architecture == {"name": "melcnn-wide", "num_classes": 2, "backbone": "mobilenet_v2"}
+    assert model.architecture.to_dict() == {"name": "melcnn-wide", "num_classes": 2, "backbone": "mobilenet_v2"}
     assert model(torch.randn(1, 3, 64, 64)).logits.shape == (1, 2)

@@ -24,6 +24,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from attnmel.evaluation.predict import predict_images
+from attnmel.inference import InferenceSettings
 from attnmel.serving import ServedModel, ServiceSettings, create_app, load_served_model
 from attnmel.serving.batching import MicroBatcher
 
@@ -80,7 +81,7 @@ def test_predict_returns_probabilities_maps_and_overlays(client, tiny_checkpoint
     assert decode_png(body["view_png"]).size == (64, 64)
     assert set(body["attention"]) == {"stage3", "stage4"}
     # the service shows what `attnmel predict` computes
-    reference = predict_images(tiny_checkpoint, lesion, device="cpu").results[0].prediction
+    reference = predict_images(tiny_checkpoint, lesion, settings=InferenceSettings(device="cpu", batch_size=16)).results[0].prediction
     for name, p in reference.probabilities.items():
         assert body["probabilities"][name] == pytest.approx(p, abs=1e-5)
     for layer, entry in body["attention"].items():
@@ -93,6 +94,21 @@ def test_predict_returns_probabilities_maps_and_overlays(client, tiny_checkpoint
         assert decode_png(entry["heatmap_png"]).mode == "RGBA"
     figure = decode_png(body["figure_png"])
     assert figure.size[0] > 2.5 * figure.size[1]  # the view and two maps side by side
+
+
+def test_the_service_answers_with_the_library_prediction_serialised_the_same_way(client, served, lesion):
+    body = client.post("/predict?images=false", files=upload(lesion)).json()
+    library = served.loaded.predict(str(lesion)).to_dict(values=True)
+    assert set(library) <= set(body) and set(body) - set(library) == {"input", "model", "notice"}
+    assert body["source"] == lesion.name and library["source"] == str(lesion)
+    for key in set(library) - {"source", "probabilities", "attention"}:
+        assert body[key] == library[key], key
+    assert body["probabilities"] == pytest.approx(library["probabilities"], abs=1e-6)
+    for layer, entry in library["attention"].items():
+        served_entry = body["attention"][layer]
+        assert set(served_entry) == set(entry)
+        assert {k: served_entry[k] for k in ("shape", "kind", "flat")} == {k: entry[k] for k in ("shape", "kind", "flat")}
+        np.testing.assert_allclose(served_entry["raw"], entry["raw"], rtol=1e-5, atol=1e-6)
 
 
 def test_raw_image_body_and_numbers_only(client, lesion):

@@ -11,10 +11,12 @@ from PIL import Image
 from safetensors import safe_open
 
 import attnmel
+import attnmel.models
+from attnmel.checkpoints.pretrained import DEFAULT_TAG, get_pretrained
 from attnmel.cli import main
 from attnmel.demo import unseen_data_path
+from attnmel.errors import ConfigError
 from attnmel.io import file_sha256
-from attnmel.models.pretrained import DEFAULT_TAG, get_pretrained
 
 from .conftest import REPO
 
@@ -45,8 +47,8 @@ def test_the_shipped_file_is_small_fp16_and_its_sha256_matches():
 
 
 def test_a_damaged_file_is_refused(tmp_path, monkeypatch):
+    from attnmel.checkpoints import pretrained
     from attnmel.errors import CheckpointError
-    from attnmel.models import pretrained
 
     damaged = tmp_path / "damaged.safetensors"
     damaged.write_bytes(get_pretrained().path.read_bytes()[:-16] + b"\0" * 16)
@@ -87,6 +89,8 @@ def test_create_model_builds_the_shipped_network(model):
         assert np.array_equal(network.state_dict()[key].numpy(), value.numpy()), key
     with pytest.raises(Exception, match="cannot be built with"):
         attnmel.create_model("gap", pretrained=DEFAULT_TAG)
+    with pytest.raises(ConfigError, match="attnmel.create_model"):  # the models layer knows no checkpoints
+        attnmel.models.create_model("attnmel", pretrained=DEFAULT_TAG)
 
 
 def test_the_model_card_names_its_data_metrics_licence_and_limitations():

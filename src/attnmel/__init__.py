@@ -14,11 +14,11 @@ from attnmel.version import __version__
 _LAZY = {
     "LogitsOnly": "attnmel.models",
     "ModelOutput": "attnmel.models",
-    "create_model": "attnmel.models",
+    "create_model": "attnmel.checkpoints.pretrained",
     "list_backbones": "attnmel.models",
     "list_models": "attnmel.models",
     "register_model": "attnmel.models",
-    "list_pretrained": "attnmel.models.pretrained",
+    "list_pretrained": "attnmel.checkpoints.pretrained",
     "load_model": "attnmel.inference",
     "LoadedModel": "attnmel.inference",
     "Prediction": "attnmel.inference",

@@ -21,10 +21,9 @@ from pathlib import Path
 from attnmel.checkpoints.card import model_card
 from attnmel.config import load_config
 from attnmel.errors import AttnmelError
-from attnmel.evaluation.evaluate import EvaluationResult, evaluate_checkpoint
-from attnmel.evaluation.predict import figure_for
+from attnmel.evaluation.evaluate import EvaluationOptions, EvaluationResult, evaluate_checkpoint
 from attnmel.evaluation.report import HtmlReport
-from attnmel.inference import load_model
+from attnmel.inference import DataSplit, InferenceSettings, load_model
 from attnmel.io import atomic_write_text
 from attnmel.training.loop import TrainResult, train
 
@@ -66,7 +65,8 @@ def run_demo(
     unseen = unseen_data_path()
     model = load_model()
     log(f"the shipped model on {unseen.name}: images it never saw in training or selection")
-    evaluation = evaluate_checkpoint(None, unseen, UNSEEN_SPLIT, output / "shipped-model", masks=True, progress=progress)
+    evaluation = evaluate_checkpoint(None, DataSplit(unseen, UNSEEN_SPLIT), output / "shipped-model",
+                                     EvaluationOptions(masks=True), InferenceSettings(progress=progress))
     figures = _figures(model, evaluation, output / "shipped-model" / "figures")
     log(_summary(model, evaluation))
     log("a short training run on 40 bundled ISIC 2017 images (to show that training works)")
@@ -93,8 +93,8 @@ def _summary(model, evaluation: EvaluationResult) -> str:
 
 def _figures(model, evaluation: EvaluationResult, folder: Path) -> list[tuple[Path, str]]:
     """One figure per image: the view with the lesion outline, each map with its Jaccard, P(melanoma), truth."""
-    from attnmel.figures import png_bytes
     from attnmel.io import atomic_write_bytes
+    from attnmel.visualize import ImageFigure, png_bytes
 
     predictions, quality = evaluation.predictions, evaluation.attention_quality
     index = {image_id: i for i, image_id in enumerate(predictions.image_ids)}
@@ -105,8 +105,8 @@ def _figures(model, evaluation: EvaluationResult, folder: Path) -> list[tuple[Pa
         i = index[path.stem]
         jaccard = {layer: float(quality.jaccard[layer][i]) for layer in quality.layers} if quality.has_mask[i] else None
         mask = predictions.masks[i] if quality.has_mask[i] else None
-        image = figure_for(prediction, model.map_kinds, truth=names[predictions.labels[i]], lesion_mask=mask,
-                           jaccard=jaccard)
+        image = ImageFigure.of(prediction, truth=names[predictions.labels[i]], lesion_mask=mask,
+                               jaccard=jaccard).draw()
         target = folder / f"{path.stem}.png"
         atomic_write_bytes(target, png_bytes(image))
         out.append((target, path.stem))
@@ -121,7 +121,7 @@ def _report(model, evaluation: EvaluationResult, figures, run: TrainResult, seco
     report = HtmlReport("attnmel demo: the shipped model on images it never saw")
     report.paragraph(DISCLAIMER, notice=True)
     report.paragraph(
-        f"The model shipped with attnmel ({model_card(meta)['title']}, {meta.preprocessing.image_size} px input; trained on "
+        f"The model shipped with attnmel ({model_card(meta).title}, {meta.preprocessing.image_size} px input; trained on "
         f"{(meta.training.data or {}).get('train', {}).get('images', '?')} ISIC 2017 images, epoch chosen on ISIC 2017 "
         f"validation), scored on {n} ISIC 2016 images ({n_positive} melanoma) that have no identical or "
         "near-identical image anywhere in ISIC 2017. With so few images every number below is uncertain; melanoma "

@@ -1,7 +1,7 @@
 """Model cards (Mitchell et al., 2019) generated from checkpoint metadata.
 
-One structure, two renderings: ``model_card`` returns JSON-ready data (``GET /info`` of the
-service), ``render_markdown`` the file written next to every exported model. Everything comes
+One typed structure (``ModelCard``), two renderings: ``ModelCard.to_dict`` is JSON-ready data
+(``GET /info`` of the service), ``render_markdown`` the file written next to every exported model. Everything comes
 from the checkpoint's metadata, so a card cannot drift from the weights it describes. Intervals
 come from ``metrics["val_intervals"][class][metric]`` (an ``Interval.to_dict()``; training records
 DeLong's interval of the val ROC AUC there) and are shown as ``value [low, high]``.
@@ -9,11 +9,15 @@ DeLong's interval of the val ROC AUC there) and are shown as ``value [low, high]
 
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass
 from typing import Any
+
+import torch
 
 from attnmel.checkpoints.meta import CheckpointMeta
 from attnmel.io import json_safe
-from attnmel.models import model_entry
+from attnmel.models import Architecture, model_entry, with_maps
 
 INTENDED_USE = (
     "Research on interpretable melanoma recognition from dermoscopy images: comparing models, "
@@ -87,65 +91,139 @@ def _citations(meta: CheckpointMeta) -> list[str]:
     return [METHOD_CITATION] + ([DATA_CITATIONS[layout]] if layout in DATA_CITATIONS else [])
 
 
-def model_card(meta: CheckpointMeta) -> dict[str, Any]:
-    """The model card of a checkpoint, as JSON-ready data."""
+def map_layers(architecture: Architecture) -> list[str]:
+    """The maps a model answers with: its attention layers, or ``cam`` for a GAP model."""
+    with torch.device("meta"):
+        return list(with_maps(architecture.build()).attention_layers)
+
+
+@dataclass(frozen=True)
+class ModelSection:
+    name: str
+    paper_row: str | None
+    description: str
+    backbone: str | None
+    num_classes: int
+    #: the gates' normalisation and width (None for models without gates)
+    attention_normalization: str | None
+    attention_channels: int | None
+    #: the maps the model answers with (``cam`` for a GAP model)
+    attention_layers: list[str]
+    attnmel_version: str
+
+
+@dataclass(frozen=True)
+class TaskSection:
+    name: str
+    class_names: list[str]
+    score_columns: list[str]
+
+
+@dataclass(frozen=True)
+class IntendedUse:
+    primary: str
+    out_of_scope: list[str]
+
+
+@dataclass(frozen=True)
+class InputSection:
+    #: ``Preprocessing.to_dict()``
+    preprocessing: dict[str, Any]
+    description: str
+
+
+@dataclass(frozen=True)
+class OutputSection:
+    probabilities: str
+    attention: str
+
+
+@dataclass(frozen=True)
+class TrainingSection:
+    run: str | None
+    epoch: int | None
+    seed: int | None
+    backbone_weights: str | None
+    #: {"roi", "weights"} of the Dice attention prior, as the checkpoint records it
+    attention_prior: dict[str, Any] | None
+    #: the dataset summary the checkpoint records (``TrainingRecord.data``)
+    data: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class MetricsSection:
+    split: str
+    epoch: int | None
+    #: metric -> value of the positive class, in ``METRIC_ORDER``
+    positive_class: dict[str, Any]
+    #: metric -> recorded interval (``Interval.to_dict()``)
+    intervals: dict[str, dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    title: str
+    notice: str
+    model: ModelSection
+    task: TaskSection
+    intended_use: IntendedUse
+    input: InputSection
+    output: OutputSection
+    training: TrainingSection
+    metrics: MetricsSection
+    limitations: list[str]
+    citation: list[str]
+    #: for models converted from a pickle: where from and what was assumed
+    legacy: dict[str, Any] | None = None
+    #: for models shipped with attnmel: tag, licence, provenance, how it was chosen
+    release: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The card as JSON (strict: no NaN)."""
+        out = dataclasses.asdict(self)
+        for key in ("legacy", "release"):
+            if not out[key]:
+                del out[key]
+        return json_safe(out)
+
+
+def model_card(meta: CheckpointMeta) -> ModelCard:
+    """The model card of a checkpoint."""
     arch = meta.architecture
     training = meta.training
     entry = model_entry(arch.name)
-    layers = arch.map_layers
+    layers = map_layers(arch)
     gates = layers if layers != ["cam"] else []
     pre = meta.preprocessing.to_dict()
-    metrics = _positive_metrics(meta)
+    metrics = json_safe(_positive_metrics(meta))  # recorded numbers as JSON has them (NaN: None)
     row = training.paper_row or entry.paper_row
-    title = f"{row or arch.name} ({arch.backbone}), task {meta.task}"
-    card = {
-        "title": title,
-        "notice": NOT_DIAGNOSTIC,
-        "model": {
-            "name": arch.name,
-            "paper_row": row,
-            "description": entry.description,
-            "backbone": arch.backbone,
-            "num_classes": arch.num_classes,
-            "attention_normalization": arch.options.get("normalize") if gates else None,
-            "attention_channels": arch.options.get("attention_channels") if gates else None,
-            "attention_layers": layers,
-            "attnmel_version": meta.attnmel_version,
-        },
-        "task": {"name": meta.task, "class_names": list(meta.class_names), "score_columns": list(meta.score_columns)},
-        "intended_use": {"primary": INTENDED_USE, "out_of_scope": OUT_OF_SCOPE},
-        "input": {
-            "preprocessing": pre,
-            "description": (
-                f"RGB dermoscopy image; centre square of {pre['crop_ratio']} x the short side, resized to "
-                f"{pre['resize']} px, centre crop of {pre['image_size']} px, normalised with the mean and std "
-                "below (values in [0, 1] before normalisation)."
-            ),
-        },
-        "output": {
-            "probabilities": "softmax of the logits" + (
-                f" at the calibrated temperature {meta.temperature:.3g}" if meta.temperature else "")
-            + ", one per class name",
-            "attention": _attention_text(layers, arch.options.get("normalize")),
-        },
-        "training": {
-            "run": training.run,
-            "epoch": training.epoch,
-            "seed": training.seed,
-            "backbone_weights": training.backbone_weights,
-            "attention_prior": training.prior,
-            "data": training.data,
-        },
-        "metrics": {"split": "validation", "epoch": training.epoch, "positive_class": metrics},
-        "limitations": _limitations(meta, metrics, gates),
-        "citation": _citations(meta),
-    }
-    if meta.legacy:
-        card["legacy"] = meta.legacy
-    if meta.release:
-        card["release"] = meta.release
-    card["metrics"]["intervals"] = _positive_intervals(meta)
-    return json_safe(card)
+    temperature = f" at the calibrated temperature {meta.temperature:.3g}" if meta.temperature else ""
+    return ModelCard(
+        title=f"{row or arch.name} ({arch.backbone}), task {meta.task}",
+        notice=NOT_DIAGNOSTIC,
+        model=ModelSection(
+            name=arch.name, paper_row=row, description=entry.description, backbone=arch.backbone,
+            num_classes=arch.num_classes, attention_normalization=arch.normalize if gates else None,
+            attention_channels=arch.options.get("attention_channels") if gates else None,
+            attention_layers=layers, attnmel_version=meta.attnmel_version,
+        ),
+        task=TaskSection(meta.task, list(meta.class_names), list(meta.score_columns)),
+        intended_use=IntendedUse(INTENDED_USE, list(OUT_OF_SCOPE)),
+        input=InputSection(pre, (
+            f"RGB dermoscopy image; centre square of {pre['crop_ratio']} x the short side, resized to "
+            f"{pre['resize']} px, centre crop of {pre['image_size']} px, normalised with the mean and std "
+            "below (values in [0, 1] before normalisation)."
+        )),
+        output=OutputSection(f"softmax of the logits{temperature}, one per class name",
+                             _attention_text(layers, arch.normalize)),
+        training=TrainingSection(training.run, training.epoch, training.seed, training.backbone_weights,
+                                 json_safe(training.prior), json_safe(training.data)),
+        metrics=MetricsSection("validation", training.epoch, metrics, json_safe(_positive_intervals(meta))),
+        limitations=_limitations(meta, metrics, gates),
+        citation=_citations(meta),
+        legacy=json_safe(meta.legacy) or None,
+        release=json_safe(meta.release) or None,
+    )
 
 
 def _positive_intervals(meta: CheckpointMeta) -> dict[str, dict[str, Any]]:
@@ -201,57 +279,58 @@ def _interval_text(interval: dict[str, Any] | None) -> str:
     return f" [{interval['low']:.2f}, {interval['high']:.2f}] ({level:.0%} {interval.get('method', '')})".rstrip()
 
 
-def render_markdown(card: dict[str, Any]) -> str:
+def render_markdown(card: ModelCard) -> str:
     """The card as a markdown document (written next to exported models)."""
-    model, task, training = card["model"], card["task"], card["training"]
-    lines = [f"# Model card: {card['title']}", ""]
-    lines += [f"> {card['notice']}", "", "## Model", ""]
+    model, training = card.model, card.training
+    lines = [f"# Model card: {card.title}", ""]
+    lines += [f"> {card.notice}", "", "## Model", ""]
     for key in ("name", "paper_row", "description", "backbone", "num_classes", "attention_layers",
                 "attention_normalization", "attention_channels", "attnmel_version"):
-        value = model.get(key)
+        value = getattr(model, key)
         if value not in (None, []):
             lines.append(f"- **{key.replace('_', ' ')}**: {', '.join(value) if isinstance(value, list) else value}")
-    lines += [f"- **classes**: {', '.join(task.get('class_names') or [])} (task `{task.get('name')}`)", ""]
-    lines += ["## Intended use", "", card["intended_use"]["primary"], "", "Out of scope:", ""]
-    lines += [f"- {item}" for item in card["intended_use"]["out_of_scope"]] + [""]
-    lines += ["## Input and output", "", card["input"]["description"], ""]
-    pre = card["input"]["preprocessing"]
+    lines += [f"- **classes**: {', '.join(card.task.class_names)} (task `{card.task.name}`)", ""]
+    lines += ["## Intended use", "", card.intended_use.primary, "", "Out of scope:", ""]
+    lines += [f"- {item}" for item in card.intended_use.out_of_scope] + [""]
+    lines += ["## Input and output", "", card.input.description, ""]
+    pre = card.input.preprocessing
     if pre:
         lines += [f"- mean: {pre.get('mean')}", f"- std: {pre.get('std')}"]
-    lines += [f"- probabilities: {card['output']['probabilities']}", f"- attention: {card['output']['attention']}", ""]
-    lines += ["## Training data", ""]
-    data = training.get("data")
-    if data:
-        lines.append(f"- dataset: `{data.get('layout')}` layout, task `{data.get('task')}`")
-        for split in ("train", "val"):
-            part = data.get(split) or {}
-            classes = ", ".join(f"{k} {v}" for k, v in (part.get("classes") or {}).items())
-            prior = f"; {part['with_prior']} with an attention-prior region" if "with_prior" in part else ""
-            lines.append(f"- {split}: {part.get('images')} images ({classes}){prior}")
-        if data.get("skipped"):
-            lines.append(f"- skipped unreadable entries: {data['skipped']}")
-    else:
-        lines.append("Not recorded in this checkpoint.")
+    lines += [f"- probabilities: {card.output.probabilities}", f"- attention: {card.output.attention}", ""]
+    lines += ["## Training data", ""] + _training_data_lines(training.data)
     for key in ("run", "epoch", "seed", "backbone_weights"):
-        if training.get(key) is not None:
-            lines.append(f"- {key.replace('_', ' ')}: {training[key]}")
-    prior = training.get("attention_prior")
+        if getattr(training, key) is not None:
+            lines.append(f"- {key.replace('_', ' ')}: {getattr(training, key)}")
+    prior = training.attention_prior
     if prior:
         lines.append(f"- attention prior: {prior.get('roi')} region, Dice weights {prior.get('weights')}")
     lines += ["", "## Metrics", ""]
-    metrics = card["metrics"]["positive_class"]
+    metrics = card.metrics.positive_class
     if metrics:
-        lines += [f"Validation split, epoch {card['metrics']['epoch']} (positive class, threshold "
+        lines += [f"Validation split, epoch {card.metrics.epoch} (positive class, threshold "
                   f"{_fmt(metrics.get('threshold'))}):", "", "| metric | value |", "|---|---|"]
-        intervals = card["metrics"].get("intervals") or {}
-        lines += [f"| {k.replace('_', ' ')} | {_fmt(v)}{_interval_text(intervals.get(k))} |"
+        lines += [f"| {k.replace('_', ' ')} | {_fmt(v)}{_interval_text(card.metrics.intervals.get(k))} |"
                   for k, v in metrics.items() if k != "threshold"]
     else:
         lines.append("No validation metrics recorded.")
-    release = card.get("release")
-    if release:
+    if card.release:
         lines += ["", "## Release", ""]
-        lines += [f"- **{key.replace('_', ' ')}**: {_release_value(value)}" for key, value in release.items()]
-    lines += ["", "## Limitations", ""] + [f"- {item}" for item in card["limitations"]]
-    lines += ["", "## Citation", ""] + [f"- {item}" for item in card["citation"]]
+        lines += [f"- **{key.replace('_', ' ')}**: {_release_value(value)}" for key, value in card.release.items()]
+    lines += ["", "## Limitations", ""] + [f"- {item}" for item in card.limitations]
+    lines += ["", "## Citation", ""] + [f"- {item}" for item in card.citation]
     return "\n".join(lines) + "\n"
+
+
+def _training_data_lines(data: dict[str, Any] | None) -> list[str]:
+    """The dataset summary a checkpoint records, one line per split."""
+    if not data:
+        return ["Not recorded in this checkpoint."]
+    lines = [f"- dataset: `{data.get('layout')}` layout, task `{data.get('task')}`"]
+    for split in ("train", "val"):
+        part = data.get(split) or {}
+        classes = ", ".join(f"{k} {v}" for k, v in (part.get("classes") or {}).items())
+        prior = f"; {part['with_prior']} with an attention-prior region" if "with_prior" in part else ""
+        lines.append(f"- {split}: {part.get('images')} images ({classes}){prior}")
+    if data.get("skipped"):
+        lines.append(f"- skipped unreadable entries: {data['skipped']}")
+    return lines

@@ -1,5 +1,5 @@
 """Loading any model a door is given: a run folder, a ``.safetensors`` checkpoint, a trusted pickle,
-or the tag of a pretrained model shipped with attnmel (``attnmel.models.pretrained``)."""
+or the tag of a pretrained model shipped with attnmel (``attnmel.checkpoints.pretrained``)."""
 
 from __future__ import annotations
 
@@ -10,15 +10,14 @@ from torch import nn
 
 from attnmel.checkpoints.format import is_pickle_checkpoint, load_model_checkpoint, refuse_pickle
 from attnmel.checkpoints.meta import CheckpointMeta
+from attnmel.checkpoints.pretrained import PRETRAINED, get_pretrained, is_pretrained_tag
 from attnmel.errors import CheckpointError
 
 
 def resolve_source(source: str | Path | None) -> Path:
     """The file behind ``source``: a path as given, or a pretrained tag's verified file (the default
     pretrained model when ``source`` is None)."""
-    from attnmel.models.pretrained import PRETRAINED, get_pretrained
-
-    if source is None or (isinstance(source, str) and source in PRETRAINED and not Path(source).exists()):
+    if is_pretrained_tag(source):
         return get_pretrained(source).verify()
     path = Path(source)
     if not path.exists():

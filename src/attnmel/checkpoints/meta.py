@@ -19,68 +19,16 @@ from typing import Any
 import torch
 
 from attnmel.data.transforms import Preprocessing
-from attnmel.errors import CheckpointError, ConfigError
+from attnmel.errors import CheckpointError
+from attnmel.models.registry import Architecture
 from attnmel.version import __version__
 
 FORMAT = "attnmel-checkpoint"
 FORMAT_VERSION = 1
-#: The most classes a checkpoint may declare (a sanity bound, far above any dermoscopy task).
-MAX_CLASSES = 1000
 
 
 def attnmel_version() -> str:
     return __version__
-
-
-@dataclass(frozen=True)
-class Architecture:
-    """What to build: a registered model name, its class count and the options it takes."""
-
-    name: str
-    num_classes: int
-    options: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def backbone(self) -> str | None:
-        return self.options.get("backbone")
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "num_classes": self.num_classes, **self.options}
-
-    @classmethod
-    def of(cls, model: torch.nn.Module) -> Architecture:
-        """The architecture ``create_model`` recorded on ``model``."""
-        record = dict(model.architecture)
-        return cls(record.pop("name"), int(record.pop("num_classes")), record)
-
-    @classmethod
-    def from_dict(cls, payload: dict[str, Any]) -> Architecture:
-        """Read (and check) an ``architecture`` record; options the model does not take are dropped
-        (0.1.0 recorded attention options on every model)."""
-        from attnmel.models.registry import architecture_options, check_model_options
-
-        name, classes = payload.get("name"), payload.get("num_classes")
-        if not isinstance(classes, int) or isinstance(classes, bool) or not 2 <= classes <= MAX_CLASSES:
-            raise ValueError(f"num_classes {classes!r} is not a whole number between 2 and {MAX_CLASSES}")
-        try:
-            options = architecture_options(payload)
-            check_model_options(name, options)
-        except ConfigError as exc:
-            raise ValueError(str(exc).rstrip(".")) from None
-        return cls(name, classes, options)
-
-    def build(self) -> torch.nn.Module:
-        from attnmel.models import create_model
-
-        return create_model(self.name, self.num_classes, **self.options)
-
-    @property
-    def map_layers(self) -> list[str]:
-        """The maps the model answers with: its attention layers, or ``cam`` for a GAP model."""
-        from attnmel.models import with_maps
-
-        with torch.device("meta"):
-            return list(with_maps(self.build()).attention_layers)
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 
-from attnmel.cli.options import add_batch_size, add_device, add_trust_pickle, add_workers, positive_int
+from attnmel.cli.options import (
+    add_batch_size,
+    add_device,
+    add_trust_pickle,
+    add_workers,
+    inference_settings,
+    positive_int,
+)
 
 #: the library's default (``attnmel.metrics.calibration.DEFAULT_BINS``; a test keeps them equal)
 DEFAULT_BINS = 15
@@ -29,12 +36,10 @@ def register(parser: argparse.ArgumentParser) -> None:
 def _calibrate(args: argparse.Namespace) -> int:
     from attnmel.evaluation.calibration import calibrate_checkpoint
     from attnmel.evaluation.evaluate import format_calibration
+    from attnmel.inference import DataSplit
 
-    result = calibrate_checkpoint(
-        args.checkpoint, args.data, args.split, tta=args.tta, n_bins=args.bins, write=not args.dry_run,
-        batch_size=args.batch_size, num_workers=args.workers, device=args.device, progress=not args.json,
-        trust_pickle=args.trust_pickle,
-    )
+    result = calibrate_checkpoint(args.checkpoint, DataSplit(args.data, args.split), n_bins=args.bins,
+                                  write=not args.dry_run, settings=inference_settings(args))
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))
         return 0

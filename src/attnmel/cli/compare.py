@@ -13,6 +13,7 @@ from attnmel.cli.options import (
     add_trust_pickle,
     add_workers,
     fraction,
+    inference_settings,
     interval_settings,
     positive_int,
 )
@@ -58,10 +59,13 @@ def _compare(args: argparse.Namespace) -> int:
     from attnmel.evaluation.compare import compare_scored, load_side, write_comparison
     from attnmel.io import json_safe
 
-    sides = [load_side(source, data=args.data, split=args.split, truth=args.truth, tta=args.tta, masks=args.masks,
-                       mask_threshold=args.mask_threshold, batch_size=args.batch_size, num_workers=args.workers,
-                       device=args.device, trust_pickle=args.trust_pickle, progress=not args.json)
-             for source in (args.a, args.b)]
+    split = settings = None
+    if args.data:  # a checkpoint may be scored: only then is torch imported
+        from attnmel.inference import DataSplit
+
+        split, settings = DataSplit(args.data, args.split), inference_settings(args)
+    sides = [load_side(source, split, truth=args.truth, masks=args.masks, mask_threshold=args.mask_threshold,
+                       settings=settings) for source in (args.a, args.b)]
     result = compare_scored(*sides, threshold=args.threshold, bins=args.bins, settings=interval_settings(args),
                             layers=args.layer)
     files = write_comparison(result, args.output) if args.output else {}

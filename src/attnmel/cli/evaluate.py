@@ -16,6 +16,7 @@ from attnmel.cli.options import (
     add_workers,
     checkpoints_or_default,
     fraction,
+    inference_settings,
     interval_settings,
     positive_int,
 )
@@ -56,6 +57,7 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 def _evaluate(args: argparse.Namespace) -> int:
     from attnmel.evaluation.evaluate import (
+        EvaluationOptions,
         default_output_dir,
         evaluate_checkpoint,
         format_attention_quality,
@@ -63,18 +65,15 @@ def _evaluate(args: argparse.Namespace) -> int:
         format_metrics,
         format_multiclass,
     )
+    from attnmel.inference import DataSplit
 
     if args.oof:
         return _out_of_fold(args)
     checkpoints = checkpoints_or_default(args.checkpoint, log=(lambda *_: None) if args.json else print)
     output = Path(args.output) if args.output else default_output_dir(checkpoints, args.split, args.tta)
-    result = evaluate_checkpoint(
-        checkpoints, args.data, args.split, output, threshold=args.threshold, tta=args.tta,
-        use_temperature=not args.no_temperature, calibration_bins=args.bins, batch_size=args.batch_size,
-        num_workers=args.workers, device=args.device, progress=not args.json, masks=args.masks,
-        mask_threshold=args.mask_threshold, trust_pickle=args.trust_pickle, intervals=interval_settings(args),
-        figures=args.figures,
-    )
+    options = EvaluationOptions(calibration_bins=args.bins, masks=args.masks, mask_threshold=args.mask_threshold,
+                                intervals=interval_settings(args), figures=args.figures)
+    result = evaluate_checkpoint(checkpoints, DataSplit(args.data, args.split), output, options, inference_settings(args))
     if args.json:
         print(json.dumps(json.loads(result.files["metrics"].read_text()), indent=2))
     else:
@@ -102,11 +101,7 @@ def _out_of_fold(args: argparse.Namespace) -> int:
     if args.masks:
         raise ConfigError("--oof scores classification only; run --masks on a split without --oof.")
     output = Path(args.output) if args.output else default_oof_output(args.checkpoint)
-    result = out_of_fold_predictions(
-        args.checkpoint, args.data, output, threshold=args.threshold, tta=args.tta,
-        use_temperature=not args.no_temperature, batch_size=args.batch_size, num_workers=args.workers,
-        device=args.device, progress=not args.json, trust_pickle=args.trust_pickle,
-    )
+    result = out_of_fold_predictions(args.checkpoint, args.data, output, settings=inference_settings(args))
     if args.json:
         print(json.dumps(json.loads(result.files["metrics"].read_text()), indent=2))
         return 0

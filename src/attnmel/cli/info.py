@@ -10,10 +10,10 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 
 def _info(args: argparse.Namespace) -> int:
+    from attnmel.checkpoints.pretrained import DEFAULT_TAG, PRETRAINED
     from attnmel.config import list_presets
     from attnmel.models import list_backbones, list_models, model_entry
     from attnmel.models.backbones import BACKBONES
-    from attnmel.models.pretrained import DEFAULT_TAG, PRETRAINED
 
     print("models:")
     for name in list_models():

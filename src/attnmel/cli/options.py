@@ -104,6 +104,22 @@ def interval_settings(args: argparse.Namespace):
     return IntervalSettings(args.ci_level, args.bootstrap, args.seed, args.ci_method)
 
 
+#: InferenceSettings field <- the option's attribute, for the options a command has
+_INFERENCE_OPTIONS = {"device": "device", "tta": "tta", "trust_pickle": "trust_pickle", "threshold": "threshold",
+                      "batch_size": "batch_size", "workers": "workers"}
+
+
+def inference_settings(args: argparse.Namespace):
+    """The ``InferenceSettings`` of a command's options; those it does not have keep their defaults.
+    Progress bars show unless ``--json``."""
+    from attnmel.inference.settings import InferenceSettings
+
+    given = {field: getattr(args, name) for field, name in _INFERENCE_OPTIONS.items() if getattr(args, name, None) is not None}
+    if hasattr(args, "no_temperature"):
+        given["use_temperature"] = not args.no_temperature
+    return InferenceSettings(**given, progress=not getattr(args, "json", False))
+
+
 def add_trust_pickle(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--trust-pickle", action="store_true",
                         help="also load legacy torch.save (pickle) checkpoints; unpickling can run code, "
@@ -138,7 +154,7 @@ def checkpoints_or_default(given: list[str] | str | None, log: Callable[[str], N
     """``given`` as it is, or None (the shipped model) after saying so in one line."""
     if given:
         return given
-    from attnmel.models.pretrained import get_pretrained
+    from attnmel.checkpoints.pretrained import get_pretrained
 
     weights = get_pretrained()
     log(f"no --checkpoint: using the shipped model '{weights.tag}' ({weights.description})")

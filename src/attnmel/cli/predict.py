@@ -12,6 +12,7 @@ from attnmel.cli.options import (
     add_trust_pickle,
     checkpoints_or_default,
     fraction,
+    inference_settings,
 )
 
 
@@ -36,9 +37,9 @@ def _predict(args: argparse.Namespace) -> int:
     from attnmel.evaluation.predict import predict_images
 
     checkpoints = checkpoints_or_default(args.checkpoint)
-    outcome = predict_images(checkpoints, args.inputs, Path(args.output), figures=not args.no_figures,
-                             gradcam=args.gradcam, batch_size=args.batch_size, threshold=args.threshold,
-                             device=args.device, tta=args.tta, trust_pickle=args.trust_pickle)
+    figures = None if args.no_figures else "gradcam" if args.gradcam else "attention"
+    outcome = predict_images(checkpoints, args.inputs, Path(args.output), figures=figures,
+                             settings=inference_settings(args))
     for result in outcome.results:
         probabilities = "  ".join(f"{name} {p:.3f}" for name, p in result.probabilities.items())
         flat = f"  (flat map: {', '.join(result.flat_layers)})" if result.flat_layers else ""

@@ -1,7 +1,7 @@
 """Decode once: the paper's deterministic geometry (centre crop, resize, uint8) kept on disk.
 
-Every epoch of the original code decodes every full-size JPEG again (20 ms at 1024x768, 300 ms
-at 4000x3000 on one core); a cached 3x256x256 array loads in well under a millisecond. What is
+Every epoch of the original code decodes every full-size JPEG again; a cached 3x256x256 array
+loads far faster (measured in ``benchmarks/RESULTS.md``, "Training speed"). What is
 stored is exactly the output of ``transforms.geometry`` (and, for masks, of the same geometry
 applied to the region of interest), so a cached run sees the same pixels as an uncached one.
 

@@ -244,3 +244,11 @@ class _ToImage(v2.Transform):
     def forward(self, *inputs: Any) -> Any:
         item = inputs[0] if len(inputs) == 1 else inputs
         return item if isinstance(item, dict | tv_tensors.TVTensor) else as_image_tensor(item)
+
+
+def denormalize(images: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
+    """Normalised model inputs (..., 3, H, W) back to the RGB uint8 views (..., H, W, 3) they came from."""
+    mean_t = torch.tensor(mean, dtype=images.dtype, device=images.device).view(3, 1, 1)
+    std_t = torch.tensor(std, dtype=images.dtype, device=images.device).view(3, 1, 1)
+    rgb = ((images * std_t + mean_t).clamp(0, 1) * 255).round().byte()
+    return rgb.movedim(-3, -1).cpu().numpy()

@@ -3,7 +3,7 @@
 The paper's measure (Yan et al., IPMI 2019): upsample each map to the model input, min-max
 normalise it per image, binarise it at a threshold (0.5), and compute the Jaccard index against
 the lesion mask in the same view. Dice is reported beside it. A pixel is attended when its
-normalised value is above the threshold. A flat map (range below ``attnmel.figures.FLAT_EPSILON``)
+normalised value is above the threshold. A flat map (range below ``attnmel.models.maps.FLAT_EPSILON``)
 is not stretched, which would invent a region out of noise: it is counted, and scored as what it
 is, uniform attention: a sigmoid map attends everywhere when its value is above the threshold and
 nowhere otherwise; a softmax map or a CAM, which have no absolute scale, attend everywhere. When
@@ -26,13 +26,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from attnmel.data.masks import RoiSpec
-from attnmel.data.records import Sample
 from attnmel.errors import ConfigError
-from attnmel.figures import FLAT_EPSILON, MapKind, is_flat
-from attnmel.inference import LoadedModel, Predictions, load_predictor, read_split
+from attnmel.inference import DataSplit, InferenceSettings, Predictions, predict_split
 from attnmel.io import atomic_write_text
-from attnmel.models import upsample_map
+from attnmel.models.maps import FLAT_EPSILON, MapKind, is_flat, upsample_map
 
 #: Images upsampled and scored at a time (bounds memory at full input size).
 _CHUNK = 64
@@ -128,7 +125,7 @@ def binarize_maps(
     check_mask_threshold(threshold)
     maps = maps.float() if torch.is_tensor(maps) else torch.as_tensor(np.asarray(maps, dtype=np.float32))
     flat = torch.tensor([is_flat(m.numpy(), kind) for m in maps], dtype=torch.bool)
-    upsampled = upsample_map(maps[:, None], size)[:, 0]
+    upsampled = upsample_map(maps, size)
     low = upsampled.amin(dim=(1, 2), keepdim=True)
     span = upsampled.amax(dim=(1, 2), keepdim=True) - low
     attended = (upsampled - low) / span.clamp_min(1e-12) > threshold
@@ -182,49 +179,18 @@ def score_attention(
     return AttentionQuality(threshold, roi, list(image_ids), has_mask, jaccard, dice, flat)
 
 
-def collect_maps(
-    loaded: LoadedModel,
-    samples: Sequence[Sample],
-    *,
-    roi: str = "lesion",
-    batch_size: int = 64,
-    num_workers: int = 0,
-    progress: bool = False,
-    desc: str = "evaluate",
-    keep_views: bool = False,
-) -> Predictions:
-    """Predictions with attention maps (or the melanoma CAM of a GAP model) and region masks in the input view."""
-    if not loaded.attention_layers:
-        names = ", ".join(sorted({m.architecture.name for m in loaded.metadata}))
-        raise ConfigError(
-            f"model {names!r} has neither attention maps nor a class activation map to score; "
-            "attention quality needs an attnmel, gap or vgg16-gap model."
-        )
-    return loaded.infer(samples, batch_size=batch_size, num_workers=num_workers, roi=RoiSpec(roi),
-                        keep_attention=True, keep_views=keep_views, progress=progress, desc=desc)
-
-
 def attention_quality(
     checkpoint: str | Path | Sequence[str | Path],
-    data: str | Path,
-    split: str,
+    source: DataSplit,
     *,
     threshold: float = 0.5,
     roi: str = "lesion",
-    tta: bool = False,
-    batch_size: int = 64,
-    num_workers: int = 0,
-    device: str = "auto",
-    layout: str | None = None,
-    progress: bool = False,
+    settings: InferenceSettings = InferenceSettings(progress=False),
 ) -> AttentionQuality:
     """Attention quality of a checkpoint (a run folder or ``best.safetensors``, or an ensemble) on one split."""
     check_mask_threshold(threshold)
-    loaded = load_predictor(checkpoint, device, tta=tta)
-    _, samples = read_split(data, split, loaded.task, layout=layout, check_images=False)
-    predictions = collect_maps(loaded, samples, roi=roi, batch_size=batch_size, num_workers=num_workers,
-                               progress=progress, desc=f"attention {split}")
-    return score_predictions(predictions, threshold, roi, loaded.map_kinds)
+    run = predict_split(checkpoint, source, settings, roi=roi, desc=f"attention {source.split}")
+    return score_predictions(run.predictions, threshold, roi, run.loaded.map_kinds)
 
 
 def score_predictions(

@@ -18,8 +18,9 @@ from typing import Any
 import torch
 
 from attnmel.checkpoints.format import is_pickle_checkpoint, update_metadata
+from attnmel.checkpoints.loader import resolve_source
 from attnmel.errors import CheckpointError
-from attnmel.inference import load_predictor, probabilities_from_logits, read_split
+from attnmel.inference import DataSplit, InferenceSettings, predict_split, probabilities_from_logits
 from attnmel.metrics.calibration import (
     DEFAULT_BINS,
     TEMPERATURE_BOUNDS,
@@ -64,31 +65,24 @@ class CalibrationResult:
 
 def calibrate_checkpoint(
     checkpoint: str | Path,
-    data: str | Path,
-    split: str = "val",
+    source: DataSplit,
     *,
-    tta: bool = False,
     n_bins: int = DEFAULT_BINS,
     write: bool = True,
-    batch_size: int = 64,
-    num_workers: int = 0,
-    device: str = "auto",
-    layout: str | None = None,
-    progress: bool = True,
-    trust_pickle: bool = False,
+    settings: InferenceSettings = InferenceSettings(),
 ) -> CalibrationResult:
-    """Fit the temperature of ``checkpoint`` on ``split`` and (unless ``write=False``) store it in the checkpoint.
+    """Fit the temperature of ``checkpoint`` on ``source`` and (unless ``write=False``) store it in the checkpoint.
 
-    With ``tta`` the temperature is fitted to the 8-view average, as ``evaluate --tta`` will use it.
+    The logits are read without any stored temperature (``settings.use_temperature`` is ignored). With
+    ``settings.tta`` the temperature is fitted to the 8-view average, as ``evaluate --tta`` will use it.
     """
-    loaded = load_predictor(checkpoint, device, tta=tta, use_temperature=False, trust_pickle=trust_pickle)
-    source, meta = loaded.sources[0], loaded.meta
-    if write and is_pickle_checkpoint(source):
-        raise CheckpointError(f"{source}: a pickle cannot store a temperature; convert it once with `attnmel export "
+    path = resolve_source(checkpoint)
+    if write and settings.trust_pickle and is_pickle_checkpoint(path):  # an untrusted one is refused by the loader
+        raise CheckpointError(f"{path}: a pickle cannot store a temperature; convert it once with `attnmel export "
                               "--format safetensors --trust-pickle`, or pass --dry-run.")
-    index, samples = read_split(data, split, meta.task, layout=layout)
-    predictions = loaded.infer(samples, batch_size=batch_size, num_workers=num_workers, keep_logits=True,
-                               progress=progress, desc="logits")
+    run = predict_split(checkpoint, source, settings.replace(use_temperature=False), keep=("logits",), desc="logits")
+    split, tta, index, samples, predictions = source.split, settings.tta, run.index, run.samples, run.predictions
+    source_path, meta = run.loaded.sources[0], run.loaded.meta
     logits, labels = torch.from_numpy(predictions.logits), predictions.labels
     previous = meta.softmax_temperature
     temperature = fit_temperature(logits, labels)
@@ -97,10 +91,10 @@ def calibrate_checkpoint(
         probabilities = probabilities_from_logits(logits, t).mean(dim=0).numpy()
         return calibration_report(labels, probabilities, meta.class_names, meta.score_columns, n_bins)
 
-    result = CalibrationResult(source, split, len(samples), tta, previous, temperature, report(previous),
+    result = CalibrationResult(source_path, split, len(samples), tta, previous, temperature, report(previous),
                                report(temperature), write)
     if write:
-        update_metadata(source, temperature=temperature, calibration={
+        update_metadata(source_path, temperature=temperature, calibration={
             "method": "temperature scaling: NLL minimised by bounded scalar search over log T",
             "data": str(index.root),
             **{k: v for k, v in result.to_dict().items() if k not in ("checkpoint", "written")},

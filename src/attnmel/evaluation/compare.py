@@ -20,7 +20,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -35,6 +35,9 @@ from attnmel.metrics.paired import (
     paired_differences,
     paired_mean_difference,
 )
+
+if TYPE_CHECKING:  # comparing prediction files needs no torch: inference is imported when a checkpoint is scored
+    from attnmel.inference import DataSplit, InferenceSettings
 
 #: rows of the table, in order, with the direction that is better
 METRIC_LABELS = {
@@ -133,24 +136,21 @@ def read_predictions(path: str | Path, truth: str | Path | None = None) -> Score
     return side
 
 
-def score_checkpoint(checkpoint: str, data: str | Path, split: str, *, tta: bool = False, masks: bool = False,
-                     mask_threshold: float = 0.5, batch_size: int = 64, num_workers: int = 0, device: str = "auto",
-                     trust_pickle: bool = False, progress: bool = False) -> ScoredImages:
-    """Score ``split`` of ``data`` with a checkpoint (with attention quality when ``masks``)."""
-    from attnmel.evaluation.attention_quality import check_mask_threshold, collect_maps, score_predictions
+def score_checkpoint(checkpoint: str, source: DataSplit, *, masks: bool = False, mask_threshold: float = 0.5,
+                     settings: InferenceSettings | None = None) -> ScoredImages:
+    """Score ``source`` with a checkpoint (with attention quality when ``masks``; ``settings`` default: no
+    progress bars)."""
+    from attnmel.evaluation.attention_quality import check_mask_threshold, score_predictions
     from attnmel.evaluation.evaluate import model_setup, scorer_frames
-    from attnmel.inference import load_predictor, read_split
+    from attnmel.inference import InferenceSettings, predict_split
+
+    settings = settings or InferenceSettings(progress=False)
 
     if masks:
         check_mask_threshold(mask_threshold)
-    loaded = load_predictor(checkpoint, device, tta=tta, trust_pickle=trust_pickle)
-    _, samples = read_split(data, split, loaded.task)
-    desc = f"compare {Path(str(checkpoint)).name}"
-    if masks:
-        predictions = collect_maps(loaded, samples, batch_size=batch_size, num_workers=num_workers,
-                                   progress=progress, desc=desc)
-    else:
-        predictions = loaded.infer(samples, batch_size=batch_size, num_workers=num_workers, progress=progress, desc=desc)
+    run = predict_split(checkpoint, source, settings, roi="lesion" if masks else None,
+                        desc=f"compare {Path(str(checkpoint)).name}")
+    loaded, predictions, split, tta = run.loaded, run.predictions, source.split, settings.tta
     predicted, truth = scorer_frames(predictions, loaded.class_names, loaded.score_columns)
     side = ScoredImages(str(checkpoint), "checkpoint", predicted.set_index("image"), truth.set_index("image"),
                         setup={"split": split, "tta": tta, **model_setup(loaded.metadata)})
@@ -171,16 +171,15 @@ def is_predictions(source: str) -> bool:
     return path.is_dir() and (path / "predictions.csv").is_file() and not (path / "best.safetensors").is_file()
 
 
-def load_side(source: str, *, data: str | Path | None = None, split: str = "val", truth: str | Path | None = None,
-              **scoring: Any) -> ScoredImages:
+def load_side(source: str, split: DataSplit | None, *, truth: str | Path | None = None, **scoring: Any) -> ScoredImages:
     """One side of a comparison: a predictions CSV (or evaluation folder) as it is, or a checkpoint scored on
-    ``split`` of ``data`` (``scoring``: the options of ``score_checkpoint``)."""
+    ``split`` (``scoring``: the options of ``score_checkpoint``)."""
     if is_predictions(source):
         return read_predictions(source, truth)
-    if data is None:
+    if split is None:
         raise ConfigError(f"{source} is a checkpoint: give --data (and --split) to score it, or pass the "
                           "predictions.csv that `attnmel evaluate` wrote.")
-    return score_checkpoint(source, data, split, **scoring)
+    return score_checkpoint(source, split, **scoring)
 
 
 # ---------------------------------------------------------------------- the comparison

@@ -26,11 +26,10 @@ import pandas as pd
 from attnmel.evaluation.attention_quality import (
     AttentionQuality,
     check_mask_threshold,
-    collect_maps,
     score_predictions,
 )
 from attnmel.evaluation.plots import confusion_matrix_plot, reliability_diagram, roc_and_pr_curves
-from attnmel.inference import Predictions, load_predictor, read_split
+from attnmel.inference import DataSplit, InferenceSettings, Predictions, predict_split
 from attnmel.io import atomic_write_json, atomic_write_text
 from attnmel.metrics.calibration import DEFAULT_BINS, CalibrationReport, calibration_report
 from attnmel.metrics.classification import ClassificationReport, MulticlassMetrics, classification_report
@@ -107,52 +106,47 @@ def scorer_frames(predictions: Predictions, class_names: list[str], score_column
     return predicted, truth
 
 
+@dataclass(frozen=True)
+class EvaluationOptions:
+    """What ``evaluate`` measures and writes besides the classification metrics."""
+
+    calibration_bins: int = DEFAULT_BINS
+    #: also score the attention against the lesion masks (one inference pass for both)
+    masks: bool = False
+    mask_threshold: float = 0.5
+    #: confidence intervals (None: none)
+    intervals: IntervalSettings | None = IntervalSettings()
+    #: one figure per image in ``figures/``
+    figures: bool = False
+
+
 def evaluate_checkpoint(
     checkpoint: str | Path | None | Sequence[str | Path | None],
-    data: str | Path,
-    split: str,
+    source: DataSplit,
     output_dir: str | Path,
-    *,
-    threshold: float = 0.5,
-    tta: bool = False,
-    use_temperature: bool = True,
-    calibration_bins: int = DEFAULT_BINS,
-    batch_size: int = 64,
-    num_workers: int = 0,
-    device: str = "auto",
-    layout: str | None = None,
-    progress: bool = True,
-    masks: bool = False,
-    mask_threshold: float = 0.5,
-    trust_pickle: bool = False,
-    intervals: IntervalSettings | None = IntervalSettings(),
-    figures: bool = False,
+    options: EvaluationOptions = EvaluationOptions(),
+    settings: InferenceSettings = InferenceSettings(),
 ) -> EvaluationResult:
     """Metrics and files for ``checkpoint`` (a path, several for an ensemble, or None for the shipped
-    model) on ``split`` of ``data``; with ``masks`` also the attention quality against the lesion
-    masks (one inference pass for both); with ``intervals`` (None: none) their confidence intervals; with
-    ``figures`` one figure per image in ``figures/`` (the view, each map with its scale, the lesion outline
-    and Jaccard with ``masks``, P(positive) and the truth)."""
+    model) on ``source``; with ``options.masks`` also the attention quality against the lesion masks
+    (one inference pass for both); with ``options.intervals`` (None: none) their confidence intervals;
+    with ``options.figures`` one figure per image in ``figures/`` (the view, each map with its scale, the
+    lesion outline and Jaccard with ``masks``, P(positive) and the truth)."""
     output_dir = Path(output_dir)
-    if masks:
-        check_mask_threshold(mask_threshold)
-    loaded = load_predictor(checkpoint, device, tta=tta, use_temperature=use_temperature, trust_pickle=trust_pickle)
+    split, threshold, calibration_bins = source.split, settings.threshold, options.calibration_bins
+    if options.masks:
+        check_mask_threshold(options.mask_threshold)
+    run = predict_split(checkpoint, source, settings, roi="lesion" if options.masks else None,
+                        keep=("attention", "views") if options.figures else (), desc=f"evaluate {split}")
+    loaded, index, samples, predictions = run.loaded, run.index, run.samples, run.predictions
     class_names, score_columns = loaded.class_names, loaded.score_columns
-    index, samples = read_split(data, split, loaded.task, layout=layout)
-    quality = None
-    if masks:
-        predictions = collect_maps(loaded, samples, batch_size=batch_size, num_workers=num_workers,
-                                   progress=progress, desc=f"evaluate {split}", keep_views=figures)
-        quality = score_predictions(predictions, mask_threshold, kinds=loaded.map_kinds)
-    else:
-        predictions = loaded.infer(samples, batch_size=batch_size, num_workers=num_workers, progress=progress,
-                                   keep_attention=figures, keep_views=figures, desc=f"evaluate {split}")
+    quality = score_predictions(predictions, options.mask_threshold, kinds=loaded.map_kinds) if options.masks else None
     training = loaded.meta.training
     result = EvaluationResult(
         output_dir=output_dir,
         checkpoints=[str(p) for p in loaded.sources],
         members=loaded.members(),
-        tta=tta,
+        tta=settings.tta,
         data=str(index.root),
         layout=index.layout,
         split=split,
@@ -170,9 +164,9 @@ def evaluate_checkpoint(
         left_out=dict(index.left_out.get(split, {})),
         setup=model_setup(loaded.metadata),
     )
-    if intervals is not None:
+    if options.intervals is not None:
         result.intervals = evaluation_intervals(predictions.labels, predictions.probabilities, class_names,
-                                                score_columns, threshold, calibration_bins, quality, intervals)
+                                                score_columns, threshold, calibration_bins, quality, options.intervals)
     output_dir.mkdir(parents=True, exist_ok=True)
     predicted, truth = scorer_frames(predictions, class_names, score_columns)
     files = result.files
@@ -189,7 +183,7 @@ def evaluate_checkpoint(
         files.update(confusion_matrix_plot(result.classification.multiclass.confusion_matrix, class_names, output_dir, split))
     if quality is not None:
         files["attention_quality"] = quality.write_csv(output_dir / "attention_quality.csv")
-    if figures:
+    if options.figures:
         files["figures"] = write_figures(result, loaded, output_dir / "figures")
     files["metrics"] = output_dir / "metrics.json"
     atomic_write_json(files["metrics"], result.to_dict())
@@ -197,11 +191,9 @@ def evaluate_checkpoint(
 
 
 def write_figures(result: EvaluationResult, loaded, folder: Path) -> Path:
-    """One figure per image of an evaluation (``attnmel.figures``), named by image ID."""
-    from attnmel.evaluation.predict import figure_for
-    from attnmel.figures import png_bytes
-    from attnmel.inference import Prediction
+    """One figure per image of an evaluation (``attnmel.visualize``), named by image ID."""
     from attnmel.io import atomic_write_bytes
+    from attnmel.visualize import ImageFigure, png_bytes
 
     predictions, quality = result.predictions, result.attention_quality
     names, positive = loaded.class_names, loaded.meta.positive_class
@@ -213,14 +205,13 @@ def write_figures(result: EvaluationResult, loaded, folder: Path) -> Path:
             predicted = names[int(p.argmax())]
         else:  # two classes: the scorer's rule, positive above the threshold
             predicted = positive if p[names.index(positive)] > result.threshold else other
-        prediction = Prediction(
-            source=image_id, probabilities=dict(zip(names, map(float, p), strict=True)), predicted_class=predicted,
-            positive_class=positive, raw_attention={name: maps[i] for name, maps in predictions.attention.items()},
-            view=predictions.views[i], view_box=(0, 0, 0, 0), image_size=(0, 0),
-        )
         jaccard = {layer: float(quality.jaccard[layer][i]) for layer in quality.layers} if scored else None
-        image = figure_for(prediction, loaded.map_kinds, truth=names[int(predictions.labels[i])],
-                           lesion_mask=predictions.masks[i] if scored else None, jaccard=jaccard)
+        image = ImageFigure(
+            image_id, predictions.views[i], {name: maps[i] for name, maps in predictions.attention.items()},
+            loaded.map_kinds, positive, float(p[names.index(positive)]), predicted,
+            truth=names[int(predictions.labels[i])], lesion_mask=predictions.masks[i] if scored else None,
+            jaccard=jaccard,
+        ).draw()
         atomic_write_bytes(folder / f"{image_id}.png", png_bytes(image))
     return folder
 

@@ -23,7 +23,7 @@ from attnmel.data.splits import SPLIT_FILE, SplitRecord
 from attnmel.errors import CheckpointError, DataError
 from attnmel.evaluation.evaluate import scorer_frames
 from attnmel.evaluation.plots import confusion_matrix_plot, roc_and_pr_curves
-from attnmel.inference import Predictions, load_predictor
+from attnmel.inference import InferenceSettings, Predictions, load_with
 from attnmel.io import atomic_write_json, atomic_write_text
 from attnmel.metrics.classification import ClassificationReport, classification_report
 
@@ -107,15 +107,8 @@ def out_of_fold_predictions(
     data: str | Path,
     output_dir: str | Path,
     *,
-    threshold: float = 0.5,
-    tta: bool = False,
-    use_temperature: bool = True,
-    batch_size: int = 64,
-    num_workers: int = 0,
-    device: str = "auto",
     layout: str | None = None,
-    progress: bool = True,
-    trust_pickle: bool = False,
+    settings: InferenceSettings = InferenceSettings(),
 ) -> OutOfFoldResult:
     """Predict every fold run's own validation images (from its ``split.json``) and write them together:
     ``oof_predictions.csv`` and ``oof_ground_truth.csv`` (ISIC scorer format), ``metrics.json``,
@@ -130,7 +123,7 @@ def out_of_fold_predictions(
     parts, image_ids, labels, probabilities = [], [], [], []
     names: tuple[list[str], list[str]] | None = None
     for run, record in zip(runs, records, strict=True):
-        loaded = load_predictor(run, device, tta=tta, use_temperature=use_temperature, trust_pickle=trust_pickle)
+        loaded = load_with(run, settings)
         if names is None:
             names = (loaded.class_names, loaded.score_columns)
         elif (loaded.class_names, loaded.score_columns) != names:
@@ -144,14 +137,14 @@ def out_of_fold_predictions(
         samples = [pool[image_id] for image_id in record.val]
         for sample in samples:
             verify_image(sample.image_path)
-        predictions = loaded.infer(samples, batch_size=batch_size, num_workers=num_workers, progress=progress,
-                                   desc=f"fold {record.fold}" if record.fold is not None else str(run))
+        predictions = loaded.infer(samples, settings, desc=f"fold {record.fold}" if record.fold is not None else str(run))
         parts.append(FoldPart(str(run), record.fold, len(samples)))
         image_ids += predictions.image_ids
         labels.append(predictions.labels)
         probabilities.append(predictions.probabilities)
     class_names, score_columns = names
     combined = Predictions(image_ids, np.concatenate(labels), np.concatenate(probabilities))
+    threshold = settings.threshold
     report = classification_report(combined.labels, combined.probabilities, class_names, score_columns, threshold)
     covered = {record.fold for record in records}
     result = OutOfFoldResult(

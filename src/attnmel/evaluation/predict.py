@@ -15,27 +15,34 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
-import numpy as np
 import pandas as pd
-import torch
 
 from attnmel.data.images import IMAGE_SUFFIXES
 from attnmel.errors import DataError
 from attnmel.evaluation.report import HtmlReport
-from attnmel.figures import FLAT_EPSILON, MapKind, Panel, attention_figure, is_flat, png_bytes
-from attnmel.inference import LoadedModel, Prediction, load_predictor
+from attnmel.inference import InferenceSettings, LoadedModel, Prediction, load_with
 from attnmel.inference.prediction import decode_input
 from attnmel.io import atomic_write_bytes, atomic_write_text
+from attnmel.models.maps import FLAT_EPSILON
+from attnmel.visualize.figures import png_bytes
+from attnmel.visualize.image import ImageFigure
+
+#: the figure of each image: the attention maps, or the maps and Grad-CAM beside them
+Figures = Literal["attention", "gradcam"]
 
 
 @dataclass
 class ImageResult:
     image: Path
     prediction: Prediction
-    #: layers whose map is flat (range below ``FLAT_EPSILON``)
-    flat_layers: list[str] = field(default_factory=list)
     figure: Path | None = None
+
+    @property
+    def flat_layers(self) -> list[str]:
+        """Layers whose map is flat (range below ``FLAT_EPSILON``)."""
+        return self.prediction.flat_layers
 
     @property
     def probabilities(self) -> dict[str, float]:
@@ -67,40 +74,23 @@ def collect_images(path: str | Path) -> list[Path]:
     return images
 
 
-def flat_layers(prediction: Prediction, kinds: dict[str, MapKind]) -> list[str]:
-    return [name for name, amap in prediction.raw_attention.items() if is_flat(amap, kinds.get(name, "probability"))]
-
-
-def figure_for(prediction: Prediction, kinds: dict[str, MapKind], *, truth: str | None = None,
-               lesion_mask: np.ndarray | None = None, jaccard: dict[str, float] | None = None,
-               extra: dict[str, np.ndarray] | None = None):
-    """The one figure of an image: what the model saw, each map with its scale, P(positive) and the truth."""
-    maps = {**prediction.raw_attention, **(extra or {})}
-    panels = [Panel(name, values, kinds.get(name, "score"), (jaccard or {}).get(name)) for name, values in maps.items()]
-    title = (f"{Path(prediction.source).name}: P({prediction.positive_class}) {prediction.probability:.3f}, "
-             f"predicted {prediction.predicted_class}" + (f"; truth: {truth}" if truth is not None else ""))
-    return attention_figure(prediction.view, panels, title=title, lesion_mask=lesion_mask)
-
-
 def predict_images(
     checkpoint: str | Path | None | Sequence[str | Path | None],
     inputs: str | Path,
     output_dir: str | Path | None = None,
     *,
-    figures: bool = True,
-    gradcam: bool = False,
-    batch_size: int = 16,
-    threshold: float = 0.5,
-    device: str = "auto",
-    tta: bool = False,
-    trust_pickle: bool = False,
+    figures: Figures | None = "attention",
+    settings: InferenceSettings = InferenceSettings(batch_size=16),
     log: Callable[[str], None] = print,
 ) -> PredictResult:
-    """Predict ``inputs`` (an image or a folder) with ``checkpoint`` (None: the shipped model)."""
-    loaded = load_predictor(checkpoint, device, tta=tta, trust_pickle=trust_pickle)
+    """Predict ``inputs`` (an image or a folder) with ``checkpoint`` (None: the shipped model); with
+    ``output_dir`` write ``predictions.csv``, ``report.html`` and, unless ``figures`` is None, a figure
+    per image (``"gradcam"``: with a Grad-CAM column). Images are decoded in this process
+    (``settings.workers`` is not used)."""
+    loaded = load_with(checkpoint, settings)
+    batch_size, gradcam = settings.batch_size, figures == "gradcam"
     paths = collect_images(inputs)
     single = not Path(inputs).is_dir()
-    kinds = loaded.map_kinds
     results: list[ImageResult] = []
     skipped: list[tuple[Path, str]] = []
     for start in range(0, len(paths), batch_size):
@@ -117,42 +107,34 @@ def predict_images(
             chunk.append(path)
         if not chunk:
             continue
-        predictions = loaded.predict(images, threshold=threshold, batch_size=batch_size)
-        extras = _grad_cam(loaded, predictions) if gradcam else [{} for _ in predictions]
-        for path, prediction, extra in zip(chunk, predictions, extras, strict=True):
+        predictions = loaded.predict(images, threshold=settings.threshold, batch_size=batch_size)
+        if gradcam:
+            from attnmel.visualize.gradcam import LAYER, grad_cam_of_views
+
+            for prediction, amap in zip(predictions, grad_cam_of_views(loaded, [p.view for p in predictions]),
+                                        strict=True):
+                prediction.extras[LAYER] = amap
+        for path, prediction in zip(chunk, predictions, strict=True):
             prediction.source = str(path)
-            prediction.extras.update(extra)
-            results.append(ImageResult(path, prediction, flat_layers(prediction, kinds)))
+            results.append(ImageResult(path, prediction))
     if not results and skipped:
         raise DataError(Path(inputs), f"none of its {len(paths)} images could be read.", "check the files listed above.")
     outcome = PredictResult(results, skipped)
     if output_dir is not None:
-        write_outputs(outcome, loaded, Path(output_dir), figures)
+        write_outputs(outcome, loaded, Path(output_dir), figures is not None)
     return outcome
-
-
-def _grad_cam(loaded: LoadedModel, predictions: list[Prediction]) -> list[dict[str, np.ndarray]]:
-    from attnmel.evaluation.explain import LAYER, grad_cam
-
-    # the views are the model's input before normalisation: normalise them again, without the geometry
-    mean = torch.tensor(loaded.preprocessing.mean).view(1, 3, 1, 1)
-    std = torch.tensor(loaded.preprocessing.std).view(1, 3, 1, 1)
-    batch = (torch.from_numpy(np.stack([p.view for p in predictions])).permute(0, 3, 1, 2).float() / 255 - mean) / std
-    maps = grad_cam(loaded.predictor.models[0], batch.to(loaded.device), loaded.meta.positive_index)
-    return [{LAYER: m} for m in maps]
 
 
 def write_outputs(outcome: PredictResult, loaded: LoadedModel, output_dir: Path, figures: bool) -> None:
     """``predictions.csv``, a figure per image and ``report.html`` (every input, skipped ones included)."""
     class_names = loaded.class_names
-    kinds = {**loaded.map_kinds, "grad-cam": "score"}
     rows = []
     for result in outcome.results:
         prediction = result.prediction
         rows.append({"image": result.image.stem, **prediction.probabilities, "predicted": prediction.predicted_class,
                      "flat_maps": ";".join(result.flat_layers), "file": str(result.image)})
         if figures:
-            image = figure_for(prediction, kinds, extra=prediction.extras)
+            image = ImageFigure.of(prediction).draw()
             result.figure = output_dir / "figures" / f"{result.image.stem}.png"
             atomic_write_bytes(result.figure, png_bytes(image))
     frame = pd.DataFrame(rows, columns=["image", *class_names, "predicted", "flat_maps", "file"])

@@ -1,7 +1,15 @@
 """Turning images into answers: a checkpoint (or ensemble) loaded with its preprocessing, run over
 batches with optional test-time augmentation, temperatures applied the same way in every door."""
 
-from attnmel.inference.loading import LoadedModel, load_model, load_predictor, read_split
+from attnmel.inference.loading import (
+    LoadedModel,
+    SplitPredictions,
+    load_model,
+    load_predictor,
+    load_with,
+    predict_split,
+    read_split,
+)
 from attnmel.inference.prediction import Prediction
 from attnmel.inference.runner import (
     NonFiniteOutputError,
@@ -11,17 +19,23 @@ from attnmel.inference.runner import (
     probabilities_from_logits,
     run_inference,
 )
+from attnmel.inference.settings import DataSplit, InferenceSettings
 
 __all__ = [
-    "LoadedModel",
-    "Prediction",
-    "NonFiniteOutputError",
-    "Predictions",
-    "Predictor",
+    "DataSplit",
     "eval_loader",
+    "InferenceSettings",
     "load_model",
     "load_predictor",
+    "load_with",
+    "LoadedModel",
+    "NonFiniteOutputError",
+    "predict_split",
+    "Prediction",
+    "Predictions",
+    "Predictor",
     "probabilities_from_logits",
     "read_split",
     "run_inference",
+    "SplitPredictions",
 ]

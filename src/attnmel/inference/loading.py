@@ -13,10 +13,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
-from torch.utils.data import DataLoader
 
 from attnmel.checkpoints.loader import load_checkpoint
 from attnmel.checkpoints.meta import CheckpointMeta
@@ -26,11 +25,12 @@ from attnmel.data.readers import read_dataset
 from attnmel.data.records import DatasetIndex, Sample
 from attnmel.data.transforms import Preprocessing
 from attnmel.devices import resolve_device
-from attnmel.errors import CheckpointError, DataError
-from attnmel.figures import MapKind, map_kind
+from attnmel.errors import CheckpointError, ConfigError, DataError
 from attnmel.inference.prediction import ImageInput, Prediction, predict
 from attnmel.inference.runner import NonFiniteOutputError, Predictions, Predictor, eval_loader, run_inference
+from attnmel.inference.settings import DataSplit, InferenceSettings
 from attnmel.models import with_maps
+from attnmel.models.maps import MapKind, map_kind
 
 Source = str | Path | None
 
@@ -71,7 +71,7 @@ class LoadedModel:
     @property
     def map_kinds(self) -> dict[str, MapKind]:
         """What each layer's values are (for drawing and for telling a flat map), from the architecture."""
-        return {layer: map_kind(layer, self.meta.architecture.options.get("normalize")) for layer in self.attention_layers}
+        return {layer: map_kind(layer, self.meta.architecture.normalize) for layer in self.attention_layers}
 
     def members(self) -> list[dict[str, Any]]:
         """What each member is, for reports (checkpoint, architecture, temperature used)."""
@@ -91,8 +91,7 @@ class LoadedModel:
         """Answers for ``inputs``: a path, a PIL image, an HxWx3 uint8 array, a 3xHxW uint8 tensor, or a
         list of them (then a list of ``Prediction``, in order). ``tta`` averages the 8 dihedral views;
         ``threshold`` decides the positive class of a two-class model (default: the arg-max)."""
-        return predict(self.predictor, self.preprocessing, self.class_names, self.meta.positive_class, inputs,
-                       device=self.device, tta=tta, threshold=threshold, batch_size=batch_size)
+        return predict(self, inputs, tta=tta, threshold=threshold, batch_size=batch_size)
 
     def check_answers(self) -> None:
         """One forward pass on a fixed input (the mean colour): a model whose weights make it answer
@@ -106,20 +105,29 @@ class LoadedModel:
                 "Use an earlier checkpoint of the run."
             ) from None
 
-    def loader(self, samples: Sequence[Sample], batch_size: int = 64, num_workers: int = 0,
-               roi: RoiSpec | None = None) -> DataLoader:
-        return eval_loader(samples, self.preprocessing, batch_size, num_workers, roi)
+    def require_maps(self) -> None:
+        """Stop, naming the model, when it has neither attention maps nor a class activation map."""
+        if not self.attention_layers:
+            names = ", ".join(sorted({m.architecture.name for m in self.metadata}))
+            raise ConfigError(
+                f"model {names!r} has neither attention maps nor a class activation map to score; "
+                "attention quality needs an attnmel, gap or vgg16-gap model."
+            )
 
-    def infer(self, samples: Sequence[Sample], *, batch_size: int = 64, num_workers: int = 0,
-              roi: RoiSpec | None = None, keep_attention: bool = False, keep_logits: bool = False,
-              keep_views: bool = False, progress: bool = False, desc: str = "eval") -> Predictions:
-        """Predictions for ``samples``; with ``roi`` also their region masks in the model's view."""
+    def infer(self, samples: Sequence[Sample], settings: InferenceSettings, *, roi: RoiSpec | None = None,
+              keep: Sequence[Keep] = (), desc: str = "eval") -> Predictions:
+        """Predictions for ``samples``; with ``roi`` also their region masks in the model's view, and what
+        ``keep`` names (attention maps, the raw logits, the uint8 views the model saw)."""
+        loader = eval_loader(samples, self.preprocessing, settings.batch_size, settings.workers, roi)
         return run_inference(
-            self.predictor, self.loader(samples, batch_size, num_workers, roi), self.device,
-            keep_attention=keep_attention, keep_masks=roi is not None, keep_logits=keep_logits,
-            views_of=self.preprocessing if keep_views else None,
-            progress=progress, desc=desc,
+            self.predictor, loader, self.device, keep_attention="attention" in keep, keep_masks=roi is not None,
+            keep_logits="logits" in keep, views_of=self.preprocessing if "views" in keep else None,
+            progress=settings.progress, desc=desc,
         )
+
+
+#: what ``LoadedModel.infer`` keeps besides the probabilities
+Keep = Literal["attention", "logits", "views"]
 
 
 def _affine(source: Preprocessing, target: Preprocessing) -> tuple[torch.Tensor, torch.Tensor] | None:
@@ -200,16 +208,51 @@ def load_model(
     return load_predictor(source, device, trust_pickle=trust_pickle)
 
 
-def read_split(
-    data: str | Path, split: str, task: str, *, layout: str | None = None, check_images: bool = True
-) -> tuple[DatasetIndex, list[Sample]]:
-    """The samples of one split; every image header is checked first, so a bad file fails here,
-    naming itself, not inside a DataLoader worker."""
-    index = read_dataset(data, task, layout=layout)
-    samples = index.split(split)
+def load_with(checkpoints: Source | Sequence[Source], settings: InferenceSettings) -> LoadedModel:
+    """``load_predictor`` as ``settings`` say (device, TTA, temperatures, pickles)."""
+    return load_predictor(checkpoints, settings.device, tta=settings.tta, use_temperature=settings.use_temperature,
+                          trust_pickle=settings.trust_pickle)
+
+
+def read_split(source: DataSplit, task: str) -> tuple[DatasetIndex, list[Sample]]:
+    """The samples of one split (labels of ``source.task``, else of ``task``); every image header is
+    checked first, so a bad file fails here, naming itself, not inside a DataLoader worker."""
+    index = read_dataset(source.data, source.task or task, layout=source.layout)
+    samples = index.split(source.split)
     if not samples:
-        raise DataError(index.root, f"split {split!r} has no images.", "choose another split.")
-    if check_images:
-        for sample in samples:
-            verify_image(sample.image_path)
+        raise DataError(index.root, f"split {source.split!r} has no images.", "choose another split.")
+    for sample in samples:
+        verify_image(sample.image_path)
     return index, samples
+
+
+@dataclass
+class SplitPredictions:
+    """What the one load -> read split -> infer path gives a door."""
+
+    loaded: LoadedModel
+    index: DatasetIndex
+    samples: list[Sample]
+    predictions: Predictions
+
+
+def predict_split(
+    checkpoints: Source | Sequence[Source],
+    source: DataSplit,
+    settings: InferenceSettings,
+    *,
+    roi: str | None = None,
+    keep: Sequence[Keep] = (),
+    desc: str = "eval",
+) -> SplitPredictions:
+    """Load the checkpoint(s), read the split and run the model over it: the path of every evaluating door.
+
+    With ``roi`` (e.g. "lesion") the attention maps and that region's masks come too, and a model
+    without maps is refused before any image is read."""
+    loaded = load_with(checkpoints, settings)
+    if roi is not None:
+        loaded.require_maps()
+        keep = ("attention", *keep)
+    index, samples = read_split(source, loaded.task)
+    predictions = loaded.infer(samples, settings, roi=RoiSpec(roi) if roi is not None else None, keep=keep, desc=desc)
+    return SplitPredictions(loaded, index, samples, predictions)

@@ -3,7 +3,8 @@
 Every input goes through the checkpoint's own preprocessing (``Preprocessing``), so nobody
 rebuilds it by hand. A ``Prediction`` carries the class probabilities, the predicted class, the
 view the model saw, and each attention map both as computed and laid out in the image's own
-coordinates (NaN outside the centre square the model looked at).
+coordinates (NaN outside the centre square the model looked at). It is the one answer of the
+library, the CLI and the HTTP service, and ``Prediction.to_dict`` the one way it becomes JSON.
 """
 
 from __future__ import annotations
@@ -12,16 +13,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 
 from attnmel.data.images import read_image
-from attnmel.data.transforms import Preprocessing, as_image_tensor
+from attnmel.data.transforms import Preprocessing, as_image_tensor, denormalize
 from attnmel.inference.runner import Predictor
+from attnmel.models.maps import FLAT_EPSILON, MapKind, is_flat, upsample_map
+
+if TYPE_CHECKING:
+    from attnmel.inference.loading import LoadedModel
 
 ImageInput = str | Path | Image.Image | np.ndarray | torch.Tensor
 
@@ -43,12 +47,23 @@ class Prediction:
     image_size: tuple[int, int]
     #: the threshold ``predicted_class`` used for the positive class (None: arg-max)
     threshold: float | None = None
+    #: what each map's values are (``attnmel.models.maps``); a layer missing here is a probability map
+    map_kinds: dict[str, MapKind] = field(default_factory=dict)
+    #: further maps by name computed after the answer (e.g. Grad-CAM), drawn beside the attention
     extras: dict[str, Any] = field(default_factory=dict)
 
     @property
     def probability(self) -> float:
         """P(positive class), e.g. P(melanoma)."""
         return self.probabilities[self.positive_class]
+
+    def kind(self, layer: str) -> MapKind:
+        return self.map_kinds.get(layer, "probability")
+
+    @property
+    def flat_layers(self) -> list[str]:
+        """Layers whose map is flat (range below ``FLAT_EPSILON``, relative for unbounded kinds)."""
+        return [name for name, amap in self.raw_attention.items() if is_flat(amap, self.kind(name))]
 
     @cached_property
     def attention(self) -> dict[str, np.ndarray]:
@@ -58,29 +73,31 @@ class Prediction:
         out = {}
         for name, amap in self.raw_attention.items():
             full = np.full((height, width), np.nan, dtype=np.float32)
-            inside = F.interpolate(torch.as_tensor(amap, dtype=torch.float32)[None, None],
-                                   size=(bottom - top, right - left), mode="bilinear", align_corners=False)[0, 0]
-            full[top:bottom, left:right] = inside.numpy()
+            full[top:bottom, left:right] = upsample_map(amap, (bottom - top, right - left))
             out[name] = full
         return out
 
-    def attention_in_view(self, layer: str) -> np.ndarray:
-        """The map upsampled to the view the model saw (S, S)."""
-        size = self.view.shape[:2]
-        amap = torch.as_tensor(self.raw_attention[layer], dtype=torch.float32)[None, None]
-        return F.interpolate(amap, size=size, mode="bilinear", align_corners=False)[0, 0].numpy()
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready summary (the maps' shapes and ranges, not their values)."""
+    def to_dict(self, values: bool = False) -> dict[str, Any]:
+        """JSON-ready answer: per map its shape, kind, range and whether it is flat, and with ``values``
+        the map itself (6 significant digits: enough for display, half the JSON). The HTTP service
+        answers with this plus its pictures."""
+        attention = {}
+        for name, amap in self.raw_attention.items():
+            entry = {"shape": list(amap.shape), "kind": self.kind(name), "min": float(amap.min()),
+                     "max": float(amap.max()), "flat": is_flat(amap, self.kind(name))}
+            if values:
+                entry["raw"] = [[float(f"{value:.6g}") for value in row] for row in amap.tolist()]
+            attention[name] = entry
         return {
             "source": self.source,
             "probabilities": self.probabilities,
             "predicted_class": self.predicted_class,
+            "positive_class": self.positive_class,
             "threshold": self.threshold,
             "image_size": list(self.image_size),
             "view_box": [round(v, 2) for v in self.view_box],
-            "attention": {name: {"shape": list(amap.shape), "min": float(amap.min()), "max": float(amap.max())}
-                          for name, amap in self.raw_attention.items()},
+            "flat_epsilon": FLAT_EPSILON,
+            "attention": attention,
         }
 
 
@@ -105,14 +122,47 @@ def decode_input(item: ImageInput, preprocessing: Preprocessing, position: int =
     return Image.fromarray(image.permute(1, 2, 0).numpy()), f"{type(item).__name__} [{position}]"
 
 
+#: what the model gives for one image: probabilities (C,) and raw maps by layer (h, w)
+RawAnswer = tuple[np.ndarray, dict[str, np.ndarray]]
+
+
+def run_batch(predictor: Predictor, batch: torch.Tensor, tta: bool | None = None) -> list[RawAnswer]:
+    """The model's raw answer for each image of a prepared batch (N, 3, S, S)."""
+    probabilities, attention = predictor(batch, tta)
+    probabilities = probabilities.cpu().numpy()
+    maps = {name: amap[:, 0].float().cpu().numpy() for name, amap in attention.items()}
+    return [(probabilities[i], {name: m[i] for name, m in maps.items()}) for i in range(len(probabilities))]
+
+
+def answer(model: LoadedModel, raw: RawAnswer, prepared: torch.Tensor, image_size: tuple[int, int], source: str,
+           threshold: float | None = None) -> Prediction:
+    """The ``Prediction`` of one image from the model's raw answer and the input it was given."""
+    p, maps = raw
+    names, positive_class = model.class_names, model.meta.positive_class
+    index = int(p.argmax())
+    two_classes = len(names) == 2
+    if threshold is not None and two_classes:
+        positive = names.index(positive_class)
+        index = positive if p[positive] > threshold else 1 - positive
+    preprocessing = model.preprocessing
+    return Prediction(
+        source=source,
+        probabilities={name: float(v) for name, v in zip(names, p, strict=True)},
+        predicted_class=names[index],
+        positive_class=positive_class,
+        raw_attention=maps,
+        view=denormalize(prepared, preprocessing.mean, preprocessing.std),
+        view_box=view_box(preprocessing, *image_size),
+        image_size=tuple(image_size),
+        threshold=threshold if two_classes else None,
+        map_kinds=model.map_kinds,
+    )
+
+
 def predict(
-    predictor: Predictor,
-    preprocessing: Preprocessing,
-    class_names: Sequence[str],
-    positive_class: str,
+    model: LoadedModel,
     inputs: ImageInput | Sequence[ImageInput],
     *,
-    device: torch.device,
     tta: bool | None = None,
     threshold: float | None = None,
     batch_size: int = 16,
@@ -121,35 +171,10 @@ def predict(
     single = not isinstance(inputs, list | tuple)
     items = [inputs] if single else list(inputs)
     results: list[Prediction] = []
-    positive = list(class_names).index(positive_class)
     for start in range(0, len(items), batch_size):
-        decoded = [decode_input(item, preprocessing, start + i) for i, item in enumerate(items[start:start + batch_size])]
-        batch = torch.stack([preprocessing(image) for image, _ in decoded]).to(device)
-        probabilities, attention = predictor(batch, tta)
-        probabilities = probabilities.cpu().numpy()
-        maps = {name: amap[:, 0].float().cpu().numpy() for name, amap in attention.items()}
-        for i, (image, source) in enumerate(decoded):
-            p = probabilities[i]
-            index = int(p.argmax())
-            if threshold is not None and len(class_names) == 2:
-                index = positive if p[positive] > threshold else 1 - positive
-            results.append(Prediction(
-                source=source,
-                probabilities={name: float(v) for name, v in zip(class_names, p, strict=True)},
-                predicted_class=class_names[index],
-                positive_class=positive_class,
-                raw_attention={name: m[i] for name, m in maps.items()},
-                view=denormalize(batch[i], preprocessing.mean, preprocessing.std),
-                view_box=view_box(preprocessing, *image.size),
-                image_size=image.size,
-                threshold=threshold if len(class_names) == 2 else None,
-            ))
+        decoded = [decode_input(item, model.preprocessing, start + i)
+                   for i, item in enumerate(items[start:start + batch_size])]
+        batch = torch.stack([model.preprocessing(image) for image, _ in decoded]).to(model.device)
+        for raw, prepared, (image, source) in zip(run_batch(model.predictor, batch, tta), batch, decoded, strict=True):
+            results.append(answer(model, raw, prepared, image.size, source, threshold))
     return results[0] if single else results
-
-
-def denormalize(image: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
-    """A normalised (3, H, W) model input back to the RGB uint8 view (H, W, 3) it came from."""
-    mean_t = torch.tensor(mean, dtype=image.dtype, device=image.device).view(3, 1, 1)
-    std_t = torch.tensor(std, dtype=image.dtype, device=image.device).view(3, 1, 1)
-    rgb = (image * std_t + mean_t).clamp(0, 1) * 255
-    return rgb.round().byte().permute(1, 2, 0).cpu().numpy()

@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader
 from attnmel.data.dataset import IsicDataset
 from attnmel.data.masks import RoiSpec
 from attnmel.data.records import Sample
-from attnmel.data.transforms import Preprocessing
+from attnmel.data.transforms import Preprocessing, denormalize
 from attnmel.errors import AttnmelError
 from attnmel.inference.tta import dihedral_view, undo_view, view_indices
 from attnmel.io import progress_bar
@@ -177,10 +177,7 @@ def run_inference(
             masks.append(batch["mask"][:, 0].numpy().astype(bool))
             has_mask.append(batch["has_mask"].numpy())
         if views_of is not None:
-            mean = torch.tensor(views_of.mean).view(1, 3, 1, 1)
-            std = torch.tensor(views_of.std).view(1, 3, 1, 1)
-            rgb = ((batch["image"].cpu() * std + mean).clamp(0, 1) * 255).round().byte()
-            views.append(rgb.permute(0, 2, 3, 1).numpy())
+            views.append(denormalize(batch["image"], views_of.mean, views_of.std))
     return Predictions(
         image_ids=ids,
         labels=np.concatenate(labels) if labels else np.zeros(0, dtype=int),

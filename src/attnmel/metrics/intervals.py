@@ -104,11 +104,6 @@ class Interval:
         return text
 
 
-def format_interval(payload: dict[str, Any] | None, digits: int = 4, bound_digits: int = 2) -> str | None:
-    """An interval as ``metrics.json`` holds it, formatted; None when absent."""
-    return Interval.from_dict(payload).format(digits, bound_digits) if isinstance(payload, dict) else None
-
-
 @dataclass(frozen=True)
 class IntervalSettings:
     """How bootstrap intervals are computed: confidence level, resamples, seed and method."""

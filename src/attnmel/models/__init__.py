@@ -5,6 +5,7 @@ Importing this package registers every model (``networks.py`` decorates its buil
 
 from attnmel.models.attention import AttentionGate
 from attnmel.models.backbones import BACKBONES, StagedBackbone, create_backbone, list_backbones
+from attnmel.models.maps import FLAT_EPSILON, MapKind, is_flat, map_kind, upsample_map
 from attnmel.models.networks import (
     AttnMelCNN,
     GapNet,
@@ -13,12 +14,16 @@ from attnmel.models.networks import (
     ModelOutput,
     VGG16Classifier,
     WithClassActivationMap,
-    upsample_map,
     with_maps,
 )
-from attnmel.models.registry import create_model, list_models, model_entry, register_model
+from attnmel.models.registry import Architecture, create_model, list_models, model_entry, register_model
 
 __all__ = [
+    "FLAT_EPSILON",
+    "MapKind",
+    "is_flat",
+    "map_kind",
+    "Architecture",
     "BACKBONES",
     "AttentionGate",
     "AttnMelCNN",

@@ -12,7 +12,6 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import torch
-import torch.nn.functional as F
 import torchvision
 from torch import nn
 
@@ -228,7 +227,3 @@ def attnmel(
         raise ConfigError(f"model.attention_channels must be a positive whole number, not {attention_channels!r}.")
     return AttnMelCNN(create_backbone(backbone, weights), num_classes, normalize, attention_channels)
 
-
-def upsample_map(attention: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Bilinear upsampling of (N, 1, h, w) maps to the input size, for display and Jaccard."""
-    return F.interpolate(attention, size=size, mode="bilinear", align_corners=False)

@@ -2,8 +2,8 @@
 
 Each model registers itself beside its network (``models/networks.py``) as a function whose
 keyword arguments are the options it takes; ``create_model`` passes through exactly those, so an
-option a model does not use is an error rather than a silent no-op, and the options recorded in
-``model.architecture`` are the ones that shaped it. Adding a model is one decorated function; the
+option a model does not use is an error rather than a silent no-op, and the ``Architecture`` recorded
+in ``model.architecture`` holds the options that shaped it. Adding a model is one decorated function; the
 parametrised tests in ``tests/test_models.py`` then cover it.
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,8 @@ from attnmel.errors import ConfigError
 
 #: Options that set how a model is initialised, not what it is (never recorded in the architecture).
 INIT_OPTIONS = ("weights",)
+#: The most classes a model may declare (a sanity bound, far above any dermoscopy task).
+MAX_CLASSES = 1000
 
 
 @dataclass(frozen=True)
@@ -96,18 +98,16 @@ def check_model_options(name: str, options: dict[str, Any]) -> ModelEntry:
     return entry
 
 
-def create_model(name: str, num_classes: int = 2, *, pretrained: str | None = None, **options: Any) -> nn.Module:
+def create_model(name: str, num_classes: int = 2, **options: Any) -> nn.Module:
     """Build a registered model with the options it takes (see ``attnmel info``).
 
     ``weights`` initialises the backbone: ``None`` (random), ``"imagenet"`` (torchvision's weights
-    API; needs the network or a warm torch hub cache) or a local state-dict path. ``pretrained``
-    loads a whole trained attnmel model from the pretrained registry (``attnmel.models.pretrained``),
-    whose own options then apply.
+    API; needs the network or a warm torch hub cache) or a local state-dict path. A whole trained
+    attnmel model by tag: ``attnmel.create_model(name, pretrained=tag)`` (``attnmel.checkpoints.pretrained``).
     """
-    if pretrained is not None:
-        from attnmel.models.pretrained import get_pretrained
-
-        return get_pretrained(pretrained).build(name, num_classes, **options)
+    if "pretrained" in options:  # the shipped models are checkpoints, a layer above this one
+        raise ConfigError("attnmel.models.create_model builds a network to train; for a shipped model by tag use "
+                          "attnmel.create_model(name, pretrained=tag).")
     entry = check_model_options(name, options)
     if isinstance(options.get("weights"), Path):
         options["weights"] = str(options["weights"])
@@ -117,7 +117,7 @@ def create_model(name: str, num_classes: int = 2, *, pretrained: str | None = No
     for option in entry.options:  # record the defaults too: the architecture is complete on its own
         if option not in INIT_OPTIONS:
             shape.setdefault(option, entry.default(option))
-    model.architecture = {"name": name, "num_classes": num_classes, **shape}
+    model.architecture = Architecture(name, num_classes, shape)
     return model
 
 
@@ -132,3 +132,47 @@ def architecture_options(architecture: dict[str, Any]) -> dict[str, Any]:
         raise ConfigError(f"model {entry.name!r} has no option {', '.join(strange)}; its options are "
                           f"{', '.join(entry.options)}.")
     return {k: v for k, v in architecture.items() if k in entry.options and k not in INIT_OPTIONS and v is not None}
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """What to build: a registered model name, its class count and the options it takes; ``create_model``
+    records it on every model (``model.architecture``) and checkpoints store it."""
+
+    name: str
+    num_classes: int
+    options: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def backbone(self) -> str | None:
+        return self.options.get("backbone")
+
+    @property
+    def normalize(self) -> str | None:
+        """The attention gates' normalisation (None for models without gates)."""
+        return self.options.get("normalize")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "num_classes": self.num_classes, **self.options}
+
+    @classmethod
+    def of(cls, model: nn.Module) -> Architecture:
+        """The architecture ``create_model`` recorded on ``model``."""
+        return model.architecture
+
+    @classmethod
+    def from_dict(cls, payload: dict[str, Any]) -> Architecture:
+        """Read (and check) an ``architecture`` record; options the model does not take are dropped
+        (0.1.0 recorded attention options on every model)."""
+        name, classes = payload.get("name"), payload.get("num_classes")
+        if not isinstance(classes, int) or isinstance(classes, bool) or not 2 <= classes <= MAX_CLASSES:
+            raise ValueError(f"num_classes {classes!r} is not a whole number between 2 and {MAX_CLASSES}")
+        try:
+            options = architecture_options(payload)
+            check_model_options(name, options)
+        except ConfigError as exc:
+            raise ValueError(str(exc).rstrip(".")) from None
+        return cls(name, classes, options)
+
+    def build(self) -> nn.Module:
+        return create_model(self.name, self.num_classes, **self.options)

@@ -158,19 +158,92 @@ class ServiceHeaders:
         return await self.app(scope, receive, send_with_headers)
 
 
+UPLOAD_SCHEMA = {"type": "object", "properties": {"file": {"type": "string", "format": "binary"}}, "required": ["file"]}
+PREDICT_BODY = {"requestBody": {"required": True, "content": {
+    "multipart/form-data": {"schema": UPLOAD_SCHEMA},
+    "image/*": {"schema": {"type": "string", "format": "binary"}},
+}}}
+
+
+class Service:
+    """The route handlers and what they share: the model, the limits, the inference queue, counters."""
+
+    def __init__(self, served: ServedModel, settings: ServiceSettings):
+        self.served = served
+        self.settings = settings
+        self.budget = DecodeBudget(int(settings.decode_budget_mb * 1e6))
+        if settings.max_batch > 1:
+            self.inference = MicroBatcher(served.infer, settings.max_batch, settings.batch_wait_ms)
+        else:
+            self.inference = DirectInference(served.infer)
+        self.stats = {"started": time.time(), "predictions": 0, "rejected": 0}
+
+    def common(self) -> dict[str, Any]:
+        return {"model": self.served.describe(), "notice": self.served.notice}
+
+    def card(self) -> dict[str, Any]:  # the card has a "model" section of its own
+        return {**self.served.card.to_dict(), "served_model": self.served.describe(), "notice": self.served.notice}
+
+    def error(self, status: int, message: str) -> JSONResponse:
+        self.stats["rejected"] += 1
+        return JSONResponse({"error": message, "status": status, **self.common()}, status_code=status)
+
+    async def http_error(self, _: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return self.error(exc.status_code, str(exc.detail))
+
+    async def validation_error(self, _: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {}
+        return self.error(422, f"invalid request: {'.'.join(map(str, first.get('loc', [])))} {first.get('msg', '')}".strip())
+
+    async def internal_error(self, _: Request, exc: Exception) -> JSONResponse:
+        return self.error(500, f"internal error ({type(exc).__name__}); the service is still running.")
+
+    async def page(self) -> FileResponse:
+        return FileResponse(STATIC / "index.html", media_type="text/html")
+
+    async def health(self) -> dict[str, Any]:
+        stats = self.stats
+        return {"status": "ok", **self.common(), "uptime_s": round(time.time() - stats["started"], 1),
+                "predictions": stats["predictions"], "rejected": stats["rejected"], "inference": self.inference.describe()}
+
+    async def info(self) -> dict[str, Any]:
+        """The model card as JSON (``markdown``: the same card rendered), plus the service's limits."""
+        return {**self.card(), "markdown": render_markdown(self.served.card),
+                "service": {"max_upload_bytes": self.settings.max_upload_bytes, "max_pixels": self.settings.max_pixels,
+                            **self.inference.describe()}}
+
+    async def predict(self, request: Request, images: bool = True, figure: bool = False) -> JSONResponse:
+        """Class probabilities and, per attention layer, the map (numbers) and overlay PNGs.
+
+        ``images=false`` leaves out the PNGs (``view_png``, ``overlay_png``, ``heatmap_png``).
+        """
+        settings, served = self.settings, self.served
+        try:
+            upload = await read_upload(request.headers, request.stream(), settings.max_upload_bytes,
+                                       settings.body_timeout_s)
+            async with self.budget.reserve(decoded_bytes(upload.data)):
+                prepared = await run_in_threadpool(served.prepare, upload.data, upload.name, settings.max_pixels)
+        except UploadError as exc:
+            return self.error(exc.status, exc.message)
+        except NotAnImageError as exc:
+            return self.error(415, f"{exc.problem} Send a JPEG or PNG dermoscopy image.")
+        except ImageTooLargeError as exc:
+            return self.error(413, exc.problem)
+        except DataError as exc:
+            return self.error(422, exc.problem)
+        result = await self.inference(prepared.tensor)
+        body = await run_in_threadpool(served.response, prepared, result, images, figure)
+        self.stats["predictions"] += 1
+        return JSONResponse({**self.common(), **body})
+
+
 def create_app(served: ServedModel, settings: ServiceSettings | None = None, bind: str = "127.0.0.1") -> FastAPI:
-    settings = settings or ServiceSettings()
-    budget = DecodeBudget(int(settings.decode_budget_mb * 1e6))
-    if settings.max_batch > 1:
-        inference = MicroBatcher(served.infer, settings.max_batch, settings.batch_wait_ms)
-    else:
-        inference = DirectInference(served.infer)
-    stats = {"started": time.time(), "predictions": 0, "rejected": 0}
+    service = Service(served, settings or ServiceSettings())
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI):
         yield
-        inference.close()
+        service.inference.close()
 
     app = FastAPI(
         title="attnmel",
@@ -180,82 +253,16 @@ def create_app(served: ServedModel, settings: ServiceSettings | None = None, bin
         redoc_url=None,
         lifespan=lifespan,
     )
-    app.add_middleware(TrustedHostMiddleware, allowed_hosts=settings.hosts_for(bind))
-    app.add_middleware(ServiceHeaders, model=served.card["title"])
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=service.settings.hosts_for(bind))
+    app.add_middleware(ServiceHeaders, model=served.card.title)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-
-    def common() -> dict[str, Any]:
-        return {"model": served.describe(), "notice": served.notice}
-
-    def card() -> dict[str, Any]:  # the card has a "model" section of its own
-        return {**served.card, "served_model": served.describe(), "notice": served.notice}
-
-    def error(status: int, message: str) -> JSONResponse:
-        stats["rejected"] += 1
-        return JSONResponse({"error": message, "status": status, **common()}, status_code=status)
-
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return error(exc.status_code, str(exc.detail))
-
-    @app.exception_handler(RequestValidationError)
-    async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
-        first = exc.errors()[0] if exc.errors() else {}
-        return error(422, f"invalid request: {'.'.join(map(str, first.get('loc', [])))} {first.get('msg', '')}".strip())
-
-    @app.get("/", include_in_schema=False)
-    async def page() -> FileResponse:
-        return FileResponse(STATIC / "index.html", media_type="text/html")
-
-    @app.get("/health")
-    async def health() -> dict[str, Any]:
-        return {"status": "ok", **common(), "uptime_s": round(time.time() - stats["started"], 1),
-                "predictions": stats["predictions"], "rejected": stats["rejected"], "inference": inference.describe()}
-
-    @app.get("/info")
-    async def info() -> dict[str, Any]:
-        """The model card as JSON (``markdown``: the same card rendered), plus the service's limits."""
-        return {**card(), "markdown": render_markdown(served.card),
-                "service": {"max_upload_bytes": settings.max_upload_bytes, "max_pixels": settings.max_pixels,
-                            **inference.describe()}}
-
-    upload_schema = {"type": "object", "properties": {"file": {"type": "string", "format": "binary"}},
-                     "required": ["file"]}
-
-    @app.post(
-        "/predict",
-        openapi_extra={"requestBody": {"required": True, "content": {
-            "multipart/form-data": {"schema": upload_schema},
-            "image/*": {"schema": {"type": "string", "format": "binary"}},
-        }}},
-    )
-    async def predict(request: Request, images: bool = True, figure: bool = False) -> JSONResponse:
-        """Class probabilities and, per attention layer, the map (numbers) and overlay PNGs.
-
-        ``images=false`` leaves out the PNGs (``view_png``, ``overlay_png``, ``heatmap_png``).
-        """
-        try:
-            upload = await read_upload(request.headers, request.stream(), settings.max_upload_bytes,
-                                       settings.body_timeout_s)
-            async with budget.reserve(decoded_bytes(upload.data)):
-                prepared = await run_in_threadpool(served.prepare, upload.data, upload.name, settings.max_pixels)
-        except UploadError as exc:
-            return error(exc.status, exc.message)
-        except NotAnImageError as exc:
-            return error(415, f"{exc.problem} Send a JPEG or PNG dermoscopy image.")
-        except ImageTooLargeError as exc:
-            return error(413, exc.problem)
-        except DataError as exc:
-            return error(422, exc.problem)
-        result = await inference(prepared.tensor)
-        body = await run_in_threadpool(served.response, prepared, result, images, figure)
-        stats["predictions"] += 1
-        return JSONResponse({**common(), **body})
-
-    @app.exception_handler(Exception)
-    async def internal_error(_: Request, exc: Exception) -> JSONResponse:
-        return error(500, f"internal error ({type(exc).__name__}); the service is still running.")
-
+    app.add_exception_handler(StarletteHTTPException, service.http_error)
+    app.add_exception_handler(RequestValidationError, service.validation_error)
+    app.add_exception_handler(Exception, service.internal_error)
+    app.get("/", include_in_schema=False)(service.page)
+    app.get("/health")(service.health)
+    app.get("/info")(service.info)
+    app.post("/predict", openapi_extra=PREDICT_BODY)(service.predict)
     return app
 
 

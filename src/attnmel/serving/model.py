@@ -4,13 +4,14 @@ Decoding reuses ``attnmel.data.images`` (size checked from the header before any
 decoded; a large image reduced while it is decoded), preprocessing is the checkpoint's own
 (``Preprocessing``), the model is loaded by ``attnmel.inference.load_predictor`` (the shipped model
 when no checkpoint is given; calibrated temperature applied; GAP models answer with their class
-activation map as the layer ``cam``) and the pictures are ``attnmel.figures``, so the service shows
-exactly what ``attnmel predict`` writes.
+activation map as the layer ``cam``), the answer is the library's ``Prediction`` serialised by
+``Prediction.to_dict`` and the pictures are ``attnmel.visualize``, so the service shows exactly what
+``attnmel predict`` computes and draws.
 
 Per attention layer the response carries:
 - ``raw``: the map as the model computed it (h x w; sigmoid: each value in [0, 1]; softmax: the
-  map sums to 1; CAM: unbounded scores), with ``min``, ``max`` and ``flat`` (its range is below
-  ``attnmel.figures.FLAT_EPSILON``: drawn as one colour, never stretched);
+  map sums to 1; CAM: unbounded scores), with ``kind``, ``min``, ``max`` and ``flat`` (its range is
+  below ``flat_epsilon``: drawn as one colour, never stretched);
 - ``overlay_png``: the coloured map blended over the model's view at 50 % (a data URL);
 - ``heatmap_png``: the coloured map alone at the view's size, for blending client-side at any
   opacity, as the page does.
@@ -25,24 +26,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from PIL import Image
 
 from attnmel.checkpoints.card import NOT_DIAGNOSTIC, model_card
+from attnmel.checkpoints.pretrained import get_pretrained, is_pretrained_tag
 from attnmel.data.images import MAX_PIXELS, read_image_bytes
-from attnmel.figures import FLAT_EPSILON, heatmap_image, heatmap_overlay, is_flat, png_bytes
-from attnmel.inference import LoadedModel, load_predictor
-from attnmel.inference.prediction import Prediction, denormalize, view_box
+from attnmel.inference import LoadedModel, Prediction, load_predictor
+from attnmel.inference.prediction import RawAnswer, answer, run_batch
+from attnmel.visualize import ImageFigure, heatmap_image, heatmap_overlay, png_bytes
 
 
 def png_data_url(image: Image.Image) -> str:
     return "data:image/png;base64," + base64.b64encode(png_bytes(image)).decode("ascii")
-
-
-def _numbers(array: np.ndarray) -> list[list[float]]:
-    """A 2-D map as nested lists with 6 significant digits (enough for display, half the JSON)."""
-    return [[float(f"{value:.6g}") for value in row] for row in array.tolist()]
 
 
 @dataclass
@@ -68,7 +64,6 @@ class ServedModel:
         self.preprocessing = self.loaded.preprocessing
         self.class_names = self.loaded.class_names
         self.layers = self.loaded.attention_layers
-        self.kinds = self.loaded.map_kinds
         self.device = self.loaded.device
         self.card = model_card(self.meta)
 
@@ -80,51 +75,33 @@ class ServedModel:
         arch = self.meta.architecture
         return {"name": arch.name, "backbone": arch.backbone, "class_names": self.class_names,
                 "attention_layers": self.layers, "image_size": self.preprocessing.image_size,
-                "source": self.source, "pretrained": self.tag, "title": self.card["title"]}
+                "source": self.source, "pretrained": self.tag, "title": self.card.title}
 
     def prepare(self, data: bytes, name: str = "upload", max_pixels: int = MAX_PIXELS) -> Prepared:
         """Decode (raises ``DataError`` subclasses for bad files) and preprocess one upload."""
         image = read_image_bytes(data, name, max_pixels, self.preprocessing.decode_side)
         return Prepared(self.preprocessing(image), image.width, image.height, name)
 
-    def infer(self, batch: torch.Tensor) -> list[tuple[np.ndarray, dict[str, np.ndarray]]]:
+    def infer(self, batch: torch.Tensor) -> list[RawAnswer]:
         """Probabilities (C,) and raw maps by layer (h, w), per image of a batch."""
-        probabilities, maps = self.loaded.predictor(batch.to(self.device))
-        probabilities = probabilities.cpu().numpy()
-        maps = {name: m[:, 0].float().cpu().numpy() for name, m in maps.items()}
-        return [(probabilities[i], {name: m[i] for name, m in maps.items()}) for i in range(len(batch))]
+        return run_batch(self.loaded.predictor, batch.to(self.device))
 
-    def response(self, prepared: Prepared, result: tuple[np.ndarray, dict[str, np.ndarray]],
-                 images: bool = True, figure: bool = False) -> dict[str, Any]:
-        probabilities, maps = result
-        body: dict[str, Any] = {
-            "probabilities": {name: float(p) for name, p in zip(self.class_names, probabilities, strict=True)},
-            "predicted_class": self.class_names[int(np.argmax(probabilities))],
-            "input": {"width": prepared.width, "height": prepared.height},
-            "flat_epsilon": FLAT_EPSILON,
-            "attention": {},
-        }
-        view = denormalize(prepared.tensor, self.preprocessing.mean, self.preprocessing.std) if images or figure else None
+    def answer(self, prepared: Prepared, raw: RawAnswer) -> Prediction:
+        """The library's ``Prediction`` of one upload, built as ``LoadedModel.predict`` builds it."""
+        return answer(self.loaded, raw, prepared.tensor, (prepared.width, prepared.height), prepared.name)
+
+    def response(self, prepared: Prepared, raw: RawAnswer, images: bool = True, figure: bool = False) -> dict[str, Any]:
+        """``Prediction.to_dict`` with the maps' values, plus the decoded size and, when asked, the pictures."""
+        prediction = self.answer(prepared, raw)
+        body = {**prediction.to_dict(values=True), "input": {"width": prepared.width, "height": prepared.height}}
         if images:
-            body["view_png"] = png_data_url(Image.fromarray(view))
-        for layer, amap in maps.items():
-            kind = self.kinds.get(layer, "probability")
-            entry: dict[str, Any] = {"shape": list(amap.shape), "kind": kind, "raw": _numbers(amap),
-                                     "min": float(amap.min()), "max": float(amap.max()), "flat": is_flat(amap, kind)}
-            if images:
-                entry["overlay_png"] = png_data_url(heatmap_overlay(view, amap, kind))
-                entry["heatmap_png"] = png_data_url(heatmap_image(amap, view.shape[:2], kind))
-            body["attention"][layer] = entry
+            body["view_png"] = png_data_url(Image.fromarray(prediction.view))
+            for layer, entry in body["attention"].items():
+                amap, kind = prediction.raw_attention[layer], prediction.kind(layer)
+                entry["overlay_png"] = png_data_url(heatmap_overlay(prediction.view, amap, kind))
+                entry["heatmap_png"] = png_data_url(heatmap_image(amap, prediction.view.shape[:2], kind))
         if figure:
-            from attnmel.evaluation.predict import figure_for
-
-            prediction = Prediction(
-                source=prepared.name, probabilities=body["probabilities"], predicted_class=body["predicted_class"],
-                positive_class=self.meta.positive_class, raw_attention=maps, view=view,
-                view_box=view_box(self.preprocessing, prepared.width, prepared.height),
-                image_size=(prepared.width, prepared.height),
-            )
-            body["figure_png"] = png_data_url(figure_for(prediction, self.kinds))
+            body["figure_png"] = png_data_url(ImageFigure.of(prediction).draw())
         return body
 
 
@@ -137,10 +114,8 @@ def load_served_model(
 ) -> ServedModel:
     """The model to serve: ``checkpoint`` (a path or a pretrained tag), or the shipped model when it is
     None; it must answer a plain test image with finite numbers before it is served."""
-    from attnmel.models.pretrained import PRETRAINED, get_pretrained
-
     tag = None
-    if checkpoint is None or (isinstance(checkpoint, str) and checkpoint in PRETRAINED and not Path(checkpoint).exists()):
+    if is_pretrained_tag(checkpoint):
         tag = get_pretrained(checkpoint).tag
         log(f"no --checkpoint: serving the shipped model '{tag}'" if checkpoint is None else f"serving '{tag}'")
     loaded = load_predictor(checkpoint, device, trust_pickle=trust_pickle)

@@ -33,15 +33,14 @@ from attnmel.config import Config, load_config
 from attnmel.data.masks import RoiSpec
 from attnmel.data.sampling import derive_seed, epoch_indices, epoch_size
 from attnmel.data.splits import SPLIT_FILE, SplitRecord, prepare_data
+from attnmel.data.transforms import denormalize
 from attnmel.devices import configure_torch, fast_path
 from attnmel.errors import CheckpointError, TrainingError
-from attnmel.figures import Panel, attention_figure, map_kind
 from attnmel.inference import eval_loader, run_inference
-from attnmel.inference.prediction import denormalize
 from attnmel.io import atomic_write_text, progress_bar, remove_stale_temporaries
 from attnmel.metrics.classification import ClassificationReport, classification_report
 from attnmel.metrics.intervals import delong_intervals
-from attnmel.models import create_model, with_maps
+from attnmel.models import create_model, map_kind, with_maps
 from attnmel.training.batches import build_batch_sources
 from attnmel.training.distributed import Distributed
 from attnmel.training.ema import create_ema
@@ -49,6 +48,7 @@ from attnmel.training.logs import RunLog, flat_hyperparameters
 from attnmel.training.losses import attention_prior_loss, classification_loss
 from attnmel.training.optim import build_optimizer, build_scheduler
 from attnmel.training.resume import STATE_FILE, resumable_config
+from attnmel.visualize.figures import Panel, attention_figure
 
 #: the validation metrics logged per epoch (besides the NLL)
 HISTORY_METRICS = ("roc_auc", "average_precision", "accuracy", "sensitivity", "specificity", "balanced_accuracy",
@@ -251,7 +251,7 @@ class Trainer:
                 batch["mask"].to(self.device, non_blocking=True),
                 has_mask,
                 self.config.loss.prior_weights,
-                softmax_maps=self.model.architecture.get("normalize") == "softmax",
+                softmax_maps=self.model.architecture.normalize == "softmax",
                 reduce=self.dist.differentiable_sum if self.dist.enabled else None,
             )
         return cls_loss + prior, cls_loss, prior, has_mask.sum()
@@ -354,7 +354,7 @@ class Trainer:
         summary = self.data.summary(self.roi)
         if self.start_epoch == 0:
             self.log(
-                f"training {cfg.model.name} ({self.model.architecture['backbone']}) on {summary['train']['images']} images, "
+                f"training {cfg.model.name} ({self.model.architecture.backbone}) on {summary['train']['images']} images, "
                 f"validating on {summary['val']['images']}; device {self.device}; output {self.output_dir}"
             )
             split = self.data.split
@@ -424,7 +424,7 @@ class Trainer:
         if not self.figure_samples:
             return []
         model = with_maps(self.selected_model, self.task.positive_index).eval()
-        kinds = {name: map_kind(name, self.model.architecture.get("normalize")) for name in model.attention_layers}
+        kinds = {name: map_kind(name, self.model.architecture.normalize) for name in model.attention_layers}
         loader = eval_loader(self.figure_samples, self.preprocessing, len(self.figure_samples), roi=RoiSpec("lesion"))
         batch = next(iter(loader))
         output = model(batch["image"].to(self.device))

@@ -2,8 +2,9 @@
 pretrained tags): each entry carries its file and, read from that file's own header, its
 validated metadata (``CheckpointMeta``: architecture, preprocessing, class names, metrics, release), so nobody rebuilds them by hand.
 
-``attnmel.create_model(name, pretrained=tag)`` gives the bare network; ``attnmel.load_model(tag)``
-gives it with its preprocessing and a ``predict`` method (``attnmel.inference``).
+``attnmel.create_model(name, pretrained=tag)`` (``create_model`` below) gives the bare network;
+``attnmel.load_model(tag)`` gives it with its preprocessing and a ``predict`` method (``attnmel.inference``).
+The registry lives with the checkpoints, not the models, because an entry is a checkpoint file.
 """
 
 from __future__ import annotations
@@ -12,16 +13,17 @@ from dataclasses import dataclass
 from functools import cached_property
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from safetensors.torch import load_file
 from torch import nn
 
+from attnmel.checkpoints.format import read_metadata
+from attnmel.checkpoints.meta import CheckpointMeta
 from attnmel.data.transforms import Preprocessing
 from attnmel.errors import CheckpointError, ConfigError
 from attnmel.io import file_sha256
-
-if TYPE_CHECKING:
-    from attnmel.checkpoints.meta import CheckpointMeta
+from attnmel.models import registry
 
 
 @dataclass(frozen=True)
@@ -51,8 +53,6 @@ class PretrainedWeights:
     @cached_property
     def meta(self) -> CheckpointMeta:
         """The attnmel metadata embedded in the file's safetensors header, validated."""
-        from attnmel.checkpoints.format import read_metadata
-
         return read_metadata(self.verify())
 
     @property
@@ -65,8 +65,6 @@ class PretrainedWeights:
 
     def build(self, name: str | None = None, num_classes: int | None = None, **options: Any) -> nn.Module:
         """The trained network; ``name``, ``num_classes`` and ``options``, when given, must match the entry's."""
-        from safetensors.torch import load_file
-
         arch = self.meta.architecture.to_dict()
         asked = {"name": name, "num_classes": num_classes, **options}
         differing = [f"{key}={value!r} (the model has {arch.get(key)!r})" for key, value in asked.items()
@@ -104,3 +102,17 @@ def get_pretrained(tag: str | None = None) -> PretrainedWeights:
     if tag not in PRETRAINED:
         raise ConfigError(f"no pretrained model {tag!r}; available: {list_pretrained() or 'none'}.")
     return PRETRAINED[tag]
+
+
+def is_pretrained_tag(source: object) -> bool:
+    """Whether a door's ``source`` names a shipped model: None (the default one), or a tag that is not
+    also a path on disk (a file of that name wins)."""
+    return source is None or (isinstance(source, str) and source in PRETRAINED and not Path(source).exists())
+
+
+def create_model(name: str, num_classes: int = 2, *, pretrained: str | None = None, **options: Any) -> nn.Module:
+    """``attnmel.models.create_model``, or with ``pretrained`` the trained network of that tag (whose
+    own options then apply; those given must match them)."""
+    if pretrained is not None:
+        return get_pretrained(pretrained).build(name, num_classes, **options)
+    return registry.create_model(name, num_classes, **options)

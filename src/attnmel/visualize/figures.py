@@ -5,59 +5,29 @@ structure. Here a map is drawn over the view the model saw with a colour bar in 
 units and its raw minimum and maximum; a map whose range is below ``FLAT_EPSILON`` is drawn as
 flat (one colour, with its value) and never stretched; the lesion outline is drawn where a mask
 exists. One figure per image: predict, evaluate, the demo, the service page and TensorBoard all
-draw it with ``attention_figure``.
-
-What "flat" means depends on what the map's values are (``MapKind``): a sigmoid attention map
-is a probability per position, so its range is compared with ``FLAT_EPSILON`` directly; a
-softmax map (values sum to 1) and a class activation map (unbounded scores) have no absolute
-scale, so their range is compared relative to their largest magnitude.
+draw it with ``attention_figure``. What a map's values are and when it is flat is said beside the
+models (``attnmel.models.maps``).
 """
 
 from __future__ import annotations
 
 import io
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
 from matplotlib import colormaps  # noqa: E402
 from PIL import Image  # noqa: E402
 
-#: A map whose range (max - min, relative for unbounded kinds) is below this is flat.
-FLAT_EPSILON = 0.05
-MapKind = Literal["probability", "distribution", "score"]
+from attnmel.models.maps import FLAT_EPSILON, MapKind, is_flat, map_range, upsample_map  # noqa: E402
+
+__all__ = ["FLAT_EPSILON", "Panel", "attention_figure", "display_scale", "heatmap_image", "heatmap_overlay",
+           "is_flat", "png_bytes"]
 CMAP = "jet"
-
-
-def map_kind(layer: str, normalize: str | None) -> MapKind:
-    """What a layer's values are: ``cam`` and Grad-CAM maps are scores; gates follow their normalisation."""
-    if layer == "cam" or layer.lower().startswith("grad"):
-        return "score"
-    return "distribution" if normalize == "softmax" else "probability"
-
-
-def map_range(amap: np.ndarray) -> tuple[float, float]:
-    return float(np.nanmin(amap)), float(np.nanmax(amap))
-
-
-def is_flat(amap: np.ndarray, kind: MapKind = "probability", epsilon: float = FLAT_EPSILON) -> bool:
-    low, high = map_range(amap)
-    if kind == "probability":
-        return high - low < epsilon
-    return high - low < epsilon * max(abs(low), abs(high), 1e-12)
-
-
-def upsample(amap: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Bilinear upsampling of an (h, w) map to ``size`` (height, width)."""
-    tensor = torch.as_tensor(np.asarray(amap, dtype=np.float32))[None, None]
-    return F.interpolate(tensor, size=size, mode="bilinear", align_corners=False)[0, 0].numpy()
 
 
 def display_scale(amap: np.ndarray, kind: MapKind) -> np.ndarray:
@@ -73,7 +43,7 @@ def display_scale(amap: np.ndarray, kind: MapKind) -> np.ndarray:
 
 def heatmap_image(amap: np.ndarray, size: tuple[int, int], kind: MapKind = "probability") -> Image.Image:
     """The coloured map alone (RGBA) at ``size`` (height, width), for blending at any opacity."""
-    heat = display_scale(upsample(amap, size), kind)
+    heat = display_scale(upsample_map(amap, size), kind)
     return Image.fromarray((colormaps[CMAP](heat) * 255).astype(np.uint8), mode="RGBA")
 
 
@@ -112,7 +82,7 @@ def attention_figure(
     axes[0].set_title("what the model saw", fontsize=8)
     _outline(axes[0], lesion_mask)
     for ax, panel in zip(axes[1:], panels, strict=True):
-        values = upsample(panel.values, size)
+        values = upsample_map(panel.values, size)
         low, high = map_range(panel.values)
         flat = is_flat(panel.values, panel.kind)
         ax.imshow(view)
@@ -150,13 +120,6 @@ def attention_figure(
 def _outline(ax, mask: np.ndarray | None) -> None:
     if mask is not None and mask.any() and not mask.all():
         ax.contour(np.asarray(mask, dtype=float), levels=[0.5], colors="white", linewidths=1.4)
-
-
-def panels_for(raw: Mapping[str, np.ndarray], kinds: Mapping[str, MapKind], jaccard: Mapping[str, float] | None = None,
-               ) -> list[Panel]:
-    """One ``Panel`` per map, in the order given."""
-    return [Panel(name, np.asarray(values), kinds.get(name, "probability"), (jaccard or {}).get(name))
-            for name, values in raw.items()]
 
 
 def png_bytes(image: Image.Image) -> bytes:

@@ -8,12 +8,18 @@ pytorch-grad-cam is an optional extra: ``pip install 'attnmel[explain]'``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
 import numpy as np
 import torch
 from torch import nn
 
 from attnmel.errors import AttnmelError
 from attnmel.models import LogitsOnly
+
+if TYPE_CHECKING:
+    from attnmel.inference import LoadedModel
 
 LAYER = "grad-cam"
 
@@ -43,3 +49,12 @@ def grad_cam(model: nn.Module, images: torch.Tensor, class_index: int) -> np.nda
         maps = cam(input_tensor=images, targets=[ClassifierOutputTarget(class_index)] * len(images))
     network.train(was_training)
     return np.asarray(maps, dtype=np.float32)
+
+
+def grad_cam_of_views(loaded: LoadedModel, views: Sequence[np.ndarray]) -> np.ndarray:
+    """Grad-CAM of the positive class (N, h, w) for the RGB uint8 views the model saw (S, S, 3) (a
+    ``Prediction.view``): they are normalised again, without the geometry, and run through the first member."""
+    mean = torch.tensor(loaded.preprocessing.mean).view(1, 3, 1, 1)
+    std = torch.tensor(loaded.preprocessing.std).view(1, 3, 1, 1)
+    batch = (torch.from_numpy(np.stack(views)).permute(0, 3, 1, 2).float() / 255 - mean) / std
+    return grad_cam(loaded.predictor.models[0], batch.to(loaded.device), loaded.meta.positive_index)
