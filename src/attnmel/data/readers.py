@@ -128,11 +128,13 @@ def read_dataset(
     *,
     layout: str | None = None,
     skip_bad: bool = False,
+    dataset: str | None = None,
 ) -> DatasetIndex:
     """Read any supported layout into a ``DatasetIndex``.
 
     With ``skip_bad`` unusable entries (an ID without image, an image without label...) are
-    left out and recorded in ``problems`` instead of raising.
+    left out and recorded in ``problems`` instead of raising. Every sample's ``dataset`` is
+    ``dataset`` (default: the layout's name).
     """
     root = Path(root)
     task = get_task(task) if isinstance(task, str) else task
@@ -153,6 +155,8 @@ def read_dataset(
     check_task_fits(root, layout, task)
     splits = readers[layout](root, task, reading)
     splits = {name: samples for name, samples in splits.items() if samples or not reading.skip_bad}
+    for sample in (sample for samples in splits.values() for sample in samples):
+        sample.dataset = dataset or layout
     if not any(splits.values()):
         raise DataError(root, "no labelled images found.", "check that images and ground-truth files are in place.")
     return DatasetIndex(

@@ -114,6 +114,9 @@ class Sample:
     superpixel_paths: tuple[Path, Path] | None = None
     #: what the dataset says belongs together (``GROUP_COLUMNS``: lesion_id, patient_id), where it says so
     groups: dict[str, str] = field(default_factory=dict)
+    #: the dataset the record was read from (``read_dataset`` sets the layout's name, or the name the caller
+    #: gives), so records of several datasets can be told apart once mixed; None for records built by hand
+    dataset: str | None = None
 
 
 @dataclass
