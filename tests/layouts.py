@@ -124,3 +124,46 @@ def make_isic2020(
         write_csv(root / "ISIC_2020_Training_Duplicates.csv", ["image_name_1", "image_name_2"],
                   [[images[a].stem, images[b].stem] for a, b in duplicates])
     return [image.stem for image in images]
+
+
+def make_isic2016(root: Path, train: list[str], test: list[str]) -> dict[str, list[str]]:
+    """ISBI 2016 Part 3: header-less ground truth with ``benign``/``malignant`` (or 0/1) per image, Part 1 masks."""
+    ids: dict[str, list[str]] = {}
+    start = 0
+    for official, labels in (("Training", train), ("Test", test)):
+        data = root / f"ISBI2016_ISIC_Part3_{official}_Data"
+        masks = root / f"ISBI2016_ISIC_Part1_{official}_GroundTruth"
+        data.mkdir(parents=True)
+        masks.mkdir()
+        images = _images(start, len(labels))
+        start += len(labels)
+        for image in images:
+            shutil.copy(image, data / image.name)
+            shutil.copy(sample_mask(image), masks / f"{image.stem}_Segmentation.png")
+        write_csv(root / f"ISBI2016_ISIC_Part3_{official}_GroundTruth.csv", None,
+                  [[image.stem, label] for image, label in zip(images, labels, strict=True)])
+        ids[official] = [image.stem for image in images]
+    return ids
+
+
+def make_isic_cli(root: Path, diagnoses: list[str]) -> list[str]:
+    """What ``isic image download`` writes: flat images and a metadata.csv with ``diagnosis_3``."""
+    root.mkdir(parents=True)
+    images = _images(0, len(diagnoses))
+    for image in images:
+        shutil.copy(image, root / image.name)
+    write_csv(root / "metadata.csv", ["isic_id", "attribution", "diagnosis_1", "diagnosis_3"],
+              [[image.stem, "ISIC", "Benign" if "Melanoma" not in d else "Malignant", d]
+               for image, d in zip(images, diagnoses, strict=True)])
+    return [image.stem for image in images]
+
+
+def make_manifest(root: Path, labels: list[tuple[str, str]]) -> list[str]:
+    """``manifest.csv`` with (label, split) per image, paths relative to the manifest."""
+    (root / "images").mkdir(parents=True)
+    images = _images(0, len(labels))
+    for image in images:
+        shutil.copy(image, root / "images" / image.name)
+    write_csv(root / "manifest.csv", ["image", "label", "split"],
+              [[f"images/{image.name}", label, split] for image, (label, split) in zip(images, labels, strict=True)])
+    return [image.stem for image in images]

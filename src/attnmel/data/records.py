@@ -142,6 +142,8 @@ class DatasetIndex:
     duplicates: list[tuple[str, str]] = field(default_factory=list)
     #: images read but left out of the task, per split and dataset class (ISIC 2019 UNK)
     left_out: dict[str, dict[str, int]] = field(default_factory=dict)
+    #: what the images are; ``summary`` says so when they are not dermoscopy (ISIC 2024's total-body crops)
+    modality: str = "dermoscopy"
 
     def split(self, name: str) -> list[Sample]:
         if name not in self.splits:
@@ -155,6 +157,8 @@ class DatasetIndex:
     def summary(self) -> dict:
         """Counts per split and class, masks present/missing, groups, and images left out of the task."""
         out: dict = {"root": str(self.root), "layout": self.layout, "task": self.task.name, "splits": {}}
+        if self.modality != "dermoscopy":
+            out["modality"] = self.modality
         for name, samples in self.splits.items():
             counts = Counter(s.label for s in samples)
             with_mask = sum(s.mask_path is not None for s in samples)
