@@ -59,28 +59,66 @@ def read_text(path: Path) -> str:
         raise DataError(path, "CSV is not UTF-8 text.", "re-save it as UTF-8 CSV.") from None
 
 
-def csv_rows(path: Path, header: bool = True) -> tuple[list[str], list[list[str]]]:
-    text = read_text(path)
-    rows = [row for row in csv.reader(io.StringIO(text)) if row and any(cell.strip() for cell in row)]
-    if header:
-        if not rows:
-            raise DataError(path, "CSV is empty.", "restore the ground-truth file from the dataset archive.")
-        return [c.strip() for c in rows[0]], [[c.strip() for c in row] for row in rows[1:]]
-    return [], [[c.strip() for c in row] for row in rows]
+def csv_rows(path: Path, header: bool = True, delimiter: str = ",") -> tuple[list[str], list[list[str]]]:
+    """The header and the non-blank rows of a CSV, cells stripped: the one CSV reader every layout uses.
+
+    Whatever is wrong with the file is one ``DataError`` naming it and the line: an unclosed quote,
+    a field over the csv module's 131,072-character limit, a row shorter than the header (which
+    would leave its last columns unread) or one with more filled fields than the header names."""
+    reader = csv.reader(io.StringIO(read_text(path)), delimiter=delimiter, strict=True)
+    rows: list[list[str]] = []
+    line = 1
+    try:
+        for row in reader:
+            if row and any(cell.strip() for cell in row):
+                rows.append([cell.strip() for cell in row])
+                if header and len(rows) > 1:
+                    _check_width(path, line, rows[-1], rows[0])
+            line = reader.line_num + 1
+    except csv.Error as exc:
+        problem = ("a field is longer than 131,072 characters" if "field limit" in str(exc)
+                   else "a quoted field is never closed" if "end of data" in str(exc) else f"{exc}")
+        raise DataError(path, f"line {line}: {problem}.",
+                        "close the quote or fix the row (a text editor shows where the quotes pair up).") from None
+    if not header:
+        return [], rows
+    if not rows:
+        raise DataError(path, "CSV is empty.", "restore the ground-truth file from the dataset archive.")
+    return rows[0], rows[1:]
+
+
+def _check_width(path: Path, line: int, row: list[str], header: list[str]) -> None:
+    """A short row would leave its last columns unread; extra filled cells belong to no column."""
+    if len(row) < len(header):
+        raise DataError(path, f"line {line} has {len(row)} fields but the header has {len(header)} "
+                              f"(missing {', '.join(header[len(row):])}).",
+                        "fill in the missing fields (an empty field still needs its comma).")
+    if any(row[len(header):]):
+        raise DataError(path, f"line {line} has {len(row)} fields but the header names {len(header)}.",
+                        "remove the extra fields or quote the one that holds a comma.")
+    del row[len(header):]
 
 
 def parse_flag(value: str, path: Path, row_id: str, column: str) -> bool:
-    """Parse an ISIC ground-truth flag: 0/1/0.0/1.0, benign/malignant, true/false."""
+    """Parse an ISIC ground-truth flag: 0/1 in any number format (ISIC 2019 writes 1.00), benign/malignant,
+    true/false."""
     text = value.strip().lower()
-    if text in ("1", "1.0", "malignant", "true", "yes", "melanoma"):
+    if text in ("malignant", "true", "yes", "melanoma"):
         return True
-    if text in ("0", "0.0", "benign", "false", "no"):
+    if text in ("benign", "false", "no"):
         return False
     try:
         number = float(text)
     except ValueError:
-        number = math.nan
-    hint = "NaN" if text in ("", "nan", "na", "n/a") or math.isnan(number) else f"{value!r} (not 0/1)"
+        number = None
+    if number in (0.0, 1.0):
+        return number == 1.0
+    if text in MISSING_VALUES:
+        hint = "empty" if not text else f"missing ({value.strip()!r})"
+    elif number is None or math.isnan(number):
+        hint = f"the text {value.strip()!r}, not 0/1"
+    else:
+        hint = f"{value.strip()!r}, not 0/1"
     raise DataError(path, f"label of {row_id} in column {column!r} is {hint}.", "use 0/1 (or benign/malignant).")
 
 
@@ -105,6 +143,20 @@ def image_files(folder: Path, reading: Reading, strip: tuple[str, ...] = ()) -> 
             continue
         found[image_id] = path
     return found
+
+
+def image_ids_in(folder: Path, strip: tuple[str, ...] = ()) -> set[str]:
+    """The IDs of the image files in ``folder``, without the checks of ``image_files`` (for mask notes)."""
+    if not folder.is_dir():
+        return set()
+    ids = set()
+    for path in folder.iterdir():
+        if path.suffix.lower() in IMAGE_SUFFIXES:
+            image_id = path.stem
+            for suffix in strip:
+                image_id = image_id.removesuffix(suffix)
+            ids.add(image_id)
+    return ids
 
 
 def masks_by_suffix(folder: Path, suffix: str) -> dict[str, Path]:
@@ -195,9 +247,10 @@ def lesion_masks(root: Path) -> dict[str, Path]:
     return found
 
 
-def note_orphan_masks(masks: dict[str, Path], splits: dict[str, list[Sample]], reading: Reading) -> None:
-    """One note for all masks without an image (Task 1 masks cover other images than Task 3)."""
-    images = {sample.image_id for samples in splits.values() for sample in samples}
+def note_orphan_masks(masks: dict[str, Path], image_ids: Iterable[str], reading: Reading) -> None:
+    """One note for the masks whose image is not in the dataset folder (Task 1 masks cover other images
+    than Task 3); a mask of an image that is there but left out of the task is not one of them."""
+    images = set(image_ids)
     orphans = [path for image_id, path in masks.items() if image_id not in images]
     if orphans:
         reading.note(orphans[0].parent, "orphan_mask",

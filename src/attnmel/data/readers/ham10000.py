@@ -63,5 +63,5 @@ def read_ham10000(root: Path, task: Task, reading: Reading) -> ReadSplits:
     masks = lesion_masks(root)
     splits = {"train": pair_by_id("train", labels, images, masks, reading, metadata, attribute_masks(root),
                              reported=frozenset(unusable | left_out), groups=groups, orphan_masks=False)}
-    note_orphan_masks(masks, splits, reading)
+    note_orphan_masks(masks, images, reading)
     return splits

@@ -18,6 +18,7 @@ from attnmel.data.readers.common import (
     folder_names,
     group_table,
     image_files,
+    image_ids_in,
     lesion_masks,
     note_orphan_masks,
     one_hot_classes,
@@ -38,8 +39,10 @@ def read_one_hot_release(
     ``groups`` name each split's image folder, ground-truth CSV and lesion-groups CSV (``{split}`` filled in)."""
     masks, attributes = lesion_masks(root), attribute_masks(root)
     splits: ReadSplits = {}
+    on_disk: set[str] = set()
     for official, split in splits_by_name.items():
         folder = root / data.format(split=official)
+        on_disk |= image_ids_in(folder, strip)
         truth_file = find_file(root, truth.format(split=official))
         if not split_present(folder, truth_file, split, reading):
             continue
@@ -51,7 +54,7 @@ def read_one_hot_release(
         images = image_files(folder, reading, strip=strip)
         splits[split] = pair_by_id(split, labels, images, masks, reading, truth_file, attributes,
                               reported=frozenset(unusable | left_out), groups=groups_by_id, orphan_masks=False)
-    note_orphan_masks(masks, splits, reading)
+    note_orphan_masks(masks, on_disk, reading)
     return splits
 
 

@@ -66,10 +66,11 @@ def read_isic2020(root: Path, task: Task, reading: Reading) -> ReadSplits:
         groups[image_id] = group_values(record)
     labels, left_out = class_labels(truth, "train", parsed, task, reading)
     masks = lesion_masks(root)
-    splits = {"train": pair_by_id("train", labels, image_files(data, reading), masks, reading, truth,
+    images = image_files(data, reading)
+    splits = {"train": pair_by_id("train", labels, images, masks, reading, truth,
                              attribute_masks(root), reported=frozenset(unusable | left_out), groups=groups,
                              orphan_masks=False)}
-    note_orphan_masks(masks, splits, reading)
+    note_orphan_masks(masks, images, reading)
     duplicates = find_file(root, "ISIC_2020_Training_Duplicates.csv")
     if duplicates is not None:
         header, rows = csv_rows(duplicates)
