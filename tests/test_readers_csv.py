@@ -84,7 +84,7 @@ def test_isic2019_labels_written_as_1_00_and_0_00(tmp_path):
 
 
 @pytest.mark.parametrize(("value", "said"), [
-    ("maybe", "is the text 'maybe', not 0/1"), ("", "is empty"), ("NaN", "is missing ('NaN')"), ("2", "is '2', not 0/1"),
+    ("maybe", "is the text 'maybe', not 0/1"), ("", "is empty"), ("NaN", "is NaN"), ("n/a", "is missing ('n/a')"), ("2", "is '2', not 0/1"),
 ])
 def test_a_wrong_label_is_named_for_what_it_is(tmp_path, value, said):
     truth = _isic2017(tmp_path)

@@ -4,11 +4,10 @@ groups by image ID (never by position), and the ``Reading`` that collects proble
 from __future__ import annotations
 
 import csv
-import io
 import math
 import re
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from attnmel.data.images import IMAGE_SUFFIXES
@@ -48,43 +47,54 @@ class Reading:
         self.note(path, "other_class", f"{image_id} is {dataset_class}, which task {task.name!r} leaves out.")
 
 
-def read_text(path: Path) -> str:
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise DataError(path, f"cannot read CSV ({exc}).", "check the file's permissions.") from None
-    try:
-        return raw.decode("utf-8-sig")  # tolerate the BOM that Excel writes
-    except UnicodeDecodeError:
-        raise DataError(path, "CSV is not UTF-8 text.", "re-save it as UTF-8 CSV.") from None
-
-
-def csv_rows(path: Path, header: bool = True, delimiter: str = ",") -> tuple[list[str], list[list[str]]]:
+def csv_rows(
+    path: Path, header: bool = True, delimiter: str = ",", keep: Sequence[str] | None = None
+) -> tuple[list[str], list[list[str]]]:
     """The header and the non-blank rows of a CSV, cells stripped: the one CSV reader every layout uses.
 
-    Whatever is wrong with the file is one ``DataError`` naming it and the line: an unclosed quote,
-    a field over the csv module's 131,072-character limit, a row shorter than the header (which
-    would leave its last columns unread) or one with more filled fields than the header names."""
-    reader = csv.reader(io.StringIO(read_text(path)), delimiter=delimiter, strict=True)
+    The file is read line by line and, with ``keep``, only those columns are kept (in that order, a
+    missing one is an error), so a metadata table of 400,000 rows and 55 columns costs what its
+    useful columns cost. Whatever is wrong with the file is one ``DataError`` naming it and the line:
+    not UTF-8, an unclosed quote, a field over the csv module's 131,072-character limit, a row
+    shorter than the header (which would leave its last columns unread) or one with more filled
+    fields than the header names."""
     rows: list[list[str]] = []
-    line = 1
+    line, indexes, names = 1, None, []
     try:
-        for row in reader:
-            if row and any(cell.strip() for cell in row):
-                rows.append([cell.strip() for cell in row])
-                if header and len(rows) > 1:
-                    _check_width(path, line, rows[-1], rows[0])
-            line = reader.line_num + 1
+        with open(path, encoding="utf-8-sig", newline="") as handle:  # utf-8-sig: the BOM that Excel writes
+            reader = csv.reader(handle, delimiter=delimiter, strict=True)
+            for row in reader:
+                if row and any(cell.strip() for cell in row):
+                    row = [cell.strip() for cell in row]
+                    if header and indexes is not None:
+                        _check_width(path, line, row, names)
+                        row = [row[i] for i in indexes]
+                    elif header:
+                        names = row
+                        indexes = [_column(path, names, c) for c in keep] if keep else list(range(len(row)))
+                        row = [row[i] for i in indexes]
+                    rows.append(row)
+                line = reader.line_num + 1
     except csv.Error as exc:
         problem = ("a field is longer than 131,072 characters" if "field limit" in str(exc)
                    else "a quoted field is never closed" if "end of data" in str(exc) else f"{exc}")
         raise DataError(path, f"line {line}: {problem}.",
                         "close the quote or fix the row (a text editor shows where the quotes pair up).") from None
+    except UnicodeDecodeError:
+        raise DataError(path, f"line {line}: the CSV is not UTF-8 text.", "re-save it as UTF-8 CSV.") from None
+    except OSError as exc:
+        raise DataError(path, f"cannot read CSV ({exc.strerror or exc}).", "check the file's permissions.") from None
     if not header:
         return [], rows
     if not rows:
         raise DataError(path, "CSV is empty.", "restore the ground-truth file from the dataset archive.")
     return rows[0], rows[1:]
+
+
+def _column(path: Path, header: list[str], column: str) -> int:
+    if column not in header:
+        raise DataError(path, f"missing column {column!r} (found {header}).", "use the file as the release ships it.")
+    return header.index(column)
 
 
 def _check_width(path: Path, line: int, row: list[str], header: list[str]) -> None:
@@ -114,7 +124,7 @@ def parse_flag(value: str, path: Path, row_id: str, column: str) -> bool:
     if number in (0.0, 1.0):
         return number == 1.0
     if text in MISSING_VALUES:
-        hint = "empty" if not text else f"missing ({value.strip()!r})"
+        hint = "NaN" if text == "nan" else "empty" if not text else f"missing ({value.strip()!r})"
     elif number is None or math.isnan(number):
         hint = f"the text {value.strip()!r}, not 0/1"
     else:
