@@ -167,3 +167,54 @@ def make_manifest(root: Path, labels: list[tuple[str, str]]) -> list[str]:
     write_csv(root / "manifest.csv", ["image", "label", "split"],
               [[f"images/{image.name}", label, split] for image, (label, split) in zip(images, labels, strict=True)])
     return [image.stem for image in images]
+
+
+ISIC2024_HEADER = ["isic_id", "target", "patient_id", "age_approx", "sex", "anatom_site_general", "lesion_id",
+                   "iddx_full", "tbp_lv_A", "tbp_lv_areaMM2", "attribution"]
+
+
+def crop_jpeg(image: Path, side: int = 130) -> bytes:
+    """A ~130 px JPEG crop of a real image, as the ISIC 2024 release stores its total-body-photo crops."""
+    import io
+
+    from PIL import Image
+
+    with Image.open(image) as opened:
+        crop = opened.convert("RGB").resize((side, side))
+    buffer = io.BytesIO()
+    crop.save(buffer, "JPEG", quality=90)
+    return buffer.getvalue()
+
+
+def write_hdf5(path: Path, entries: dict[str, bytes]) -> Path:
+    """One scalar bytes dataset per key, as Kaggle's ``train-image.hdf5`` holds them."""
+    import h5py
+    import numpy as np
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with h5py.File(path, "w") as handle:
+        for key, data in entries.items():
+            handle.create_dataset(key, data=np.void(data))
+    return path
+
+
+def make_isic2024(
+    root: Path, rows: list[tuple[int, str, str | None, str]], *, hdf5: bool = True, test: bool = False
+) -> list[str]:
+    """ISIC 2024 training: ``rows`` are (target, patient_id, lesion_id or None, iddx_full); images in
+    ``train-image.hdf5`` (or ``train-image/image/*.jpg``); with ``test``, unlabelled test files too."""
+    images = _images(0, len(rows))
+    entries = {image.stem: crop_jpeg(image) for image in images}
+    if hdf5:
+        write_hdf5(root / "train-image.hdf5", entries)
+    else:
+        (root / "train-image" / "image").mkdir(parents=True)
+        for key, data in entries.items():
+            (root / "train-image" / "image" / f"{key}.jpg").write_bytes(data)
+    write_csv(root / "train-metadata.csv", ISIC2024_HEADER, [
+        [image.stem, str(target), patient, "55", "male", "posterior torso", lesion or "", iddx, "20.5", "3.1", "ISIC"]
+        for image, (target, patient, lesion, iddx) in zip(images, rows, strict=True)])
+    if test:
+        write_hdf5(root / "test-image.hdf5", {SAMPLE_IMAGES[-1].stem: crop_jpeg(SAMPLE_IMAGES[-1])})
+        write_csv(root / "test-metadata.csv", ["isic_id", "patient_id"], [[SAMPLE_IMAGES[-1].stem, "IP_9"]])
+    return [image.stem for image in images]

@@ -21,6 +21,7 @@ from .layouts import (
     make_isic2018,
     make_isic2019,
     make_isic2020,
+    make_isic2024,
     make_isic_cli,
     make_manifest,
 )
@@ -53,6 +54,11 @@ BUILT: dict[str, Built] = {
                       {"train": (2, 1)}),
     "isic-cli": Built(lambda root: make_isic_cli(root, ["Melanoma Invasive", "Nevus", "Seborrheic keratosis"]),
                       {"all": (3, 1)}),
+    "isic2024": Built(lambda root: make_isic2024(root / "isic-2024-challenge", [
+        (1, "IP_1", "IL_1", "Malignant::Malignant melanocytic proliferations (Melanoma)::Melanoma Invasive"),
+        (0, "IP_1", None, "Benign"), (1, "IP_2", "IL_2", "Malignant::Malignant adnexal epithelial proliferations"
+                                                          " - Follicular::Basal cell carcinoma")], test=True),
+        {"train": (3, 1)}),
     "manifest": Built(lambda root: make_manifest(root, [("melanoma", "train"), ("0", "train"), ("1", "val")]),
                       {"train": (2, 1), "val": (1, 1)}),
 }

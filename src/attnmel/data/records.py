@@ -87,6 +87,12 @@ TASKS: dict[str, Task] = {
                             left_out=("UNK",)),
     "isic2020-binary": Task("isic2020-binary", ("benign", "malignant"), ("malignant",), "malignant",
                             source="isic2020"),
+    # ISIC 2024 (SLICE-3D): ``target`` is malignant vs benign (basal and squamous cell carcinoma count as malignant)
+    "isic2024-binary": Task("isic2024-binary", ("benign", "malignant"), ("malignant",), "malignant",
+                            source="isic2024"),
+    # PH2's Clinical Diagnosis: 0 common nevus, 1 atypical nevus, 2 melanoma
+    "ph2-3class": Task("ph2-3class", ("common_nevus", "atypical_nevus", "melanoma"), ("melanoma", "atypical_nevus"),
+                       source="ph2"),
 }
 
 
