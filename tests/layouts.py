@@ -218,3 +218,33 @@ def make_isic2024(
         write_hdf5(root / "test-image.hdf5", {SAMPLE_IMAGES[-1].stem: crop_jpeg(SAMPLE_IMAGES[-1])})
         write_csv(root / "test-metadata.csv", ["isic_id", "patient_id"], [[SAMPLE_IMAGES[-1].stem, "IP_9"]])
     return [image.stem for image in images]
+
+
+PH2_HEADER = ["Name", "Histological Diagnosis", "Clinical Diagnosis", "Asymmetry", "Pigment Network", "Dots/Globules",
+              "Streaks", "Regression Areas", "Blue-Whitish Veil", "Colors"]
+
+
+def make_ph2(root: Path, diagnoses: list[str], *, masks: bool = True) -> list[str]:
+    """PH2 as distributed: BMP images and lesion masks in ``PH2 Dataset images/IMDxxx/...`` (spaces in the
+    folder name), ``PH2_dataset.txt`` with ``||`` cells and the legend after the rows; ``diagnoses`` are the
+    Clinical Diagnosis values (0, 1, 2)."""
+    from PIL import Image
+
+    base = root / "PH2Dataset"
+    cases = []
+    for k, (image, diagnosis) in enumerate(zip(_images(0, len(diagnoses)), diagnoses, strict=True)):
+        case = f"IMD{k + 2:03d}"
+        folder = base / "PH2 Dataset images" / case
+        (folder / f"{case}_Dermoscopic_Image").mkdir(parents=True)
+        (folder / f"{case}_roi").mkdir()
+        with Image.open(image) as opened:
+            opened.convert("RGB").save(folder / f"{case}_Dermoscopic_Image" / f"{case}.bmp")
+        if masks:
+            (folder / f"{case}_lesion").mkdir()
+            with Image.open(sample_mask(image)) as mask:
+                mask.convert("L").save(folder / f"{case}_lesion" / f"{case}_lesion.bmp")
+        cases.append([case, "Melanoma" if diagnosis == "2" else "", diagnosis, "0", "AT", "A", "A", "A", "A", "3 4"])
+    lines = ["|| " + " || ".join(PH2_HEADER) + " ||"] + ["|| " + " || ".join(row) + " ||" for row in cases]
+    lines += ["", "Legends:", "Clinical Diagnosis: 0 - Common Nevus; 1 - Atypical Nevus; 2 - Melanoma"]
+    (base / "PH2_dataset.txt").write_text("\n".join(lines) + "\n")
+    return [row[0] for row in cases]

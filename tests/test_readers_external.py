@@ -16,11 +16,11 @@ from torchvision.transforms import v2
 
 from attnmel.data import read_dataset
 from attnmel.data.dataset import IsicDataset
-from attnmel.data.images import read_image, verify_image
+from attnmel.data.images import read_image, read_mask, verify_image
 from attnmel.errors import DataError
 
 from .conftest import REPO
-from .layouts import SAMPLE_IMAGES, crop_jpeg, make_isic2024, write_hdf5
+from .layouts import SAMPLE_IMAGES, crop_jpeg, make_isic2024, make_ph2, write_hdf5
 
 MEL = "Malignant::Malignant melanocytic proliferations (Melanoma)::Melanoma Invasive"
 BCC = "Malignant::Malignant adnexal epithelial proliferations - Follicular::Basal cell carcinoma"
@@ -113,3 +113,38 @@ def test_streaming_a_small_hdf5_stays_far_below_a_gigabyte(tmp_path):
     measured = json.loads(result.stdout.strip().splitlines()[-1])
     assert measured["images"] == 200
     assert 0 < measured["peak_mb"] < 1024
+
+
+# --------------------------------------------------------------------------------------------- PH2
+
+
+def test_ph2_bmp_images_masks_three_classes_and_criteria(tmp_path):
+    cases = make_ph2(tmp_path, ["0", "1", "2", "0"])
+    for data in (tmp_path, tmp_path / "PH2Dataset"):  # the folder it was unpacked into, or the release's own
+        index = read_dataset(data, "ph2-3class")
+        assert index.layout == "ph2" and list(index.splits) == ["test"]
+        test = index.split("test")
+        assert [s.image_id for s in test] == cases
+        assert [index.task.class_names[s.label] for s in test] == ["common_nevus", "atypical_nevus", "melanoma",
+                                                                     "common_nevus"]
+    sample = test[2]
+    assert " " in str(sample.image_path.parent) and sample.image_path.suffix == ".bmp"
+    image = read_image(sample.image_path)
+    assert read_mask(sample.mask_path, image.size).any()
+    assert sample.criteria == {"Asymmetry": "0", "Pigment Network": "AT", "Dots/Globules": "A", "Streaks": "A",
+                               "Regression Areas": "A", "Blue-Whitish Veil": "A", "Colors": "3 4"}
+    assert [s.label for s in read_dataset(tmp_path).split("test")] == [0, 0, 1, 0]
+    with pytest.raises(DataError, match="ph2-3class"):
+        read_dataset(SAMPLE_IMAGES[0].parent.parent, "ph2-3class")
+
+
+def test_ph2_missing_table_and_unknown_diagnosis(tmp_path):
+    make_ph2(tmp_path, ["0", "2"])
+    table = tmp_path / "PH2Dataset" / "PH2_dataset.txt"
+    table.write_text(table.read_text().replace("|| 2 ||", "|| 5 ||"))
+    with pytest.raises(DataError, match=r"line 3: Clinical Diagnosis of IMD003 is '5', not 0 \(common nevus\)"):
+        read_dataset(tmp_path)
+    table.unlink()
+    with pytest.raises(DataError, match="the PH2 label table is missing") as caught:
+        read_dataset(tmp_path)
+    assert caught.value.path == table

@@ -24,6 +24,7 @@ from .layouts import (
     make_isic2024,
     make_isic_cli,
     make_manifest,
+    make_ph2,
 )
 
 
@@ -59,6 +60,7 @@ BUILT: dict[str, Built] = {
         (0, "IP_1", None, "Benign"), (1, "IP_2", "IL_2", "Malignant::Malignant adnexal epithelial proliferations"
                                                           " - Follicular::Basal cell carcinoma")], test=True),
         {"train": (3, 1)}),
+    "ph2": Built(lambda root: make_ph2(root, ["0", "1", "2", "2"]), {"test": (4, 2)}, 4),
     "manifest": Built(lambda root: make_manifest(root, [("melanoma", "train"), ("0", "train"), ("1", "val")]),
                       {"train": (2, 1), "val": (1, 1)}),
 }

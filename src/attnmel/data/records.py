@@ -123,6 +123,8 @@ class Sample:
     #: the dataset the record was read from (``read_dataset`` sets the layout's name, or the name the caller
     #: gives), so records of several datasets can be told apart once mixed; None for records built by hand
     dataset: str | None = None
+    #: image-level criteria the dataset labels (Derm7pt's seven-point checklist, PH2's dermoscopic features)
+    criteria: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
