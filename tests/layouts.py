@@ -248,3 +248,30 @@ def make_ph2(root: Path, diagnoses: list[str], *, masks: bool = True) -> list[st
     lines += ["", "Legends:", "Clinical Diagnosis: 0 - Common Nevus; 1 - Atypical Nevus; 2 - Melanoma"]
     (base / "PH2_dataset.txt").write_text("\n".join(lines) + "\n")
     return [row[0] for row in cases]
+
+
+DERM7PT_HEADER = ["case_num", "diagnosis", "seven_point_score", "pigment_network", "streaks", "pigmentation",
+                  "regression_structures", "dots_and_globules", "blue_whitish_veil", "vascular_structures",
+                  "level_of_diagnostic_difficulty", "elevation", "location", "sex", "clinic", "derm", "notes", "management"]
+
+
+def make_derm7pt(root: Path, diagnoses: list[str], splits: dict[str, list[int]] | None = None) -> list[str]:
+    """Derm7pt's ``release_v0``: meta.csv, the index files of ``splits`` (name -> row indices), a clinical and a
+    dermoscopic image per case; every other dermoscopic file is stored with another case than meta.csv says."""
+    base = root / "release_v0"
+    rows, ids = [], []
+    for k, (image, diagnosis) in enumerate(zip(_images(0, 2 * len(diagnoses))[::2], diagnoses, strict=True)):
+        folder = ["Aal", "Fgl", "NEL"][k % 3]
+        derm, clinic = f"{folder}/{folder}{k:03d}.jpg", f"{folder}/{folder}c{k:03d}.jpg"
+        on_disk = derm.upper() if k % 2 else derm
+        for relative, source in ((on_disk, image), (clinic, SAMPLE_IMAGES[2 * k + 1])):
+            target = base / "images" / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(source, target)
+        ids.append(Path(derm).stem)
+        rows.append([str(k), diagnosis, str(k % 4), "typical", "absent", "absent", "absent", "regular", "absent",
+                     "absent", "low", "flat", "back", "female", clinic, derm, "", "excision"])
+    write_csv(base / "meta" / "meta.csv", DERM7PT_HEADER, rows)
+    for name, indexes in (splits or {}).items():
+        write_csv(base / "meta" / f"{name}_indexes.csv", ["indexes"], [[str(i)] for i in indexes])
+    return ids

@@ -20,7 +20,7 @@ from attnmel.data.images import read_image, read_mask, verify_image
 from attnmel.errors import DataError
 
 from .conftest import REPO
-from .layouts import SAMPLE_IMAGES, crop_jpeg, make_isic2024, make_ph2, write_hdf5
+from .layouts import SAMPLE_IMAGES, crop_jpeg, make_derm7pt, make_isic2024, make_ph2, write_hdf5
 
 MEL = "Malignant::Malignant melanocytic proliferations (Melanoma)::Melanoma Invasive"
 BCC = "Malignant::Malignant adnexal epithelial proliferations - Follicular::Basal cell carcinoma"
@@ -148,3 +148,41 @@ def test_ph2_missing_table_and_unknown_diagnosis(tmp_path):
     with pytest.raises(DataError, match="the PH2 label table is missing") as caught:
         read_dataset(tmp_path)
     assert caught.value.path == table
+
+
+# --------------------------------------------------------------------------------------------- Derm7pt
+
+
+def test_derm7pt_official_splits_criteria_mixed_case_and_clinic_view(tmp_path):
+    diagnoses = ["melanoma (less than 0.76 mm)", "clark nevus", "melanoma metastasis", "blue nevus", "lentigo"]
+    ids = make_derm7pt(tmp_path, diagnoses, {"train": [0, 3], "valid": [1], "test": [2, 4]})
+    for data in (tmp_path, tmp_path / "release_v0"):
+        index = read_dataset(data)
+        assert index.layout == "derm7pt"
+        assert {split: [s.image_id for s in samples] for split, samples in index.splits.items()} == {
+            "train": [ids[0], ids[3]], "val": [ids[1]], "test": [ids[2], ids[4]]}
+    assert [s.label for s in index.split("test")] == [1, 0]
+    odd = index.split("val")[0]  # stored as AAL/AAL001.JPG, listed as Aal/Aal001.jpg
+    assert odd.image_path.name == odd.image_path.name.upper() and read_image(odd.image_path).size
+    assert odd.criteria["pigment_network"] == "typical" and odd.criteria["seven_point_score"] == "1"
+    assert len(odd.criteria) == 8 and odd.groups == {"lesion_id": "derm7pt-1"}
+    clinic = read_dataset(tmp_path, layout="derm7pt-clinic")
+    assert clinic.summary()["modality"].startswith("clinical")
+    assert all("c" in s.image_id[3:] for samples in clinic.splits.values() for s in samples)
+    with pytest.raises(DataError, match="isic2018-7class"):
+        read_dataset(tmp_path, "isic2018-7class")
+
+
+def test_derm7pt_unknown_diagnosis_missing_image_and_missing_table(tmp_path):
+    ids = make_derm7pt(tmp_path, ["melanoma", "clark nevus"])
+    meta = tmp_path / "release_v0" / "meta" / "meta.csv"
+    meta.write_text(meta.read_text().replace("clark nevus", "unicorn nevus"))
+    with pytest.raises(DataError, match="line 3: diagnosis of case 1 is 'unicorn nevus', not a Derm7pt diagnosis"):
+        read_dataset(tmp_path)
+    meta.write_text(meta.read_text().replace("unicorn nevus", "clark nevus"))
+    next((tmp_path / "release_v0" / "images").rglob(f"{ids[0]}.jpg")).unlink()
+    with pytest.raises(DataError, match=f"{ids[0]} is listed but has no image"):
+        read_dataset(tmp_path)
+    meta.unlink()
+    with pytest.raises(DataError, match="the Derm7pt label table is missing"):
+        read_dataset(tmp_path / "release_v0", layout="derm7pt")
