@@ -186,3 +186,15 @@ def test_derm7pt_unknown_diagnosis_missing_image_and_missing_table(tmp_path):
     meta.unlink()
     with pytest.raises(DataError, match="the Derm7pt label table is missing"):
         read_dataset(tmp_path / "release_v0", layout="derm7pt")
+
+
+def test_data_check_says_modality_and_counts_criteria(tmp_path):
+    from attnmel.data.integrity import check_dataset
+
+    make_derm7pt(tmp_path / "d", ["melanoma", "clark nevus", "lentigo"])
+    make_isic2024(tmp_path / "i", ISIC2024_ROWS)
+    derm7pt = check_dataset(tmp_path / "d", decode=False)
+    assert derm7pt.to_dict()["datasets"][0]["splits"]["all"]["criteria"]["pigment_network"] == {"typical": 3}
+    assert "pigment_network: typical 3" in derm7pt.to_text()
+    assert "images: 3D total-body photography crops (~130 px), not dermoscopy" in check_dataset(
+        tmp_path / "i", "isic2024-binary", decode=False).to_text()

@@ -182,6 +182,12 @@ class DatasetIndex:
                 out["splits"][name]["groups"] = {column: n for column, n in groups.items() if n}
             if self.left_out.get(name):
                 out["splits"][name]["left_out"] = dict(self.left_out[name])
+            criteria: dict[str, Counter[str]] = {}
+            for sample in samples:
+                for criterion, value in sample.criteria.items():
+                    criteria.setdefault(criterion, Counter())[value] += 1
+            if criteria:
+                out["splits"][name]["criteria"] = {c: dict(sorted(v.items())) for c, v in criteria.items()}
         for name, counts in self.left_out.items():
             if name not in out["splits"]:
                 out["splits"][name] = {"images": 0, "classes": {}, "masks_present": 0, "masks_missing": 0,
