@@ -46,6 +46,7 @@ METRIC_LABELS = {
     "balanced_accuracy": "balanced accuracy",
     "sensitivity_at_90_specificity": "sensitivity at 90% specificity",
     "ece": "ECE of the class probability (lower is better)",
+    "partial_auc": "pAUC above 80% TPR (ISIC 2024)",
 }
 
 

@@ -33,6 +33,7 @@ from attnmel.evaluation.plots import confusion_matrix_plot, reliability_diagram,
 from attnmel.inference import Predictions, load_predictor, read_split
 from attnmel.io import atomic_write_json, atomic_write_text
 from attnmel.metrics.calibration import DEFAULT_BINS, CalibrationReport, calibration_report
+from attnmel.metrics.challenge2024 import DEFAULT_MIN_TPR, check_min_tpr
 from attnmel.metrics.classification import ClassificationReport, MulticlassMetrics, classification_report
 from attnmel.metrics.intervals import (
     EvaluationIntervals,
@@ -127,13 +128,15 @@ def evaluate_checkpoint(
     trust_pickle: bool = False,
     intervals: IntervalSettings | None = IntervalSettings(),
     figures: bool = False,
+    min_tpr: float = DEFAULT_MIN_TPR,
 ) -> EvaluationResult:
     """Metrics and files for ``checkpoint`` (a path, several for an ensemble, or None for the shipped
     model) on ``split`` of ``data``; with ``masks`` also the attention quality against the lesion
     masks (one inference pass for both); with ``intervals`` (None: none) their confidence intervals; with
     ``figures`` one figure per image in ``figures/`` (the view, each map with its scale, the lesion outline
-    and Jaccard with ``masks``, P(positive) and the truth)."""
+    and Jaccard with ``masks``, P(positive) and the truth). ``partial_auc`` is the pAUC above ``min_tpr``."""
     output_dir = Path(output_dir)
+    check_min_tpr(min_tpr)
     if masks:
         check_mask_threshold(mask_threshold)
     loaded = load_predictor(checkpoint, device, tta=tta, use_temperature=use_temperature, trust_pickle=trust_pickle)
@@ -162,7 +165,7 @@ def evaluate_checkpoint(
         prior=training.prior,
         threshold=threshold,
         classification=classification_report(predictions.labels, predictions.probabilities, class_names,
-                                             score_columns, threshold),
+                                             score_columns, threshold, min_tpr),
         calibration=calibration_report(predictions.labels, predictions.probabilities, class_names, score_columns,
                                        calibration_bins),
         predictions=predictions,
@@ -172,13 +175,16 @@ def evaluate_checkpoint(
     )
     if intervals is not None:
         result.intervals = evaluation_intervals(predictions.labels, predictions.probabilities, class_names,
-                                                score_columns, threshold, calibration_bins, quality, intervals)
+                                                score_columns, threshold, calibration_bins, quality, intervals, min_tpr)
     output_dir.mkdir(parents=True, exist_ok=True)
     predicted, truth = scorer_frames(predictions, class_names, score_columns)
     files = result.files
     files.update(predictions=output_dir / "predictions.csv", ground_truth=output_dir / "ground_truth.csv")
     atomic_write_text(files["predictions"], predicted.to_csv(index=False))
     atomic_write_text(files["ground_truth"], truth.to_csv(index=False))
+    if any(sample.criteria for sample in samples):  # Derm7pt's seven criteria, to join on image
+        files["criteria"] = output_dir / "criteria.csv"
+        atomic_write_text(files["criteria"], pd.DataFrame([{"image": s.image_id, **s.criteria} for s in samples]).to_csv(index=False))
     files.update(
         roc_and_pr_curves(predictions.labels, predictions.probabilities, class_names, score_columns, output_dir, split)
     )
@@ -238,7 +244,7 @@ def format_metrics(report: ClassificationReport, intervals: EvaluationIntervals 
     """A small aligned table of the classification report for the terminal, with ``value [low, high]``
     where an interval was computed."""
     keys = ["roc_auc", "average_precision", "accuracy", "sensitivity", "specificity", "balanced_accuracy",
-            "precision", "sensitivity_at_90_specificity"]
+            "precision", "sensitivity_at_90_specificity", "partial_auc"]
     columns = list(report)
     width = 22 if intervals is None else 26
 
@@ -314,11 +320,12 @@ def model_setup(metadata: Sequence[Any]) -> dict[str, Any]:
 
 def evaluation_intervals(
     labels, probabilities, class_names: Sequence[str], score_columns: Sequence[str], threshold: float, bins: int,
-    quality: AttentionQuality | None, settings: IntervalSettings,
+    quality: AttentionQuality | None, settings: IntervalSettings, min_tpr: float = DEFAULT_MIN_TPR,
 ) -> EvaluationIntervals:
     """Intervals of the classification metrics and ECE, and of each attention layer's mean Jaccard/Dice
     (over the images with a mask)."""
-    found = classification_intervals(labels, probabilities, class_names, score_columns, threshold, bins, settings)
+    found = classification_intervals(labels, probabilities, class_names, score_columns, threshold, bins, settings,
+                                     min_tpr)
     if quality is None:
         return found
     attention = {
