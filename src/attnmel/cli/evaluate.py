@@ -23,11 +23,15 @@ from attnmel.cli.options import (
 
 def register(parser: argparse.ArgumentParser) -> None:
     add_checkpoint(parser)
-    parser.add_argument("--data", required=True, help="dataset folder or manifest CSV (external validation on your own data)")
+    parser.add_argument("--data", required=True, action="append",
+                        help="dataset folder or manifest CSV (external validation on your own data); repeat it to "
+                             "score the model on several datasets in one table (rows: datasets)")
     parser.add_argument("--split", default="val", help="val, test, train (or all for folders without splits)")
     parser.add_argument("--output", help="where to write (default: <first checkpoint's run>/eval-<split>[-tta][-ensemble], "
                                          "or ./eval-<split> for the shipped model)")
     parser.add_argument("--threshold", type=fraction, default=0.5, help="decision threshold (positive when p > threshold)")
+    parser.add_argument("--min-tpr", type=float, default=0.8,
+                        help="pAUC above this sensitivity (ISIC 2024: 0.8 on Kaggle, 0.88 on the challenge site)")
     parser.add_argument("--tta", action="store_true", help="average the 8 dihedral views (4 rotations x flip)")
     parser.add_argument("--no-temperature", action="store_true",
                         help="ignore the temperature stored by `attnmel calibrate` (raw softmax)")
@@ -67,9 +71,11 @@ def _evaluate(args: argparse.Namespace) -> int:
     if args.oof:
         return _out_of_fold(args)
     checkpoints = checkpoints_or_default(args.checkpoint, log=(lambda *_: None) if args.json else print)
+    if len(args.data) > 1:
+        return _external(args, checkpoints)
     output = Path(args.output) if args.output else default_output_dir(checkpoints, args.split, args.tta)
     result = evaluate_checkpoint(
-        checkpoints, args.data, args.split, output, threshold=args.threshold, tta=args.tta,
+        checkpoints, args.data[0], args.split, output, min_tpr=args.min_tpr, threshold=args.threshold, tta=args.tta,
         use_temperature=not args.no_temperature, calibration_bins=args.bins, batch_size=args.batch_size,
         num_workers=args.workers, device=args.device, progress=not args.json, masks=args.masks,
         mask_threshold=args.mask_threshold, trust_pickle=args.trust_pickle, intervals=interval_settings(args),
@@ -92,6 +98,26 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _external(args: argparse.Namespace, checkpoints) -> int:
+    from attnmel.errors import ConfigError
+    from attnmel.evaluation.evaluate import default_output_dir
+    from attnmel.evaluation.external import evaluate_datasets
+
+    if args.oof or args.figures:
+        raise ConfigError("several --data make one external-validation table; use --figures or --oof with one --data.")
+    output = Path(args.output) if args.output else default_output_dir(checkpoints, "external", args.tta)
+    table = evaluate_datasets(
+        checkpoints, args.data, output, split=args.split, min_tpr=args.min_tpr, threshold=args.threshold, tta=args.tta,
+        use_temperature=not args.no_temperature, calibration_bins=args.bins, batch_size=args.batch_size,
+        num_workers=args.workers, device=args.device, progress=not args.json, mask_threshold=args.mask_threshold,
+        trust_pickle=args.trust_pickle, intervals=interval_settings(args),
+    )
+    print(json.dumps(table.to_dict(), indent=2) if args.json else table.to_markdown())
+    if not args.json:
+        print(f"wrote {', '.join(p.name for p in table.files.values())} to {output}")
+    return 0
+
+
 def _out_of_fold(args: argparse.Namespace) -> int:
     from attnmel.errors import ConfigError
     from attnmel.evaluation.evaluate import format_metrics, format_multiclass
@@ -103,7 +129,7 @@ def _out_of_fold(args: argparse.Namespace) -> int:
         raise ConfigError("--oof scores classification only; run --masks on a split without --oof.")
     output = Path(args.output) if args.output else default_oof_output(args.checkpoint)
     result = out_of_fold_predictions(
-        args.checkpoint, args.data, output, threshold=args.threshold, tta=args.tta,
+        args.checkpoint, args.data[0], output, threshold=args.threshold, tta=args.tta,
         use_temperature=not args.no_temperature, batch_size=args.batch_size, num_workers=args.workers,
         device=args.device, progress=not args.json, trust_pickle=args.trust_pickle,
     )
