@@ -103,3 +103,27 @@ def test_pauc_has_a_bootstrap_interval_and_a_paired_difference():
     difference = paired_differences(labels == 1, weak, strong, settings=settings)["partial_auc"]
     assert difference.a == pytest.approx(reference_p_auc_tpr(labels, weak, 0.8), abs=1e-9)
     assert difference.difference.estimate > 0 and difference.p_value < 0.05
+
+
+def test_compare_reports_the_pauc_difference_at_the_min_tpr_asked(tmp_path, capsys):
+    import json
+
+    import pandas as pd
+
+    from attnmel.cli import main
+
+    rng = np.random.default_rng(2)
+    labels = (rng.random(120) < 0.3).astype(float)
+    images = [f"ISIC_{i:07d}" for i in range(120)]
+    scores = {"a": np.clip(rng.random(120) * 0.8 + labels * 0.2, 0, 1), "b": np.clip(rng.random(120) * 0.4 + labels * 0.6, 0, 1)}
+    for side, score in scores.items():
+        (tmp_path / side).mkdir()
+        pd.DataFrame({"image": images, "melanoma": score}).to_csv(tmp_path / side / "predictions.csv", index=False)
+        pd.DataFrame({"image": images, "melanoma": labels}).to_csv(tmp_path / side / "ground_truth.csv", index=False)
+    assert main(["compare", str(tmp_path / "a" / "predictions.csv"), str(tmp_path / "b" / "predictions.csv"),
+                 "--json", "--min-tpr", "0.88", "--bootstrap", "200"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["min_tpr"] == 0.88
+    found = result["classes"]["melanoma"]["partial_auc"]
+    assert found["a"] == pytest.approx(reference_p_auc_tpr(labels, scores["a"], 0.88), abs=1e-9)
+    assert found["b"] == pytest.approx(reference_p_auc_tpr(labels, scores["b"], 0.88), abs=1e-9)

@@ -120,3 +120,13 @@ def test_layout_reads_counts_masks_and_names_its_dataset(layout, built):
         if sample.mask_path is not None:
             assert sample.image_id in sample.mask_path.name
     assert min(read_image(samples[0].image_path).size) >= 16
+
+
+def test_config_validates_data_layout_against_the_registry():
+    from attnmel.config import load_config
+    from attnmel.errors import ConfigError
+
+    for layout in ("ph2", "isic2024", "derm7pt-clinic"):
+        assert load_config("isic2017/attnmel-lesion", [f"data.layout={layout}"]).data.layout == layout
+    with pytest.raises(ConfigError, match="data.layout must be .*'ph2'.*not 'ph3'"):
+        load_config("isic2017/attnmel-lesion", ["data.layout=ph3"])

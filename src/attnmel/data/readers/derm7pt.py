@@ -53,7 +53,7 @@ def read_derm7pt(root: Path, task: Task, reading: Reading) -> ReadSplits:
     return _read(root, task, reading, "derm")
 
 
-@register_layout("derm7pt-clinic", detect=None, sources=("derm7pt",), modality="clinical photographs (Derm7pt clinic view)")
+@register_layout("derm7pt-clinic", detect=None, sources=("derm7pt",), priority=71, modality="clinical photographs (Derm7pt clinic view)")
 def read_derm7pt_clinic(root: Path, task: Task, reading: Reading) -> ReadSplits:
     return _read(root, task, reading, "clinic")
 
