@@ -85,6 +85,9 @@ def test_isic2024_missing_metadata_and_melanoma_without_diagnosis(tmp_path):
     with pytest.raises(DataError, match="use task 'isic2024-binary'"):
         read_dataset(tmp_path)
     assert len(read_dataset(tmp_path, "isic2024-binary").split("train")) == 4
+    (tmp_path / "train-image.hdf5").unlink()
+    with pytest.raises(DataError, match="no train-image.hdf5 nor train-image/image/"):
+        read_dataset(tmp_path, "isic2024-binary")
     metadata.unlink()
     with pytest.raises(DataError, match="not a recognised dataset layout"):
         read_dataset(tmp_path)

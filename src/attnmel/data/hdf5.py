@@ -50,8 +50,14 @@ def open_hdf5(path: Path) -> Any:
 
 
 def entry_keys(path: Path) -> list[str]:
-    """The names of the datasets at the top of an HDF5 file (ISIC IDs), in file order."""
-    return list(open_hdf5(path).keys())
+    """The names of the datasets at the top of an HDF5 file (ISIC IDs), in file order; the handle is
+    closed after, so a reader that only lists the file leaves none open for DataLoader workers to inherit."""
+    handle = open_hdf5(path)
+    try:
+        return list(handle.keys())
+    finally:
+        handle.close()
+        _OPEN.pop((os.getpid(), path), None)
 
 
 def read_entry(path: Path) -> bytes:

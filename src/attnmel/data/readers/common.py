@@ -379,3 +379,12 @@ def label_table(
 def folder_names(root: Path) -> set[str]:
     """The names directly inside ``root`` (none when it is not a folder): what detectors look at."""
     return {path.name for path in root.iterdir()} if root.is_dir() else set()
+
+
+def release_folder(root: Path, release: str, *markers: str) -> Path | None:
+    """Where a release's files are: ``root`` itself or its ``release`` folder (``--data`` may name either),
+    whichever holds one of ``markers`` (relative paths); None when neither does or ``root`` is no folder."""
+    for base in (root, root / release):
+        if any((base / marker).exists() for marker in markers):
+            return base
+    return None

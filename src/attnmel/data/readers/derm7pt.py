@@ -19,6 +19,7 @@ from attnmel.data.readers.common import (
     class_labels,
     csv_rows,
     pair_by_id,
+    release_folder,
     require_columns,
 )
 from attnmel.data.readers.registry import register_layout
@@ -38,10 +39,7 @@ DIAGNOSES = (
 
 
 def _release(root: Path) -> Path | None:
-    for base in (root, root / "release_v0"):
-        if (base / "meta" / "meta.csv").is_file():
-            return base
-    return None
+    return release_folder(root, "release_v0", "meta/meta.csv")
 
 
 def _detect(root: Path) -> bool:

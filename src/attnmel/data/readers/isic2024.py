@@ -68,7 +68,7 @@ def read_isic2024(root: Path, task: Task, reading: Reading) -> ReadSplits:
     labels, left_out = class_labels(metadata, "train", parsed, task, reading)
     samples = pair_by_id("train", labels, _images(base, "train", reading), {}, reading, metadata,
                          reported=frozenset(unusable | left_out), groups=groups_by_id)
-    if (base / "test-metadata.csv").is_file() or _images(base, "test", reading):
+    if any((base / name).exists() for name in ("test-metadata.csv", "test-image.hdf5", "test-image")):
         reading.note(base, "partial_split", "the test images have no labels (test-metadata.csv has no target); "
                                             "split left out.")
     return {"train": samples}
@@ -84,4 +84,8 @@ def _images(base: Path, split: str, reading: Reading) -> dict[str, Path]:
     container = base / f"{split}-image.hdf5"
     if container.is_file():
         return {key: container / key for key in entry_keys(container)}
-    return image_files(base / f"{split}-image" / "image", reading)
+    folder = base / f"{split}-image" / "image"
+    if not folder.is_dir():
+        raise DataError(base, f"no {split}-image.hdf5 nor {split}-image/image/ beside {METADATA}.",
+                        "download train-image.hdf5 (or the JPEG folder) of the ISIC 2024 release.")
+    return image_files(folder, reading)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from attnmel.data.readers.common import Reading, ReadSplits, class_labels, pair_by_id
+from attnmel.data.readers.common import Reading, ReadSplits, class_labels, pair_by_id, release_folder
 from attnmel.data.readers.registry import register_layout
 from attnmel.data.records import Task
 from attnmel.errors import DataError
@@ -26,11 +26,7 @@ _CASE = re.compile(r"^IMD\d+$")
 
 
 def _release(root: Path) -> Path | None:
-    """The folder holding the table and the images: ``root`` itself or the ``PH2Dataset/`` inside it."""
-    for base in (root, root / "PH2Dataset"):
-        if (base / IMAGES).is_dir() or (base / TABLE).is_file():
-            return base
-    return None
+    return release_folder(root, "PH2Dataset", IMAGES, TABLE)
 
 
 def _detect(root: Path) -> bool:
