@@ -89,6 +89,7 @@ def test_isic2024_missing_metadata_and_melanoma_without_diagnosis(tmp_path):
     with pytest.raises(DataError, match="no train-image.hdf5 nor train-image/image/"):
         read_dataset(tmp_path, "isic2024-binary")
     metadata.unlink()
+    (tmp_path / "notes.txt").write_text("images elsewhere")
     with pytest.raises(DataError, match="not a recognised dataset layout"):
         read_dataset(tmp_path)
     with pytest.raises(DataError, match="no train-metadata.csv"):
