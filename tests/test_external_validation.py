@@ -12,7 +12,7 @@ import pytest
 from attnmel.cli import main
 from attnmel.errors import DataError
 from attnmel.evaluation.external import evaluate_datasets, read_table
-from attnmel.metrics.challenge2024 import partial_auc_above_tpr
+from attnmel.metrics.challenge2024 import partial_auc_above_tpr, top_k_sensitivity
 from attnmel.metrics.intervals import IntervalSettings
 
 from .conftest import make_isic2017_subset
@@ -45,6 +45,12 @@ def test_one_table_over_three_datasets(tiny_checkpoint, three_datasets, tmp_path
         scores = pd.read_csv(tmp_path / "ext" / row.name / "predictions.csv")["melanoma"]
         truth = pd.read_csv(tmp_path / "ext" / row.name / "ground_truth.csv")["melanoma"]
         assert row.partial_auc["estimate"] == pytest.approx(partial_auc_above_tpr(truth > 0.5, scores), abs=1e-9)
+        assert metrics.get("top_15_sensitivity_per_patient") == row.top_k_sensitivity
+    patients = ["IP_1", "IP_1", "IP_2", "IP_2", "IP_2"]  # in the order make_isic2024 wrote the rows (ID order)
+    frame = pd.read_csv(tmp_path / "ext" / "slice3d" / "predictions.csv")
+    truth = pd.read_csv(tmp_path / "ext" / "slice3d" / "ground_truth.csv")
+    assert slice3d.top_k_sensitivity == pytest.approx(
+        top_k_sensitivity(truth["melanoma"] > 0.5, frame["melanoma"], patients), abs=1e-12)
     assert {p.name for p in table.files.values()} == {"external_validation.json", "external_validation.md",
                                                        "external_validation_auc.png", "external_validation.html"}
     html = table.files["html"].read_text()

@@ -102,6 +102,7 @@ def _external(args: argparse.Namespace, checkpoints) -> int:
     from attnmel.errors import ConfigError
     from attnmel.evaluation.evaluate import default_output_dir
     from attnmel.evaluation.external import evaluate_datasets
+    from attnmel.io import json_safe
 
     if args.oof or args.figures:
         raise ConfigError("several --data make one external-validation table; use --figures or --oof with one --data.")
@@ -112,7 +113,7 @@ def _external(args: argparse.Namespace, checkpoints) -> int:
         num_workers=args.workers, device=args.device, progress=not args.json, mask_threshold=args.mask_threshold,
         trust_pickle=args.trust_pickle, intervals=interval_settings(args),
     )
-    print(json.dumps(table.to_dict(), indent=2) if args.json else table.to_markdown())
+    print(json.dumps(json_safe(table.to_dict()), indent=2) if args.json else table.to_markdown())
     if not args.json:
         print(f"wrote {', '.join(p.name for p in table.files.values())} to {output}")
     return 0

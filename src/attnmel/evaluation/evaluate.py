@@ -33,7 +33,7 @@ from attnmel.evaluation.plots import confusion_matrix_plot, reliability_diagram,
 from attnmel.inference import Predictions, load_predictor, read_split
 from attnmel.io import atomic_write_json, atomic_write_text
 from attnmel.metrics.calibration import DEFAULT_BINS, CalibrationReport, calibration_report
-from attnmel.metrics.challenge2024 import DEFAULT_MIN_TPR, check_min_tpr
+from attnmel.metrics.challenge2024 import DEFAULT_MIN_TPR, check_min_tpr, top_k_sensitivity
 from attnmel.metrics.classification import ClassificationReport, MulticlassMetrics, classification_report
 from attnmel.metrics.intervals import (
     EvaluationIntervals,
@@ -70,6 +70,8 @@ class EvaluationResult:
     intervals: EvaluationIntervals | None = None
     #: what was evaluated, for reports: ``model_setup`` (backbone, input size, training images)
     setup: dict[str, Any] = field(default_factory=dict)
+    #: ISIC 2024's secondary metric, where the dataset has patient ids (``metrics.challenge2024``)
+    top_k_sensitivity: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out = {
@@ -92,6 +94,8 @@ class EvaluationResult:
         if self.left_out:
             out["left_out"] = self.left_out
         out.update(self.setup)
+        if self.top_k_sensitivity is not None:
+            out["top_15_sensitivity_per_patient"] = self.top_k_sensitivity
         if self.intervals is not None:
             out["intervals"] = self.intervals.to_dict()
         return out
@@ -172,6 +176,7 @@ def evaluate_checkpoint(
         attention_quality=quality,
         left_out=dict(index.left_out.get(split, {})),
         setup=model_setup(loaded.metadata),
+        top_k_sensitivity=patient_retrieval(samples, predictions, class_names.index(score_columns[0])),
     )
     if intervals is not None:
         result.intervals = evaluation_intervals(predictions.labels, predictions.probabilities, class_names,
@@ -200,6 +205,16 @@ def evaluate_checkpoint(
     files["metrics"] = output_dir / "metrics.json"
     atomic_write_json(files["metrics"], result.to_dict())
     return result
+
+
+def patient_retrieval(samples: Sequence[Any], predictions: Predictions, positive: int) -> float | None:
+    """Top-15 sensitivity per patient of the ``positive`` class, where the samples have patient ids."""
+    patients = {s.image_id: s.groups["patient_id"] for s in samples if "patient_id" in s.groups}
+    known = [i for i, image in enumerate(predictions.image_ids) if image in patients]
+    if not known:
+        return None
+    return top_k_sensitivity(predictions.labels[known] == positive, predictions.probabilities[known, positive],
+                             [patients[predictions.image_ids[i]] for i in known])
 
 
 def write_figures(result: EvaluationResult, loaded, folder: Path) -> Path:

@@ -24,14 +24,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
 from attnmel.data.readers import read_dataset
 from attnmel.errors import ConfigError, DataError
 from attnmel.evaluation.evaluate import EvaluationResult, evaluate_checkpoint
 from attnmel.evaluation.report import HtmlReport
 from attnmel.io import atomic_write_json, atomic_write_text
-from attnmel.metrics.challenge2024 import DEFAULT_MIN_TPR, TOP_K, check_min_tpr, top_k_sensitivity
+from attnmel.metrics.challenge2024 import DEFAULT_MIN_TPR, TOP_K, check_min_tpr
 from attnmel.metrics.intervals import Interval
 
 TABLE_JSON = "external_validation.json"
@@ -114,7 +112,7 @@ def _markdown(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
 
 
-def _row(name: str, result: EvaluationResult, patients: dict[str, str]) -> DatasetRow:
+def _row(name: str, result: EvaluationResult) -> DatasetRow:
     column = next(iter(result.classification.classes))  # the positive class: scored first
     metrics = result.classification.classes[column]
     found = result.intervals.classification[column] if result.intervals is not None else {}
@@ -122,19 +120,13 @@ def _row(name: str, result: EvaluationResult, patients: dict[str, str]) -> Datas
     def interval(key: str) -> dict[str, Any]:
         return found[key].to_dict() if key in found else {"estimate": getattr(metrics, key)}
 
-    top_k = None
-    if patients:  # from the scorer-format files the evaluation wrote: image, then one column per scored class
-        scores = pd.read_csv(result.files["predictions"], index_col="image")[column]
-        truth = pd.read_csv(result.files["ground_truth"], index_col="image")[column]
-        known = [image for image in scores.index if image in patients]
-        top_k = top_k_sensitivity(truth[known].to_numpy() > 0.5, scores[known].to_numpy(), [patients[i] for i in known])
     quality = result.attention_quality
     return DatasetRow(
         name=name, data=result.data, layout=result.layout, split=result.split, images=result.images,
         positives=metrics.n_positive, roc_auc=interval("roc_auc"), partial_auc=interval("partial_auc"),
         sensitivity=interval("sensitivity"), specificity=interval("specificity"), ece=float(result.calibration.ece),
         jaccard={layer: quality.mean(layer) for layer in quality.layers} if quality is not None else {},
-        top_k_sensitivity=top_k, output_dir=str(result.output_dir),
+        top_k_sensitivity=result.top_k_sensitivity, output_dir=str(result.output_dir),
     )
 
 
@@ -170,11 +162,9 @@ def evaluate_datasets(
     for name, data in zip(_names(datasets), datasets, strict=True):
         index = read_dataset(data)
         chosen = _split_of(index, data, split)
-        samples = index.splits[chosen]
-        patients = {s.image_id: s.groups["patient_id"] for s in samples if "patient_id" in s.groups}
-        result = evaluate_checkpoint(checkpoint, data, chosen, output_dir / name, min_tpr=min_tpr,
-                          masks=any(s.mask_path is not None for s in samples), **options)
-        rows.append(_row(name, result, patients))
+        masks = any(s.mask_path is not None for s in index.splits[chosen])
+        result = evaluate_checkpoint(checkpoint, data, chosen, output_dir / name, min_tpr=min_tpr, masks=masks, **options)
+        rows.append(_row(name, result))
     model = ", ".join(Path(p).name for p in result.checkpoints) or "shipped model"
     table = ExternalValidation(model, float(options.get("threshold", 0.5)), min_tpr, rows)
     write_table(table, output_dir)

@@ -17,7 +17,6 @@ from pathlib import Path
 
 from attnmel.data.hdf5 import entry_keys
 from attnmel.data.readers.common import (
-    GROUP_COLUMNS,
     Reading,
     ReadSplits,
     class_labels,
@@ -29,7 +28,7 @@ from attnmel.data.readers.common import (
     parse_flag,
 )
 from attnmel.data.readers.registry import register_layout
-from attnmel.data.records import Task
+from attnmel.data.records import GROUP_COLUMNS, Task
 from attnmel.errors import DataError
 
 METADATA = "train-metadata.csv"
