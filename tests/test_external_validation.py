@@ -11,7 +11,7 @@ import pytest
 
 from attnmel.cli import main
 from attnmel.errors import DataError
-from attnmel.evaluation.external import evaluate_datasets, read_table
+from attnmel.evaluation.external import evaluate_datasets, named_datasets, read_table
 from attnmel.metrics.challenge2024 import partial_auc_above_tpr, top_k_sensitivity
 from attnmel.metrics.intervals import IntervalSettings
 
@@ -62,8 +62,7 @@ def test_one_table_over_three_datasets(tiny_checkpoint, three_datasets, tmp_path
 
 def test_cli_json_and_report_side_by_side(tiny_checkpoint, three_datasets, tmp_path, capsys):
     args = ["evaluate", "--checkpoint", str(tiny_checkpoint), "--split", "val", "--device", "cpu", "--bootstrap", "100"]
-    for data in three_datasets[1:]:
-        args += ["--data", str(data)]
+    args += ["--data", str(three_datasets[1]), "--data", f"slice3d={three_datasets[2]}"]
     assert main([*args, "--output", str(tmp_path / "a"), "--json", "--min-tpr", "0.88"]) == 0
     printed = json.loads(capsys.readouterr().out)
     assert printed == json.loads((tmp_path / "a" / "external_validation.json").read_text())
@@ -76,5 +75,13 @@ def test_cli_json_and_report_side_by_side(tiny_checkpoint, three_datasets, tmp_p
     text = capsys.readouterr().out
     assert "other-model: ROC AUC" in text and "| ph2 | 5 | 2 |" in text
     assert (tmp_path / "r.html").read_text().count("<tr>") == 3 and (tmp_path / "r.png").is_file()
-    assert main([*args[:-2], "--data", str(three_datasets[1]), "--data", str(three_datasets[2]), "--min-tpr", "1.5",
-                 "--output", str(tmp_path / "c")]) == 2
+    assert main([*args, "--min-tpr", "1.5", "--output", str(tmp_path / "c")]) == 2
+
+
+def test_datasets_are_named_after_their_folder_or_by_name(tmp_path):
+    (tmp_path / "a" / "ph2").mkdir(parents=True)
+    (tmp_path / "b" / "ph2").mkdir(parents=True)
+    (tmp_path / "m.csv").write_text("image,label\n")
+    assert named_datasets([tmp_path / "a" / "ph2", tmp_path / "b" / "ph2", f"clinic={tmp_path / 'm.csv'}",
+                           tmp_path / "m.csv"]) == [("ph2", tmp_path / "a" / "ph2"), ("ph2-2", tmp_path / "b" / "ph2"),
+                                                    ("clinic", tmp_path / "m.csv"), ("m", tmp_path / "m.csv")]

@@ -23,9 +23,10 @@ from attnmel.cli.options import (
 
 def register(parser: argparse.ArgumentParser) -> None:
     add_checkpoint(parser)
-    parser.add_argument("--data", required=True, action="append",
+    parser.add_argument("--data", required=True, action="append", metavar="[NAME=]PATH",
                         help="dataset folder or manifest CSV (external validation on your own data); repeat it to "
-                             "score the model on several datasets in one table (rows: datasets)")
+                             "score the model on several datasets in one table (rows: datasets, named NAME or "
+                             "after their folder)")
     parser.add_argument("--split", default="val", help="val, test, train (or all for folders without splits)")
     parser.add_argument("--output", help="where to write (default: <first checkpoint's run>/eval-<split>[-tta][-ensemble], "
                                          "or ./eval-<split> for the shipped model)")

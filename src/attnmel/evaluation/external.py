@@ -130,17 +130,21 @@ def _row(name: str, result: EvaluationResult) -> DatasetRow:
     )
 
 
-def _names(datasets: Sequence[str | Path]) -> list[str]:
-    """A short, unique name per dataset: its folder's (or manifest's) name, numbered when repeated."""
-    names: list[str] = []
-    for data in datasets:
-        path = Path(data)
-        base = (path.stem if path.is_file() else path.resolve().name) or "dataset"
-        name, k = base, 2
-        while name in names:
+def named_datasets(datasets: Sequence[str | Path]) -> list[tuple[str, Path]]:
+    """(name, path) per ``--data``: ``NAME=PATH`` names itself (as ``attnmel train --data`` does), a bare
+    path is named after its folder (or manifest), numbered when two share a name."""
+    named: list[tuple[str, Path]] = []
+    for entry in datasets:
+        text = str(entry)
+        name, sep, path = text.partition("=")
+        if not (sep and name and "/" not in name and not Path(text).exists()):
+            path = text
+            name = (Path(text).stem if Path(text).is_file() else Path(text).resolve().name) or "dataset"
+        base, k = name, 2
+        while name in [n for n, _ in named]:
             name, k = f"{base}-{k}", k + 1
-        names.append(name)
-    return names
+        named.append((name, Path(path)))
+    return named
 
 
 def evaluate_datasets(
@@ -152,14 +156,14 @@ def evaluate_datasets(
     min_tpr: float = DEFAULT_MIN_TPR,
     **options: Any,
 ) -> ExternalValidation:
-    """Score ``checkpoint`` on each of ``datasets`` (``evaluate_checkpoint`` with ``options``: threshold,
-    tta, device, intervals ...); masks are scored wherever a dataset has them."""
+    """Score ``checkpoint`` on each of ``datasets`` (paths, or ``NAME=PATH``) with ``evaluate_checkpoint``
+    and ``options`` (threshold, tta, device, intervals ...); masks are scored wherever a dataset has them."""
     check_min_tpr(min_tpr)
     if len(datasets) < 1:
         raise ConfigError("give at least one --data.")
     output_dir = Path(output_dir)
     rows = []
-    for name, data in zip(_names(datasets), datasets, strict=True):
+    for name, data in named_datasets(datasets):
         index = read_dataset(data)
         chosen = _split_of(index, data, split)
         masks = any(s.mask_path is not None for s in index.splits[chosen])

@@ -1,9 +1,9 @@
 """Readers for datasets as users download them: images and masks are paired by image ID, never by position.
 
 Each layout is one module here that registers its reader with ``@register_layout`` (``registry.py``);
-the modules are imported below, so a new layout is one new file. Layouts are detected from the folder
-(``detect_layout``) or named explicitly (``LAYOUTS``: the ISIC 2016-2020 releases, HAM10000, isic-cli
-folders and manifest CSVs, and the external sets of ``tests/test_readers_layouts.py``).
+every module of the package is imported below, so a new layout is one new file. Layouts are detected
+from the folder (``detect_layout``) or named explicitly (``LAYOUTS``): the ISIC 2016-2020 and 2024
+releases, HAM10000, PH2, Derm7pt (and its clinical view), isic-cli folders and manifest CSVs.
 """
 
 from __future__ import annotations
