@@ -125,3 +125,154 @@ def make_isic2020(
         write_csv(root / "ISIC_2020_Training_Duplicates.csv", ["image_name_1", "image_name_2"],
                   [[images[a].stem, images[b].stem] for a, b in duplicates])
     return [image.stem for image in images]
+
+
+def make_isic2016(root: Path, train: list[str], test: list[str]) -> dict[str, list[str]]:
+    """ISBI 2016 Part 3: header-less ground truth with ``benign``/``malignant`` (or 0/1) per image, Part 1 masks."""
+    ids: dict[str, list[str]] = {}
+    start = 0
+    for official, labels in (("Training", train), ("Test", test)):
+        data = root / f"ISBI2016_ISIC_Part3_{official}_Data"
+        masks = root / f"ISBI2016_ISIC_Part1_{official}_GroundTruth"
+        data.mkdir(parents=True)
+        masks.mkdir()
+        images = _images(start, len(labels))
+        start += len(labels)
+        for image in images:
+            shutil.copy(image, data / image.name)
+            shutil.copy(sample_mask(image), masks / f"{image.stem}_Segmentation.png")
+        write_csv(root / f"ISBI2016_ISIC_Part3_{official}_GroundTruth.csv", None,
+                  [[image.stem, label] for image, label in zip(images, labels, strict=True)])
+        ids[official] = [image.stem for image in images]
+    return ids
+
+
+def make_isic_cli(root: Path, diagnoses: list[str]) -> list[str]:
+    """What ``isic image download`` writes: flat images and a metadata.csv with ``diagnosis_3``."""
+    root.mkdir(parents=True)
+    images = _images(0, len(diagnoses))
+    for image in images:
+        shutil.copy(image, root / image.name)
+    write_csv(root / "metadata.csv", ["isic_id", "attribution", "diagnosis_1", "diagnosis_3"],
+              [[image.stem, "ISIC", "Benign" if "Melanoma" not in d else "Malignant", d]
+               for image, d in zip(images, diagnoses, strict=True)])
+    return [image.stem for image in images]
+
+
+def make_manifest(root: Path, labels: list[tuple[str, str]]) -> list[str]:
+    """``manifest.csv`` with (label, split) per image, paths relative to the manifest."""
+    (root / "images").mkdir(parents=True)
+    images = _images(0, len(labels))
+    for image in images:
+        shutil.copy(image, root / "images" / image.name)
+    write_csv(root / "manifest.csv", ["image", "label", "split"],
+              [[f"images/{image.name}", label, split] for image, (label, split) in zip(images, labels, strict=True)])
+    return [image.stem for image in images]
+
+
+ISIC2024_HEADER = ["isic_id", "target", "patient_id", "age_approx", "sex", "anatom_site_general", "lesion_id",
+                   "iddx_full", "tbp_lv_A", "tbp_lv_areaMM2", "attribution"]
+
+
+def crop_jpeg(image: Path, side: int = 130) -> bytes:
+    """A ~130 px JPEG crop of a real image, as the ISIC 2024 release stores its total-body-photo crops."""
+    import io
+
+    from PIL import Image
+
+    with Image.open(image) as opened:
+        crop = opened.convert("RGB").resize((side, side))
+    buffer = io.BytesIO()
+    crop.save(buffer, "JPEG", quality=90)
+    return buffer.getvalue()
+
+
+def write_hdf5(path: Path, entries: dict[str, bytes]) -> Path:
+    """One scalar bytes dataset per key, as Kaggle's ``train-image.hdf5`` holds them."""
+    import h5py
+    import numpy as np
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with h5py.File(path, "w") as handle:
+        for key, data in entries.items():
+            handle.create_dataset(key, data=np.void(data))
+    return path
+
+
+def make_isic2024(
+    root: Path, rows: list[tuple[int, str, str | None, str]], *, hdf5: bool = True, test: bool = False
+) -> list[str]:
+    """ISIC 2024 training: ``rows`` are (target, patient_id, lesion_id or None, iddx_full); images in
+    ``train-image.hdf5`` (or ``train-image/image/*.jpg``); with ``test``, unlabelled test files too."""
+    images = _images(0, len(rows))
+    entries = {image.stem: crop_jpeg(image) for image in images}
+    if hdf5:
+        write_hdf5(root / "train-image.hdf5", entries)
+    else:
+        (root / "train-image" / "image").mkdir(parents=True)
+        for key, data in entries.items():
+            (root / "train-image" / "image" / f"{key}.jpg").write_bytes(data)
+    write_csv(root / "train-metadata.csv", ISIC2024_HEADER, [
+        [image.stem, str(target), patient, "55", "male", "posterior torso", lesion or "", iddx, "20.5", "3.1", "ISIC"]
+        for image, (target, patient, lesion, iddx) in zip(images, rows, strict=True)])
+    if test:
+        write_hdf5(root / "test-image.hdf5", {SAMPLE_IMAGES[-1].stem: crop_jpeg(SAMPLE_IMAGES[-1])})
+        write_csv(root / "test-metadata.csv", ["isic_id", "patient_id"], [[SAMPLE_IMAGES[-1].stem, "IP_9"]])
+    return [image.stem for image in images]
+
+
+PH2_HEADER = ["Name", "Histological Diagnosis", "Clinical Diagnosis", "Asymmetry", "Pigment Network", "Dots/Globules",
+              "Streaks", "Regression Areas", "Blue-Whitish Veil", "Colors"]
+
+
+def make_ph2(root: Path, diagnoses: list[str], *, masks: bool = True) -> list[str]:
+    """PH2 as distributed: BMP images and lesion masks in ``PH2 Dataset images/IMDxxx/...`` (spaces in the
+    folder name), ``PH2_dataset.txt`` with ``||`` cells and the legend after the rows; ``diagnoses`` are the
+    Clinical Diagnosis values (0, 1, 2)."""
+    from PIL import Image
+
+    base = root / "PH2Dataset"
+    cases = []
+    for k, (image, diagnosis) in enumerate(zip(_images(0, len(diagnoses)), diagnoses, strict=True)):
+        case = f"IMD{k + 2:03d}"
+        folder = base / "PH2 Dataset images" / case
+        (folder / f"{case}_Dermoscopic_Image").mkdir(parents=True)
+        (folder / f"{case}_roi").mkdir()
+        with Image.open(image) as opened:
+            opened.convert("RGB").save(folder / f"{case}_Dermoscopic_Image" / f"{case}.bmp")
+        if masks:
+            (folder / f"{case}_lesion").mkdir()
+            with Image.open(sample_mask(image)) as mask:
+                mask.convert("L").save(folder / f"{case}_lesion" / f"{case}_lesion.bmp")
+        cases.append([case, "Melanoma" if diagnosis == "2" else "", diagnosis, "0", "AT", "A", "A", "A", "A", "3 4"])
+    lines = ["|| " + " || ".join(PH2_HEADER) + " ||"] + ["|| " + " || ".join(row) + " ||" for row in cases]
+    lines += ["", "Legends:", "Clinical Diagnosis: 0 - Common Nevus; 1 - Atypical Nevus; 2 - Melanoma"]
+    (base / "PH2_dataset.txt").write_text("\n".join(lines) + "\n")
+    return [row[0] for row in cases]
+
+
+DERM7PT_HEADER = ["case_num", "diagnosis", "seven_point_score", "pigment_network", "streaks", "pigmentation",
+                  "regression_structures", "dots_and_globules", "blue_whitish_veil", "vascular_structures",
+                  "level_of_diagnostic_difficulty", "elevation", "location", "sex", "clinic", "derm", "notes", "management"]
+
+
+def make_derm7pt(root: Path, diagnoses: list[str], splits: dict[str, list[int]] | None = None) -> list[str]:
+    """Derm7pt's ``release_v0``: meta.csv, the index files of ``splits`` (name -> row indices), a clinical and a
+    dermoscopic image per case; every other dermoscopic file is stored with another case than meta.csv says."""
+    base = root / "release_v0"
+    rows, ids = [], []
+    for k, (image, diagnosis) in enumerate(zip(_images(0, 2 * len(diagnoses))[::2], diagnoses, strict=True)):
+        folder = ["Aal", "Fgl", "NEL"][k % 3]
+        derm, clinic = f"{folder}/{folder}{k:03d}.jpg", f"{folder}/{folder}c{k:03d}.jpg"
+        on_disk = derm.upper() if k % 2 else derm
+        for relative, source in ((on_disk, image), (clinic, SAMPLE_IMAGES[2 * k + 1])):
+            target = base / "images" / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(source, target)
+        ids.append(Path(derm).stem)
+        rows.append([str(k), diagnosis, str(k % 4), "typical", "absent", "absent", "absent", "regular", "absent",
+                     "absent", "low", "flat", "back", "female", clinic, derm, "", "excision"])
+    write_csv(base / "meta" / "meta.csv", DERM7PT_HEADER, rows)
+    for name, indexes in (splits or {}).items():
+        write_csv(base / "meta" / f"{name}_indexes.csv", ["indexes"], [[str(i)] for i in indexes])
+    return ids

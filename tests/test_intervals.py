@@ -167,7 +167,7 @@ def test_vectorised_metrics_equal_scikit_learn_row_by_row():
         reference = binary_metrics(labels, scores, 0.5)
         expected = [reference.roc_auc, reference.average_precision, reference.sensitivity, reference.specificity,
                     reference.balanced_accuracy, reference.sensitivity_at_90_specificity,
-                    expected_calibration_error(scores, labels, 15)]
+                    expected_calibration_error(scores, labels, 15), reference.partial_auc]
         np.testing.assert_allclose(ours, expected, atol=1e-12, err_msg=f"trial {trial}")
     # the same on many rows at once (a resample per row)
     labels = np.stack([np.r_[np.ones(10), np.zeros(30)] for _ in range(25)]).astype(bool)

@@ -16,7 +16,14 @@ from attnmel.cli import main
 from attnmel.config import load_config
 from attnmel.data.groups import group_labels
 from attnmel.data.records import TASKS, DatasetIndex, Sample
-from attnmel.data.splits import SplitRecord, SplitSpec, fraction_split, grouped_split, prepare_data, stratified_split
+from attnmel.data.splits import (
+    SplitRecord,
+    SplitSpec,
+    fraction_split,
+    grouped_split,
+    prepare_data,
+    stratified_split,
+)
 from attnmel.errors import ConfigError, DataError
 from attnmel.evaluation.folds import read_fold_splits
 

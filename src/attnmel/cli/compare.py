@@ -38,6 +38,8 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threshold", type=fraction, default=0.5,
                         help="decision threshold for sensitivity, specificity and McNemar (positive when p > threshold)")
     parser.add_argument("--bins", type=positive_int, default=DEFAULT_BINS, help="equal-width bins for ECE")
+    parser.add_argument("--min-tpr", type=float, default=0.8,
+                        help="pAUC above this sensitivity (ISIC 2024: 0.8 on Kaggle, 0.88 on the challenge site)")
     add_intervals(parser, can_disable=False)
     parser.add_argument("--tta", action="store_true", help="checkpoints: average the 8 dihedral views")
     parser.add_argument("--masks", action="store_true",
@@ -67,6 +69,7 @@ def _compare(args: argparse.Namespace) -> int:
     sides = [load_side(source, split, truth=args.truth, masks=args.masks, mask_threshold=args.mask_threshold,
                        settings=settings) for source in (args.a, args.b)]
     result = compare_scored(*sides, threshold=args.threshold, bins=args.bins, settings=interval_settings(args),
+                            min_tpr=args.min_tpr,
                             layers=args.layer)
     files = write_comparison(result, args.output) if args.output else {}
     if args.json:

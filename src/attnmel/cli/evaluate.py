@@ -24,11 +24,16 @@ from attnmel.cli.options import (
 
 def register(parser: argparse.ArgumentParser) -> None:
     add_checkpoint(parser)
-    parser.add_argument("--data", required=True, help="dataset folder or manifest CSV (external validation on your own data)")
+    parser.add_argument("--data", required=True, action="append", metavar="[NAME=]PATH",
+                        help="dataset folder or manifest CSV (external validation on your own data); repeat it to "
+                             "score the model on several datasets in one table (rows: datasets, named NAME or "
+                             "after their folder)")
     parser.add_argument("--split", default="val", help="val, test, train (or all for folders without splits)")
     parser.add_argument("--output", help="where to write (default: <first checkpoint's run>/eval-<split>[-tta][-ensemble], "
                                          "or ./eval-<split> for the shipped model)")
     parser.add_argument("--threshold", type=fraction, default=0.5, help="decision threshold (positive when p > threshold)")
+    parser.add_argument("--min-tpr", type=float, default=0.8,
+                        help="pAUC above this sensitivity (ISIC 2024: 0.8 on Kaggle, 0.88 on the challenge site)")
     parser.add_argument("--tta", action="store_true", help="average the 8 dihedral views (4 rotations x flip)")
     parser.add_argument("--no-temperature", action="store_true",
                         help="ignore the temperature stored by `attnmel calibrate` (raw softmax)")
@@ -70,10 +75,13 @@ def _evaluate(args: argparse.Namespace) -> int:
     if args.oof:
         return _out_of_fold(args)
     checkpoints = checkpoints_or_default(args.checkpoint, log=(lambda *_: None) if args.json else print)
+    if len(args.data) > 1:
+        return _external(args, checkpoints)
     output = Path(args.output) if args.output else default_output_dir(checkpoints, args.split, args.tta)
     options = EvaluationOptions(calibration_bins=args.bins, masks=args.masks, mask_threshold=args.mask_threshold,
-                                intervals=interval_settings(args), figures=args.figures)
-    result = evaluate_checkpoint(checkpoints, DataSplit(args.data, args.split), output, options, inference_settings(args))
+                                intervals=interval_settings(args), figures=args.figures, min_tpr=args.min_tpr)
+    result = evaluate_checkpoint(checkpoints, DataSplit(args.data[0], args.split), output, options,
+                                 inference_settings(args))
     if args.json:
         print(json.dumps(json.loads(result.files["metrics"].read_text()), indent=2))
     else:
@@ -91,6 +99,24 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _external(args: argparse.Namespace, checkpoints) -> int:
+    from attnmel.errors import ConfigError
+    from attnmel.evaluation.evaluate import EvaluationOptions, default_output_dir
+    from attnmel.evaluation.external import evaluate_datasets
+    from attnmel.io import json_safe
+
+    if args.oof or args.figures:
+        raise ConfigError("several --data make one external-validation table; use --figures or --oof with one --data.")
+    output = Path(args.output) if args.output else default_output_dir(checkpoints, "external", args.tta)
+    options = EvaluationOptions(calibration_bins=args.bins, mask_threshold=args.mask_threshold,
+                                intervals=interval_settings(args), min_tpr=args.min_tpr)
+    table = evaluate_datasets(checkpoints, args.data, output, options, inference_settings(args), split=args.split)
+    print(json.dumps(json_safe(table.to_dict()), indent=2) if args.json else table.to_markdown())
+    if not args.json:
+        print(f"wrote {', '.join(p.name for p in table.files.values())} to {output}")
+    return 0
+
+
 def _out_of_fold(args: argparse.Namespace) -> int:
     from attnmel.errors import ConfigError
     from attnmel.evaluation.evaluate import format_metrics, format_multiclass
@@ -101,7 +127,7 @@ def _out_of_fold(args: argparse.Namespace) -> int:
     if args.masks:
         raise ConfigError("--oof scores classification only; run --masks on a split without --oof.")
     output = Path(args.output) if args.output else default_oof_output(args.checkpoint)
-    result = out_of_fold_predictions(args.checkpoint, args.data, output, settings=inference_settings(args))
+    result = out_of_fold_predictions(args.checkpoint, args.data[0], output, settings=inference_settings(args))
     if args.json:
         print(json.dumps(json.loads(result.files["metrics"].read_text()), indent=2))
         return 0

@@ -16,11 +16,32 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 
 def _report(args: argparse.Namespace) -> int:
+    from attnmel.evaluation.external import is_external_validation
     from attnmel.evaluation.paper_comparison import compare_with_paper, find_evaluations
+
+    if any(is_external_validation(path) for path in args.paths):
+        return _external(args)
 
     comparison = compare_with_paper(find_evaluations(args.paths))
     print(comparison.to_markdown())
     figure = comparison.figure(Path(args.output).with_suffix(".png"))
     path = comparison.to_html(figure=figure).write(args.output)
+    print(f"\nwrote {path} and {figure}")
+    return 0
+
+
+def _external(args: argparse.Namespace) -> int:
+    """Several models' external-validation tables side by side (rows: datasets)."""
+    from attnmel.errors import ConfigError
+    from attnmel.evaluation.external import auc_figure, is_external_validation, read_table, side_by_side
+
+    if not all(is_external_validation(path) for path in args.paths):
+        raise ConfigError("give either external-validation folders (evaluate with several --data) or evaluation "
+                          "folders, not both.")
+    tables = [read_table(path) for path in args.paths]
+    markdown, report = side_by_side(tables)
+    print(markdown)
+    figure = auc_figure(tables, Path(args.output).with_suffix(".png"))
+    path = report.figures([(figure, "ROC AUC per dataset and model, with 95% intervals")], layout="stack").write(args.output)
     print(f"\nwrote {path} and {figure}")
     return 0

@@ -42,6 +42,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision import tv_tensors
 
 from attnmel.data.dataset import load_pair
+from attnmel.data.hdf5 import hdf5_entry, read_entry
 from attnmel.data.images import image_size
 from attnmel.data.masks import RoiSpec, has_region, region_of_interest
 from attnmel.data.records import Sample
@@ -65,7 +66,9 @@ def default_cache_dir() -> Path:
 
 
 def source_sha256(path: str | Path) -> str:
-    """The key of a source file's cache entries: the SHA-256 of its bytes."""
+    """The key of a source file's cache entries: the SHA-256 of its bytes (of an HDF5 entry's bytes)."""
+    if hdf5_entry(Path(path)) is not None:
+        return hashlib.sha256(read_entry(Path(path))).hexdigest()
     try:
         return file_sha256(path)
     except OSError as exc:

@@ -27,6 +27,7 @@ from typing import BinaryIO
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from attnmel.data.hdf5 import hdf5_entry, read_entry
 from attnmel.errors import DataError
 
 #: Largest image accepted (pixels): an ISIC original is at most 6688 x 4439 (30 Mpx).
@@ -50,6 +51,11 @@ class ImageTooLargeError(DataError):
 
 
 def _open(path: Path, what: str) -> Image.Image:
+    if hdf5_entry(path) is not None:  # an image stored inside an HDF5 file (ISIC 2024)
+        data = read_entry(path)
+        if not data:
+            raise DataError(path, f"{what} entry is empty (0 bytes).", "re-download the file.")
+        return _open_header(io.BytesIO(data), path, what)
     try:
         size = path.stat().st_size
     except FileNotFoundError:
@@ -171,6 +177,8 @@ def _ends_well(path: Path, fmt: str | None) -> bool:
     marker = _END_MARKERS.get(fmt or "")
     if marker is None:
         return True
+    if hdf5_entry(path) is not None:
+        return marker in read_entry(path)[-32:]
     with open(path, "rb") as handle:
         handle.seek(max(0, path.stat().st_size - 32))
         return marker in handle.read()

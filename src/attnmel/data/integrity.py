@@ -124,6 +124,8 @@ class IntegrityReport:
         for index in self.datasets:
             summary = index.summary()
             lines.append(f"{summary['root']}  (layout: {summary['layout']}, task: {summary['task']})")
+            if "modality" in summary:
+                lines.append(f"  images: {summary['modality']}")
             for name, split in summary["splits"].items():
                 classes = ", ".join(f"{cls} {n}" for cls, n in split["classes"].items())
                 groups = "".join(f"; {n} {column.removesuffix('_id')}{'s' if n != 1 else ''}"
@@ -133,6 +135,8 @@ class IntegrityReport:
                     f"  {name:<6} {split['images']:>6} images ({classes}); masks {split['masks_present']} present, "
                     f"{split['masks_missing']} missing{groups}" + (f"; left out: {left_out}" if left_out else "")
                 )
+                for criterion, values in split.get("criteria", {}).items():
+                    lines.append(f"         {criterion}: " + ", ".join(f"{value} {n}" for value, n in values.items()))
         groups: dict[str, list[Finding]] = defaultdict(list)
         for item in self.findings:
             groups[item.kind].append(item)

@@ -87,6 +87,12 @@ TASKS: dict[str, Task] = {
                             left_out=("UNK",)),
     "isic2020-binary": Task("isic2020-binary", ("benign", "malignant"), ("malignant",), "malignant",
                             source="isic2020"),
+    # ISIC 2024 (SLICE-3D): ``target`` is malignant vs benign (basal and squamous cell carcinoma count as malignant)
+    "isic2024-binary": Task("isic2024-binary", ("benign", "malignant"), ("malignant",), "malignant",
+                            source="isic2024"),
+    # PH2's Clinical Diagnosis: 0 common nevus, 1 atypical nevus, 2 melanoma
+    "ph2-3class": Task("ph2-3class", ("common_nevus", "atypical_nevus", "melanoma"), ("melanoma", "atypical_nevus"),
+                       source="ph2"),
 }
 
 
@@ -114,8 +120,11 @@ class Sample:
     superpixel_paths: tuple[Path, Path] | None = None
     #: what the dataset says belongs together (``GROUP_COLUMNS``: lesion_id, patient_id), where it says so
     groups: dict[str, str] = field(default_factory=dict)
-    #: the dataset it came from, when a run or an evaluation reads several (its name on the command line)
+    #: the dataset the record was read from (``read_dataset`` sets the layout's name, or the name the caller
+    #: gives), so records of several datasets can be told apart once mixed; None for records built by hand
     dataset: str | None = None
+    #: image-level criteria the dataset labels (Derm7pt's seven-point checklist, PH2's dermoscopic features)
+    criteria: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -141,6 +150,8 @@ class DatasetIndex:
     duplicates: list[tuple[str, str]] = field(default_factory=list)
     #: images read but left out of the task, per split and dataset class (ISIC 2019 UNK)
     left_out: dict[str, dict[str, int]] = field(default_factory=dict)
+    #: what the images are; ``summary`` says so when they are not dermoscopy (ISIC 2024's total-body crops)
+    modality: str = "dermoscopy"
 
     def split(self, name: str) -> list[Sample]:
         if name not in self.splits:
@@ -154,6 +165,8 @@ class DatasetIndex:
     def summary(self) -> dict:
         """Counts per split and class, masks present/missing, groups, and images left out of the task."""
         out: dict = {"root": str(self.root), "layout": self.layout, "task": self.task.name, "splits": {}}
+        if self.modality != "dermoscopy":
+            out["modality"] = self.modality
         for name, samples in self.splits.items():
             counts = Counter(s.label for s in samples)
             with_mask = sum(s.mask_path is not None for s in samples)
@@ -169,6 +182,12 @@ class DatasetIndex:
                 out["splits"][name]["groups"] = {column: n for column, n in groups.items() if n}
             if self.left_out.get(name):
                 out["splits"][name]["left_out"] = dict(self.left_out[name])
+            criteria: dict[str, Counter[str]] = {}
+            for sample in samples:
+                for criterion, value in sample.criteria.items():
+                    criteria.setdefault(criterion, Counter())[value] += 1
+            if criteria:
+                out["splits"][name]["criteria"] = {c: dict(sorted(v.items())) for c, v in criteria.items()}
         for name, counts in self.left_out.items():
             if name not in out["splits"]:
                 out["splits"][name] = {"images": 0, "classes": {}, "masks_present": 0, "masks_missing": 0,

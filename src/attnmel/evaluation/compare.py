@@ -27,6 +27,7 @@ import pandas as pd
 
 from attnmel.errors import ConfigError, DataError
 from attnmel.io import atomic_write_json, atomic_write_text
+from attnmel.metrics.challenge2024 import DEFAULT_MIN_TPR, check_min_tpr
 from attnmel.metrics.intervals import IntervalSettings
 from attnmel.metrics.paired import (
     Difference,
@@ -49,6 +50,7 @@ METRIC_LABELS = {
     "balanced_accuracy": "balanced accuracy",
     "sensitivity_at_90_specificity": "sensitivity at 90% specificity",
     "ece": "ECE of the class probability (lower is better)",
+    "partial_auc": "pAUC above the minimum TPR (ISIC 2024)",
 }
 
 
@@ -206,6 +208,8 @@ class PairComparison:
     attention: dict[str, dict[str, Difference]] = field(default_factory=dict)
     attention_images: int = 0
     notes: list[str] = field(default_factory=list)
+    #: the minimum sensitivity of ``partial_auc`` (ISIC 2024's pAUC)
+    min_tpr: float = DEFAULT_MIN_TPR
 
     @property
     def alpha(self) -> float:
@@ -216,7 +220,7 @@ class PairComparison:
             "a": self.a, "b": self.b, "a_setup": self.a_setup, "b_setup": self.b_setup, "images": self.images,
             "difference": "b - a", "intervals": {**self.settings.to_dict(), "stratified_by": "true class",
                                                  "roc_auc": "delong"},
-            "threshold": self.threshold, "bins": self.bins, "positives": self.positives,
+            "threshold": self.threshold, "bins": self.bins, "min_tpr": self.min_tpr, "positives": self.positives,
             "classes": {c: {m: d.to_dict() for m, d in metrics.items()} for c, metrics in self.classes.items()},
             "mcnemar": {c: test.to_dict() for c, test in self.mcnemar.items()},
             "attention_quality": {layer: {m: d.to_dict() for m, d in metrics.items()}
@@ -329,10 +333,12 @@ def compare_scored(
     bins: int = 15,
     settings: IntervalSettings | None = None,
     layers: Sequence[tuple[str, str]] | None = None,
+    min_tpr: float = DEFAULT_MIN_TPR,
 ) -> PairComparison:
     """The paired comparison of two scored sides (``layers``: attention layer pairs (A's, B's);
     default: the layers both have)."""
     settings = settings or IntervalSettings()
+    check_min_tpr(min_tpr)
     images = _check_same_images(a, b)
     columns = [c for c in a.scores.columns if c in set(b.scores.columns)]
     if not columns:
@@ -347,10 +353,10 @@ def compare_scored(
         score_b = b.scores.loc[images, column].to_numpy()
         positives[column] = int(positive.sum())
         classes[column] = paired_differences(positive, score_a, score_b, threshold=threshold, n_bins=bins,
-                                             settings=settings, strata=strata)
+                                             settings=settings, strata=strata, min_tpr=min_tpr)
         mcnemar[column] = mcnemar_test((score_a > threshold) == positive, (score_b > threshold) == positive, threshold)
     result = PairComparison(a.name, b.name, a.setup, b.setup, len(images), settings, threshold, bins, positives,
-                            classes, mcnemar)
+                            classes, mcnemar, min_tpr=min_tpr)
     _compare_attention(a, b, images, layers, settings, result)
     return result
 

@@ -32,6 +32,7 @@ from attnmel.evaluation.plots import confusion_matrix_plot, reliability_diagram,
 from attnmel.inference import DataSplit, InferenceSettings, Predictions, predict_split
 from attnmel.io import atomic_write_json, atomic_write_text
 from attnmel.metrics.calibration import DEFAULT_BINS, CalibrationReport, calibration_report
+from attnmel.metrics.challenge2024 import DEFAULT_MIN_TPR, check_min_tpr, top_k_sensitivity
 from attnmel.metrics.classification import ClassificationReport, MulticlassMetrics, classification_report
 from attnmel.metrics.intervals import (
     EvaluationIntervals,
@@ -68,6 +69,8 @@ class EvaluationResult:
     intervals: EvaluationIntervals | None = None
     #: what was evaluated, for reports: ``model_setup`` (backbone, input size, training images)
     setup: dict[str, Any] = field(default_factory=dict)
+    #: ISIC 2024's secondary metric, where the dataset has patient ids (``metrics.challenge2024``)
+    top_k_sensitivity: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out = {
@@ -90,6 +93,8 @@ class EvaluationResult:
         if self.left_out:
             out["left_out"] = self.left_out
         out.update(self.setup)
+        if self.top_k_sensitivity is not None:
+            out["top_15_sensitivity_per_patient"] = self.top_k_sensitivity
         if self.intervals is not None:
             out["intervals"] = self.intervals.to_dict()
         return out
@@ -118,6 +123,8 @@ class EvaluationOptions:
     intervals: IntervalSettings | None = IntervalSettings()
     #: one figure per image in ``figures/``
     figures: bool = False
+    #: the pAUC (ISIC 2024) is the area above this true-positive rate
+    min_tpr: float = DEFAULT_MIN_TPR
 
 
 def evaluate_checkpoint(
@@ -134,6 +141,7 @@ def evaluate_checkpoint(
     lesion outline and Jaccard with ``masks``, P(positive) and the truth)."""
     output_dir = Path(output_dir)
     split, threshold, calibration_bins = source.split, settings.threshold, options.calibration_bins
+    check_min_tpr(options.min_tpr)
     if options.masks:
         check_mask_threshold(options.mask_threshold)
     run = predict_split(checkpoint, source, settings, roi="lesion" if options.masks else None,
@@ -156,23 +164,28 @@ def evaluate_checkpoint(
         prior=training.prior,
         threshold=threshold,
         classification=classification_report(predictions.labels, predictions.probabilities, class_names,
-                                             score_columns, threshold),
+                                             score_columns, threshold, options.min_tpr),
         calibration=calibration_report(predictions.labels, predictions.probabilities, class_names, score_columns,
                                        calibration_bins),
         predictions=predictions,
         attention_quality=quality,
         left_out=dict(index.left_out.get(split, {})),
         setup=model_setup(loaded.metadata),
+        top_k_sensitivity=patient_retrieval(samples, predictions, class_names.index(score_columns[0])),
     )
     if options.intervals is not None:
         result.intervals = evaluation_intervals(predictions.labels, predictions.probabilities, class_names,
-                                                score_columns, threshold, calibration_bins, quality, options.intervals)
+                                                score_columns, threshold, calibration_bins, quality, options.intervals,
+                                                options.min_tpr)
     output_dir.mkdir(parents=True, exist_ok=True)
     predicted, truth = scorer_frames(predictions, class_names, score_columns)
     files = result.files
     files.update(predictions=output_dir / "predictions.csv", ground_truth=output_dir / "ground_truth.csv")
     atomic_write_text(files["predictions"], predicted.to_csv(index=False))
     atomic_write_text(files["ground_truth"], truth.to_csv(index=False))
+    if any(sample.criteria for sample in samples):  # Derm7pt's seven criteria, to join on image
+        files["criteria"] = output_dir / "criteria.csv"
+        atomic_write_text(files["criteria"], pd.DataFrame([{"image": s.image_id, **s.criteria} for s in samples]).to_csv(index=False))
     files.update(
         roc_and_pr_curves(predictions.labels, predictions.probabilities, class_names, score_columns, output_dir, split)
     )
@@ -188,6 +201,16 @@ def evaluate_checkpoint(
     files["metrics"] = output_dir / "metrics.json"
     atomic_write_json(files["metrics"], result.to_dict())
     return result
+
+
+def patient_retrieval(samples: Sequence[Any], predictions: Predictions, positive: int) -> float | None:
+    """Top-15 sensitivity per patient of the ``positive`` class, where the samples have patient ids."""
+    patients = {s.image_id: s.groups["patient_id"] for s in samples if "patient_id" in s.groups}
+    known = [i for i, image in enumerate(predictions.image_ids) if image in patients]
+    if not known:
+        return None
+    return top_k_sensitivity(predictions.labels[known] == positive, predictions.probabilities[known, positive],
+                             [patients[predictions.image_ids[i]] for i in known])
 
 
 def write_figures(result: EvaluationResult, loaded, folder: Path) -> Path:
@@ -229,7 +252,7 @@ def format_metrics(report: ClassificationReport, intervals: EvaluationIntervals 
     """A small aligned table of the classification report for the terminal, with ``value [low, high]``
     where an interval was computed."""
     keys = ["roc_auc", "average_precision", "accuracy", "sensitivity", "specificity", "balanced_accuracy",
-            "precision", "sensitivity_at_90_specificity"]
+            "precision", "sensitivity_at_90_specificity", "partial_auc"]
     columns = list(report)
     width = 22 if intervals is None else 26
 
@@ -305,11 +328,12 @@ def model_setup(metadata: Sequence[Any]) -> dict[str, Any]:
 
 def evaluation_intervals(
     labels, probabilities, class_names: Sequence[str], score_columns: Sequence[str], threshold: float, bins: int,
-    quality: AttentionQuality | None, settings: IntervalSettings,
+    quality: AttentionQuality | None, settings: IntervalSettings, min_tpr: float = DEFAULT_MIN_TPR,
 ) -> EvaluationIntervals:
     """Intervals of the classification metrics and ECE, and of each attention layer's mean Jaccard/Dice
     (over the images with a mask)."""
-    found = classification_intervals(labels, probabilities, class_names, score_columns, threshold, bins, settings)
+    found = classification_intervals(labels, probabilities, class_names, score_columns, threshold, bins, settings,
+                                     min_tpr)
     if quality is None:
         return found
     attention = {

@@ -17,6 +17,8 @@ from typing import Any, Literal, get_args
 import numpy as np
 from sklearn import metrics as skm
 
+from attnmel.metrics.challenge2024 import DEFAULT_MIN_TPR, partial_auc_above_tpr
+
 #: The metrics a run may select its best epoch by (``train.select_metric``).
 #: All but the last are the positive class's; ``balanced_multiclass_accuracy`` ranks ISIC 2018/2019.
 SelectMetric = Literal["roc_auc", "average_precision", "accuracy", "balanced_accuracy", "sensitivity_at_90_specificity",
@@ -54,6 +56,9 @@ class BinaryMetrics:
     threshold: float
     n: int
     n_positive: int
+    #: the ISIC 2024 metric: pAUC above ``min_tpr`` (``attnmel.metrics.challenge2024``), at most 1 - min_tpr
+    partial_auc: float = math.nan
+    min_tpr: float = DEFAULT_MIN_TPR
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -63,7 +68,8 @@ class BinaryMetrics:
         return cls(**{f.name: payload.get(f.name, math.nan) for f in dataclasses.fields(cls)})
 
 
-def binary_metrics(y_true: Sequence[int], score: Sequence[float], threshold: float = 0.5) -> BinaryMetrics:
+def binary_metrics(y_true: Sequence[int], score: Sequence[float], threshold: float = 0.5,
+                   min_tpr: float = DEFAULT_MIN_TPR) -> BinaryMetrics:
     """Metrics of one class against the rest; ``score`` is that class's probability."""
     y = np.asarray(y_true, dtype=int)
     s = np.asarray(score, dtype=float)
@@ -88,6 +94,8 @@ def binary_metrics(y_true: Sequence[int], score: Sequence[float], threshold: flo
         threshold=float(threshold),
         n=int(len(y)),
         n_positive=int(y.sum()),
+        partial_auc=partial_auc_above_tpr(y, s, min_tpr),
+        min_tpr=float(min_tpr),
     )
 
 
@@ -197,6 +205,7 @@ def classification_report(
     class_names: Sequence[str],
     score_columns: Sequence[str],
     threshold: float = 0.5,
+    min_tpr: float = DEFAULT_MIN_TPR,
 ) -> ClassificationReport:
     """``binary_metrics`` for each scored class, plus ``multiclass_metrics`` when there are more than two classes."""
     labels = np.asarray(labels, dtype=int)
@@ -204,7 +213,7 @@ def classification_report(
     classes = {}
     for column in score_columns:
         index = list(class_names).index(column)
-        classes[column] = binary_metrics(labels == index, probabilities[:, index], threshold)
+        classes[column] = binary_metrics(labels == index, probabilities[:, index], threshold, min_tpr)
     multiclass = None
     if len(class_names) > 2:
         multiclass = multiclass_metrics(labels, probabilities, class_names, list(classes.values()))

@@ -43,6 +43,7 @@ import numpy as np
 from scipy import stats
 
 from attnmel.errors import ConfigError
+from attnmel.metrics.challenge2024 import DEFAULT_MIN_TPR, batch_partial_auc_above_tpr
 
 CiMethod = Literal["percentile", "bca"]
 CI_METHODS: tuple[str, ...] = get_args(CiMethod)
@@ -53,7 +54,7 @@ DEFAULT_SEED = 0
 MIN_RESAMPLES = 100
 #: the bootstrapped metrics of one class against the rest (ROC AUC also gets DeLong's interval)
 BOOTSTRAP_METRICS: tuple[str, ...] = ("roc_auc", "average_precision", "sensitivity", "specificity",
-                                      "balanced_accuracy", "sensitivity_at_90_specificity", "ece")
+                                      "balanced_accuracy", "sensitivity_at_90_specificity", "ece", "partial_auc")
 #: resample x image elements evaluated per call (bounds memory on large splits)
 _BATCH_ELEMENTS = 2_000_000
 
@@ -313,8 +314,10 @@ def batch_ece(confidence: np.ndarray, outcome: np.ndarray, n_bins: int) -> np.nd
     return (np.abs(gaps.reshape(rows, n_bins)).sum(axis=-1) / n).reshape(lead) if n else np.full(lead, math.nan)
 
 
-def binary_statistics(score: np.ndarray, positive: np.ndarray, threshold: float, n_bins: int) -> np.ndarray:
-    """``BOOTSTRAP_METRICS`` of one class against the rest, stacked: (len(BOOTSTRAP_METRICS), ...)."""
+def binary_statistics(score: np.ndarray, positive: np.ndarray, threshold: float, n_bins: int,
+                      min_tpr: float = DEFAULT_MIN_TPR) -> np.ndarray:
+    """``BOOTSTRAP_METRICS`` of one class against the rest, stacked: (len(BOOTSTRAP_METRICS), ...)
+    (``partial_auc``: above ``min_tpr``, the ISIC 2024 metric)."""
     sensitivity, specificity = batch_threshold_rates(score, positive, threshold)
     return np.stack([
         batch_roc_auc(score, positive),
@@ -324,6 +327,7 @@ def binary_statistics(score: np.ndarray, positive: np.ndarray, threshold: float,
         (sensitivity + specificity) / 2,
         batch_sensitivity_at_specificity(score, positive, 0.9),
         batch_ece(score, positive, n_bins),
+        batch_partial_auc_above_tpr(score, positive, min_tpr),
     ])
 
 
@@ -458,6 +462,7 @@ def classification_intervals(
     threshold: float = 0.5,
     n_bins: int = 15,
     settings: IntervalSettings | None = None,
+    min_tpr: float = DEFAULT_MIN_TPR,
 ) -> EvaluationIntervals:
     """DeLong's AUC interval and stratified-bootstrap intervals of every scored class's metrics and
     of the ECE (top label and per scored class), from one bootstrap shared by all of them."""
@@ -471,7 +476,7 @@ def classification_intervals(
 
     def statistic(index: np.ndarray) -> np.ndarray:
         y = labels[index]
-        rows = [binary_statistics(probabilities[index, c], y == c, threshold, n_bins) for c in columns]
+        rows = [binary_statistics(probabilities[index, c], y == c, threshold, n_bins, min_tpr) for c in columns]
         return np.concatenate([*rows, batch_ece(top_confidence[index], top_correct[index], n_bins)[None]])
 
     outcome = stratified_bootstrap(labels, statistic, settings)

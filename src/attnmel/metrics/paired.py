@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
+from attnmel.metrics.challenge2024 import DEFAULT_MIN_TPR
 from attnmel.metrics.intervals import (
     BOOTSTRAP_METRICS,
     Interval,
@@ -120,6 +121,7 @@ def paired_differences(
     n_bins: int = 15,
     settings: IntervalSettings | None = None,
     strata: Sequence[Any] | None = None,
+    min_tpr: float = DEFAULT_MIN_TPR,
 ) -> dict[str, Difference]:
     """B - A for every metric of ``BOOTSTRAP_METRICS`` (one class against the rest).
 
@@ -133,13 +135,13 @@ def paired_differences(
     score_b = np.asarray(score_b, dtype=float)
     if not len(positive) == len(score_a) == len(score_b):
         raise ValueError(f"{len(positive)} labels but {len(score_a)} and {len(score_b)} scores")
-    values_a = binary_statistics(score_a, positive, threshold, n_bins)
-    values_b = binary_statistics(score_b, positive, threshold, n_bins)
+    values_a = binary_statistics(score_a, positive, threshold, n_bins, min_tpr)
+    values_b = binary_statistics(score_b, positive, threshold, n_bins, min_tpr)
 
     def statistic(index: np.ndarray) -> np.ndarray:
         y = positive[index]
-        return (binary_statistics(score_b[index], y, threshold, n_bins)
-                - binary_statistics(score_a[index], y, threshold, n_bins))
+        return (binary_statistics(score_b[index], y, threshold, n_bins, min_tpr)
+                - binary_statistics(score_a[index], y, threshold, n_bins, min_tpr))
 
     outcome = stratified_bootstrap(positive if strata is None else strata, statistic, settings)
     found: dict[str, Difference] = {}

@@ -235,7 +235,6 @@ class Trainer:
 
     def _losses(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """(total loss, classification loss, prior loss, samples with a prior region) for one batch."""
-        train = self.config.train
         images = batch["image"].to(self.device, non_blocking=True)
         if self.fast.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
