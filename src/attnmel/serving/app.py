@@ -19,8 +19,8 @@ JSON error and the process carries on:
 
 Memory per upload is bounded: the body is capped; decoding draws on a budget of ``decode_budget_mb``
 of decoded pixels (estimated from each upload's header before decoding), so many small images
-decode at once but a 90 Mpx 16-bit PNG decodes alone; and a large image is reduced while it is
-decoded (``attnmel.data.images``).
+decode at once but a 90 Mpx 16-bit PNG decodes alone; every image is decoded at full size, as
+every other door decodes it (``attnmel.data.images.as_model_rgb``).
 """
 
 from __future__ import annotations
@@ -129,7 +129,8 @@ def decoded_bytes(data: bytes) -> int:
         with Image.open(io.BytesIO(data)) as image:
             bands = len(image.getbands())
             depth = 2 if image.mode.startswith("I;16") else 4 if image.mode in ("I", "F") else 1
-            return image.width * image.height * bands * depth
+            # the decoded pixels, their 8-bit RGB conversion and the model input's uint8 copy of it
+            return image.width * image.height * (bands * depth + 6)
     except Exception:  # noqa: BLE001 - not an image, or a header Pillow refuses: decode says why
         return 0
 

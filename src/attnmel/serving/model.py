@@ -1,7 +1,7 @@
 """The served model: one uploaded image in, probabilities and attention (numbers and pictures) out.
 
 Decoding reuses ``attnmel.data.images`` (size checked from the header before any pixel is
-decoded; a large image reduced while it is decoded), preprocessing is the checkpoint's own
+decoded; decoded at full size, as every door decodes), preprocessing is the checkpoint's own
 (``Preprocessing``), the model is loaded by ``attnmel.inference.load_predictor`` (the shipped model
 when no checkpoint is given; calibrated temperature applied; GAP models answer with their class
 activation map as the layer ``cam``) and the pictures are ``attnmel.figures``, so the service shows
@@ -84,7 +84,7 @@ class ServedModel:
 
     def prepare(self, data: bytes, name: str = "upload", max_pixels: int = MAX_PIXELS) -> Prepared:
         """Decode (raises ``DataError`` subclasses for bad files) and preprocess one upload."""
-        image = read_image_bytes(data, name, max_pixels, self.preprocessing.decode_side)
+        image = read_image_bytes(data, name, max_pixels)
         return Prepared(self.preprocessing(image), image.width, image.height, name)
 
     def infer(self, batch: torch.Tensor) -> list[tuple[np.ndarray, dict[str, np.ndarray]]]:
