@@ -17,7 +17,7 @@ SOURCE = Path(__file__).resolve().parents[1] / "src" / "attnmel"
 LAYERS = [
     {"errors", "version"},
     {"io", "devices"},
-    {"data", "metrics", "figures"},
+    {"data", "metrics", "figures", "outputs"},
     {"models"},
     {"checkpoints", "config"},
     {"inference"},

@@ -18,6 +18,7 @@ import inspect
 import json
 import tempfile
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,6 +36,7 @@ from attnmel.data.images import as_model_rgb
 from attnmel.errors import AttnmelError, CheckpointError
 from attnmel.io import atomic_path, atomic_write_text, json_safe
 from attnmel.models import with_maps
+from attnmel.outputs import OutputSet, check_output_dir
 
 FORMATS = ("onnx", "safetensors")
 ONNX_OPSET = 18
@@ -184,6 +186,7 @@ def export_model(
     trust_pickle: bool = False,
     legacy: LegacyAssumptions | None = None,
     opset: int = ONNX_OPSET,
+    log: Callable[[str], None] | None = print,
 ) -> ExportResult:
     """Export ``checkpoint`` (None: the shipped model) to ``output_dir`` (default: ``export/`` beside it,
     or in the working folder for the shipped model) as ``<stem>.<fmt>`` + ``<stem>.md``."""
@@ -194,9 +197,12 @@ def export_model(
         source = source / "best.safetensors"
     # the shipped model lives inside the installed package: its export goes to the working folder
     output_dir = Path(output_dir) if output_dir else Path("export") if checkpoint is None else source.parent / "export"
-    target = output_dir / f"{source.stem}.{fmt}"
+    target = check_output_dir(output_dir) / f"{source.stem}.{fmt}"
     if target.resolve() == source.resolve():
         raise CheckpointError(f"{target}: the export would overwrite its source; choose another --output.")
+    outputs = OutputSet(output_dir, "export", known=tuple(f"{source.stem}.{ext}" for ext in (*FORMATS, "md")), log=log)
+    outputs.path(target.name)
+    outputs.path(target.with_suffix(".md").name)
     if fmt == "onnx":
         result = export_onnx(model, meta, target, opset=opset)
     else:
@@ -206,6 +212,7 @@ def export_model(
     if fmt == "onnx":
         card += onnx_usage(meta, target.name, result.outputs)
     atomic_write_text(result.card, card)
+    outputs.commit(format=fmt, checkpoint=str(source))
     return result
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from attnmel.cli.calibrate import DEFAULT_BINS
@@ -73,7 +74,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         use_temperature=not args.no_temperature, calibration_bins=args.bins, batch_size=args.batch_size,
         num_workers=args.workers, device=args.device, progress=not args.json, masks=args.masks,
         mask_threshold=args.mask_threshold, trust_pickle=args.trust_pickle, intervals=interval_settings(args),
-        figures=args.figures,
+        figures=args.figures, log=_log(args),
     )
     if args.json:
         print(json.dumps(json.loads(result.files["metrics"].read_text()), indent=2))
@@ -92,6 +93,11 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _log(args: argparse.Namespace):
+    """Notes (stale files moved aside) go to stderr under --json, so stdout stays one JSON document."""
+    return (lambda line: print(line, file=sys.stderr)) if args.json else print
+
+
 def _out_of_fold(args: argparse.Namespace) -> int:
     from attnmel.errors import ConfigError
     from attnmel.evaluation.evaluate import format_metrics, format_multiclass
@@ -105,7 +111,7 @@ def _out_of_fold(args: argparse.Namespace) -> int:
     result = out_of_fold_predictions(
         args.checkpoint, args.data, output, threshold=args.threshold, tta=args.tta,
         use_temperature=not args.no_temperature, batch_size=args.batch_size, num_workers=args.workers,
-        device=args.device, progress=not args.json, trust_pickle=args.trust_pickle,
+        device=args.device, progress=not args.json, trust_pickle=args.trust_pickle, log=_log(args),
     )
     if args.json:
         print(json.dumps(json.loads(result.files["metrics"].read_text()), indent=2))

@@ -16,7 +16,7 @@ model, against the lesion mask) and its means in ``metrics.json``.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,6 +41,7 @@ from attnmel.metrics.intervals import (
     classification_intervals,
     mean_interval,
 )
+from attnmel.outputs import OutputSet, check_output_dir
 
 
 @dataclass
@@ -127,13 +128,15 @@ def evaluate_checkpoint(
     trust_pickle: bool = False,
     intervals: IntervalSettings | None = IntervalSettings(),
     figures: bool = False,
+    log: Callable[[str], None] | None = print,
 ) -> EvaluationResult:
     """Metrics and files for ``checkpoint`` (a path, several for an ensemble, or None for the shipped
     model) on ``split`` of ``data``; with ``masks`` also the attention quality against the lesion
     masks (one inference pass for both); with ``intervals`` (None: none) their confidence intervals; with
     ``figures`` one figure per image in ``figures/`` (the view, each map with its scale, the lesion outline
-    and Jaccard with ``masks``, P(positive) and the truth)."""
-    output_dir = Path(output_dir)
+    and Jaccard with ``masks``, P(positive) and the truth). The files are one output set
+    (``attnmel.outputs``); ``log`` hears which stale files of an earlier run were moved aside."""
+    output_dir = check_output_dir(output_dir)
     if masks:
         check_mask_threshold(mask_threshold)
     loaded = load_predictor(checkpoint, device, tta=tta, use_temperature=use_temperature, trust_pickle=trust_pickle)
@@ -173,27 +176,40 @@ def evaluate_checkpoint(
     if intervals is not None:
         result.intervals = evaluation_intervals(predictions.labels, predictions.probabilities, class_names,
                                                 score_columns, threshold, calibration_bins, quality, intervals)
-    output_dir.mkdir(parents=True, exist_ok=True)
+    outputs = OutputSet(output_dir, "evaluate", known=EVALUATE_FILES, log=log)
+    write_evaluation(result, loaded, outputs, figures, calibration_bins)
+    return result
+
+
+#: what ``evaluate`` may write into its folder (moved aside when a re-run does not write it)
+EVALUATE_FILES = ("predictions.csv", "ground_truth.csv", "metrics.json", "attention_quality.csv", "roc.png",
+                  "pr.png", "reliability.png", "confusion.png", "figures/")
+
+
+def write_evaluation(result: EvaluationResult, loaded, outputs: OutputSet, figures: bool, bins: int) -> None:
+    """The evaluation's files as one output set; ``metrics.json`` and then the manifest last."""
+    predictions, quality, split, folder = result.predictions, result.attention_quality, result.split, outputs.folder
+    class_names, score_columns = loaded.class_names, loaded.score_columns
     predicted, truth = scorer_frames(predictions, class_names, score_columns)
     files = result.files
-    files.update(predictions=output_dir / "predictions.csv", ground_truth=output_dir / "ground_truth.csv")
+    files.update(predictions=outputs.path("predictions.csv"), ground_truth=outputs.path("ground_truth.csv"))
     atomic_write_text(files["predictions"], predicted.to_csv(index=False))
     atomic_write_text(files["ground_truth"], truth.to_csv(index=False))
-    files.update(
-        roc_and_pr_curves(predictions.labels, predictions.probabilities, class_names, score_columns, output_dir, split)
-    )
-    files.update(reliability_diagram(
-        predictions.labels, predictions.probabilities, class_names, score_columns, output_dir, calibration_bins, split
-    ))
+    plots = roc_and_pr_curves(predictions.labels, predictions.probabilities, class_names, score_columns, folder, split)
+    plots.update(reliability_diagram(predictions.labels, predictions.probabilities, class_names, score_columns, folder,
+                                     bins, split))
     if result.classification.multiclass is not None:
-        files.update(confusion_matrix_plot(result.classification.multiclass.confusion_matrix, class_names, output_dir, split))
+        plots.update(confusion_matrix_plot(result.classification.multiclass.confusion_matrix, class_names, folder, split))
+    files.update({name: outputs.add(path) for name, path in plots.items()})
     if quality is not None:
-        files["attention_quality"] = quality.write_csv(output_dir / "attention_quality.csv")
+        files["attention_quality"] = quality.write_csv(outputs.path("attention_quality.csv"))
     if figures:
-        files["figures"] = write_figures(result, loaded, output_dir / "figures")
-    files["metrics"] = output_dir / "metrics.json"
+        files["figures"] = write_figures(result, loaded, folder / "figures")
+        for image_id in predictions.image_ids:
+            outputs.path(f"figures/{image_id}.png")
+    files["metrics"] = outputs.path("metrics.json")
     atomic_write_json(files["metrics"], result.to_dict())
-    return result
+    outputs.commit(split=split, images=result.images)
 
 
 def write_figures(result: EvaluationResult, loaded, folder: Path) -> Path:

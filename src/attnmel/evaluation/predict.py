@@ -27,6 +27,7 @@ from attnmel.figures import FLAT_EPSILON, MapKind, Panel, attention_figure, is_f
 from attnmel.inference import LoadedModel, Prediction, load_predictor
 from attnmel.inference.prediction import decode_input
 from attnmel.io import atomic_write_bytes, atomic_write_text
+from attnmel.outputs import OutputSet, check_output_dir
 
 
 @dataclass
@@ -97,6 +98,8 @@ def predict_images(
     log: Callable[[str], None] = print,
 ) -> PredictResult:
     """Predict ``inputs`` (an image or a folder) with ``checkpoint`` (None: the shipped model)."""
+    if output_dir is not None:
+        check_output_dir(output_dir)
     loaded = load_predictor(checkpoint, device, tta=tta, trust_pickle=trust_pickle)
     paths = collect_images(inputs)
     single = not Path(inputs).is_dir()
@@ -127,8 +130,12 @@ def predict_images(
         raise DataError(Path(inputs), f"none of its {len(paths)} images could be read.", "check the files listed above.")
     outcome = PredictResult(results, skipped)
     if output_dir is not None:
-        write_outputs(outcome, loaded, Path(output_dir), figures)
+        write_outputs(outcome, loaded, OutputSet(output_dir, "predict", known=PREDICT_FILES, log=log), figures)
     return outcome
+
+
+#: what ``predict`` may write into its folder (moved aside when a re-run does not write it)
+PREDICT_FILES = ("predictions.csv", "report.html", "figures/")
 
 
 def _grad_cam(loaded: LoadedModel, predictions: list[Prediction]) -> list[dict[str, np.ndarray]]:
@@ -142,8 +149,9 @@ def _grad_cam(loaded: LoadedModel, predictions: list[Prediction]) -> list[dict[s
     return [{LAYER: m} for m in maps]
 
 
-def write_outputs(outcome: PredictResult, loaded: LoadedModel, output_dir: Path, figures: bool) -> None:
-    """``predictions.csv``, a figure per image and ``report.html`` (every input, skipped ones included)."""
+def write_outputs(outcome: PredictResult, loaded: LoadedModel, outputs: OutputSet, figures: bool) -> None:
+    """``predictions.csv``, a figure per image and ``report.html`` (every input, skipped ones included), as
+    one output set: figures an earlier run left are moved aside, never shown as this run's."""
     class_names = loaded.class_names
     kinds = {**loaded.map_kinds, "grad-cam": "score"}
     rows = []
@@ -153,12 +161,13 @@ def write_outputs(outcome: PredictResult, loaded: LoadedModel, output_dir: Path,
                      "flat_maps": ";".join(result.flat_layers), "file": str(result.image)})
         if figures:
             image = figure_for(prediction, kinds, extra=prediction.extras)
-            result.figure = output_dir / "figures" / f"{result.image.stem}.png"
+            result.figure = outputs.path(f"figures/{result.image.stem}.png")
             atomic_write_bytes(result.figure, png_bytes(image))
     frame = pd.DataFrame(rows, columns=["image", *class_names, "predicted", "flat_maps", "file"])
-    outcome.files["predictions"] = output_dir / "predictions.csv"
+    outcome.files["predictions"] = outputs.path("predictions.csv")
     atomic_write_text(outcome.files["predictions"], frame.to_csv(index=False))
-    outcome.files["report"] = write_report(outcome, loaded, output_dir / "report.html")
+    outcome.files["report"] = write_report(outcome, loaded, outputs.path("report.html"))
+    outputs.commit(images=len(outcome.results))
 
 
 def write_report(outcome: PredictResult, loaded: LoadedModel, path: Path) -> Path:
