@@ -16,7 +16,7 @@ import pytest
 SOURCE = Path(__file__).resolve().parents[1] / "src" / "attnmel"
 LAYERS = [
     {"errors", "version"},
-    {"io", "devices"},
+    {"io", "devices", "arguments"},
     {"data", "metrics", "figures", "outputs"},
     {"models"},
     {"checkpoints", "config"},

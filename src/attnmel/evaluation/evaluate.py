@@ -23,9 +23,9 @@ from typing import Any
 
 import pandas as pd
 
+from attnmel.arguments import check_arguments
 from attnmel.evaluation.attention_quality import (
     AttentionQuality,
-    check_mask_threshold,
     collect_maps,
     score_predictions,
 )
@@ -136,9 +136,9 @@ def evaluate_checkpoint(
     ``figures`` one figure per image in ``figures/`` (the view, each map with its scale, the lesion outline
     and Jaccard with ``masks``, P(positive) and the truth). The files are one output set
     (``attnmel.outputs``); ``log`` hears which stale files of an earlier run were moved aside."""
+    check_arguments(threshold=threshold, mask_threshold=mask_threshold, batch_size=batch_size, num_workers=num_workers,
+                    calibration_bins=calibration_bins, tta=tta)
     output_dir = check_output_dir(output_dir)
-    if masks:
-        check_mask_threshold(mask_threshold)
     loaded = load_predictor(checkpoint, device, tta=tta, use_temperature=use_temperature, trust_pickle=trust_pickle)
     class_names, score_columns = loaded.class_names, loaded.score_columns
     index, samples = read_split(data, split, loaded.task, layout=layout)

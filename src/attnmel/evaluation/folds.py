@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from attnmel.arguments import check_arguments
 from attnmel.data.images import verify_image
 from attnmel.data.readers import read_dataset
 from attnmel.data.splits import SPLIT_FILE, SplitRecord
@@ -124,6 +125,7 @@ def out_of_fold_predictions(
     ``roc.png``, ``pr.png`` and, for more than two classes, ``confusion.png``, as one output set."""
     if not runs:
         raise CheckpointError("out-of-fold predictions need the fold runs; pass one --checkpoint per fold.")
+    check_arguments(threshold=threshold, batch_size=batch_size, num_workers=num_workers, tta=tta)
     output_dir = check_output_dir(output_dir)
     records = read_fold_splits(runs)
     first = records[0]

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from attnmel.arguments import check_arguments
 from attnmel.data.images import IMAGE_SUFFIXES
 from attnmel.errors import DataError
 from attnmel.evaluation.report import HtmlReport
@@ -98,6 +99,7 @@ def predict_images(
     log: Callable[[str], None] = print,
 ) -> PredictResult:
     """Predict ``inputs`` (an image or a folder) with ``checkpoint`` (None: the shipped model)."""
+    check_arguments(threshold=threshold, batch_size=batch_size, tta=tta)
     if output_dir is not None:
         check_output_dir(output_dir)
     loaded = load_predictor(checkpoint, device, tta=tta, trust_pickle=trust_pickle)

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
+from attnmel.arguments import check_arguments
 from attnmel.checkpoints.loader import load_checkpoint
 from attnmel.checkpoints.meta import CheckpointMeta
 from attnmel.data.images import verify_image
@@ -114,6 +115,7 @@ class LoadedModel:
               roi: RoiSpec | None = None, keep_attention: bool = False, keep_logits: bool = False,
               keep_views: bool = False, progress: bool = False, desc: str = "eval") -> Predictions:
         """Predictions for ``samples``; with ``roi`` also their region masks in the model's view."""
+        check_arguments(batch_size=batch_size, num_workers=num_workers)
         return run_inference(
             self.predictor, self.loader(samples, batch_size, num_workers, roi), self.device,
             keep_attention=keep_attention, keep_masks=roi is not None, keep_logits=keep_logits,

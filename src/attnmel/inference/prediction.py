@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from attnmel.arguments import check_arguments
 from attnmel.data.images import as_model_rgb, read_image
 from attnmel.data.transforms import Preprocessing, as_image_tensor
 from attnmel.inference.runner import Predictor
@@ -122,6 +123,7 @@ def predict(
     batch_size: int = 16,
 ) -> Prediction | list[Prediction]:
     """Predictions for one input (a ``Prediction``) or a list of them (a list, in order)."""
+    check_arguments(threshold=threshold, batch_size=batch_size, tta=tta)
     single = not isinstance(inputs, list | tuple)
     items = [inputs] if single else list(inputs)
     results: list[Prediction] = []
