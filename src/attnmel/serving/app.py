@@ -47,6 +47,7 @@ from attnmel.checkpoints.card import render_markdown
 from attnmel.data.images import MAX_PIXELS, ImageTooLargeError, NotAnImageError
 from attnmel.errors import DataError
 from attnmel.serving.batching import DirectInference, MicroBatcher
+from attnmel.serving.limits import JsonHostErrors, UploadBudget
 from attnmel.serving.model import ServedModel, load_served_model
 from attnmel.serving.uploads import UploadError, read_upload
 from attnmel.version import __version__
@@ -72,6 +73,8 @@ class ServiceSettings:
     #: decoded pixels (MB, estimated from each header) that may be held by uploads decoding at the same time;
     #: an image larger than this decodes alone
     decode_budget_mb: float = 256.0
+    #: request bodies (MB) that all uploads in flight may hold together; beyond it an upload gets 503
+    upload_budget_mb: float = 128.0
     #: seconds a client has to send its request headers, and then its whole body
     header_timeout_s: float = 10.0
     body_timeout_s: float = 60.0
@@ -162,6 +165,7 @@ class ServiceHeaders:
 def create_app(served: ServedModel, settings: ServiceSettings | None = None, bind: str = "127.0.0.1") -> FastAPI:
     settings = settings or ServiceSettings()
     budget = DecodeBudget(int(settings.decode_budget_mb * 1e6))
+    uploads = UploadBudget(int(settings.upload_budget_mb * 1e6))
     if settings.max_batch > 1:
         inference = MicroBatcher(served.infer, settings.max_batch, settings.batch_wait_ms)
     else:
@@ -182,6 +186,7 @@ def create_app(served: ServedModel, settings: ServiceSettings | None = None, bin
         lifespan=lifespan,
     )
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=settings.hosts_for(bind))
+    app.add_middleware(JsonHostErrors, body=lambda: {"model": served.describe(), "notice": served.notice})
     app.add_middleware(ServiceHeaders, model=served.card["title"])
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
@@ -204,11 +209,11 @@ def create_app(served: ServedModel, settings: ServiceSettings | None = None, bin
         first = exc.errors()[0] if exc.errors() else {}
         return error(422, f"invalid request: {'.'.join(map(str, first.get('loc', [])))} {first.get('msg', '')}".strip())
 
-    @app.get("/", include_in_schema=False)
+    @app.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)
     async def page() -> FileResponse:
         return FileResponse(STATIC / "index.html", media_type="text/html")
 
-    @app.get("/health")
+    @app.api_route("/health", methods=["GET", "HEAD"])
     async def health() -> dict[str, Any]:
         return {"status": "ok", **common(), "uptime_s": round(time.time() - stats["started"], 1),
                 "predictions": stats["predictions"], "rejected": stats["rejected"], "inference": inference.describe()}
@@ -236,10 +241,12 @@ def create_app(served: ServedModel, settings: ServiceSettings | None = None, bin
         ``images=false`` leaves out the PNGs (``view_png``, ``overlay_png``, ``heatmap_png``).
         """
         try:
-            upload = await read_upload(request.headers, request.stream(), settings.max_upload_bytes,
-                                       settings.body_timeout_s)
-            async with budget.reserve(decoded_bytes(upload.data)):
-                prepared = await run_in_threadpool(served.prepare, upload.data, upload.name, settings.max_pixels)
+            with uploads.hold() as take:
+                upload = await read_upload(request.headers, request.stream(), settings.max_upload_bytes,
+                                           settings.body_timeout_s, take)
+                async with budget.reserve(decoded_bytes(upload.data)):
+                    prepared = await run_in_threadpool(served.prepare, upload.data, upload.name, settings.max_pixels)
+                del upload
         except UploadError as exc:
             return error(exc.status, exc.message)
         except NotAnImageError as exc:

@@ -62,6 +62,8 @@ class ServedModel:
     source: str
     #: the pretrained tag when the shipped model answers
     tag: str | None = None
+    #: ``source`` as responses show it: a checkpoint's folder and file name, never the server's absolute path
+    shown_source: str | None = None
 
     def __post_init__(self) -> None:
         self.meta = self.loaded.meta
@@ -80,7 +82,7 @@ class ServedModel:
         arch = self.meta.architecture
         return {"name": arch.name, "backbone": arch.backbone, "class_names": self.class_names,
                 "attention_layers": self.layers, "image_size": self.preprocessing.image_size,
-                "source": self.source, "pretrained": self.tag, "title": self.card["title"]}
+                "source": self.shown_source or self.source, "pretrained": self.tag, "title": self.card["title"]}
 
     def prepare(self, data: bytes, name: str = "upload", max_pixels: int = MAX_PIXELS) -> Prepared:
         """Decode (raises ``DataError`` subclasses for bad files) and preprocess one upload."""
@@ -146,4 +148,4 @@ def load_served_model(
     loaded = load_predictor(checkpoint, device, trust_pickle=trust_pickle)
     loaded.check_answers()
     source = f"the shipped model '{tag}'" if tag else str(checkpoint)
-    return ServedModel(loaded, source, tag)
+    return ServedModel(loaded, source, tag, source if tag else "/".join(Path(str(checkpoint)).resolve().parts[-2:]))
