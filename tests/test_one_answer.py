@@ -22,6 +22,8 @@ from attnmel.data.images import read_image
 from attnmel.errors import DataError
 
 from .conftest import ISIC2017
+from .corpus import cases as corpus_cases
+from .corpus import write_image_case
 
 VAL = ISIC2017 / "ISIC-2017_Validation_Data"
 #: P(melanoma) and pixel tolerances of the rule
@@ -208,3 +210,19 @@ def test_bytes_from_memory_decode_as_the_file(corpus):
     for name in ("large-4000.jpg", "gray16.png", "float.tif"):
         data = corpus[name].read_bytes()
         assert np.array_equal(np.asarray(read_image_bytes(data, name)), np.asarray(read_image(corpus[name])))
+
+
+@pytest.mark.parametrize("case", corpus_cases("image", recovered=True), ids=str)
+def test_every_recovered_corpus_file_gives_one_answer_by_every_door(case, model, tmp_path):
+    """The bad-input corpus's recovered files (CMYK, bilevel, LA, palette with transparency, GIF named
+    .jpg, ...) through path, bytes, PIL as opened and the decoded array: one view, one answer."""
+    path = write_image_case(case, tmp_path / (case.filename or f"{case.name}{case.suffix}"))
+    reference = model.predict(str(path))
+    served = _served(model)
+    prepared = served.prepare(path.read_bytes(), path.name)
+    bytes_p = served.infer(prepared.tensor[None])[0][0][model.meta.positive_index]
+    assert abs(float(bytes_p) - reference.probability) < P_TOLERANCE
+    for door, item in (("PIL as opened", Image.open(path)), ("array", np.asarray(read_image(path)))):
+        result = model.predict(item)
+        assert np.abs(result.view.astype(int) - reference.view.astype(int)).max() <= GREY_TOLERANCE, (case, door)
+        assert abs(result.probability - reference.probability) < P_TOLERANCE, (case, door)

@@ -8,12 +8,13 @@ JSON error and the process carries on:
 | problem | status |
 |---|---|
 | body above the upload limit (default 20 MB) | 413 |
+| bodies of all uploads in flight above ``upload_budget_mb`` together | 503 |
 | image whose header announces more than ``max_pixels`` (decompression bomb) | 413 |
 | not an image, or a content type other than multipart/form-data, image/*, application/octet-stream | 415 |
 | a multipart form without a file | 422 |
 | truncated or corrupt image | 422 |
 | malformed multipart body or boundary | 400 |
-| a Host header that is not this service's (bound to loopback: only loopback names) | 400 |
+| a Host header that is not this service's (bound to loopback: only loopback names) | 400 (JSON too) |
 | request headers not complete within ``header_timeout_s`` | connection closed |
 | a body not complete within ``body_timeout_s`` | 408 |
 
