@@ -4,7 +4,8 @@
   (N, S, S, 3): the normalisation and the calibrated softmax are inside the graph, and the geometry
   that makes the view (centre crop, resize, centre crop) is the function ``onnx_view``, imported
   from attnmel or copied from the model card. The ONNX metadata holds only data (numbers, sizes,
-  names), never code: no one is asked to ``exec()`` a string from a file that may be tampered with. Outputs: ``probabilities``
+  names), never code: no one is asked to ``exec()`` a string from a file that may be tampered
+  with. Outputs: ``probabilities``
   (softmax of the logits at the checkpoint's temperature), ``logits`` and one ``attention_<layer>``
   map (N, 1, h, w) per attention layer; a dynamic batch axis; the checkpoint metadata in
   ``metadata_props``. Written with ``torch.onnx.export(dynamo=True)``; when onnxruntime is
@@ -45,8 +46,8 @@ ONNX_INPUT = "image"
 def onnx_view(image, crop_ratio: float, resize: int, image_size: int) -> np.ndarray:
     """The uint8 RGB view (image_size x image_size x 3) the exported graph takes, from an image file
     or a PIL image: attnmel's own decode, then its evaluation geometry in Pillow (centre square of
-    crop_ratio x the short side, resized, centre crop). Pillow and NumPy only; the numbers come from
-    the ONNX file's ``preprocessing`` metadata. The model card prints these lines to copy."""
+    crop_ratio x the short side, resized, centre crop); the numbers come from the ONNX file's
+    ``preprocessing`` metadata. The model card prints these lines to copy, with Pillow's decode."""
     image = image if isinstance(image, Image.Image) else Image.open(image)
     image = as_model_rgb(image)  # without attnmel: ImageOps.exif_transpose(image).convert("RGB")
     width, height = image.size

@@ -11,8 +11,8 @@ What real archives contain and how each case is handled (documented in the READM
 - every door (path, bytes, PIL image, array, tensor, HTTP upload) decodes at full size through one
   function, ``as_model_rgb``: a reduced decode (JPEG DCT scaling, or a box reduction) moved the
   model's view by many grey levels and P(melanoma) by far more than 0.01 on large ISIC images
-  (benchmarks/RESULTS.md, "One decode for every door"), so it is done nowhere; 16-bit and float pixels are scaled in row
-  blocks, so no full-size float copy is made;
+  (benchmarks/RESULTS.md, "One decode for every door"), so it is done nowhere; 16-bit and float
+  pixels are scaled in row blocks, so no full-size float copy is made;
 - a file's content decides its format, not its extension (a PNG named ``.jpg`` is read as PNG).
 Masks: any mode is reduced to one channel and binarised at 128 (``>= 128`` is lesion), so
 anti-aliased or 0/1-valued masks work; a mask whose size differs from its image is an error.

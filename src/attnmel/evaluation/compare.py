@@ -119,10 +119,10 @@ def read_predictions(path: str | Path, truth: str | Path | None = None) -> Score
     if written is None:
         predictions, own_truth, metrics_path, quality_csv = path, folder / "ground_truth.csv", None, None
     else:
-        name = next((n for n in TRUTH_OF if n in written.files), "predictions.csv") if path.is_dir() else path.name
-        predictions = written.require(name)
+        chosen = next((n for n in TRUTH_OF if n in written.files), "predictions.csv") if path.is_dir() else path.name
+        predictions = written.require(chosen)
         own_truth, metrics_path, quality_csv = (written.get(name) for name in (
-            TRUTH_OF.get(predictions.name, "ground_truth.csv"), "metrics.json", "attention_quality.csv"))
+            TRUTH_OF.get(chosen, "ground_truth.csv"), "metrics.json", "attention_quality.csv"))
     truth_path = Path(truth) if truth is not None else own_truth
     if truth_path is None or not truth_path.is_file():
         raise DataError(truth_path or folder / "ground_truth.csv", "no ground truth for these predictions.",

@@ -247,7 +247,7 @@ def create_app(served: ServedModel, settings: ServiceSettings | None = None, bin
                                            settings.body_timeout_s, take)
                 async with budget.reserve(decoded_bytes(upload.data)):
                     prepared = await run_in_threadpool(served.prepare, upload.data, upload.name, settings.max_pixels)
-                del upload
+                del upload  # the body is freed before the hold ends (and trims the heap)
         except UploadError as exc:
             return error(exc.status, exc.message)
         except NotAnImageError as exc:
