@@ -8,6 +8,7 @@ import asyncio
 import pytest
 from fastapi.testclient import TestClient
 
+from attnmel.errors import ConfigError
 from attnmel.serving import ServiceSettings, create_app, load_served_model
 from attnmel.serving.limits import UploadBudget
 from attnmel.serving.uploads import UploadError, read_upload
@@ -58,14 +59,33 @@ def test_stalled_uploads_together_stay_within_the_budget_and_release_it():
 
 
 def test_the_service_answers_503_when_uploads_pass_its_budget(served):
-    lesion = sorted((SAMPLE / "ISIC-2017_Validation_Data").glob("*.jpg"))[0]
-    data = lesion.read_bytes()
-    tight = ServiceSettings(upload_budget_mb=len(data) / 2e6)
-    with TestClient(create_app(served, tight), base_url="http://localhost") as http:
-        response = http.post("/predict", files={"file": (lesion.name, data, "image/jpeg")})
-    assert response.status_code == 503 and response.json()["status"] == 503
-    with TestClient(create_app(served, ServiceSettings()), base_url="http://localhost") as http:
-        assert http.post("/predict", files={"file": (lesion.name, data, "image/jpeg")}).status_code == 200
+    """A client stalls with 600 kB sent; a second one sending 600 kB passes the 1 MB budget: 503."""
+    import httpx
+
+    with pytest.raises(ConfigError, match="below --max-upload-mb"):
+        create_app(served, ServiceSettings(upload_budget_mb=10, max_upload_bytes=20_000_000))
+    app = create_app(served, ServiceSettings(upload_budget_mb=1, max_upload_bytes=1_000_000))
+
+    async def scenario():
+        go_on = asyncio.Event()
+
+        async def stalled_body():
+            yield b"x" * 600_000
+            await go_on.wait()
+
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as http:
+            first = asyncio.create_task(http.post("/predict", content=stalled_body(),
+                                                  headers={"content-type": "image/jpeg"}))
+            await asyncio.sleep(0.2)
+            second = await http.post("/predict", content=b"y" * 600_000, headers={"content-type": "image/jpeg"})
+            go_on.set()
+            return second, await first
+
+    second, first = asyncio.run(scenario())
+    assert second.status_code == 503 and second.json()["status"] == 503, second.text
+    assert "limit for all uploads together" in second.json()["error"]
+    assert first.status_code == 415  # received in full once the budget allowed it: then judged as an image
 
 
 def test_error_bodies_carry_no_absolute_checkpoint_path(served, tiny_checkpoint):

@@ -46,7 +46,7 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from attnmel.checkpoints.card import render_markdown
 from attnmel.data.images import MAX_PIXELS, ImageTooLargeError, NotAnImageError
-from attnmel.errors import DataError
+from attnmel.errors import ConfigError, DataError
 from attnmel.serving.batching import DirectInference, MicroBatcher
 from attnmel.serving.limits import JsonHostErrors, UploadBudget
 from attnmel.serving.model import ServedModel, load_served_model
@@ -165,6 +165,9 @@ class ServiceHeaders:
 
 def create_app(served: ServedModel, settings: ServiceSettings | None = None, bind: str = "127.0.0.1") -> FastAPI:
     settings = settings or ServiceSettings()
+    if settings.upload_budget_mb * 1e6 < settings.max_upload_bytes:
+        raise ConfigError(f"--upload-budget-mb {settings.upload_budget_mb:g} is below --max-upload-mb "
+                          f"{settings.max_upload_bytes / 1e6:g}: the largest upload allowed could never be received.")
     budget = DecodeBudget(int(settings.decode_budget_mb * 1e6))
     uploads = UploadBudget(int(settings.upload_budget_mb * 1e6))
     if settings.max_batch > 1:
