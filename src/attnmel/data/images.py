@@ -208,10 +208,11 @@ def to_rgb(image: Image.Image) -> Image.Image:
 def as_model_rgb(image: Image.Image, source: str | Path = "image") -> Image.Image:
     """THE route from a PIL image (as opened, or decoded here) to the 8-bit RGB every door feeds the
     model: EXIF orientation applied, modes converted by ``to_rgb``, the short side checked."""
-    try:
-        image = ImageOps.exif_transpose(image)
-    except Exception:  # noqa: BLE001 - a broken EXIF block must not make the pixels unusable
-        pass
+    if _orientation(image) != 1:  # exif_transpose copies even an upright image: skip it then
+        try:
+            image = ImageOps.exif_transpose(image)
+        except Exception:  # noqa: BLE001 - a broken EXIF block must not make the pixels unusable
+            pass
     if min(image.size) < MIN_SIDE:
         raise DataError(
             Path(str(source)),
