@@ -150,3 +150,18 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
     result = train(config, data, root / "run", progress=False, log=lambda _: None)
     torch.set_num_threads(2)
     return result.best_checkpoint
+
+
+def benchmark_script(name: str):
+    """Import ``benchmarks/<name>.py`` as a module for a test (yielded; removed from sys.modules after)."""
+    import importlib.util
+    import sys
+
+    spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
+    try:
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        sys.modules.pop(spec.name, None)

@@ -14,6 +14,7 @@ import pytest
 from attnmel.cli import main
 from attnmel.metrics.classification import binary_metrics
 from attnmel.metrics.intervals import delong_interval
+from attnmel.outputs import OutputSet
 
 
 def _evaluation_folder(folder: Path, images: list[str], melanoma: np.ndarray, scores: np.ndarray,
@@ -29,6 +30,16 @@ def _evaluation_folder(folder: Path, images: list[str], melanoma: np.ndarray, sc
         frame.to_csv(folder / "attention_quality.csv", index=False)
         (folder / "metrics.json").write_text(json.dumps({"split": "val", "backbone": "mobilenet_v2", "image_size": 160,
                                                          "attention_quality": {"threshold": 0.5}}))
+    return with_manifest(folder)
+
+
+def with_manifest(folder: Path) -> Path:
+    """The output manifest evaluate writes last, naming the files in ``folder``."""
+    outputs = OutputSet(folder, "evaluate", log=None)
+    for path in sorted(folder.iterdir()):
+        if path.is_file():
+            outputs.add(path)
+    outputs.commit()
     return folder
 
 

@@ -2,8 +2,8 @@
 
 Tolerance: max |onnxruntime - PyTorch| below 1e-4 for probabilities, logits and every attention
 map (float32). The export batch is 2; the check runs batches of 1 and 5. An ONNX Runtime user who
-follows the documented recipe (``PREPROCESS_RECIPE``, run verbatim here) gets attnmel's
-probabilities within 1e-3.
+makes the view with ``attnmel.export.onnx_view`` (or its copy in the model card, run verbatim
+here) gets attnmel's probabilities within 1e-3; the ONNX metadata holds numbers, never code.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from attnmel.cli import main
-from attnmel.export import preprocess_recipe
+from attnmel.export import onnx_view, onnx_view_source
 from attnmel.inference import load_model
 
 TOLERANCE = 1e-4
@@ -30,9 +30,14 @@ def exported(tiny_checkpoint, tmp_path_factory):
     return out
 
 
-def recipe(meta) -> dict:
+def card_copy(exported) -> dict:
+    """The lines the model card shows, run as a user who copies them would (not from the ONNX file)."""
+    card = (exported / "best.md").read_text()
+    code = card.split("```python\n", 1)[1].split("\n\n\nimport json", 1)[0]
+    assert code == onnx_view_source().rstrip("\n")
+    assert "as_model_rgb" not in code  # runs without attnmel
     namespace: dict = {}
-    exec(preprocess_recipe(meta), namespace)  # the documented recipe, verbatim
+    exec(code, namespace)
     return namespace
 
 
@@ -41,7 +46,11 @@ def recipe(meta) -> dict:
 def test_onnx_matches_pytorch_on_real_images(exported, tiny_checkpoint, sample_data, batch_size):
     loaded = load_model(tiny_checkpoint)
     paths = sorted((sample_data / "ISIC-2017_Validation_Data").glob("*.jpg"))[:batch_size]
-    views = np.stack([recipe(loaded.meta)["attnmel_view"](p) for p in paths])
+    pre = json.loads({p.key: p.value for p in onnx.load(str(exported / "best.onnx")).metadata_props}["preprocessing"])
+    views = np.stack([onnx_view(p, pre["crop_ratio"], pre["resize"], pre["image_size"]) for p in paths])
+    copied = np.stack([card_copy(exported)["onnx_view"](p, pre["crop_ratio"], pre["resize"], pre["image_size"])
+                       for p in paths])
+    assert np.array_equal(views, copied)  # 8-bit RGB JPEGs: the copy without attnmel gives the same view
     session = onnxruntime.InferenceSession(str(exported / "best.onnx"), providers=["CPUExecutionProvider"])
     assert [i.name for i in session.get_inputs()] == ["image"]
     names = [o.name for o in session.get_outputs()]
@@ -70,7 +79,9 @@ def test_onnx_metadata_and_dynamic_batch_axis(exported):
     assert json.loads(props["class_names"]) == ["other", "melanoma"]
     assert json.loads(props["preprocessing"])["image_size"] == 64
     assert json.loads(props["outputs"]) == ["probabilities", "logits", "attention_stage3", "attention_stage4"]
-    assert "def attnmel_view" in props["preprocessing_recipe"] and props["input_format"].startswith("uint8 RGB")
+    assert props["input_format"].startswith("uint8 RGB")
+    # data only: numbers, sizes and names; no code for anyone to exec() (issue 20)
+    assert "preprocessing_recipe" not in props and not any("def " in value or "import " in value for value in props.values())
     assert json.loads(props["attnmel_metadata"])["architecture"]["backbone"] == "mobilenet_v2"
     batch_dim = proto.graph.input[0].type.tensor_type.shape.dim[0]
     assert batch_dim.dim_param and not batch_dim.dim_value
@@ -81,7 +92,7 @@ def test_model_card_is_written_next_to_the_model(exported):
     for heading in ("## Intended use", "## Training data", "## Metrics", "## Limitations"):
         assert heading in card
     assert "not for diagnosis" in card and "train: 8 images" in card and "roc auc" in card
-    assert "## Using the ONNX file" in card and "def attnmel_view" in card
+    assert "## Using the ONNX file" in card and "def onnx_view" in card and "exec(" not in card
 
 
 def test_export_refuses_to_overwrite_its_source(tiny_checkpoint, capsys):

@@ -18,8 +18,8 @@ import pytest
 SOURCE = Path(__file__).resolve().parents[1] / "src" / "attnmel"
 LAYERS = [
     {"errors", "version"},
-    {"io", "devices"},
-    {"data", "metrics"},
+    {"io", "devices", "arguments"},
+    {"data", "metrics", "outputs"},
     {"models"},
     {"checkpoints", "config"},
     {"inference"},

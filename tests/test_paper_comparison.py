@@ -11,6 +11,7 @@ from attnmel.cli import main
 from attnmel.errors import DataError
 from attnmel.evaluation.paper import PAPER_NUMBERS, paper_number
 from attnmel.evaluation.paper_comparison import compare_with_paper, find_evaluations
+from attnmel.outputs import OutputSet
 
 
 def _interval(estimate: float, half: float = 0.05, method: str = "bootstrap-percentile") -> dict:
@@ -39,7 +40,9 @@ def write_evaluation(folder: Path, paper_row: str | None, layout: str = "isic201
             "attention_quality": {name: {"jaccard": _interval(value)} for name, value in (layers or {}).items()},
         }
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "metrics.json").write_text(json.dumps(metrics))
+    outputs = OutputSet(folder, "evaluate", log=None)  # as evaluate writes it: metrics.json, then the manifest
+    outputs.path("metrics.json").write_text(json.dumps(metrics))
+    outputs.commit()
     return folder
 
 
@@ -98,6 +101,11 @@ def test_missing_or_foreign_evaluations_name_the_path(tmp_path, capsys):
         find_evaluations([tmp_path])
     assert caught.value.path == tmp_path
     (tmp_path / "metrics.json").write_text(json.dumps({"loss": 1.0}))
+    assert main(["report", str(tmp_path)]) == 2  # no manifest: not a complete evaluate run
+    assert "no output manifest" in capsys.readouterr().err
+    outputs = OutputSet(tmp_path, "evaluate", log=None)
+    outputs.add(tmp_path / "metrics.json")
+    outputs.commit()
     assert main(["report", str(tmp_path)]) == 2
     assert "not a metrics.json written by attnmel evaluate" in capsys.readouterr().err
 

@@ -3,27 +3,19 @@ seeds are compared on the seeds they share, and the paired tests say what the va
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "quality_isic2017.py"
+from .conftest import benchmark_script
+from .test_compare import with_manifest
 
 
 @pytest.fixture(scope="module")
 def benchmark():
-    spec = importlib.util.spec_from_file_location("quality_isic2017", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up
-    try:
-        spec.loader.exec_module(module)
-        yield module
-    finally:
-        sys.modules.pop(spec.name, None)
+    yield from benchmark_script("quality_isic2017")
 
 
 def _run(seed: int, auc: float, jaccard: float, cam: bool = False, **extra) -> dict:
@@ -88,7 +80,7 @@ def _evaluation(folder: Path, melanoma: np.ndarray, scores: np.ndarray, layer: s
     pd.DataFrame({"image": images, "melanoma": melanoma.astype(float)}).to_csv(folder / "ground_truth.csv", index=False)
     pd.DataFrame({"image": images, "has_mask": True, f"{layer}_jaccard": jaccard, f"{layer}_dice": jaccard}).to_csv(
         folder / "attention_quality.csv", index=False)
-    return str(folder)
+    return str(with_manifest(folder))  # as evaluate writes it
 
 
 def test_paired_tests_say_what_the_val_images_establish(benchmark, tmp_path):

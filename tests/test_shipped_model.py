@@ -140,13 +140,13 @@ def test_serve_defaults_to_the_shipped_model():
 def test_an_onnx_runtime_user_following_the_recipe_gets_attnmels_probabilities(model, tmp_path):
     import onnxruntime
 
-    from attnmel.export import export_model, preprocess_recipe
+    from attnmel.export import export_model, onnx_view
 
     result = export_model(None, tmp_path, "onnx")
-    namespace: dict = {}
-    exec(preprocess_recipe(model.meta), namespace)
+    pre = model.preprocessing
     paths = sorted(UNSEEN.glob("*.jpg"))[:8]
     session = onnxruntime.InferenceSession(str(result.model), providers=["CPUExecutionProvider"])
-    probabilities = session.run(["probabilities"], {"image": np.stack([namespace["attnmel_view"](p) for p in paths])})[0]
+    probabilities = session.run(["probabilities"], {"image": np.stack([
+        onnx_view(p, pre.crop_ratio, pre.resize, pre.image_size) for p in paths])})[0]
     ours = np.array([r.probabilities["melanoma"] for r in model.predict([str(p) for p in paths])])
     assert np.abs(probabilities[:, 1] - ours).max() < 1e-3

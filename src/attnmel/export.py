@@ -2,9 +2,10 @@
 
 - ``onnx``: one graph whose input ``image`` is the view the model sees as uint8 RGB pixels
   (N, S, S, 3): the normalisation and the calibrated softmax are inside the graph, and the geometry
-  that makes the view (centre crop, resize, centre crop) is the short, exact recipe
-  ``PREPROCESS_RECIPE``, stored with the graph (``metadata_props``), in the model card and the README,
-  so an ONNX Runtime user never rebuilds preprocessing by hand. Outputs: ``probabilities``
+  that makes the view (centre crop, resize, centre crop) is the function ``onnx_view``, imported
+  from attnmel or copied from the model card. The ONNX metadata holds only data (numbers, sizes,
+  names), never code: no one is asked to ``exec()`` a string from a file that may be tampered
+  with. Outputs: ``probabilities``
   (softmax of the logits at the checkpoint's temperature), ``logits`` and one ``attention_<layer>``
   map (N, 1, h, w) per attention layer; a dynamic batch axis; the checkpoint metadata in
   ``metadata_props``. Written with ``torch.onnx.export(dynamo=True)``; when onnxruntime is
@@ -14,14 +15,17 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import tempfile
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 from torch import nn
 
 from attnmel.checkpoints.card import model_card, render_markdown
@@ -29,41 +33,39 @@ from attnmel.checkpoints.format import save_model_checkpoint
 from attnmel.checkpoints.legacy import LegacyAssumptions
 from attnmel.checkpoints.loader import load_checkpoint
 from attnmel.checkpoints.meta import CheckpointMeta, attnmel_version
+from attnmel.data.images import as_model_rgb
 from attnmel.errors import AttnmelError, CheckpointError
 from attnmel.io import atomic_path, atomic_write_text, json_safe
 from attnmel.models import with_maps
+from attnmel.outputs import OutputSet, check_output_dir
 
 FORMATS = ("onnx", "safetensors")
 ONNX_OPSET = 18
 ONNX_INPUT = "image"
 
-#: How to make the input of the exported graph from an image file with Pillow and NumPy alone. It
-#: reproduces attnmel's evaluation geometry (``Preprocessing``); a test runs it verbatim through
-#: ONNX Runtime against ``attnmel.load_model().predict``.
-PREPROCESS_RECIPE = """\
-import numpy as np
-from PIL import Image, ImageOps
-
-def attnmel_view(path, crop_ratio={crop_ratio}, resize={resize}, image_size={image_size}):
-    \"\"\"The uint8 RGB view (image_size x image_size x 3) the model sees, from an image file.\"\"\"
-    image = ImageOps.exif_transpose(Image.open(path)).convert("RGB")
+def onnx_view(image, crop_ratio: float, resize: int, image_size: int) -> np.ndarray:
+    """The uint8 RGB view (image_size x image_size x 3) the exported graph takes, from an image file
+    or a PIL image: attnmel's own decode, then its evaluation geometry in Pillow (centre square of
+    crop_ratio x the short side, resized, centre crop); the numbers come from the ONNX file's
+    ``preprocessing`` metadata. The model card prints these lines to copy, with Pillow's decode."""
+    image = image if isinstance(image, Image.Image) else Image.open(image)
+    image = as_model_rgb(image)  # without attnmel: ImageOps.exif_transpose(image).convert("RGB")
     width, height = image.size
-    side = int(crop_ratio * min(width, height))                       # centre square of crop_ratio x the short side
+    side = int(crop_ratio * min(width, height))
     left, top = int(round((width - side) / 2.0)), int(round((height - side) / 2.0))
     image = image.crop((left, top, left + side, top + side)).resize((resize, resize), Image.BILINEAR)
-    offset = int(round((resize - image_size) / 2.0))                  # centre crop of image_size
+    offset = int(round((resize - image_size) / 2.0))
     image = image.crop((offset, offset, offset + image_size, offset + image_size))
     return np.asarray(image, dtype=np.uint8)
 
-# batch = np.stack([attnmel_view(p) for p in paths])                # (N, S, S, 3) uint8
-# probabilities, logits, *maps = session.run(None, {{"image": batch}})
-"""
 
-
-def preprocess_recipe(meta: CheckpointMeta) -> str:
-    """``PREPROCESS_RECIPE`` with this checkpoint's geometry filled in."""
-    pre = meta.preprocessing
-    return PREPROCESS_RECIPE.format(crop_ratio=pre.crop_ratio, resize=pre.resize, image_size=pre.image_size)
+def onnx_view_source() -> str:
+    """``onnx_view`` as the model card shows it to copy: its own lines (so they cannot drift), with
+    Pillow's decode in place of attnmel's (the same for 8-bit RGB and gray files)."""
+    source = inspect.getsource(onnx_view).replace(
+        'as_model_rgb(image)  # without attnmel: ImageOps.exif_transpose(image).convert("RGB")',
+        'ImageOps.exif_transpose(image).convert("RGB")  # attnmel.export.onnx_view also converts 16-bit, alpha, ...')
+    return "import numpy as np\nfrom PIL import Image, ImageOps\n\n\n" + source
 
 
 @dataclass
@@ -135,11 +137,11 @@ def export_onnx(model: nn.Module, meta: CheckpointMeta, target: str | Path, *, o
         proto = onnx.load(str(raw))
     proto.doc_string = (
         f"attnmel {meta.architecture.name} ({meta.architecture.backbone}): input '{ONNX_INPUT}' uint8 RGB "
-        f"(N, {size}, {size}, 3), the view made by metadata 'preprocessing_recipe'; outputs {', '.join(names)}."
+        f"(N, {size}, {size}, 3), the view made by attnmel.export.onnx_view; outputs {', '.join(names)}."
     )
     props = {
-        "input_format": f"uint8 RGB pixels (N, {size}, {size}, 3): the model's view, see preprocessing_recipe",
-        "preprocessing_recipe": preprocess_recipe(meta),
+        "input_format": f"uint8 RGB pixels (N, {size}, {size}, 3): the model's view, made by attnmel.export.onnx_view "
+                        "with the numbers in 'preprocessing'",
         "temperature": str(meta.softmax_temperature),
         "attnmel_metadata": json.dumps(json_safe(meta.to_dict())),
         "class_names": json.dumps(list(meta.class_names)),
@@ -185,6 +187,7 @@ def export_model(
     trust_pickle: bool = False,
     legacy: LegacyAssumptions | None = None,
     opset: int = ONNX_OPSET,
+    log: Callable[[str], None] | None = print,
 ) -> ExportResult:
     """Export ``checkpoint`` (None: the shipped model) to ``output_dir`` (default: ``export/`` beside it,
     or in the working folder for the shipped model) as ``<stem>.<fmt>`` + ``<stem>.md``."""
@@ -195,9 +198,12 @@ def export_model(
         source = source / "best.safetensors"
     # the shipped model lives inside the installed package: its export goes to the working folder
     output_dir = Path(output_dir) if output_dir else Path("export") if checkpoint is None else source.parent / "export"
-    target = output_dir / f"{source.stem}.{fmt}"
+    target = check_output_dir(output_dir) / f"{source.stem}.{fmt}"
     if target.resolve() == source.resolve():
         raise CheckpointError(f"{target}: the export would overwrite its source; choose another --output.")
+    outputs = OutputSet(output_dir, "export", known=tuple(f"{source.stem}.{ext}" for ext in (*FORMATS, "md")), log=log)
+    outputs.path(target.name)
+    outputs.path(target.with_suffix(".md").name)
     if fmt == "onnx":
         result = export_onnx(model, meta, target, opset=opset)
     else:
@@ -207,6 +213,7 @@ def export_model(
     if fmt == "onnx":
         card += onnx_usage(meta, target.name, result.outputs)
     atomic_write_text(result.card, card)
+    outputs.commit(format=fmt, checkpoint=str(source))
     return result
 
 
@@ -218,7 +225,10 @@ def onnx_usage(meta: CheckpointMeta, file_name: str, outputs: list[str]) -> str:
         f"Input `image`: uint8 RGB pixels, shape (N, {size}, {size}, 3), the view the model sees; normalisation "
         f"(mean {list(meta.preprocessing.mean)}, std {list(meta.preprocessing.std)}) and the calibrated softmax "
         f"(temperature {meta.softmax_temperature:.4g}) are inside the graph. Outputs, in order: {', '.join(outputs)}. "
-        "Make the view exactly as attnmel does with Pillow and NumPy:\n\n"
-        f"```python\n{preprocess_recipe(meta)}\nimport onnxruntime\n"
-        f"session = onnxruntime.InferenceSession({file_name!r})\n```\n"
+        "Make the view as attnmel does: `from attnmel.export import onnx_view`, or copy it (Pillow and NumPy):\n\n"
+        f"```python\n{onnx_view_source()}\n\nimport json, onnxruntime\n"
+        f"session = onnxruntime.InferenceSession({file_name!r})\n"
+        "pre = json.loads(session.get_modelmeta().custom_metadata_map['preprocessing'])  # numbers only\n"
+        "view = onnx_view('lesion.jpg', pre['crop_ratio'], pre['resize'], pre['image_size'])\n"
+        "probabilities, logits, *maps = session.run(None, {'image': view[None]})\n```\n"
     )

@@ -69,8 +69,15 @@ def main(argv: Sequence[str] | None = None) -> int:
               "Fix: choose a writable output folder with free space (--output).", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted; completed epochs are kept (resume with --resume)", file=sys.stderr)
+        print("interrupted" + (f"; {INTERRUPTED[args.command]}" if args.command in INTERRUPTED else ""), file=sys.stderr)
         return 130
+
+
+_NO_SET = ("this run's outputs are incomplete and carry no output manifest, so compare and report will not "
+           "read them; run the command again")
+#: what Ctrl-C leaves behind, by command: only training has epochs to resume from
+INTERRUPTED = {"train": "completed epochs are kept (resume with --resume)", "evaluate": _NO_SET, "predict": _NO_SET,
+               "compare": _NO_SET, "export": _NO_SET}
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from attnmel.cli.calibrate import DEFAULT_BINS
 from attnmel.cli.options import (
@@ -71,7 +72,8 @@ def _compare(args: argparse.Namespace) -> int:
     result = compare_scored(*sides, threshold=args.threshold, bins=args.bins, settings=interval_settings(args),
                             min_tpr=args.min_tpr,
                             layers=args.layer)
-    files = write_comparison(result, args.output) if args.output else {}
+    log = (lambda line: print(line, file=sys.stderr)) if args.json else print
+    files = write_comparison(result, args.output, log=log) if args.output else {}
     if args.json:
         print(json.dumps(json_safe(result.to_dict()), indent=2))
     else:

@@ -73,7 +73,10 @@ def _stats(args: argparse.Namespace) -> int:
     from attnmel.data.readers import read_dataset
     from attnmel.data.stats import normalization_stats
     from attnmel.io import atomic_write_json
+    from attnmel.outputs import check_output_file
 
+    if args.output:
+        check_output_file(args.output)
     index = read_dataset(args.path, layout=args.layout)
     stats = normalization_stats(index.split(args.split), args.resize, args.crop_ratio)
     if args.output:

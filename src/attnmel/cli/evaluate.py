@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from attnmel.cli.calibrate import DEFAULT_BINS
@@ -81,7 +82,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     options = EvaluationOptions(calibration_bins=args.bins, masks=args.masks, mask_threshold=args.mask_threshold,
                                 intervals=interval_settings(args), figures=args.figures, min_tpr=args.min_tpr)
     result = evaluate_checkpoint(checkpoints, DataSplit(args.data[0], args.split), output, options,
-                                 inference_settings(args))
+                                 inference_settings(args), log=_log(args))
     if args.json:
         print(json.dumps(json.loads(result.files["metrics"].read_text()), indent=2))
     else:
@@ -117,6 +118,11 @@ def _external(args: argparse.Namespace, checkpoints) -> int:
     return 0
 
 
+def _log(args: argparse.Namespace):
+    """Notes (stale files moved aside) go to stderr under --json, so stdout stays one JSON document."""
+    return (lambda line: print(line, file=sys.stderr)) if args.json else print
+
+
 def _out_of_fold(args: argparse.Namespace) -> int:
     from attnmel.errors import ConfigError
     from attnmel.evaluation.evaluate import format_metrics, format_multiclass
@@ -127,7 +133,7 @@ def _out_of_fold(args: argparse.Namespace) -> int:
     if args.masks:
         raise ConfigError("--oof scores classification only; run --masks on a split without --oof.")
     output = Path(args.output) if args.output else default_oof_output(args.checkpoint)
-    result = out_of_fold_predictions(args.checkpoint, args.data[0], output, settings=inference_settings(args))
+    result = out_of_fold_predictions(args.checkpoint, args.data[0], output, settings=inference_settings(args), log=_log(args))
     if args.json:
         print(json.dumps(json.loads(result.files["metrics"].read_text()), indent=2))
         return 0

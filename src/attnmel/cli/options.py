@@ -35,12 +35,15 @@ def whole_number(low: int, high: int | None = None, what: str = "") -> Callable[
 
 
 def _fraction(text: str) -> float:
+    from attnmel.arguments import fraction as rule  # the library's own rule, so both doors agree
+
     try:
         value = float(text)
     except ValueError:
         value = -1.0
-    if not 0 <= value < 1:
-        raise argparse.ArgumentTypeError(f"must be a number in [0, 1), not {text!r}")
+    problem = rule(value)
+    if problem is not None:
+        raise argparse.ArgumentTypeError(f"{problem}, not {text!r}")
     return value
 
 

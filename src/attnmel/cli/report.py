@@ -16,13 +16,22 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 
 def _report(args: argparse.Namespace) -> int:
+    from attnmel.errors import ConfigError
     from attnmel.evaluation.external import is_external_validation
     from attnmel.evaluation.paper_comparison import compare_with_paper, find_evaluations
+    from attnmel.outputs import check_output_file
 
     if any(is_external_validation(path) for path in args.paths):
         return _external(args)
 
-    comparison = compare_with_paper(find_evaluations(args.paths))
+    output = check_output_file(args.output)
+    evaluations = find_evaluations(args.paths)
+    written = {output.resolve(), output.with_suffix(".png").resolve()}
+    read = next((ev.path for ev in evaluations if ev.path.resolve() in written), None)
+    if read is not None:
+        raise ConfigError(f"--output {output}: the report (or its .png figure) would overwrite {read}, which it "
+                          "reads; name another file.")
+    comparison = compare_with_paper(evaluations)
     print(comparison.to_markdown())
     figure = comparison.figure(Path(args.output).with_suffix(".png"))
     path = comparison.to_html(figure=figure).write(args.output)

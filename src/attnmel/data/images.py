@@ -8,10 +8,11 @@ What real archives contain and how each case is handled (documented in the READM
   checked from the header before any pixel is decoded (decompression bombs; Pillow's own,
   different limit is switched off so that this one is the only cap), and images whose short side
   is below ``MIN_SIDE``;
-- with ``max_side`` (the inference doors pass one derived from the model's preprocessing) a large
-  image is reduced while it is decoded (JPEG DCT scaling) or right after, in its own bit depth,
-  so no full-size float copy is ever made: a 16-bit 9440 x 9470 PNG costs its 180 MB of decoded
-  pixels, not 2 GB;
+- every door (path, bytes, PIL image, array, tensor, HTTP upload) decodes at full size through one
+  function, ``as_model_rgb``: a reduced decode (JPEG DCT scaling, or a box reduction) moved the
+  model's view by many grey levels and P(melanoma) by far more than 0.01 on large ISIC images
+  (benchmarks/RESULTS.md, "One decode for every door"), so it is done nowhere; 16-bit and float
+  pixels are scaled in row blocks, so no full-size float copy is made;
 - a file's content decides its format, not its extension (a PNG named ``.jpg`` is read as PNG).
 Masks: any mode is reduced to one channel and binarised at 128 (``>= 128`` is lesion), so
 anti-aliased or 0/1-valued masks work; a mask whose size differs from its image is an error.
@@ -104,24 +105,14 @@ def _open_header(source: Path | BinaryIO, path: Path, what: str, max_pixels: int
     return image
 
 
-def _decode(image: Image.Image, path: Path, what: str, max_side: int | None = None) -> Image.Image:
-    """Decode the pixels; with ``max_side`` a JPEG is decoded at a reduced scale (DCT scaling) and
-    any other image is reduced right after decoding, in its own mode, to a short side near ``max_side``."""
-    if max_side and image.format == "JPEG" and min(image.size) > max_side:
-        scale = max_side / min(image.size)
-        image.draft("RGB" if image.mode in ("RGB", "YCbCr", "CMYK") else image.mode,
-                    (max(1, round(image.width * scale)), max(1, round(image.height * scale))))
+def _decode(image: Image.Image, path: Path, what: str) -> Image.Image:
+    """Decode the pixels at full size (see the module docstring for why never reduced)."""
     try:
         image.load()
     except (OSError, SyntaxError, ValueError) as exc:
         raise DataError(
             path, f"{what} is truncated or corrupt ({exc}).", "re-download or re-export this file."
         ) from None
-    if max_side and min(image.size) > 2 * max_side:
-        if image.mode in ("P", "PA", "1"):
-            image = image.convert("RGBA" if image.mode == "PA" or "transparency" in image.info else "RGB")
-        scale = max_side / min(image.size)
-        image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.BOX)
     return image
 
 
@@ -184,15 +175,35 @@ def _ends_well(path: Path, fmt: str | None) -> bool:
         return marker in handle.read()
 
 
+#: Rows converted at a time from 16-bit or float pixels (bounds the float copy to a block, not the image).
+_ROW_BLOCK = 256
+
+
+def _to_uint8(image: Image.Image) -> Image.Image:
+    """16-bit, 32-bit and float pixels as 8-bit gray: 16-bit (or any value above 255) scaled from
+    0..65535, float images whose values all lie in [0, 1] from 0..1, others read as 0..255."""
+    array = np.asarray(image)
+    peak = float(array.max(initial=0))
+    if image.mode.startswith("I;16") or peak > 255:
+        high = 65535.0
+    elif image.mode == "F" and peak <= 1.0:
+        high = 1.0
+    else:
+        high = 255.0
+    out = np.empty(array.shape, dtype=np.uint8)
+    for start in range(0, array.shape[0], _ROW_BLOCK):
+        block = array[start:start + _ROW_BLOCK].astype(np.float32)
+        block *= 255.0 / high
+        block += 0.5
+        np.clip(block, 0, 255, out=block)
+        out[start:start + _ROW_BLOCK] = block
+    return Image.fromarray(out, mode="L")
+
+
 def to_rgb(image: Image.Image) -> Image.Image:
-    """Convert any PIL mode to 8-bit RGB (16-bit values scaled, not clipped; float32 in place, one copy)."""
+    """Convert any PIL mode to 8-bit RGB (16-bit values scaled, not clipped; alpha composited on white)."""
     if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
-        array = np.asarray(image).astype(np.float32)
-        high = 65535.0 if image.mode.startswith("I;16") or array.max(initial=0) > 255 else 255.0
-        array *= 255.0 / high
-        array += 0.5
-        np.clip(array, 0, 255, out=array)
-        image = Image.fromarray(array.astype(np.uint8), mode="L")
+        image = _to_uint8(image)
     if image.mode == "P":
         image = image.convert("RGBA" if "transparency" in image.info else "RGB")
     if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
@@ -202,15 +213,30 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB") if image.mode != "RGB" else image
 
 
-def read_image(path: str | Path, max_side: int | None = None) -> Image.Image:
-    """Decode ``path`` as 8-bit RGB with EXIF orientation applied (reduced towards ``max_side``, if given)."""
+def as_model_rgb(image: Image.Image, source: str | Path = "image") -> Image.Image:
+    """THE route from a PIL image (as opened, or decoded here) to the 8-bit RGB every door feeds the
+    model: EXIF orientation applied, modes converted by ``to_rgb``, the short side checked."""
+    if _orientation(image) != 1:  # exif_transpose copies even an upright image: skip it then
+        try:
+            image = ImageOps.exif_transpose(image)
+        except Exception:  # noqa: BLE001 - a broken EXIF block must not make the pixels unusable
+            pass
+    if min(image.size) < MIN_SIDE:
+        raise DataError(
+            Path(str(source)),
+            f"image is {image.width}x{image.height} px; its short side is below the {MIN_SIDE} px minimum.",
+            "use the original, full-size image.",
+        )
+    return to_rgb(image)
+
+
+def read_image(path: str | Path) -> Image.Image:
+    """Decode ``path`` at full size as 8-bit RGB with EXIF orientation applied."""
     path = Path(path)
-    return _oriented_rgb(_decode(_open(path, "image"), path, "image", max_side))
+    return as_model_rgb(_decode(_open(path, "image"), path, "image"), path)
 
 
-def read_image_bytes(
-    data: bytes, name: str = "upload", max_pixels: int = MAX_PIXELS, max_side: int | None = None
-) -> Image.Image:
+def read_image_bytes(data: bytes, name: str = "upload", max_pixels: int = MAX_PIXELS) -> Image.Image:
     """Decode an in-memory file (an HTTP upload) exactly as ``read_image`` decodes a file.
 
     Nothing is written to disk; ``name`` only labels errors.
@@ -218,15 +244,7 @@ def read_image_bytes(
     path = Path(name)
     if not data:
         raise DataError(path, "image file is empty (0 bytes).", "send a JPEG or PNG file.")
-    return _oriented_rgb(_decode(_open_header(io.BytesIO(data), path, "image", max_pixels), path, "image", max_side))
-
-
-def _oriented_rgb(image: Image.Image) -> Image.Image:
-    try:
-        image = ImageOps.exif_transpose(image)
-    except Exception:  # noqa: BLE001 - a broken EXIF block must not make the pixels unusable
-        pass
-    return to_rgb(image)
+    return as_model_rgb(_decode(_open_header(io.BytesIO(data), path, "image", max_pixels), path, "image"), path)
 
 
 def read_mask_levels(path: str | Path) -> np.ndarray:

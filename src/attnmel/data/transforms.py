@@ -200,12 +200,6 @@ class Preprocessing:
             out.append(f"std {list(self.std)} has a value that is not positive")
         return out
 
-    @property
-    def decode_side(self) -> int:
-        """The short side the inference doors decode a large image to (``DECODE_MARGIN`` x what the
-        0.8 centre crop needs), so a 9000-px upload is never held at full size in float."""
-        return math.ceil(DECODE_MARGIN * self.resize / self.crop_ratio)
-
     def eval_transform(self) -> v2.Compose:
         return v2.Compose([
             _ToImage(), geometry(self.resize, self.crop_ratio), eval_augment(self.image_size, self.mean, self.std),
@@ -218,9 +212,6 @@ class Preprocessing:
 
 #: Sane bounds for a model input side: below, no lesion detail survives; above, memory explodes.
 MIN_INPUT, MAX_INPUT = 32, 2048
-#: An image is decoded for inference at no less than this many times the resolution the model's
-#: geometry needs; box-reduced to that, then resized with antialiasing, it gives the same view.
-DECODE_MARGIN = 2
 
 
 def as_image_tensor(item: Image.Image | np.ndarray | torch.Tensor) -> tv_tensors.Image:

@@ -36,6 +36,7 @@ from attnmel.metrics.paired import (
     paired_differences,
     paired_mean_difference,
 )
+from attnmel.outputs import MANIFEST, OutputSet, read_manifest
 
 if TYPE_CHECKING:  # comparing prediction files needs no torch: inference is imported when a checkpoint is scored
     from attnmel.inference import DataSplit, InferenceSettings
@@ -72,6 +73,12 @@ class ScoredImages:
     setup: dict[str, Any] = field(default_factory=dict)
 
 
+#: the commands whose output folders hold predictions compare can read
+EVALUATE_COMMANDS = ("evaluate",)
+#: the ground truth ``evaluate`` writes with each predictions file
+TRUTH_OF = {"predictions.csv": "ground_truth.csv", "oof_predictions.csv": "oof_ground_truth.csv"}
+
+
 def _read_table(path: Path, what: str) -> pd.DataFrame:
     try:
         frame = pd.read_csv(path)
@@ -106,27 +113,37 @@ def _numeric(frame: pd.DataFrame, path: Path, what: str, binary: bool) -> pd.Dat
 
 def read_predictions(path: str | Path, truth: str | Path | None = None) -> ScoredImages:
     """A ``predictions.csv`` (or the evaluation folder holding it), its ground truth, and the
-    per-image attention scores and setup that ``attnmel evaluate`` wrote beside it, if any."""
+    per-image attention scores and setup that ``attnmel evaluate`` wrote with it.
+
+    From a folder written by attnmel only the files its output manifest names are read (never a
+    stale file an earlier run left); a CSV of one's own (no manifest beside it) is read alone, with
+    ``truth`` or the ``ground_truth.csv`` beside it."""
     path = Path(path)
     folder = path if path.is_dir() else path.parent
-    predictions = folder / "predictions.csv" if path.is_dir() else path
-    truth_path = Path(truth) if truth is not None else folder / "ground_truth.csv"
-    if not truth_path.is_file():
-        raise DataError(truth_path, "no ground truth for these predictions.",
+    written = read_manifest(folder, EVALUATE_COMMANDS) if path.is_dir() or (folder / MANIFEST).is_file() else None
+    if written is None:
+        predictions, own_truth, metrics_path, quality_csv = path, folder / "ground_truth.csv", None, None
+    else:
+        chosen = next((n for n in TRUTH_OF if n in written.files), "predictions.csv") if path.is_dir() else path.name
+        predictions = written.require(chosen)
+        own_truth, metrics_path, quality_csv = (written.get(name) for name in (
+            TRUTH_OF.get(chosen, "ground_truth.csv"), "metrics.json", "attention_quality.csv"))
+    truth_path = Path(truth) if truth is not None else own_truth
+    if truth_path is None or not truth_path.is_file():
+        raise DataError(truth_path or folder / "ground_truth.csv", "no ground truth for these predictions.",
                         "put ground_truth.csv (ISIC scorer format) beside them or pass --truth FILE.")
     scores = _numeric(_read_table(predictions, "predictions CSV"), predictions, "predictions CSV", binary=False)
     labels = _numeric(_read_table(truth_path, "ground truth CSV"), truth_path, "ground truth CSV", binary=True)
+    _check_truth_covers(scores, labels, truth_path)
     side = ScoredImages(str(path), "predictions", scores, labels)
-    metrics_path = folder / "metrics.json"
     metrics: dict[str, Any] = {}
-    if metrics_path.is_file() and predictions.name == "predictions.csv":
+    if metrics_path is not None and predictions.name == "predictions.csv":
         try:
             metrics = json.loads(metrics_path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError):
             metrics = {}
     side.setup = {k: metrics[k] for k in ("split", "backbone", "image_size", "train_images", "tta") if k in metrics}
-    quality_csv = folder / "attention_quality.csv"
-    if quality_csv.is_file() and predictions.name == "predictions.csv":
+    if quality_csv is not None and predictions.name == "predictions.csv":
         frame = _read_table(quality_csv, "attention quality CSV")
         for metric in ("jaccard", "dice"):
             side.attention[metric] = {
@@ -136,6 +153,20 @@ def read_predictions(path: str | Path, truth: str | Path | None = None) -> Score
         threshold = (metrics.get("attention_quality") or {}).get("threshold")
         side.mask_threshold = float(threshold) if threshold is not None else None
     return side
+
+
+def _check_truth_covers(scores: pd.DataFrame, labels: pd.DataFrame, truth_path: Path) -> None:
+    """Every scored image has a row and every scored class a column in the ground truth."""
+    missing_columns = [c for c in scores.columns if c not in labels.columns]
+    if missing_columns:
+        raise DataError(truth_path, f"the ground truth has no column {missing_columns[0]!r}, which the predictions "
+                                    f"score (its columns: {', '.join(labels.columns) or 'none'}).",
+                        "use the ground truth of the same task and split.")
+    missing = [image for image in scores.index if image not in labels.index]
+    if missing:
+        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        raise DataError(truth_path, f"the ground truth has no row for {len(missing)} scored image(s): {shown}.",
+                        "use the ground truth of the same split.")
 
 
 def score_checkpoint(checkpoint: str, source: DataSplit, *, masks: bool = False, mask_threshold: float = 0.5,
@@ -166,11 +197,12 @@ def score_checkpoint(checkpoint: str, source: DataSplit, *, masks: bool = False,
 
 
 def is_predictions(source: str) -> bool:
-    """A CSV file, or a folder with ``predictions.csv`` and no checkpoint."""
+    """A CSV file, or a folder with predictions (or an output manifest) and no checkpoint."""
     path = Path(source)
     if path.is_file():
         return path.suffix.lower() == ".csv"
-    return path.is_dir() and (path / "predictions.csv").is_file() and not (path / "best.safetensors").is_file()
+    return (path.is_dir() and ((path / "predictions.csv").is_file() or (path / MANIFEST).is_file())
+            and not (path / "best.safetensors").is_file())
 
 
 def load_side(source: str, split: DataSplit | None, *, truth: str | Path | None = None, **scoring: Any) -> ScoredImages:
@@ -395,11 +427,11 @@ def _compare_attention(a: ScoredImages, b: ScoredImages, images: list[str], laye
         result.attention_images = int(scored.sum())
 
 
-def write_comparison(result: PairComparison, output: str | Path) -> dict[str, Path]:
-    """``compare.json`` and ``compare.md`` in ``output``."""
-    output = Path(output)
-    output.mkdir(parents=True, exist_ok=True)
-    files = {"json": output / "compare.json", "markdown": output / "compare.md"}
+def write_comparison(result: PairComparison, output: str | Path, log=print) -> dict[str, Path]:
+    """``compare.json`` and ``compare.md`` in ``output``, as one output set."""
+    outputs = OutputSet(Path(output), "compare", known=("compare.json", "compare.md"), log=log)
+    files = {"json": outputs.path("compare.json"), "markdown": outputs.path("compare.md")}
     atomic_write_json(files["json"], result.to_dict())
     atomic_write_text(files["markdown"], "# attnmel compare\n\n" + result.to_markdown() + "\n")
+    outputs.commit()
     return files

@@ -16,16 +16,16 @@ model, against the lesion mask) and its means in ``metrics.json``.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from attnmel.arguments import check_arguments
 from attnmel.evaluation.attention_quality import (
     AttentionQuality,
-    check_mask_threshold,
     score_predictions,
 )
 from attnmel.evaluation.plots import confusion_matrix_plot, reliability_diagram, roc_and_pr_curves
@@ -41,6 +41,7 @@ from attnmel.metrics.intervals import (
     classification_intervals,
     mean_interval,
 )
+from attnmel.outputs import OutputSet, check_output_dir
 
 
 @dataclass
@@ -133,17 +134,18 @@ def evaluate_checkpoint(
     output_dir: str | Path,
     options: EvaluationOptions = EvaluationOptions(),
     settings: InferenceSettings = InferenceSettings(),
+    log: Callable[[str], None] | None = print,
 ) -> EvaluationResult:
     """Metrics and files for ``checkpoint`` (a path, several for an ensemble, or None for the shipped
     model) on ``source``; with ``options.masks`` also the attention quality against the lesion masks
     (one inference pass for both); with ``options.intervals`` (None: none) their confidence intervals;
     with ``options.figures`` one figure per image in ``figures/`` (the view, each map with its scale, the
-    lesion outline and Jaccard with ``masks``, P(positive) and the truth)."""
-    output_dir = Path(output_dir)
+    lesion outline and Jaccard with ``masks``, P(positive) and the truth). The files are one output set
+    (``attnmel.outputs``); ``log`` hears which stale files of an earlier run were moved aside."""
     split, threshold, calibration_bins = source.split, settings.threshold, options.calibration_bins
     check_min_tpr(options.min_tpr)
-    if options.masks:
-        check_mask_threshold(options.mask_threshold)
+    check_arguments(threshold=threshold, mask_threshold=options.mask_threshold, calibration_bins=calibration_bins)
+    output_dir = check_output_dir(output_dir)
     run = predict_split(checkpoint, source, settings, roi="lesion" if options.masks else None,
                         keep=("attention", "views") if options.figures else (), desc=f"evaluate {split}")
     loaded, index, samples, predictions = run.loaded, run.index, run.samples, run.predictions
@@ -177,30 +179,46 @@ def evaluate_checkpoint(
         result.intervals = evaluation_intervals(predictions.labels, predictions.probabilities, class_names,
                                                 score_columns, threshold, calibration_bins, quality, options.intervals,
                                                 options.min_tpr)
-    output_dir.mkdir(parents=True, exist_ok=True)
+    outputs = OutputSet(output_dir, "evaluate", known=EVALUATE_FILES, log=log)
+    write_evaluation(result, loaded, outputs, options.figures, samples)
+    return result
+
+
+#: what ``evaluate`` may write into its folder (moved aside when a re-run does not write it)
+EVALUATE_FILES = ("predictions.csv", "ground_truth.csv", "criteria.csv", "metrics.json", "attention_quality.csv",
+                  "roc.png", "pr.png", "reliability.png", "confusion.png", "figures/")
+
+
+def write_evaluation(result: EvaluationResult, loaded, outputs: OutputSet, figures: bool,
+                     samples: Sequence[Any]) -> None:
+    """The evaluation's files as one output set; ``metrics.json`` and then the manifest last."""
+    predictions, quality, split, folder = result.predictions, result.attention_quality, result.split, outputs.folder
+    class_names, score_columns = loaded.class_names, loaded.score_columns
+    bins = result.calibration.bins
     predicted, truth = scorer_frames(predictions, class_names, score_columns)
     files = result.files
-    files.update(predictions=output_dir / "predictions.csv", ground_truth=output_dir / "ground_truth.csv")
+    files.update(predictions=outputs.path("predictions.csv"), ground_truth=outputs.path("ground_truth.csv"))
     atomic_write_text(files["predictions"], predicted.to_csv(index=False))
     atomic_write_text(files["ground_truth"], truth.to_csv(index=False))
     if any(sample.criteria for sample in samples):  # Derm7pt's seven criteria, to join on image
-        files["criteria"] = output_dir / "criteria.csv"
-        atomic_write_text(files["criteria"], pd.DataFrame([{"image": s.image_id, **s.criteria} for s in samples]).to_csv(index=False))
-    files.update(
-        roc_and_pr_curves(predictions.labels, predictions.probabilities, class_names, score_columns, output_dir, split)
-    )
-    files.update(reliability_diagram(
-        predictions.labels, predictions.probabilities, class_names, score_columns, output_dir, calibration_bins, split
-    ))
+        files["criteria"] = outputs.path("criteria.csv")
+        atomic_write_text(files["criteria"],
+                          pd.DataFrame([{"image": s.image_id, **s.criteria} for s in samples]).to_csv(index=False))
+    plots = roc_and_pr_curves(predictions.labels, predictions.probabilities, class_names, score_columns, folder, split)
+    plots.update(reliability_diagram(predictions.labels, predictions.probabilities, class_names, score_columns, folder,
+                                     bins, split))
     if result.classification.multiclass is not None:
-        files.update(confusion_matrix_plot(result.classification.multiclass.confusion_matrix, class_names, output_dir, split))
+        plots.update(confusion_matrix_plot(result.classification.multiclass.confusion_matrix, class_names, folder, split))
+    files.update({name: outputs.add(path) for name, path in plots.items()})
     if quality is not None:
-        files["attention_quality"] = quality.write_csv(output_dir / "attention_quality.csv")
-    if options.figures:
-        files["figures"] = write_figures(result, loaded, output_dir / "figures")
-    files["metrics"] = output_dir / "metrics.json"
+        files["attention_quality"] = quality.write_csv(outputs.path("attention_quality.csv"))
+    if figures:
+        files["figures"] = write_figures(result, loaded, folder / "figures")
+        for image_id in predictions.image_ids:
+            outputs.path(f"figures/{image_id}.png")
+    files["metrics"] = outputs.path("metrics.json")
     atomic_write_json(files["metrics"], result.to_dict())
-    return result
+    outputs.commit(split=split, images=result.images)
 
 
 def patient_retrieval(samples: Sequence[Any], predictions: Predictions, positive: int) -> float | None:

@@ -10,13 +10,14 @@ one set. (The N fold checkpoints averaged on a held-out split are an ensemble in
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from attnmel.arguments import check_arguments
 from attnmel.data.images import verify_image
 from attnmel.data.readers import read_dataset
 from attnmel.data.splits import SPLIT_FILE, SplitRecord
@@ -26,6 +27,7 @@ from attnmel.evaluation.plots import confusion_matrix_plot, roc_and_pr_curves
 from attnmel.inference import InferenceSettings, Predictions, load_with
 from attnmel.io import atomic_write_json, atomic_write_text
 from attnmel.metrics.classification import ClassificationReport, classification_report
+from attnmel.outputs import OutputSet, check_output_dir
 
 #: what every fold of one cross-validation shares
 _SAME_SPLIT = ("mode", "seed", "task", "train_split", "group_by", "folds")
@@ -109,13 +111,15 @@ def out_of_fold_predictions(
     *,
     layout: str | None = None,
     settings: InferenceSettings = InferenceSettings(),
+    log: Callable[[str], None] | None = print,
 ) -> OutOfFoldResult:
     """Predict every fold run's own validation images (from its ``split.json``) and write them together:
     ``oof_predictions.csv`` and ``oof_ground_truth.csv`` (ISIC scorer format), ``metrics.json``,
-    ``roc.png``, ``pr.png`` and, for more than two classes, ``confusion.png``."""
+    ``roc.png``, ``pr.png`` and, for more than two classes, ``confusion.png``, as one output set."""
     if not runs:
         raise CheckpointError("out-of-fold predictions need the fold runs; pass one --checkpoint per fold.")
-    output_dir = Path(output_dir)
+    check_arguments(threshold=settings.threshold)
+    output_dir = check_output_dir(output_dir)
     records = read_fold_splits(runs)
     first = records[0]
     index = read_dataset(data, first.task, layout=layout)
@@ -152,15 +156,22 @@ def out_of_fold_predictions(
         missing_folds=[k for k in range(first.folds or 0) if k not in covered], threshold=threshold,
         classification=report, predictions=combined,
     )
+    outputs = OutputSet(output_dir, "evaluate", known=OOF_FILES, log=log)
     predicted, truth = scorer_frames(combined, class_names, score_columns)
     files = result.files
-    files.update(predictions=output_dir / "oof_predictions.csv", ground_truth=output_dir / "oof_ground_truth.csv")
+    files.update(predictions=outputs.path("oof_predictions.csv"), ground_truth=outputs.path("oof_ground_truth.csv"))
     atomic_write_text(files["predictions"], predicted.to_csv(index=False))
     atomic_write_text(files["ground_truth"], truth.to_csv(index=False))
-    files.update(roc_and_pr_curves(combined.labels, combined.probabilities, class_names, score_columns, output_dir,
-                                   "out of fold"))
+    plots = roc_and_pr_curves(combined.labels, combined.probabilities, class_names, score_columns, output_dir,
+                              "out of fold")
     if report.multiclass is not None:
-        files.update(confusion_matrix_plot(report.multiclass.confusion_matrix, class_names, output_dir, "out of fold"))
-    files["metrics"] = output_dir / "metrics.json"
+        plots.update(confusion_matrix_plot(report.multiclass.confusion_matrix, class_names, output_dir, "out of fold"))
+    files.update({name: outputs.add(path) for name, path in plots.items()})
+    files["metrics"] = outputs.path("metrics.json")
     atomic_write_json(files["metrics"], result.to_dict())
+    outputs.commit(split="out of fold", images=len(image_ids))
     return result
+
+
+#: what ``evaluate --oof`` may write into its folder
+OOF_FILES = ("oof_predictions.csv", "oof_ground_truth.csv", "metrics.json", "roc.png", "pr.png", "confusion.png")

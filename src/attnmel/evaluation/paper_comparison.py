@@ -24,6 +24,7 @@ from attnmel.evaluation.paper import CITATION, NOT_REPORTED, paper_number
 from attnmel.evaluation.report import HtmlReport
 from attnmel.io import atomic_path
 from attnmel.metrics.intervals import Interval
+from attnmel.outputs import MANIFEST, read_manifest
 
 SPLIT_NOTE = (
     "Our numbers are measured on the split named in each row (for ISIC 2017 usually val, 150 images); the "
@@ -89,22 +90,24 @@ class Evaluation:
 
 
 def find_evaluations(paths: Sequence[str | Path]) -> list[Evaluation]:
+    """The evaluations in ``paths`` (evaluation folders, their metrics.json, or run folders with eval-*/):
+    only a ``metrics.json`` its folder's output manifest names is read (``attnmel.outputs``)."""
     found: list[Evaluation] = []
     for raw in paths:
         path = Path(raw)
         if path.is_file():
+            candidates = [path.parent]
+        elif (path / "metrics.json").is_file() or (path / MANIFEST).is_file():
             candidates = [path]
-        elif (path / "metrics.json").is_file():
-            candidates = [path / "metrics.json"]
         else:
-            candidates = sorted(path.glob("eval-*/metrics.json"))
+            candidates = sorted(p.parent for p in path.glob(f"eval-*/{MANIFEST}"))
         if not candidates:
             raise DataError(
                 path,
-                "no evaluation here (no metrics.json, nor eval-*/metrics.json in a run folder).",
+                "no evaluation here (no metrics.json, nor eval-*/ written by attnmel evaluate in a run folder).",
                 f"run `attnmel evaluate --checkpoint {path} --data DATA --split val --masks` first.",
             )
-        found += [_read(candidate) for candidate in candidates]
+        found += [_read(read_manifest(folder, ("evaluate",)).require("metrics.json")) for folder in candidates]
     return found
 
 
@@ -113,9 +116,44 @@ def _read(path: Path) -> Evaluation:
         metrics = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise DataError(path, f"not a readable metrics JSON ({exc}).", "re-run attnmel evaluate.") from None
-    if not isinstance(metrics, dict) or "classification" not in metrics:
+    if not isinstance(metrics, dict) or not isinstance(metrics.get("classification"), dict):
         raise DataError(path, "not a metrics.json written by attnmel evaluate.", "point at an evaluation folder.")
+    problem = _non_numeric(metrics)
+    if problem is not None:
+        raise DataError(path, f"{problem[0]} is {problem[1]!r}, not a number (or null).",
+                        "re-run attnmel evaluate; do not edit metrics.json by hand.")
     return Evaluation(path, metrics)
+
+
+#: the numbers ``report`` reads from a metrics.json: per class, per attention layer, in each interval
+_CLASS_METRICS = ("roc_auc", "average_precision", "sensitivity", "specificity")
+_INTERVAL_NUMBERS = ("estimate", "low", "high", "level")
+
+
+def _non_numeric(metrics: dict[str, Any]) -> tuple[str, Any] | None:
+    """The first (key path, value) the report would read as a number that is not one."""
+    checks: list[tuple[str, Any]] = []
+    for name, scores in metrics["classification"].items():
+        if isinstance(scores, dict):
+            checks += [(f"classification.{name}.{m}", scores.get(m)) for m in _CLASS_METRICS]
+    quality = metrics.get("attention_quality")
+    if isinstance(quality, dict):
+        checks += [(f"attention_quality.{k}", quality.get(k)) for k in ("images_with_mask", "images_without_mask")]
+        for layer, scores in (quality.get("layers") or {}).items():
+            checks += [(f"attention_quality.layers.{layer}.{m}", (scores or {}).get(m)) for m in ("jaccard", "dice")]
+    checks += _interval_numbers(metrics.get("intervals"), "intervals")
+    for key, value in checks:
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+            return key, value
+    return None
+
+
+def _interval_numbers(node: Any, prefix: str) -> list[tuple[str, Any]]:
+    if not isinstance(node, dict):
+        return []
+    if "estimate" in node:
+        return [(f"{prefix}.{k}", node.get(k)) for k in _INTERVAL_NUMBERS]
+    return [item for key, child in node.items() for item in _interval_numbers(child, f"{prefix}.{key}")]
 
 
 def _defined(value: Any) -> bool:

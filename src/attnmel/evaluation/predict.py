@@ -19,6 +19,7 @@ from typing import Literal
 
 import pandas as pd
 
+from attnmel.arguments import check_arguments
 from attnmel.data.images import IMAGE_SUFFIXES
 from attnmel.errors import DataError
 from attnmel.evaluation.report import HtmlReport
@@ -26,6 +27,7 @@ from attnmel.inference import InferenceSettings, LoadedModel, Prediction, load_w
 from attnmel.inference.prediction import decode_input
 from attnmel.io import atomic_write_bytes, atomic_write_text
 from attnmel.models.maps import FLAT_EPSILON
+from attnmel.outputs import OutputSet, check_output_dir
 from attnmel.visualize.figures import png_bytes
 from attnmel.visualize.image import ImageFigure
 
@@ -87,6 +89,9 @@ def predict_images(
     ``output_dir`` write ``predictions.csv``, ``report.html`` and, unless ``figures`` is None, a figure
     per image (``"gradcam"``: with a Grad-CAM column). Images are decoded in this process
     (``settings.workers`` is not used)."""
+    check_arguments(threshold=settings.threshold)
+    if output_dir is not None:
+        check_output_dir(output_dir)
     loaded = load_with(checkpoint, settings)
     batch_size, gradcam = settings.batch_size, figures == "gradcam"
     paths = collect_images(inputs)
@@ -121,12 +126,17 @@ def predict_images(
         raise DataError(Path(inputs), f"none of its {len(paths)} images could be read.", "check the files listed above.")
     outcome = PredictResult(results, skipped)
     if output_dir is not None:
-        write_outputs(outcome, loaded, Path(output_dir), figures is not None)
+        write_outputs(outcome, loaded, OutputSet(output_dir, "predict", known=PREDICT_FILES, log=log), figures is not None)
     return outcome
 
 
-def write_outputs(outcome: PredictResult, loaded: LoadedModel, output_dir: Path, figures: bool) -> None:
-    """``predictions.csv``, a figure per image and ``report.html`` (every input, skipped ones included)."""
+#: what ``predict`` may write into its folder (moved aside when a re-run does not write it)
+PREDICT_FILES = ("predictions.csv", "report.html", "figures/")
+
+
+def write_outputs(outcome: PredictResult, loaded: LoadedModel, outputs: OutputSet, figures: bool) -> None:
+    """``predictions.csv``, a figure per image and ``report.html`` (every input, skipped ones included), as
+    one output set: figures an earlier run left are moved aside, never shown as this run's."""
     class_names = loaded.class_names
     rows = []
     for result in outcome.results:
@@ -135,12 +145,13 @@ def write_outputs(outcome: PredictResult, loaded: LoadedModel, output_dir: Path,
                      "flat_maps": ";".join(result.flat_layers), "file": str(result.image)})
         if figures:
             image = ImageFigure.of(prediction).draw()
-            result.figure = output_dir / "figures" / f"{result.image.stem}.png"
+            result.figure = outputs.path(f"figures/{result.image.stem}.png")
             atomic_write_bytes(result.figure, png_bytes(image))
     frame = pd.DataFrame(rows, columns=["image", *class_names, "predicted", "flat_maps", "file"])
-    outcome.files["predictions"] = output_dir / "predictions.csv"
+    outcome.files["predictions"] = outputs.path("predictions.csv")
     atomic_write_text(outcome.files["predictions"], frame.to_csv(index=False))
-    outcome.files["report"] = write_report(outcome, loaded, output_dir / "report.html")
+    outcome.files["report"] = write_report(outcome, loaded, outputs.path("report.html"))
+    outputs.commit(images=len(outcome.results))
 
 
 def write_report(outcome: PredictResult, loaded: LoadedModel, path: Path) -> Path:

@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 import torch
 
+from attnmel.arguments import check_arguments
 from attnmel.checkpoints.loader import load_checkpoint
 from attnmel.checkpoints.meta import CheckpointMeta
 from attnmel.data.images import verify_image
@@ -118,6 +119,7 @@ class LoadedModel:
               keep: Sequence[Keep] = (), desc: str = "eval") -> Predictions:
         """Predictions for ``samples``; with ``roi`` also their region masks in the model's view, and what
         ``keep`` names (attention maps, the raw logits, the uint8 views the model saw)."""
+        check_arguments(batch_size=settings.batch_size, num_workers=settings.workers)
         loader = eval_loader(samples, self.preprocessing, settings.batch_size, settings.workers, roi)
         return run_inference(
             self.predictor, loader, self.device, keep_attention="attention" in keep, keep_masks=roi is not None,

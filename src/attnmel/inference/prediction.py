@@ -19,7 +19,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from attnmel.data.images import read_image
+from attnmel.arguments import check_arguments
+from attnmel.data.images import as_model_rgb, read_image
 from attnmel.data.transforms import Preprocessing, as_image_tensor, denormalize
 from attnmel.inference.runner import Predictor
 from attnmel.models.maps import FLAT_EPSILON, MapKind, is_flat, upsample_map
@@ -43,7 +44,7 @@ class Prediction:
     view: np.ndarray
     #: the square of the image the view shows: (left, top, right, bottom) in image pixels
     view_box: tuple[float, float, float, float]
-    #: (width, height) of the image as decoded (a very large file is decoded at a reduced size)
+    #: (width, height) of the image as displayed (full size, EXIF orientation applied)
     image_size: tuple[int, int]
     #: the threshold ``predicted_class`` used for the positive class (None: arg-max)
     threshold: float | None = None
@@ -113,13 +114,17 @@ def view_box(preprocessing: Preprocessing, width: int, height: int) -> tuple[flo
 
 
 def decode_input(item: ImageInput, preprocessing: Preprocessing, position: int = 0) -> tuple[Image.Image, str]:
-    """(RGB PIL image, its description) for any accepted input; files are decoded as every door does."""
+    """(RGB PIL image, its description) for any accepted input. Every kind goes through
+    ``as_model_rgb`` (full size, EXIF applied, the same mode conversions), so one picture gives
+    one answer whichever way it arrives; ``preprocessing`` is the caller's (unused by the decode)."""
     if isinstance(item, str | Path):
-        return read_image(item, max_side=preprocessing.decode_side), str(item)
+        return read_image(item), str(item)
     if isinstance(item, Image.Image):
-        return item.convert("RGB"), f"PIL image [{position}]"
+        source = f"PIL image [{position}]"
+        return as_model_rgb(item, source), source
     image = as_image_tensor(item)  # checks the array's or tensor's shape and dtype
-    return Image.fromarray(image.permute(1, 2, 0).numpy()), f"{type(item).__name__} [{position}]"
+    source = f"{type(item).__name__} [{position}]"
+    return as_model_rgb(Image.fromarray(image.permute(1, 2, 0).numpy()), source), source
 
 
 #: what the model gives for one image: probabilities (C,) and raw maps by layer (h, w)
@@ -168,6 +173,7 @@ def predict(
     batch_size: int = 16,
 ) -> Prediction | list[Prediction]:
     """Predictions for one input (a ``Prediction``) or a list of them (a list, in order)."""
+    check_arguments(threshold=threshold, batch_size=batch_size, tta=tta)
     single = not isinstance(inputs, list | tuple)
     items = [inputs] if single else list(inputs)
     results: list[Prediction] = []

@@ -8,19 +8,20 @@ JSON error and the process carries on:
 | problem | status |
 |---|---|
 | body above the upload limit (default 20 MB) | 413 |
+| bodies of all uploads in flight above ``upload_budget_mb`` together | 503 |
 | image whose header announces more than ``max_pixels`` (decompression bomb) | 413 |
 | not an image, or a content type other than multipart/form-data, image/*, application/octet-stream | 415 |
 | a multipart form without a file | 422 |
 | truncated or corrupt image | 422 |
 | malformed multipart body or boundary | 400 |
-| a Host header that is not this service's (bound to loopback: only loopback names) | 400 |
+| a Host header that is not this service's (bound to loopback: only loopback names) | 400 (JSON too) |
 | request headers not complete within ``header_timeout_s`` | connection closed |
 | a body not complete within ``body_timeout_s`` | 408 |
 
 Memory per upload is bounded: the body is capped; decoding draws on a budget of ``decode_budget_mb``
 of decoded pixels (estimated from each upload's header before decoding), so many small images
-decode at once but a 90 Mpx 16-bit PNG decodes alone; and a large image is reduced while it is
-decoded (``attnmel.data.images``).
+decode at once but a 90 Mpx 16-bit PNG decodes alone; every image is decoded at full size, as
+every other door decodes it (``attnmel.data.images.as_model_rgb``).
 """
 
 from __future__ import annotations
@@ -45,8 +46,9 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from attnmel.checkpoints.card import render_markdown
 from attnmel.data.images import MAX_PIXELS, ImageTooLargeError, NotAnImageError
-from attnmel.errors import DataError
+from attnmel.errors import ConfigError, DataError
 from attnmel.serving.batching import DirectInference, MicroBatcher
+from attnmel.serving.limits import JsonHostErrors, UploadBudget
 from attnmel.serving.model import ServedModel, load_served_model
 from attnmel.serving.uploads import UploadError, read_upload
 from attnmel.version import __version__
@@ -72,6 +74,8 @@ class ServiceSettings:
     #: decoded pixels (MB, estimated from each header) that may be held by uploads decoding at the same time;
     #: an image larger than this decodes alone
     decode_budget_mb: float = 256.0
+    #: request bodies (MB) that all uploads in flight may hold together; beyond it an upload gets 503
+    upload_budget_mb: float = 128.0
     #: seconds a client has to send its request headers, and then its whole body
     header_timeout_s: float = 10.0
     body_timeout_s: float = 60.0
@@ -129,7 +133,8 @@ def decoded_bytes(data: bytes) -> int:
         with Image.open(io.BytesIO(data)) as image:
             bands = len(image.getbands())
             depth = 2 if image.mode.startswith("I;16") else 4 if image.mode in ("I", "F") else 1
-            return image.width * image.height * bands * depth
+            # the decoded pixels, their 8-bit RGB conversion and the model input's uint8 copy of it
+            return image.width * image.height * (bands * depth + 6)
     except Exception:  # noqa: BLE001 - not an image, or a header Pillow refuses: decode says why
         return 0
 
@@ -171,7 +176,11 @@ class Service:
     def __init__(self, served: ServedModel, settings: ServiceSettings):
         self.served = served
         self.settings = settings
+        if settings.upload_budget_mb * 1e6 < settings.max_upload_bytes:
+            raise ConfigError(f"--upload-budget-mb {settings.upload_budget_mb:g} is below --max-upload-mb "
+                              f"{settings.max_upload_bytes / 1e6:g}: the largest upload allowed could never be received.")
         self.budget = DecodeBudget(int(settings.decode_budget_mb * 1e6))
+        self.uploads = UploadBudget(int(settings.upload_budget_mb * 1e6))
         if settings.max_batch > 1:
             self.inference = MicroBatcher(served.infer, settings.max_batch, settings.batch_wait_ms)
         else:
@@ -219,10 +228,12 @@ class Service:
         """
         settings, served = self.settings, self.served
         try:
-            upload = await read_upload(request.headers, request.stream(), settings.max_upload_bytes,
-                                       settings.body_timeout_s)
-            async with self.budget.reserve(decoded_bytes(upload.data)):
-                prepared = await run_in_threadpool(served.prepare, upload.data, upload.name, settings.max_pixels)
+            with self.uploads.hold() as take:
+                upload = await read_upload(request.headers, request.stream(), settings.max_upload_bytes,
+                                           settings.body_timeout_s, take)
+                async with self.budget.reserve(decoded_bytes(upload.data)):
+                    prepared = await run_in_threadpool(served.prepare, upload.data, upload.name, settings.max_pixels)
+                del upload  # the body is freed before the hold ends (and trims the heap)
         except UploadError as exc:
             return self.error(exc.status, exc.message)
         except NotAnImageError as exc:
@@ -254,13 +265,14 @@ def create_app(served: ServedModel, settings: ServiceSettings | None = None, bin
         lifespan=lifespan,
     )
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=service.settings.hosts_for(bind))
+    app.add_middleware(JsonHostErrors, body=service.common)
     app.add_middleware(ServiceHeaders, model=served.card.title)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.add_exception_handler(StarletteHTTPException, service.http_error)
     app.add_exception_handler(RequestValidationError, service.validation_error)
     app.add_exception_handler(Exception, service.internal_error)
-    app.get("/", include_in_schema=False)(service.page)
-    app.get("/health")(service.health)
+    app.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)(service.page)
+    app.api_route("/health", methods=["GET", "HEAD"])(service.health)
     app.get("/info")(service.info)
     app.post("/predict", openapi_extra=PREDICT_BODY)(service.predict)
     return app

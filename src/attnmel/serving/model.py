@@ -1,7 +1,7 @@
 """The served model: one uploaded image in, probabilities and attention (numbers and pictures) out.
 
 Decoding reuses ``attnmel.data.images`` (size checked from the header before any pixel is
-decoded; a large image reduced while it is decoded), preprocessing is the checkpoint's own
+decoded; decoded at full size, as every door decodes), preprocessing is the checkpoint's own
 (``Preprocessing``), the model is loaded by ``attnmel.inference.load_predictor`` (the shipped model
 when no checkpoint is given; calibrated temperature applied; GAP models answer with their class
 activation map as the layer ``cam``), the answer is the library's ``Prediction`` serialised by
@@ -58,6 +58,8 @@ class ServedModel:
     source: str
     #: the pretrained tag when the shipped model answers
     tag: str | None = None
+    #: ``source`` as responses show it: a checkpoint's folder and file name, never the server's absolute path
+    shown_source: str | None = None
 
     def __post_init__(self) -> None:
         self.meta = self.loaded.meta
@@ -75,11 +77,11 @@ class ServedModel:
         arch = self.meta.architecture
         return {"name": arch.name, "backbone": arch.backbone, "class_names": self.class_names,
                 "attention_layers": self.layers, "image_size": self.preprocessing.image_size,
-                "source": self.source, "pretrained": self.tag, "title": self.card.title}
+                "source": self.shown_source or self.source, "pretrained": self.tag, "title": self.card.title}
 
     def prepare(self, data: bytes, name: str = "upload", max_pixels: int = MAX_PIXELS) -> Prepared:
         """Decode (raises ``DataError`` subclasses for bad files) and preprocess one upload."""
-        image = read_image_bytes(data, name, max_pixels, self.preprocessing.decode_side)
+        image = read_image_bytes(data, name, max_pixels)
         return Prepared(self.preprocessing(image), image.width, image.height, name)
 
     def infer(self, batch: torch.Tensor) -> list[RawAnswer]:
@@ -121,4 +123,4 @@ def load_served_model(
     loaded = load_predictor(checkpoint, device, trust_pickle=trust_pickle)
     loaded.check_answers()
     source = f"the shipped model '{tag}'" if tag else str(checkpoint)
-    return ServedModel(loaded, source, tag)
+    return ServedModel(loaded, source, tag, source if tag else "/".join(Path(str(checkpoint)).resolve().parts[-2:]))

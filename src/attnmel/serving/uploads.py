@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 from python_multipart.multipart import MultipartParser, parse_options_header
@@ -83,6 +83,9 @@ class _MultipartCollector:
         if self.in_file:
             self.current += data[start:end]
 
+    def discard(self) -> None:
+        self.current, self.found = bytearray(), None
+
     def _part_end(self) -> None:
         if self.in_file:
             name = (self.filename or b"upload").decode("utf-8", "replace")
@@ -100,11 +103,13 @@ class _MultipartCollector:
         return self.found
 
 
-async def read_upload(headers, stream: AsyncIterator[bytes], limit: int, timeout_s: float = 60.0) -> Upload:
+async def read_upload(headers, stream: AsyncIterator[bytes], limit: int, timeout_s: float = 60.0,
+                      take: Callable[[int], None] | None = None) -> Upload:
     """The uploaded image from a multipart form (field ``file``) or a raw ``image/*`` body.
 
     The whole body must arrive within ``timeout_s`` (408 otherwise), so a client that stalls or
-    drips bytes cannot hold a connection and its buffer open indefinitely."""
+    drips bytes cannot hold a connection and its buffer open indefinitely; ``take`` draws each chunk
+    from the budget all uploads share (``attnmel.serving.limits.UploadBudget``) before it is kept."""
     declared = headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise too_large(limit)
@@ -124,8 +129,29 @@ async def read_upload(headers, stream: AsyncIterator[bytes], limit: int, timeout
         raise UploadError(415, f"unsupported content type {shown!r}; send multipart/form-data with the image "
                                "as the field 'file', or the image itself as image/*.")
     body = bytearray()
+    try:
+        await _receive(stream, limit, time.monotonic() + timeout_s, timeout_s, body, sink, take)
+    except BaseException:
+        # free the buffers now: the exception's traceback keeps this frame (and ``body``) alive until
+        # it is collected, and a stalled client's megabytes must not outlive its connection
+        body.clear()
+        if sink is not None:
+            sink.discard()
+        raise
+    if sink is None:
+        return Upload("upload", content_type.decode("latin-1"), bytes(body))
+    try:
+        return sink.result()
+    except UploadError:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        raise UploadError(400, f"malformed multipart body ({exc}).") from None
+
+
+async def _receive(stream: AsyncIterator[bytes], limit: int, deadline: float, timeout_s: float, body: bytearray,
+                   sink: _MultipartCollector | None, take: Callable[[int], None] | None) -> None:
+    """Read the body into ``body`` (raw) or ``sink`` (multipart), within ``limit`` bytes and ``deadline``."""
     total = 0
-    deadline = time.monotonic() + timeout_s
     chunks = stream.__aiter__()
     try:
         while True:
@@ -138,6 +164,8 @@ async def read_upload(headers, stream: AsyncIterator[bytes], limit: int, timeout
             total += len(chunk)
             if total > limit:
                 raise too_large(limit)
+            if take is not None:
+                take(len(chunk))
             if sink is None:
                 body += chunk
             else:
@@ -145,12 +173,4 @@ async def read_upload(headers, stream: AsyncIterator[bytes], limit: int, timeout
     except UploadError:
         raise
     except Exception as exc:  # noqa: BLE001 - python-multipart raises its own parse errors
-        raise UploadError(400, f"malformed multipart body ({exc}).") from None
-    if sink is None:
-        return Upload("upload", content_type.decode("latin-1"), bytes(body))
-    try:
-        return sink.result()
-    except UploadError:
-        raise
-    except Exception as exc:  # noqa: BLE001
         raise UploadError(400, f"malformed multipart body ({exc}).") from None

@@ -1,0 +1,108 @@
+"""How much P(melanoma) moves when an image changes in ways a viewer cannot see.
+
+    python benchmarks/stability.py                                   # the shipped model, ISIC 2017 val
+    python benchmarks/stability.py --checkpoint runs/x --draws 3     # any checkpoint or run folder
+
+Over every image of a split (default: ISIC 2017 val, /work/shared/data/isic2017), each decoded as
+every door decodes it, the model answers the image and two perturbations of it:
+- ``+-1 grey level``: every pixel and channel moves by +1 or -1 (random sign, seeded; clipped to
+  0..255), ``--draws`` times;
+- ``+1 / -1 everywhere``: the whole image one grey level brighter, and one darker;
+- ``JPEG q90``: the decoded image re-encoded as JPEG at quality 90 (Pillow) and decoded again.
+The table gives, per perturbation, the largest and the 95th percentile |dP(melanoma)| and the share
+of images whose predicted class (at the model's threshold, 0.5 by default) flips. A model that
+should be trusted on images from other cameras and pipelines moves little under both.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = REPO.parent / "shared" / "data" / "isic2017"
+
+
+@dataclass
+class Stability:
+    perturbation: str
+    images: int
+    max_abs_dp: float
+    p95_abs_dp: float
+    flipped: float
+
+
+def plus_minus_one(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    return shifted(image, rng.choice(np.array([-1, 1], dtype=np.int16), size=image.shape))
+
+
+def shifted(image: np.ndarray, step: int) -> np.ndarray:
+    return np.clip(image.astype(np.int16) + step, 0, 255).astype(np.uint8)
+
+
+def jpeg_again(image: np.ndarray, quality: int = 90) -> np.ndarray:
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="JPEG", quality=quality)
+    return np.asarray(Image.open(io.BytesIO(buffer.getvalue())).convert("RGB"))
+
+
+def measure(model, paths: list[Path], draws: int = 1, seed: int = 0, threshold: float = 0.5,
+            batch_size: int = 32) -> list[Stability]:
+    """|dP(positive class)| per perturbation over ``paths`` for a loaded model (``attnmel.load_model``)."""
+    from attnmel.data.images import read_image
+
+    rng = np.random.default_rng(seed)
+    images = [np.asarray(read_image(path)) for path in paths]
+
+    def probabilities(batch: list[np.ndarray]) -> np.ndarray:
+        return np.array([p.probability for p in model.predict(batch, batch_size=batch_size)])
+
+    base = probabilities(images)
+    perturbed = {f"+-1 grey level (x{draws})": [probabilities([plus_minus_one(i, rng) for i in images])
+                                                 for _ in range(draws)],
+                 "+1 / -1 everywhere": [probabilities([shifted(i, step) for i in images]) for step in (1, -1)],
+                 "JPEG q90": [probabilities([jpeg_again(i) for i in images])]}
+    rows = []
+    for name, answers in perturbed.items():
+        dp = np.abs(np.stack(answers) - base[None])
+        flips = np.stack([(a > threshold) != (base > threshold) for a in answers])
+        rows.append(Stability(name, len(images), float(dp.max()), float(np.percentile(dp, 95)), float(flips.mean())))
+    return rows
+
+
+def split_images(data: Path, split: str) -> list[Path]:
+    from attnmel.data.readers import read_dataset
+
+    return [sample.image_path for sample in read_dataset(data).split(split)]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoint", help="checkpoint, run folder or pretrained tag (default: the shipped model)")
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--split", default="val")
+    parser.add_argument("--draws", type=int, default=1, help="noise draws per image")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--limit", type=int, help="only the first N images")
+    args = parser.parse_args(argv)
+    import attnmel
+
+    model = attnmel.load_model(args.checkpoint, device="cpu")
+    paths = split_images(args.data, args.split)[: args.limit]
+    rows = measure(model, paths, args.draws, args.seed)
+    print(f"{args.checkpoint or 'the shipped model'} on {args.data.name} {args.split} ({len(paths)} images)\n")
+    print("| perturbation | images | max abs dP | p95 abs dP | class flips |")
+    print("|---|---:|---:|---:|---:|")
+    for row in rows:
+        print(f"| {row.perturbation} | {row.images} | {row.max_abs_dp:.3f} | {row.p95_abs_dp:.3f} | {row.flipped:.1%} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

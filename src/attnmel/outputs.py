@@ -1,0 +1,187 @@
+"""Output sets: what one run of a command wrote into a folder, so stale files never mix with new ones.
+
+A command that writes a folder (evaluate, predict, compare, export) opens an ``OutputSet``; it
+records each file it writes, and ``commit`` writes the manifest ``attnmel-outputs.json`` last,
+atomically: a run id, the command, and each file with its size and SHA-256. Opening the set first
+removes the previous manifest, so an interrupted run leaves a folder without one, which readers
+refuse instead of mixing one run's ``metrics.json`` with another's ``predictions.csv``. At commit,
+the files the previous run (its manifest, or this command's known names) wrote and this one did
+not are moved aside to ``stale-<previous run id>/``, said in one line. Readers (``compare``,
+``report``) take only files the manifest names, and check their hashes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from attnmel.errors import ConfigError, DataError
+from attnmel.io import atomic_write_json, file_sha256
+
+MANIFEST = "attnmel-outputs.json"
+#: the folder name stale files are moved into (with the previous run's id)
+STALE_PREFIX = "stale-"
+
+
+def check_output_dir(folder: str | Path, option: str = "--output") -> Path:
+    """A folder to write into: refused when it is an existing file (or under one)."""
+    folder = Path(folder)
+    for part in (folder, *folder.parents):
+        if part.exists() and not part.is_dir():
+            raise ConfigError(f"{option} {folder}: {part} is an existing file, not a folder; "
+                              "give a folder (this command writes a set of files into it).")
+    return folder
+
+
+def check_output_file(path: str | Path, option: str = "--output") -> Path:
+    """A file to write: refused when it is an existing folder or its parent is a file."""
+    path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{option} {path}: is an existing folder, not a file; name a file (e.g. inside it).")
+    check_output_dir(path.parent, option)
+    return path
+
+
+def _new_run_id() -> str:
+    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
+
+
+@dataclass
+class OutputSet:
+    """The files one run writes into ``folder``; ``known`` are the names this command may write
+    (relative paths; a folder ending in '/'), moved aside when a re-run does not write them."""
+
+    folder: Path
+    command: str
+    known: tuple[str, ...] = ()
+    log: Callable[[str], None] | None = print
+    run_id: str = field(default_factory=_new_run_id)
+    files: list[str] = field(default_factory=list)
+    previous: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.folder = check_output_dir(self.folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        manifest = self.folder / MANIFEST
+        if manifest.is_file():
+            try:
+                self.previous = json.loads(manifest.read_text(encoding="utf-8"))
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+                self.previous = {}
+            manifest.unlink()  # from now on the folder holds no complete set until commit
+
+    def path(self, name: str) -> Path:
+        """Where to write ``name`` (relative to the folder); recorded as written by this run."""
+        if name not in self.files:
+            self.files.append(name)
+        return self.folder / name
+
+    def add(self, path: str | Path) -> Path:
+        """Record a file (or every file of a folder) already written under the folder."""
+        path = Path(path)
+        targets = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+        for target in targets:
+            self.path(target.relative_to(self.folder).as_posix())
+        return path
+
+    def commit(self, **details: Any) -> Path:
+        """Move aside what the previous run wrote and this one did not, then write the manifest (last)."""
+        self._move_stale()
+        entries = [{"path": name, "bytes": (self.folder / name).stat().st_size,
+                    "sha256": file_sha256(self.folder / name)} for name in self.files]
+        manifest = self.folder / MANIFEST
+        atomic_write_json(manifest, {"run_id": self.run_id, "command": self.command,
+                                     "written": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                                     **details, "files": entries})
+        return manifest
+
+    def _stale(self) -> list[str]:
+        ours = set(self.files)
+        candidates = {entry["path"] for entry in self.previous.get("files", []) if isinstance(entry, dict)
+                      and isinstance(entry.get("path"), str)}
+        for name in self.known:
+            target = self.folder / name.rstrip("/")
+            if name.endswith("/") and target.is_dir():
+                candidates |= {p.relative_to(self.folder).as_posix() for p in target.rglob("*") if p.is_file()}
+            elif target.is_file():
+                candidates.add(name)
+        return sorted(name for name in candidates if name not in ours and _inside(self.folder, name)
+                      and (self.folder / name).is_file())
+
+    def _move_stale(self) -> None:
+        stale = self._stale()
+        if not stale:
+            return
+        aside = self.folder / f"{STALE_PREFIX}{self.previous.get('run_id') or 'earlier'}"
+        for name in stale:
+            target = aside / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(self.folder / name, target)
+            _remove_empty_parents((self.folder / name).parent, self.folder)
+        if self.log is not None:
+            shown = ", ".join(stale[:3]) + (f" and {len(stale) - 3} more" if len(stale) > 3 else "")
+            self.log(f"moved {len(stale)} file(s) an earlier run wrote and this one did not ({shown}) to {aside}")
+
+
+def _inside(folder: Path, name: str) -> bool:
+    resolved = (folder / name).resolve()
+    return resolved.is_relative_to(folder.resolve()) and not name.startswith(STALE_PREFIX)
+
+
+def _remove_empty_parents(folder: Path, top: Path) -> None:
+    while folder != top and folder.is_dir() and not any(folder.iterdir()):
+        folder.rmdir()
+        folder = folder.parent
+
+
+@dataclass(frozen=True)
+class WrittenSet:
+    """A folder's manifest as a reader sees it: only these files belong to the run."""
+
+    folder: Path
+    run_id: str
+    command: str
+    files: dict[str, str]
+
+    def get(self, name: str) -> Path | None:
+        """The file ``name`` if this run wrote it (and it is unchanged since), else None."""
+        if name not in self.files:
+            return None
+        path = self.folder / name
+        if not path.is_file() or file_sha256(path) != self.files[name]:
+            raise DataError(path, f"this file changed after run {self.run_id} wrote it (or is missing).",
+                            f"re-run attnmel {self.command} into {self.folder}.")
+        return path
+
+    def require(self, name: str) -> Path:
+        path = self.get(name)
+        if path is None:
+            raise DataError(self.folder / name, f"run {self.run_id} ({self.command}) did not write this file.",
+                            f"re-run attnmel {self.command} with the options that write it.")
+        return path
+
+
+def read_manifest(folder: str | Path, commands: Iterable[str] = ()) -> WrittenSet:
+    """The output set in ``folder``; a folder without a manifest (an interrupted run, or one written by an
+    attnmel older than output sets) is refused, naming the manifest."""
+    folder = Path(folder)
+    manifest = folder / MANIFEST
+    expected = " or ".join(f"attnmel {c}" for c in commands) or "the attnmel command"
+    if not manifest.is_file():
+        raise DataError(manifest, "no output manifest: the run that wrote this folder was interrupted, or is "
+                                  "from an attnmel older than output sets.", f"re-run {expected} into {folder}.")
+    try:
+        payload = json.loads(manifest.read_text(encoding="utf-8"))
+        files = {str(entry["path"]): str(entry["sha256"]) for entry in payload["files"]}
+        written = WrittenSet(folder, str(payload["run_id"]), str(payload["command"]), files)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise DataError(manifest, f"not a readable output manifest ({exc}).", f"re-run {expected}.") from None
+    if commands and written.command not in commands:
+        raise DataError(manifest, f"written by attnmel {written.command}, not {expected}.", "point at the right folder.")
+    return written
