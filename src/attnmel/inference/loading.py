@@ -26,13 +26,20 @@ from attnmel.data.readers import read_dataset
 from attnmel.data.records import DatasetIndex, Sample
 from attnmel.data.transforms import Preprocessing
 from attnmel.devices import resolve_device
-from attnmel.errors import CheckpointError, DataError
+from attnmel.errors import CheckpointError, ConfigError, DataError
 from attnmel.figures import MapKind, map_kind
 from attnmel.inference.prediction import ImageInput, Prediction, predict
 from attnmel.inference.runner import NonFiniteOutputError, Predictions, Predictor, eval_loader, run_inference
 from attnmel.models import with_maps
 
 Source = str | Path | None
+
+
+def check_threshold(value: float) -> float:
+    """A decision threshold must be a number in [0, 1] (NaN would label every image one class)."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= value <= 1.0:
+        raise ConfigError(f"threshold {value!r} is not a number in [0, 1]; pass e.g. --threshold 0.5.")
+    return float(value)
 
 
 @dataclass
@@ -80,6 +87,18 @@ class LoadedModel:
             for path, meta, temperature in zip(self.sources, self.metadata, self.predictor.temperatures, strict=True)
         ]
 
+    def decision_threshold(self, override: float | None = None) -> tuple[float | None, str]:
+        """(threshold, the rule that made it): ``override`` when given, else the checkpoint's stored
+        operating point, else 0.5; (None, "arg-max") for more than two classes."""
+        if len(self.class_names) != 2:
+            return None, "arg-max"
+        if override is not None:
+            return check_threshold(override), f"given threshold {override:g}"
+        point = self.meta.operating_point
+        if point is not None:
+            return point.threshold, point.describe()
+        return 0.5, "default 0.5 (no operating point stored in the checkpoint)"
+
     def predict(
         self,
         inputs: ImageInput | Sequence[ImageInput],
@@ -90,9 +109,13 @@ class LoadedModel:
     ) -> Prediction | list[Prediction]:
         """Answers for ``inputs``: a path, a PIL image, an HxWx3 uint8 array, a 3xHxW uint8 tensor, or a
         list of them (then a list of ``Prediction``, in order). ``tta`` averages the 8 dihedral views;
-        ``threshold`` decides the positive class of a two-class model (default: the arg-max)."""
+        ``threshold`` decides the positive class of a two-class model (default: the checkpoint's stored
+        operating point, else 0.5). Each answer carries its OOD score and flag, its conformal
+        prediction set and its attention warning, as far as the checkpoint has them fitted."""
+        value, rule = self.decision_threshold(threshold)
         return predict(self.predictor, self.preprocessing, self.class_names, self.meta.positive_class, inputs,
-                       device=self.device, tta=tta, threshold=threshold, batch_size=batch_size)
+                       device=self.device, tta=tta, threshold=value, batch_size=batch_size, meta=self.meta,
+                       kinds=self.map_kinds, threshold_rule=rule)
 
     def check_answers(self) -> None:
         """One forward pass on a fixed input (the mean colour): a model whose weights make it answer
@@ -112,13 +135,14 @@ class LoadedModel:
 
     def infer(self, samples: Sequence[Sample], *, batch_size: int = 64, num_workers: int = 0,
               roi: RoiSpec | None = None, keep_attention: bool = False, keep_logits: bool = False,
-              keep_views: bool = False, progress: bool = False, desc: str = "eval") -> Predictions:
+              keep_views: bool = False, progress: bool = False, desc: str = "eval",
+              keep_features: bool = False) -> Predictions:
         """Predictions for ``samples``; with ``roi`` also their region masks in the model's view."""
         return run_inference(
             self.predictor, self.loader(samples, batch_size, num_workers, roi), self.device,
             keep_attention=keep_attention, keep_masks=roi is not None, keep_logits=keep_logits,
             views_of=self.preprocessing if keep_views else None,
-            progress=progress, desc=desc,
+            progress=progress, desc=desc, keep_features=keep_features,
         )
 
 

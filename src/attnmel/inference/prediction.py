@@ -21,7 +21,10 @@ from PIL import Image
 
 from attnmel.data.images import read_image
 from attnmel.data.transforms import Preprocessing, as_image_tensor
+from attnmel.checkpoints.meta import CheckpointMeta
+from attnmel.figures import MapKind
 from attnmel.inference.runner import Predictor
+from attnmel.inference.trust import feature_tap, trust_signals
 
 ImageInput = str | Path | Image.Image | np.ndarray | torch.Tensor
 
@@ -44,6 +47,15 @@ class Prediction:
     #: the threshold ``predicted_class`` used for the positive class (None: arg-max)
     threshold: float | None = None
     extras: dict[str, Any] = field(default_factory=dict)
+    #: which rule made ``threshold`` (e.g. "85% sensitivity on isic2017 val", "--threshold 0.3")
+    threshold_rule: str | None = None
+    #: the out-of-distribution score and flag (None: the checkpoint has no fitted detector)
+    ood_score: float | None = None
+    out_of_distribution: bool | None = None
+    #: the conformal prediction set, e.g. ["other", "melanoma"] ("uncertain: refer"); None: no sets stored
+    prediction_set: list[str] | None = None
+    #: why the attention maps should not be trusted (flat, or mostly outside where a lesion could be)
+    attention_warning: str | None = None
 
     @property
     def probability(self) -> float:
@@ -77,6 +89,11 @@ class Prediction:
             "probabilities": self.probabilities,
             "predicted_class": self.predicted_class,
             "threshold": self.threshold,
+            "threshold_rule": self.threshold_rule,
+            "ood_score": self.ood_score,
+            "out_of_distribution": self.out_of_distribution,
+            "prediction_set": self.prediction_set,
+            "attention_warning": self.attention_warning,
             "image_size": list(self.image_size),
             "view_box": [round(v, 2) for v in self.view_box],
             "attention": {name: {"shape": list(amap.shape), "min": float(amap.min()), "max": float(amap.max())}
@@ -116,8 +133,12 @@ def predict(
     tta: bool | None = None,
     threshold: float | None = None,
     batch_size: int = 16,
+    meta: CheckpointMeta | None = None,
+    kinds: dict[str, MapKind] | None = None,
+    threshold_rule: str | None = None,
 ) -> Prediction | list[Prediction]:
-    """Predictions for one input (a ``Prediction``) or a list of them (a list, in order)."""
+    """Predictions for one input (a ``Prediction``) or a list of them (a list, in order); with ``meta``
+    each carries its trust signals (OOD score, prediction set, attention warning)."""
     single = not isinstance(inputs, list | tuple)
     items = [inputs] if single else list(inputs)
     results: list[Prediction] = []
@@ -125,9 +146,12 @@ def predict(
     for start in range(0, len(items), batch_size):
         decoded = [decode_input(item, preprocessing, start + i) for i, item in enumerate(items[start:start + batch_size])]
         batch = torch.stack([preprocessing(image) for image, _ in decoded]).to(device)
-        probabilities, attention = predictor(batch, tta)
+        with feature_tap(predictor.models) as captured:
+            probabilities, attention = predictor(batch, tta)
         probabilities = probabilities.cpu().numpy()
         maps = {name: amap[:, 0].float().cpu().numpy() for name, amap in attention.items()}
+        signals = (trust_signals(meta, probabilities, captured[0].cpu().numpy() if captured else None, maps, kinds or {})
+                   if meta is not None else None)
         for i, (image, source) in enumerate(decoded):
             p = probabilities[i]
             index = int(p.argmax())
@@ -143,6 +167,8 @@ def predict(
                 view_box=view_box(preprocessing, *image.size),
                 image_size=image.size,
                 threshold=threshold if len(class_names) == 2 else None,
+                threshold_rule=threshold_rule if len(class_names) == 2 else "arg-max",
+                **(signals[i].to_dict() if signals is not None else {}),
             ))
     return results[0] if single else results
 
