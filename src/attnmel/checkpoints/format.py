@@ -119,6 +119,17 @@ def update_metadata(path: str | Path, **changes: Any) -> CheckpointMeta:
     return meta
 
 
+def copy_with_metadata(source: str | Path, destination: str | Path, **changes: Any) -> Path:
+    """A new checkpoint at ``destination``: the tensors of ``source`` with changed metadata (``source`` untouched)."""
+    weights, _ = checkpoint_paths(source)
+    target, sidecar = checkpoint_paths(destination)
+    meta = read_metadata(weights).replace(**changes)
+    payload = json_safe(meta.to_dict())
+    _save_tensors(target, _read_tensors(weights), payload)
+    atomic_write_json(sidecar, payload)
+    return target
+
+
 def load_model_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, CheckpointMeta]:
     """Rebuild the model from its embedded metadata and load its weights (no pickle involved)."""
     weights, _ = checkpoint_paths(path)

@@ -1,24 +1,34 @@
-"""``attnmel calibrate``: fit a softmax temperature on a validation split and store it in the checkpoint.
+"""``attnmel calibrate``: refit a checkpoint's temperature, decision threshold and prediction sets
+on labelled data (e.g. a user's own site), writing a NEW checkpoint.
 
 Temperature scaling divides the logits by one scalar T > 0 fitted by minimising the negative
-log-likelihood (``attnmel.metrics.calibration.fit_temperature``). It never changes the arg-max,
-hence not accuracy, sensitivity or specificity at 0.5, nor (for one model without TTA) the ROC
-AUC; it makes the probabilities honest. ``calibrate_checkpoint`` stores T in the checkpoint
-(metadata ``temperature``), which evaluate, predict and the HTTP service then apply through
-``attnmel.inference.probabilities_from_logits``.
+log-likelihood (``attnmel.metrics.calibration.fit_temperature``); it makes the probabilities honest
+without changing their order. The operating point is then chosen on the same data at the new
+temperature by a stated rule (``attnmel.evaluation.operating_point``), and the split conformal
+sets are refitted (``attnmel.evaluation.trust``); the OOD detector, fitted on the training images,
+is kept. Data that cannot identify these (one class, fewer than ``MIN_IMAGES`` images or
+``MIN_PER_CLASS`` of a class) is refused, saying why.
+
+The result is written to ``output`` or beside the input (``<name>-calibrated.safetensors``; in the
+current folder for the shipped model): never over the input, never inside the installed package.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
-from attnmel.checkpoints.format import is_pickle_checkpoint, update_metadata
-from attnmel.errors import CheckpointError
+import attnmel
+from attnmel.checkpoints.format import checkpoint_paths, copy_with_metadata, is_pickle_checkpoint
+from attnmel.checkpoints.trust import ConformalSets, OperatingPoint, ThresholdRule
+from attnmel.errors import CheckpointError, ConfigError
+from attnmel.evaluation.operating_point import DEFAULT_RULE, DEFAULT_TARGET_SENSITIVITY, choose_operating_point
+from attnmel.evaluation.trust import DEFAULT_ALPHA, fit_conformal, refuse_degenerate
 from attnmel.inference import load_predictor, probabilities_from_logits, read_split
 from attnmel.metrics.calibration import (
     DEFAULT_BINS,
@@ -27,6 +37,9 @@ from attnmel.metrics.calibration import (
     calibration_report,
     fit_temperature,
 )
+
+#: the installed package: read-only to attnmel
+PACKAGE_DIR = Path(attnmel.__file__).resolve().parent
 
 
 @dataclass
@@ -41,6 +54,12 @@ class CalibrationResult:
     before: CalibrationReport
     after: CalibrationReport
     written: bool
+    #: the new checkpoint (None: a dry run)
+    output: Path | None = None
+    operating_point: OperatingPoint | None = None
+    conformal: ConformalSets | None = None
+    data: str = ""
+    notes: list[str] = field(default_factory=list)
 
     @property
     def at_bound(self) -> bool:
@@ -59,17 +78,45 @@ class CalibrationResult:
             "before": {"temperature": self.previous_temperature, **self.before.to_dict()},
             "after": {"temperature": self.temperature, **self.after.to_dict()},
             "written": self.written,
+            "output": None if self.output is None else str(self.output),
+            "operating_point": None if self.operating_point is None else self.operating_point.to_dict(),
+            "conformal": None if self.conformal is None else self.conformal.to_dict(),
         }
 
 
+def calibrated_output(source: Path, output: str | Path | None) -> Path:
+    """Where the calibrated checkpoint goes: ``output``, or ``<stem>-calibrated.safetensors`` beside the
+    input (in the current folder when the input lies inside the installed package)."""
+    if output is None:
+        folder = Path.cwd() if _inside(source, PACKAGE_DIR) else source.parent
+        output = folder / f"{source.stem}-calibrated.safetensors"
+    target, _ = checkpoint_paths(Path(output))
+    if target.resolve() == source.resolve():
+        raise ConfigError(f"--output {output} is the checkpoint being calibrated; calibrate never writes its input. "
+                          "Name another file.")
+    if _inside(target, PACKAGE_DIR):
+        raise ConfigError(f"--output {output} lies inside the installed attnmel package, which attnmel never writes; "
+                          "name a file elsewhere.")
+    return target
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    return path.resolve().is_relative_to(folder)
+
+
 def calibrate_checkpoint(
-    checkpoint: str | Path,
+    checkpoint: str | Path | None,
     data: str | Path,
     split: str = "val",
     *,
     tta: bool = False,
     n_bins: int = DEFAULT_BINS,
     write: bool = True,
+    output: str | Path | None = None,
+    rule: ThresholdRule = DEFAULT_RULE,
+    target: float = DEFAULT_TARGET_SENSITIVITY,
+    fixed: float = 0.5,
+    alpha: float = DEFAULT_ALPHA,
     batch_size: int = 64,
     num_workers: int = 0,
     device: str = "auto",
@@ -77,32 +124,48 @@ def calibrate_checkpoint(
     progress: bool = True,
     trust_pickle: bool = False,
 ) -> CalibrationResult:
-    """Fit the temperature of ``checkpoint`` on ``split`` and (unless ``write=False``) store it in the checkpoint.
+    """Fit temperature, operating point and conformal sets of ``checkpoint`` on ``split`` of ``data`` and
+    (unless ``write=False``) write them with the same weights to a new checkpoint (``calibrated_output``).
 
     With ``tta`` the temperature is fitted to the 8-view average, as ``evaluate --tta`` will use it.
     """
     loaded = load_predictor(checkpoint, device, tta=tta, use_temperature=False, trust_pickle=trust_pickle)
     source, meta = loaded.sources[0], loaded.meta
     if write and is_pickle_checkpoint(source):
-        raise CheckpointError(f"{source}: a pickle cannot store a temperature; convert it once with `attnmel export "
+        raise CheckpointError(f"{source}: a pickle cannot store a calibration; convert it once with `attnmel export "
                               "--format safetensors --trust-pickle`, or pass --dry-run.")
+    destination = calibrated_output(source, output) if write else None
     index, samples = read_split(data, split, meta.task, layout=layout)
     predictions = loaded.infer(samples, batch_size=batch_size, num_workers=num_workers, keep_logits=True,
                                progress=progress, desc="logits")
     logits, labels = torch.from_numpy(predictions.logits), predictions.labels
+    refuse_degenerate(labels, list(meta.class_names), f"{index.root} ({split})")
     previous = meta.softmax_temperature
     temperature = fit_temperature(logits, labels)
 
-    def report(t: float) -> CalibrationReport:
-        probabilities = probabilities_from_logits(logits, t).mean(dim=0).numpy()
-        return calibration_report(labels, probabilities, meta.class_names, meta.score_columns, n_bins)
+    def probabilities(t: float) -> np.ndarray:
+        return probabilities_from_logits(logits, t).mean(dim=0).numpy()
 
+    def report(t: float) -> CalibrationReport:
+        return calibration_report(labels, probabilities(t), meta.class_names, meta.score_columns, n_bins)
+
+    described = f"{Path(index.root).name} {split}"
+    fitted = probabilities(temperature)
+    point = None
+    if len(meta.class_names) == 2:
+        point = choose_operating_point(labels == meta.positive_index, fitted[:, meta.positive_index], rule=rule,
+                                       target=target, fixed=fixed, data=described)
     result = CalibrationResult(source, split, len(samples), tta, previous, temperature, report(previous),
-                               report(temperature), write)
+                               report(temperature), write, destination, point,
+                               fit_conformal(labels, fitted, alpha, described), str(index.root))
+    if meta.ood_detector is not None:
+        result.notes.append("the OOD detector (fitted on the training images) is kept as it was")
     if write:
-        update_metadata(source, temperature=temperature, calibration={
+        copy_with_metadata(source, destination, temperature=temperature, operating_point=point,
+                           conformal=result.conformal, calibration={
             "method": "temperature scaling: NLL minimised by bounded scalar search over log T",
-            "data": str(index.root),
-            **{k: v for k, v in result.to_dict().items() if k not in ("checkpoint", "written")},
+            "data": str(index.root), "source": source.name,
+            **{k: v for k, v in result.to_dict().items()
+               if k not in ("checkpoint", "written", "output", "operating_point", "conformal")},
         })
     return result
