@@ -27,7 +27,9 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split", default="val", help="val, test, train (or all for folders without splits)")
     parser.add_argument("--output", help="where to write (default: <first checkpoint's run>/eval-<split>[-tta][-ensemble], "
                                          "or ./eval-<split> for the shipped model)")
-    parser.add_argument("--threshold", type=fraction, default=0.5, help="decision threshold (positive when p > threshold)")
+    parser.add_argument("--threshold", type=fraction, default=None,
+                        help="decision threshold (positive when p > threshold; default: the operating point stored "
+                             "in the checkpoint, else 0.5)")
     parser.add_argument("--tta", action="store_true", help="average the 8 dihedral views (4 rotations x flip)")
     parser.add_argument("--no-temperature", action="store_true",
                         help="ignore the temperature stored by `attnmel calibrate` (raw softmax)")
@@ -88,6 +90,8 @@ def _evaluate(args: argparse.Namespace) -> int:
         print(format_calibration(result.calibration, result.intervals))
         if result.attention_quality is not None:
             print(format_attention_quality(result.attention_quality, result.intervals))
+        if result.trust is not None:
+            print(result.trust.describe())
         print(f"wrote {', '.join(p.name for p in result.files.values())} to {output}")
     return 0
 
@@ -103,7 +107,7 @@ def _out_of_fold(args: argparse.Namespace) -> int:
         raise ConfigError("--oof scores classification only; run --masks on a split without --oof.")
     output = Path(args.output) if args.output else default_oof_output(args.checkpoint)
     result = out_of_fold_predictions(
-        args.checkpoint, args.data, output, threshold=args.threshold, tta=args.tta,
+        args.checkpoint, args.data, output, threshold=0.5 if args.threshold is None else args.threshold, tta=args.tta,
         use_temperature=not args.no_temperature, batch_size=args.batch_size, num_workers=args.workers,
         device=args.device, progress=not args.json, trust_pickle=args.trust_pickle,
     )

@@ -201,7 +201,7 @@ def collect_maps(
             "attention quality needs an attnmel, gap or vgg16-gap model."
         )
     return loaded.infer(samples, batch_size=batch_size, num_workers=num_workers, roi=RoiSpec(roi),
-                        keep_attention=True, keep_views=keep_views, progress=progress, desc=desc)
+                        keep_attention=True, keep_views=keep_views, progress=progress, desc=desc, keep_features=True)
 
 
 def attention_quality(

@@ -29,6 +29,7 @@ from attnmel.evaluation.attention_quality import (
     collect_maps,
     score_predictions,
 )
+from attnmel.evaluation.trust import TrustReport, trust_report
 from attnmel.evaluation.plots import confusion_matrix_plot, reliability_diagram, roc_and_pr_curves
 from attnmel.inference import Predictions, load_predictor, read_split
 from attnmel.io import atomic_write_json, atomic_write_text
@@ -69,6 +70,8 @@ class EvaluationResult:
     intervals: EvaluationIntervals | None = None
     #: what was evaluated, for reports: ``model_setup`` (backbone, input size, training images)
     setup: dict[str, Any] = field(default_factory=dict)
+    #: the threshold's rule, OOD flags, attention warnings and prediction-set coverage (``attnmel.evaluation.trust``)
+    trust: TrustReport | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out = {
@@ -93,6 +96,8 @@ class EvaluationResult:
         out.update(self.setup)
         if self.intervals is not None:
             out["intervals"] = self.intervals.to_dict()
+        if self.trust is not None:
+            out["trust"] = self.trust.to_dict()
         return out
 
 
@@ -113,7 +118,7 @@ def evaluate_checkpoint(
     split: str,
     output_dir: str | Path,
     *,
-    threshold: float = 0.5,
+    threshold: float | None = None,
     tta: bool = False,
     use_temperature: bool = True,
     calibration_bins: int = DEFAULT_BINS,
@@ -128,7 +133,8 @@ def evaluate_checkpoint(
     intervals: IntervalSettings | None = IntervalSettings(),
     figures: bool = False,
 ) -> EvaluationResult:
-    """Metrics and files for ``checkpoint`` (a path, several for an ensemble, or None for the shipped
+    """Metrics and files (and ``trust.csv``: each image's OOD score and flag, prediction set and attention
+    warning) for ``checkpoint`` (a path, several for an ensemble, or None for the shipped
     model) on ``split`` of ``data``; with ``masks`` also the attention quality against the lesion
     masks (one inference pass for both); with ``intervals`` (None: none) their confidence intervals; with
     ``figures`` one figure per image in ``figures/`` (the view, each map with its scale, the lesion outline
@@ -138,6 +144,7 @@ def evaluate_checkpoint(
         check_mask_threshold(mask_threshold)
     loaded = load_predictor(checkpoint, device, tta=tta, use_temperature=use_temperature, trust_pickle=trust_pickle)
     class_names, score_columns = loaded.class_names, loaded.score_columns
+    threshold, threshold_rule = loaded.decision_threshold(threshold)
     index, samples = read_split(data, split, loaded.task, layout=layout)
     quality = None
     if masks:
@@ -146,7 +153,10 @@ def evaluate_checkpoint(
         quality = score_predictions(predictions, mask_threshold, kinds=loaded.map_kinds)
     else:
         predictions = loaded.infer(samples, batch_size=batch_size, num_workers=num_workers, progress=progress,
-                                   keep_attention=figures, keep_views=figures, desc=f"evaluate {split}")
+                                   keep_attention=True, keep_views=figures, desc=f"evaluate {split}",
+                                   keep_features=True)
+    trust = trust_report(loaded, predictions, threshold, threshold_rule)
+    threshold = 0.5 if threshold is None else threshold  # arg-max models: the scorer's columns at 0.5
     training = loaded.meta.training
     result = EvaluationResult(
         output_dir=output_dir,
@@ -169,6 +179,7 @@ def evaluate_checkpoint(
         attention_quality=quality,
         left_out=dict(index.left_out.get(split, {})),
         setup=model_setup(loaded.metadata),
+        trust=trust,
     )
     if intervals is not None:
         result.intervals = evaluation_intervals(predictions.labels, predictions.probabilities, class_names,
@@ -189,6 +200,8 @@ def evaluate_checkpoint(
         files.update(confusion_matrix_plot(result.classification.multiclass.confusion_matrix, class_names, output_dir, split))
     if quality is not None:
         files["attention_quality"] = quality.write_csv(output_dir / "attention_quality.csv")
+    files["trust"] = output_dir / "trust.csv"
+    atomic_write_text(files["trust"], pd.DataFrame(trust.rows).to_csv(index=False))
     if figures:
         files["figures"] = write_figures(result, loaded, output_dir / "figures")
     files["metrics"] = output_dir / "metrics.json"

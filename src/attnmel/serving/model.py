@@ -34,6 +34,7 @@ from attnmel.data.images import MAX_PIXELS, read_image_bytes
 from attnmel.figures import FLAT_EPSILON, heatmap_image, heatmap_overlay, is_flat, png_bytes
 from attnmel.inference import LoadedModel, load_predictor
 from attnmel.inference.prediction import Prediction, denormalize, view_box
+from attnmel.inference.trust import NO_OOD_CHECK, TrustSignals, feature_tap, trust_signals
 
 
 def png_data_url(image: Image.Image) -> str:
@@ -87,19 +88,35 @@ class ServedModel:
         image = read_image_bytes(data, name, max_pixels, self.preprocessing.decode_side)
         return Prepared(self.preprocessing(image), image.width, image.height, name)
 
-    def infer(self, batch: torch.Tensor) -> list[tuple[np.ndarray, dict[str, np.ndarray]]]:
-        """Probabilities (C,) and raw maps by layer (h, w), per image of a batch."""
-        probabilities, maps = self.loaded.predictor(batch.to(self.device))
+    def infer(self, batch: torch.Tensor) -> list[tuple[np.ndarray, dict[str, np.ndarray], TrustSignals]]:
+        """Probabilities (C,), raw maps by layer (h, w) and trust signals, per image of a batch."""
+        with feature_tap(self.loaded.predictor.models) as captured:
+            probabilities, maps = self.loaded.predictor(batch.to(self.device))
         probabilities = probabilities.cpu().numpy()
         maps = {name: m[:, 0].float().cpu().numpy() for name, m in maps.items()}
-        return [(probabilities[i], {name: m[i] for name, m in maps.items()}) for i in range(len(batch))]
+        signals = trust_signals(self.meta, probabilities, captured[0].cpu().numpy() if captured else None, maps,
+                                self.kinds)
+        return [(probabilities[i], {name: m[i] for name, m in maps.items()}, signals[i]) for i in range(len(batch))]
+
+    def decide(self, probabilities: np.ndarray) -> dict[str, Any]:
+        """The predicted class by the stored operating point (two classes) or the arg-max, and the rule."""
+        threshold, rule = self.loaded.decision_threshold()
+        if threshold is None:
+            return {"predicted_class": self.class_names[int(np.argmax(probabilities))], "threshold": None,
+                    "threshold_rule": rule}
+        positive = self.meta.positive_index
+        index = positive if probabilities[positive] > threshold else 1 - positive
+        return {"predicted_class": self.class_names[index], "threshold": threshold, "threshold_rule": rule}
 
     def response(self, prepared: Prepared, result: tuple[np.ndarray, dict[str, np.ndarray]],
                  images: bool = True, figure: bool = False) -> dict[str, Any]:
-        probabilities, maps = result
+        probabilities, maps, *rest = result
+        signals = rest[0] if rest else None
         body: dict[str, Any] = {
             "probabilities": {name: float(p) for name, p in zip(self.class_names, probabilities, strict=True)},
-            "predicted_class": self.class_names[int(np.argmax(probabilities))],
+            **self.decide(probabilities),
+            **(signals.to_dict() if signals is not None else {}),
+            "ood_note": None if self.meta.ood_detector is not None else NO_OOD_CHECK,
             "input": {"width": prepared.width, "height": prepared.height},
             "flat_epsilon": FLAT_EPSILON,
             "attention": {},
@@ -122,7 +139,8 @@ class ServedModel:
                 source=prepared.name, probabilities=body["probabilities"], predicted_class=body["predicted_class"],
                 positive_class=self.meta.positive_class, raw_attention=maps, view=view,
                 view_box=view_box(self.preprocessing, prepared.width, prepared.height),
-                image_size=(prepared.width, prepared.height),
+                image_size=(prepared.width, prepared.height), threshold=body["threshold"],
+                threshold_rule=body["threshold_rule"], **(signals.to_dict() if signals is not None else {}),
             )
             body["figure_png"] = png_data_url(figure_for(prediction, self.kinds))
         return body
