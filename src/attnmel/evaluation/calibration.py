@@ -87,6 +87,7 @@ class CalibrationResult:
 def calibrated_output(source: Path, output: str | Path | None) -> Path:
     """Where the calibrated checkpoint goes: ``output``, or ``<stem>-calibrated.safetensors`` beside the
     input (in the current folder when the input lies inside the installed package)."""
+    source, _ = checkpoint_paths(source)
     if output is None:
         folder = Path.cwd() if _inside(source, PACKAGE_DIR) else source.parent
         output = folder / f"{source.stem}-calibrated.safetensors"
