@@ -26,6 +26,9 @@ import numpy as np
 
 ThresholdRule = Literal["sensitivity", "youden", "fixed"]
 OodMethod = Literal["ppca-mahalanobis"]
+#: applied to each feature before the statistics: ``signed-sqrt`` is sign(x) sqrt(|x|), the power
+#: normalisation of Perronnin, Sanchez & Mensink (ECCV 2010), which evens out bursty pooled activations
+FeatureTransform = Literal["signed-sqrt", "none"]
 
 
 def _number(value: Any, name: str, low: float = -math.inf, high: float = math.inf) -> float:
@@ -129,7 +132,7 @@ class OperatingPoint:
 class OodDetector:
     """Out-of-distribution score of pooled features: Mahalanobis distance under probabilistic PCA.
 
-    With mean ``mu``, the top ``k`` principal directions ``W`` (k, D) with variances ``lambda`` and
+    The features are first put through ``transform``. With mean ``mu``, the top ``k`` principal directions ``W`` (k, D) with variances ``lambda`` and
     the mean variance ``sigma2`` of the other directions, the score of a feature vector ``x`` is
     ``sum_i ((x - mu) . w_i)^2 / lambda_i + |residual|^2 / sigma2``, divided by D: the exact
     Mahalanobis distance of the PPCA Gaussian. An image is flagged when its score is above ``threshold``.
@@ -146,6 +149,7 @@ class OodDetector:
     threshold_on: str
     #: share of the threshold's data above it
     flagged_share: float
+    transform: FeatureTransform = "signed-sqrt"
 
     @property
     def feature_dim(self) -> int:
@@ -153,7 +157,7 @@ class OodDetector:
 
     def score(self, features: np.ndarray) -> np.ndarray:
         """One score per row of ``features`` (N, D); higher is further from the training images."""
-        centred = np.asarray(features, dtype=np.float64) - self.mean
+        centred = transform_features(features, self.transform) - self.mean
         projected = centred @ self.components.T
         residual = np.maximum((centred ** 2).sum(axis=1) - (projected ** 2).sum(axis=1), 0.0)
         return ((projected ** 2 / self.variances).sum(axis=1) + residual / self.residual_variance) / self.feature_dim
@@ -162,7 +166,7 @@ class OodDetector:
         return {"method": self.method, "mean": _rounded(self.mean), "components": _rounded(self.components),
                 "variances": _rounded(self.variances), "residual_variance": self.residual_variance,
                 "threshold": self.threshold, "fitted_on": self.fitted_on, "threshold_on": self.threshold_on,
-                "flagged_share": self.flagged_share}
+                "flagged_share": self.flagged_share, "transform": self.transform}
 
     @classmethod
     def from_dict(cls, payload: Any) -> OodDetector:
@@ -186,7 +190,8 @@ class OodDetector:
         return cls(method, mean, components, variances,
                    _number(payload.get("residual_variance"), "residual_variance", 1e-30),
                    _number(payload.get("threshold"), "threshold", 0.0), **texts,
-                   flagged_share=_number(payload.get("flagged_share"), "flagged_share", 0.0, 1.0))
+                   flagged_share=_number(payload.get("flagged_share"), "flagged_share", 0.0, 1.0),
+                   transform=_choice(payload.get("transform"), "transform", get_args(FeatureTransform)))
 
 
 @dataclass(frozen=True)
@@ -219,6 +224,11 @@ class ConformalSets:
             raise ValueError(f"data {data!r} is not a description")
         return cls(_number(payload.get("alpha"), "alpha", 1e-6, 0.5), _number(payload.get("quantile"), "quantile", 0, 1),
                    _count(payload.get("images"), "images", 1), data)
+
+
+def transform_features(features: np.ndarray, transform: FeatureTransform) -> np.ndarray:
+    x = np.asarray(features, dtype=np.float64)
+    return np.sign(x) * np.sqrt(np.abs(x)) if transform == "signed-sqrt" else x
 
 
 def _rounded(array: np.ndarray) -> list:

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from attnmel.checkpoints.trust import ConformalSets, OodDetector, ThresholdRule
+from attnmel.checkpoints.trust import ConformalSets, FeatureTransform, OodDetector, ThresholdRule, transform_features
 from attnmel.errors import DataError
 from attnmel.evaluation.operating_point import DEFAULT_RULE, DEFAULT_TARGET_SENSITIVITY, choose_operating_point, wilson_interval
 from attnmel.inference import LoadedModel, Predictions, load_predictor, read_split
@@ -29,7 +29,8 @@ from attnmel.inference.trust import NO_OOD_CHECK, trust_signals
 DEFAULT_ALPHA = 0.1
 #: the largest share of validation images the OOD threshold may flag
 MAX_FLAGGED = 0.05
-#: principal directions kept by the detector (benchmarks/trust.py compares this with kNN distance)
+#: principal directions kept by the detector (benchmarks/trust.py compares 8-64, with and without the
+#: signed square root, and kNN distance)
 DEFAULT_COMPONENTS = 32
 #: the least labelled data calibrate fits a temperature, a threshold and sets on: with fewer, a
 #: temperature runs to a search bound and a threshold rests on one or two images
@@ -50,10 +51,11 @@ def fit_conformal(labels: np.ndarray, probabilities: np.ndarray, alpha: float = 
 
 
 def fit_ood(train_features: np.ndarray, val_features: np.ndarray, *, components: int = DEFAULT_COMPONENTS,
-            max_flagged: float = MAX_FLAGGED, fitted_on: str = "", threshold_on: str = "") -> OodDetector:
-    """PPCA Mahalanobis statistics of ``train_features`` (N, D); threshold: the smallest score that flags
-    at most ``max_flagged`` of ``val_features``."""
-    x = np.asarray(train_features, dtype=np.float64)
+            max_flagged: float = MAX_FLAGGED, fitted_on: str = "", threshold_on: str = "",
+            transform: FeatureTransform = "signed-sqrt") -> OodDetector:
+    """PPCA Mahalanobis statistics of ``train_features`` (N, D) after ``transform``; threshold: the smallest
+    score that flags at most ``max_flagged`` of ``val_features``."""
+    x = transform_features(train_features, transform)
     mean = x.mean(axis=0)
     _, singular, vt = np.linalg.svd(x - mean, full_matrices=False)
     variances = singular ** 2 / max(len(x) - 1, 1)
@@ -61,13 +63,13 @@ def fit_ood(train_features: np.ndarray, val_features: np.ndarray, *, components:
     rest = variances[k:]
     residual = float(rest.sum() / max(x.shape[1] - k, 1))
     detector = OodDetector("ppca-mahalanobis", mean, vt[:k], np.maximum(variances[:k], 1e-12), max(residual, 1e-12),
-                           0.0, fitted_on, threshold_on, 0.0)
+                           0.0, fitted_on, threshold_on, 0.0, transform)
     scores = np.sort(detector.score(val_features))
     allowed = int(math.floor(max_flagged * len(scores)))
     threshold = float(scores[len(scores) - allowed - 1])
     return OodDetector(detector.method, detector.mean, detector.components, detector.variances,
                        detector.residual_variance, threshold, fitted_on, threshold_on,
-                       float((scores > threshold).mean()))
+                       float((scores > threshold).mean()), transform)
 
 
 def refuse_degenerate(labels: np.ndarray, class_names: list[str], source: str) -> None:
