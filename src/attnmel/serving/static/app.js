@@ -84,6 +84,7 @@
     if (body.attention_warning) notes.push("Attention check: " + body.attention_warning + ".");
     if (body.ood_note) notes.push(body.ood_note + ".");
     $("trust-notes").textContent = notes.join(" ");
+    $("trust-notes").hidden = notes.length === 0;
     const rows = $("probability-table").querySelector("tbody");
     rows.replaceChildren();
     for (const [name, value] of Object.entries(probabilities)) {
