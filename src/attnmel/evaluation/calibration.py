@@ -23,7 +23,6 @@ from typing import Any
 import numpy as np
 import torch
 
-import attnmel
 from attnmel.checkpoints.format import checkpoint_paths, copy_with_metadata, is_pickle_checkpoint
 from attnmel.checkpoints.trust import ConformalSets, OperatingPoint, ThresholdRule
 from attnmel.errors import CheckpointError, ConfigError
@@ -39,7 +38,7 @@ from attnmel.metrics.calibration import (
 )
 
 #: the installed package: read-only to attnmel
-PACKAGE_DIR = Path(attnmel.__file__).resolve().parent
+PACKAGE_DIR = Path(__file__).resolve().parents[1]
 
 
 @dataclass
