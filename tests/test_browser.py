@@ -43,9 +43,32 @@ def _browser_or_skip():
 
 @pytest.fixture
 def server_url(tiny_checkpoint):
+    yield from _serve(tiny_checkpoint)
+
+
+@pytest.fixture
+def flagging_server_url(tiny_checkpoint, tmp_path):
+    """The tiny model with an OOD detector whose threshold (0) flags every image."""
+    import dataclasses
+
+    import numpy as np
+    from safetensors.torch import load_file
+
+    from attnmel.checkpoints.format import update_metadata
+    from attnmel.evaluation.trust import fit_ood
+
+    path = Path(shutil.copy(tiny_checkpoint, tmp_path / "flagging.safetensors"))
+    dim = load_file(str(path))["classifier.weight"].shape[1]
+    rng = np.random.default_rng(0)
+    detector = fit_ood(rng.normal(size=(40, dim)), rng.normal(size=(10, dim)), components=4)
+    update_metadata(path, ood_detector=dataclasses.replace(detector, threshold=0.0))
+    yield from _serve(path)
+
+
+def _serve(checkpoint):
     import uvicorn
 
-    app = create_app(ServedModel(load_predictor(tiny_checkpoint), str(tiny_checkpoint)), ServiceSettings())
+    app = create_app(ServedModel(load_predictor(checkpoint), str(checkpoint)), ServiceSettings())
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
@@ -144,3 +167,21 @@ def test_page_upload_probability_overlays_and_slider(server_url, browser, tmp_pa
     wait.until(lambda d: d.find_element(By.ID, "error").is_displayed())
     assert "not a readable image" in browser.find_element(By.ID, "error").text
     assert browser.find_element(By.ID, "error").get_attribute("role") == "alert"
+
+
+def test_page_shows_a_plain_warning_instead_of_the_probability_when_out_of_distribution(flagging_server_url, browser):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.get(flagging_server_url + "/")
+    wait = WebDriverWait(browser, 60)
+    wait.until(lambda d: "Answering" in d.find_element(By.ID, "model-banner").text)
+    image = sorted((SAMPLE / "ISIC-2017_Validation_Data").glob("*.jpg"))[0]
+    browser.find_element(By.ID, "file-input").send_keys(str(image))
+    wait.until(lambda d: d.find_element(By.ID, "results").is_displayed()
+               and d.find_element(By.ID, "ood-warning").is_displayed())
+    warning = browser.find_element(By.ID, "ood-warning")
+    assert "does not look like the dermoscopy images" in warning.text and image.name in warning.text
+    assert warning.get_attribute("role") == "alert"
+    assert not browser.find_element(By.ID, "probability").is_displayed()  # no bold probability
+    assert "Threshold" in browser.find_element(By.ID, "trust-notes").text

@@ -26,7 +26,7 @@ from attnmel.metrics.calibration import (
 )
 
 from .checkpoint_helpers import make_checkpoint
-from .conftest import make_isic2017_subset
+from .conftest import SAMPLE, make_isic2017_subset
 
 
 def test_ece_on_hand_made_cases():
@@ -94,22 +94,27 @@ def data(tmp_path_factory):
     return make_isic2017_subset(tmp_path_factory.mktemp("calibration") / "data", n_train=3, n_val=12)
 
 
-def test_calibrate_lowers_nll_of_an_overconfident_model_and_stores_the_temperature(data, tmp_path, capsys):
+def test_calibrate_lowers_nll_of_an_overconfident_model_and_writes_a_new_checkpoint(tmp_path, capsys):
     path = make_checkpoint(tmp_path / "run" / "best.safetensors", logit_scale=20.0)
-    weights = load_file(str(path))
-    assert main(["calibrate", "--checkpoint", str(tmp_path / "run"), "--data", str(data), "--json"]) == 0
+    weights, original = load_file(str(path)), path.read_bytes()
+    assert main(["calibrate", "--checkpoint", str(tmp_path / "run"), "--data", str(SAMPLE), "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["previous_temperature"] == 1.0 and result["temperature"] > 1.0 and result["written"]
     assert result["after"]["nll"] < result["before"]["nll"]
-    meta = read_metadata(path)
+    written = tmp_path / "run" / "best-calibrated.safetensors"
+    assert result["output"] == str(written) and path.read_bytes() == original  # the input is never written
+    meta = read_metadata(written)
     assert meta.temperature == pytest.approx(result["temperature"])
-    assert meta.calibration["split"] == "val" and meta.calibration["images"] == 12
-    assert json.loads((tmp_path / "run" / "best.json").read_text()) == meta.to_dict()
-    assert all(torch.equal(weights[k], v) for k, v in load_file(str(path)).items())
+    assert meta.calibration["split"] == "val" and meta.calibration["images"] == 20
+    assert meta.operating_point.threshold == pytest.approx(result["operating_point"]["threshold"])
+    assert json.loads((tmp_path / "run" / "best-calibrated.json").read_text()) == meta.to_dict()
+    assert all(torch.equal(weights[k], v) for k, v in load_file(str(written)).items())
 
-    assert main(["calibrate", "--checkpoint", str(path), "--data", str(data), "--dry-run"]) == 0
+    assert main(["calibrate", "--checkpoint", str(path), "--data", str(SAMPLE), "--dry-run",
+                 "--output", str(tmp_path / "dry.safetensors")]) == 0
     out = capsys.readouterr().out
     assert "before (temperature" in out and "after  (temperature" in out and "ECE" in out and "dry run" in out
+    assert not (tmp_path / "dry.safetensors").exists()
 
 
 def test_evaluate_and_predict_apply_the_stored_temperature(data, tmp_path, capsys):

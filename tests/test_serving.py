@@ -198,8 +198,8 @@ def test_micro_batcher_matches_single_image_inference(served, sample_data):
     finally:
         batcher.close()
     assert batcher.batches == 1 and batcher.images == 6
-    for tensor, (probabilities, maps) in zip(tensors, results, strict=True):
-        single_probabilities, single_maps = served.infer(tensor[None])[0]
+    for tensor, (probabilities, maps, _) in zip(tensors, results, strict=True):
+        single_probabilities, single_maps, _ = served.infer(tensor[None])[0]
         np.testing.assert_allclose(probabilities, single_probabilities, atol=1e-5)
         for layer in maps:
             np.testing.assert_allclose(maps[layer], single_maps[layer], atol=1e-5)

@@ -91,6 +91,40 @@ def _citations(meta: CheckpointMeta) -> list[str]:
     return [METHOD_CITATION] + ([DATA_CITATIONS[layout]] if layout in DATA_CITATIONS else [])
 
 
+def when_not_to_trust(meta: CheckpointMeta) -> list[str]:
+    """The card's "When not to trust it" items: the stored operating point, OOD check and prediction sets,
+    the attention check, and the figures measured for them (``release['trust_figures']``)."""
+    items = []
+    point = meta.operating_point
+    if point is not None:
+        items.append(f"Decision threshold {point.threshold:.4f}, chosen by {point.describe()}: there sensitivity "
+                     f"{point.sensitivity:.3f} [{point.sensitivity_interval[0]:.2f}, {point.sensitivity_interval[1]:.2f}] "
+                     f"and specificity {point.specificity:.3f} [{point.specificity_interval[0]:.2f}, "
+                     f"{point.specificity_interval[1]:.2f}] (95% Wilson, {point.images} images, {point.positives} "
+                     "positive). At another clinic these rates move: refit them on your own labelled images with "
+                     "`attnmel calibrate --data MY_SITE`.")
+    else:
+        items.append("No operating point stored: the decision threshold is 0.5, not chosen for any sensitivity.")
+    ood = meta.ood_detector
+    if ood is not None:
+        items.append(f"Images unlike the training images are flagged `out_of_distribution` ({ood.method} on the "
+                     f"model's pooled features, fitted on {ood.fitted_on}; threshold {ood.threshold:.4g} flags "
+                     f"{ood.flagged_share:.1%} of {ood.threshold_on}). A flagged answer is not to be used: the page "
+                     "shows a warning instead of the probability.")
+    else:
+        items.append("No out-of-distribution check: this checkpoint carries no fitted detector, so a photo that is "
+                     "not dermoscopy still gets a probability.")
+    if meta.conformal is not None:
+        items.append(f"Prediction sets (split conformal, alpha {meta.conformal.alpha:g}, calibrated on "
+                     f"{meta.conformal.data}, {meta.conformal.images} images): an answer whose set holds both classes "
+                     "is uncertain: refer. The coverage guarantee holds for images like the calibration images only.")
+    items.append("An answer carries an `attention_warning` when an attention map is flat or puts most of its "
+                 "attention outside the disc inscribed in the model's view (borders, rulers, dark corners).")
+    figures = (meta.release or {}).get("trust_figures") or {}
+    items += [f"Measured: {key.replace('_', ' ')}: {_release_value(value)}" for key, value in figures.items()]
+    return items
+
+
 def map_layers(architecture: Architecture) -> list[str]:
     """The maps a model answers with: its attention layers, or ``cam`` for a GAP model."""
     with torch.device("meta"):
@@ -172,6 +206,8 @@ class ModelCard:
     training: TrainingSection
     metrics: MetricsSection
     limitations: list[str]
+    #: what the answers carry to say when not to trust them, and what was measured of it
+    when_not_to_trust: list[str]
     citation: list[str]
     #: for models converted from a pickle: where from and what was assumed
     legacy: dict[str, Any] | None = None
@@ -220,6 +256,7 @@ def model_card(meta: CheckpointMeta) -> ModelCard:
                                  json_safe(training.prior), json_safe(training.data)),
         metrics=MetricsSection("validation", training.epoch, metrics, json_safe(_positive_intervals(meta))),
         limitations=_limitations(meta, metrics, gates),
+        when_not_to_trust=when_not_to_trust(meta),
         citation=_citations(meta),
         legacy=json_safe(meta.legacy) or None,
         release=json_safe(meta.release) or None,
@@ -316,6 +353,7 @@ def render_markdown(card: ModelCard) -> str:
     if card.release:
         lines += ["", "## Release", ""]
         lines += [f"- **{key.replace('_', ' ')}**: {_release_value(value)}" for key, value in card.release.items()]
+    lines += ["", "## When not to trust it", ""] + [f"- {item}" for item in card.when_not_to_trust]
     lines += ["", "## Limitations", ""] + [f"- {item}" for item in card.limitations]
     lines += ["", "## Citation", ""] + [f"- {item}" for item in card.citation]
     return "\n".join(lines) + "\n"

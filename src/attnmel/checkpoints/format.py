@@ -111,10 +111,17 @@ def read_metadata(path: str | Path) -> CheckpointMeta:
 
 def update_metadata(path: str | Path, **changes: Any) -> CheckpointMeta:
     """Change fields of a model checkpoint's metadata: same tensors, file and sidecar rewritten atomically."""
-    weights, sidecar = checkpoint_paths(path)
+    return copy_with_metadata(path, path, **changes)
+
+
+def copy_with_metadata(source: str | Path, destination: str | Path, **changes: Any) -> CheckpointMeta:
+    """``destination`` holds the tensors of ``source`` with changed metadata (``source`` untouched unless
+    it is the destination); the new metadata is returned."""
+    weights, _ = checkpoint_paths(source)
+    target, sidecar = checkpoint_paths(destination)
     meta = read_metadata(weights).replace(**changes)
     payload = json_safe(meta.to_dict())
-    _save_tensors(weights, _read_tensors(weights), payload)
+    _save_tensors(target, _read_tensors(weights), payload)
     atomic_write_json(sidecar, payload)
     return meta
 

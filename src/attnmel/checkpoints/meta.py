@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from attnmel.checkpoints.trust import ConformalSets, OodDetector, OperatingPoint
 from attnmel.data.transforms import Preprocessing
 from attnmel.errors import CheckpointError
 from attnmel.models.registry import Architecture
@@ -74,6 +75,12 @@ class CheckpointMeta:
     #: for models shipped with attnmel: tag, licence, provenance of the initial weights, how the
     #: checkpoint was chosen and the command that retrains it (rendered in the model card)
     release: dict[str, Any] | None = None
+    #: the decision threshold and the rule that chose it (None: 0.5)
+    operating_point: OperatingPoint | None = None
+    #: out-of-distribution score on the pooled features (None: no OOD check available)
+    ood_detector: OodDetector | None = None
+    #: split conformal prediction sets (None: no sets)
+    conformal: ConformalSets | None = None
     attnmel_version: str = field(default_factory=attnmel_version)
     format_version: int = FORMAT_VERSION
 
@@ -108,6 +115,9 @@ class CheckpointMeta:
         for key in ("temperature", "calibration", "legacy", "release"):
             if getattr(self, key) is not None:
                 out[key] = getattr(self, key)
+        for key in _TRUST_FIELDS:
+            if getattr(self, key) is not None:
+                out[key] = getattr(self, key).to_dict()
         return out
 
     @classmethod
@@ -139,6 +149,8 @@ class CheckpointMeta:
         metrics = read("metrics", lambda v: _mapping(v, optional=True) or {})
         for name in ("calibration", "legacy", "release"):
             read(name, lambda v: _mapping(v, optional=True))
+        trust = {name: read(name, lambda v, kind=kind: None if v is None else kind.from_dict(v))
+                 for name, kind in _TRUST_FIELDS.items()}
         if architecture is not None and class_names is not None and len(class_names) != architecture.num_classes:
             problems.append(f"{source}: metadata field 'class_names': {len(class_names)} names for a model with "
                             f"{architecture.num_classes} outputs")
@@ -162,6 +174,7 @@ class CheckpointMeta:
             calibration=payload.get("calibration"),
             legacy=payload.get("legacy"),
             release=payload.get("release"),
+            **trust,
             attnmel_version=str(payload.get("attnmel_version", "unknown")),
             format_version=version,
         )
@@ -169,6 +182,7 @@ class CheckpointMeta:
     def check_weights(self, model: torch.nn.Module, state: dict[str, torch.Tensor], source: str | Path) -> None:
         """The tensors must be exactly those of the model this metadata describes."""
         own = model.state_dict()
+        self._check_trust(state, source)
         missing = [k for k in own if k not in state]
         unexpected = [k for k in state if k not in own]
         if missing or unexpected:
@@ -187,6 +201,22 @@ class CheckpointMeta:
             if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
                 raise CheckpointError(f"{source}: tensor {key} holds NaN or infinite values; the model cannot give "
                                       "meaningful answers. Use an earlier checkpoint of the run.")
+
+    def _check_trust(self, state: dict[str, torch.Tensor], source: str | Path) -> None:
+        """The OOD statistics must describe this model's pooled features (the classifier's input);
+        a threshold or prediction sets need the classes they speak of."""
+        if self.ood_detector is not None:
+            weight = state.get("classifier.weight", state.get("classifier.0.weight"))
+            if weight is not None and weight.ndim == 2 and weight.shape[1] != self.ood_detector.feature_dim:
+                raise CheckpointError(
+                    f"{source}: metadata field 'ood_detector' describes {self.ood_detector.feature_dim} features but "
+                    f"the model pools {weight.shape[1]}; refit it (scripts/fit_trust.py) or restore the original file.")
+        if self.operating_point is not None and len(self.class_names) != 2:
+            raise CheckpointError(f"{source}: metadata field 'operating_point' is a two-class threshold but the model "
+                                  f"has {len(self.class_names)} classes; restore the original file.")
+
+
+_TRUST_FIELDS = {"operating_point": OperatingPoint, "ood_detector": OodDetector, "conformal": ConformalSets}
 
 
 def _sentence(exc: Exception) -> str:

@@ -83,7 +83,7 @@ PRETRAINED: dict[str, PretrainedWeights] = {
         PretrainedWeights(
             tag="isic2017-attnmel-mnv2-lesion",
             file="isic2017-attnmel-mnv2-lesion.safetensors",
-            sha256="d5b7508605c4998959502aa8d81cf4da09f8b0f93435dda7a3f9b931d94639ca",
+            sha256="fdd36043eeb294b4d23eb3aa3048a3ee77fa6a1bcfaffb2ffafa97a93e632b4f",
             description="AttnMel-CNN with the lesion prior on ImageNet MobileNetV2, trained on ISIC 2017 "
                         "(research use only, not a diagnostic tool)",
         ),

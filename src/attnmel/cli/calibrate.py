@@ -7,9 +7,12 @@ import json
 
 from attnmel.cli.options import (
     add_batch_size,
+    add_checkpoint,
     add_device,
     add_trust_pickle,
     add_workers,
+    checkpoints_or_default,
+    fraction,
     inference_settings,
     positive_int,
 )
@@ -19,12 +22,20 @@ DEFAULT_BINS = 15
 
 
 def register(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--checkpoint", required=True, help="best.safetensors, or a run folder")
-    parser.add_argument("--data", required=True)
+    add_checkpoint(parser, ensemble=False)
+    parser.add_argument("--data", required=True, help="labelled data to fit on (e.g. your own site's images)")
     parser.add_argument("--split", default="val", help="the split to fit on (default val; fitting on test makes its metrics optimistic)")
+    parser.add_argument("--output", help="the new checkpoint (default: <name>-calibrated.safetensors beside the input, "
+                                         "or in the current folder for the shipped model); never the input")
+    parser.add_argument("--rule", choices=("sensitivity", "youden", "fixed"), default="sensitivity",
+                        help="how the decision threshold is chosen (default: the highest reaching --target-sensitivity)")
+    parser.add_argument("--target-sensitivity", type=fraction, default=0.85, help="for --rule sensitivity (default 0.85)")
+    parser.add_argument("--fixed-threshold", type=fraction, default=0.5, help="for --rule fixed (default 0.5)")
+    parser.add_argument("--alpha", type=fraction, default=0.1,
+                        help="error rate of the conformal prediction sets (coverage 1 - alpha; default 0.1)")
     parser.add_argument("--tta", action="store_true", help="fit the temperature to the 8-view TTA average")
     parser.add_argument("--bins", type=positive_int, default=DEFAULT_BINS, help="equal-width bins for ECE")
-    parser.add_argument("--dry-run", action="store_true", help="fit and report, but leave the checkpoint unchanged")
+    parser.add_argument("--dry-run", action="store_true", help="fit and report, but write nothing")
     add_batch_size(parser, 64)
     add_workers(parser)
     add_device(parser)
@@ -34,22 +45,34 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 
 def _calibrate(args: argparse.Namespace) -> int:
-    from attnmel.evaluation.calibration import calibrate_checkpoint
+    from attnmel.evaluation.calibration import CalibrationFit, calibrate_checkpoint
     from attnmel.evaluation.evaluate import format_calibration
     from attnmel.inference import DataSplit
 
-    result = calibrate_checkpoint(args.checkpoint, DataSplit(args.data, args.split), n_bins=args.bins,
-                                  write=not args.dry_run, settings=inference_settings(args))
+    checkpoint = checkpoints_or_default(args.checkpoint, log=(lambda *_: None) if args.json else print)
+    fit = CalibrationFit(n_bins=args.bins, rule=args.rule, target=args.target_sensitivity, fixed=args.fixed_threshold,
+                         alpha=args.alpha)
+    result = calibrate_checkpoint(checkpoint, DataSplit(args.data, args.split), fit, inference_settings(args),
+                                  write=not args.dry_run, output=args.output)
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))
         return 0
     print(f"{args.split}: {result.images} images" + (", 8-view TTA" if result.tta else ""))
     print(f"before (temperature {result.previous_temperature:.4g}): {format_calibration(result.before)}")
     print(f"after  (temperature {result.temperature:.4g}): {format_calibration(result.after)}")
+    point = result.operating_point
+    if point is not None:
+        print(f"threshold {point.threshold:.4g} ({point.describe()}): sensitivity {point.sensitivity:.3f} "
+              f"[{point.sensitivity_interval[0]:.2f}, {point.sensitivity_interval[1]:.2f}], specificity "
+              f"{point.specificity:.3f} [{point.specificity_interval[0]:.2f}, {point.specificity_interval[1]:.2f}]")
+    print(f"prediction sets: alpha {result.conformal.alpha:g}, a class is in the set when 1 - P <= "
+          f"{result.conformal.quantile:.4g}")
+    for note in result.notes:
+        print(f"note: {note}")
     if result.at_bound:
         print("note: the fit stopped at a search bound (validation may be perfectly separated); treat it with care")
     if args.split == "test":
         print("note: fitted on the test split, so later test metrics of this checkpoint are optimistic")
-    print(f"stored temperature {result.temperature:.4g} in {result.checkpoint}" if result.written
-          else "dry run: checkpoint unchanged")
+    print(f"wrote the calibrated checkpoint {result.output} (the input {result.checkpoint} is unchanged)"
+          if result.written else "dry run: nothing written")
     return 0

@@ -32,7 +32,9 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split", default="val", help="val, test, train (or all for folders without splits)")
     parser.add_argument("--output", help="where to write (default: <first checkpoint's run>/eval-<split>[-tta][-ensemble], "
                                          "or ./eval-<split> for the shipped model)")
-    parser.add_argument("--threshold", type=fraction, default=0.5, help="decision threshold (positive when p > threshold)")
+    parser.add_argument("--threshold", type=fraction, default=None,
+                        help="decision threshold (positive when p > threshold; default: the operating point stored "
+                             "in the checkpoint, else 0.5)")
     parser.add_argument("--min-tpr", type=float, default=0.8,
                         help="pAUC above this sensitivity (ISIC 2024: 0.8 on Kaggle, 0.88 on the challenge site)")
     parser.add_argument("--tta", action="store_true", help="average the 8 dihedral views (4 rotations x flip)")
@@ -96,6 +98,8 @@ def _evaluate(args: argparse.Namespace) -> int:
         print(format_calibration(result.calibration, result.intervals))
         if result.attention_quality is not None:
             print(format_attention_quality(result.attention_quality, result.intervals))
+        if result.trust is not None:
+            print(result.trust.describe())
         print(f"wrote {', '.join(p.name for p in result.files.values())} to {output}")
     return 0
 

@@ -29,6 +29,7 @@ from attnmel.evaluation.attention_quality import (
     score_predictions,
 )
 from attnmel.evaluation.plots import confusion_matrix_plot, reliability_diagram, roc_and_pr_curves
+from attnmel.evaluation.trust import TrustReport, trust_report
 from attnmel.inference import DataSplit, InferenceSettings, Predictions, predict_split
 from attnmel.io import atomic_write_json, atomic_write_text
 from attnmel.metrics.calibration import DEFAULT_BINS, CalibrationReport, calibration_report
@@ -72,6 +73,8 @@ class EvaluationResult:
     setup: dict[str, Any] = field(default_factory=dict)
     #: ISIC 2024's secondary metric, where the dataset has patient ids (``metrics.challenge2024``)
     top_k_sensitivity: float | None = None
+    #: the threshold's rule, OOD flags, attention warnings and prediction-set coverage (``attnmel.evaluation.trust``)
+    trust: TrustReport | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out = {
@@ -98,6 +101,8 @@ class EvaluationResult:
             out["top_15_sensitivity_per_patient"] = self.top_k_sensitivity
         if self.intervals is not None:
             out["intervals"] = self.intervals.to_dict()
+        if self.trust is not None:
+            out["trust"] = self.trust.to_dict()
         return out
 
 
@@ -142,14 +147,19 @@ def evaluate_checkpoint(
     with ``options.figures`` one figure per image in ``figures/`` (the view, each map with its scale, the
     lesion outline and Jaccard with ``masks``, P(positive) and the truth). The files are one output set
     (``attnmel.outputs``); ``log`` hears which stale files of an earlier run were moved aside."""
-    split, threshold, calibration_bins = source.split, settings.threshold, options.calibration_bins
+    split, calibration_bins = source.split, options.calibration_bins
     check_min_tpr(options.min_tpr)
-    check_arguments(threshold=threshold, mask_threshold=options.mask_threshold, calibration_bins=calibration_bins)
+    check_arguments(threshold=settings.threshold, mask_threshold=options.mask_threshold,
+                    calibration_bins=calibration_bins)
     output_dir = check_output_dir(output_dir)
     run = predict_split(checkpoint, source, settings, roi="lesion" if options.masks else None,
-                        keep=("attention", "views") if options.figures else (), desc=f"evaluate {split}")
+                        keep=("attention", "features", *(("views",) if options.figures else ())),
+                        desc=f"evaluate {split}")
     loaded, index, samples, predictions = run.loaded, run.index, run.samples, run.predictions
     class_names, score_columns = loaded.class_names, loaded.score_columns
+    threshold, threshold_rule = loaded.decision_threshold(settings.threshold)
+    trust = trust_report(loaded, predictions, threshold, threshold_rule)
+    threshold = 0.5 if threshold is None else threshold  # arg-max models: the scorer's columns at 0.5
     quality = score_predictions(predictions, options.mask_threshold, kinds=loaded.map_kinds) if options.masks else None
     training = loaded.meta.training
     result = EvaluationResult(
@@ -174,6 +184,7 @@ def evaluate_checkpoint(
         left_out=dict(index.left_out.get(split, {})),
         setup=model_setup(loaded.metadata),
         top_k_sensitivity=patient_retrieval(samples, predictions, class_names.index(score_columns[0])),
+        trust=trust,
     )
     if options.intervals is not None:
         result.intervals = evaluation_intervals(predictions.labels, predictions.probabilities, class_names,
@@ -185,8 +196,8 @@ def evaluate_checkpoint(
 
 
 #: what ``evaluate`` may write into its folder (moved aside when a re-run does not write it)
-EVALUATE_FILES = ("predictions.csv", "ground_truth.csv", "criteria.csv", "metrics.json", "attention_quality.csv",
-                  "roc.png", "pr.png", "reliability.png", "confusion.png", "figures/")
+EVALUATE_FILES = ("predictions.csv", "ground_truth.csv", "criteria.csv", "trust.csv", "metrics.json",
+                  "attention_quality.csv", "roc.png", "pr.png", "reliability.png", "confusion.png", "figures/")
 
 
 def write_evaluation(result: EvaluationResult, loaded, outputs: OutputSet, figures: bool,
@@ -212,6 +223,9 @@ def write_evaluation(result: EvaluationResult, loaded, outputs: OutputSet, figur
     files.update({name: outputs.add(path) for name, path in plots.items()})
     if quality is not None:
         files["attention_quality"] = quality.write_csv(outputs.path("attention_quality.csv"))
+    if result.trust is not None:
+        files["trust"] = outputs.path("trust.csv")
+        atomic_write_text(files["trust"], pd.DataFrame(result.trust.rows).to_csv(index=False))
     if figures:
         files["figures"] = write_figures(result, loaded, folder / "figures")
         for image_id in predictions.image_ids:

@@ -148,7 +148,7 @@ def out_of_fold_predictions(
         probabilities.append(predictions.probabilities)
     class_names, score_columns = names
     combined = Predictions(image_ids, np.concatenate(labels), np.concatenate(probabilities))
-    threshold = settings.threshold
+    threshold = 0.5 if settings.threshold is None else settings.threshold  # folds of one run: no stored point
     report = classification_report(combined.labels, combined.probabilities, class_names, score_columns, threshold)
     covered = {record.fold for record in records}
     result = OutOfFoldResult(

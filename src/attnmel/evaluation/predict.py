@@ -26,7 +26,6 @@ from attnmel.evaluation.report import HtmlReport
 from attnmel.inference import InferenceSettings, LoadedModel, Prediction, load_with
 from attnmel.inference.prediction import decode_input
 from attnmel.io import atomic_write_bytes, atomic_write_text
-from attnmel.models.maps import FLAT_EPSILON
 from attnmel.outputs import OutputSet, check_output_dir
 from attnmel.visualize.figures import png_bytes
 from attnmel.visualize.image import ImageFigure
@@ -142,16 +141,39 @@ def write_outputs(outcome: PredictResult, loaded: LoadedModel, outputs: OutputSe
     for result in outcome.results:
         prediction = result.prediction
         rows.append({"image": result.image.stem, **prediction.probabilities, "predicted": prediction.predicted_class,
-                     "flat_maps": ";".join(result.flat_layers), "file": str(result.image)})
+                     "flat_maps": ";".join(result.flat_layers), "file": str(result.image), **_trust_columns(prediction)})
         if figures:
             image = ImageFigure.of(prediction).draw()
             result.figure = outputs.path(f"figures/{result.image.stem}.png")
             atomic_write_bytes(result.figure, png_bytes(image))
-    frame = pd.DataFrame(rows, columns=["image", *class_names, "predicted", "flat_maps", "file"])
+    frame = pd.DataFrame(rows, columns=["image", *class_names, "predicted", "flat_maps", "file", *TRUST_COLUMNS])
     outcome.files["predictions"] = outputs.path("predictions.csv")
     atomic_write_text(outcome.files["predictions"], frame.to_csv(index=False))
     outcome.files["report"] = write_report(outcome, loaded, outputs.path("report.html"))
     outputs.commit(images=len(outcome.results))
+
+
+TRUST_COLUMNS = ("threshold", "threshold_rule", "ood_score", "out_of_distribution", "prediction_set",
+                 "attention_warning")
+
+
+def _trust_columns(prediction: Prediction) -> dict[str, object]:
+    values = {key: getattr(prediction, key) for key in TRUST_COLUMNS}
+    if values["prediction_set"] is not None:
+        values["prediction_set"] = "|".join(values["prediction_set"])
+    return values
+
+
+def trust_flags(prediction: Prediction) -> list[str]:
+    """The warnings a reader must see before the probability."""
+    flags = []
+    if prediction.out_of_distribution:
+        flags.append("OUT OF DISTRIBUTION: not like the images the model was trained on; do not use this answer")
+    if prediction.prediction_set is not None and len(prediction.prediction_set) > 1:
+        flags.append("uncertain: refer")
+    if prediction.attention_warning:
+        flags.append(f"attention: {prediction.attention_warning}")
+    return flags
 
 
 def write_report(outcome: PredictResult, loaded: LoadedModel, path: Path) -> Path:
@@ -161,14 +183,17 @@ def write_report(outcome: PredictResult, loaded: LoadedModel, path: Path) -> Pat
     report.paragraph(
         f"Model: {meta.architecture.name} on {meta.architecture.backbone}, input {meta.preprocessing.image_size} px, "
         f"from {loaded.sources[0]}. P({meta.positive_class}) above the threshold means the model says "
-        f"{meta.positive_class}. A map is flagged flat when its values span less than {FLAT_EPSILON} "
+        f"{meta.positive_class}; threshold {outcome.results[0].prediction.threshold} "
+        f"({outcome.results[0].prediction.threshold_rule}). "
+        + ("" if meta.ood_detector is not None else "No out-of-distribution check: the checkpoint carries no detector. ")
+        + "An image flagged out of distribution gets no probability in this table. A map is flagged flat when its values span less than {FLAT_EPSILON} "
         "(relative to their size for unbounded maps): it is drawn as one colour, not stretched."
     )
     rows = []
     for result in outcome.results:
         p = result.prediction
-        flags = "flat: " + ", ".join(result.flat_layers) if result.flat_layers else ""
-        rows.append([result.image.name, p.probability, p.predicted_class, flags,
+        flags = "; ".join(trust_flags(p) + (["flat: " + ", ".join(result.flat_layers)] if result.flat_layers else []))
+        rows.append([result.image.name, None if p.out_of_distribution else p.probability, p.predicted_class, flags,
                      result.figure if result.figure is not None else None])
     rows += [[path_.name, None, "not read", reason, None] for path_, reason in outcome.skipped]
     report.table(["image", f"P({meta.positive_class})", "predicted", "flags", "figure"], rows)

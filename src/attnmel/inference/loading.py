@@ -36,6 +36,13 @@ from attnmel.models.maps import MapKind, map_kind
 Source = str | Path | None
 
 
+def check_threshold(value: float) -> float:
+    """A decision threshold must be a number in [0, 1] (NaN would label every image one class)."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= value <= 1.0:
+        raise ConfigError(f"threshold {value!r} is not a number in [0, 1]; pass e.g. --threshold 0.5.")
+    return float(value)
+
+
 @dataclass
 class LoadedModel:
     """One checkpoint or an ensemble, ready to answer: the predictor, its preprocessing and metadata."""
@@ -81,6 +88,18 @@ class LoadedModel:
             for path, meta, temperature in zip(self.sources, self.metadata, self.predictor.temperatures, strict=True)
         ]
 
+    def decision_threshold(self, override: float | None = None) -> tuple[float | None, str]:
+        """(threshold, the rule that made it): ``override`` when given, else the checkpoint's stored
+        operating point, else 0.5; (None, "arg-max") for more than two classes."""
+        if len(self.class_names) != 2:
+            return None, "arg-max"
+        if override is not None:
+            return check_threshold(override), f"given threshold {override:g}"
+        point = self.meta.operating_point
+        if point is not None:
+            return point.threshold, point.describe()
+        return 0.5, "default 0.5 (no operating point stored in the checkpoint)"
+
     def predict(
         self,
         inputs: ImageInput | Sequence[ImageInput],
@@ -91,8 +110,11 @@ class LoadedModel:
     ) -> Prediction | list[Prediction]:
         """Answers for ``inputs``: a path, a PIL image, an HxWx3 uint8 array, a 3xHxW uint8 tensor, or a
         list of them (then a list of ``Prediction``, in order). ``tta`` averages the 8 dihedral views;
-        ``threshold`` decides the positive class of a two-class model (default: the arg-max)."""
-        return predict(self, inputs, tta=tta, threshold=threshold, batch_size=batch_size)
+        ``threshold`` decides the positive class of a two-class model (default: the checkpoint's stored
+        operating point, else 0.5). Each answer carries its OOD score and flag, its conformal
+        prediction set and its attention warning, as far as the checkpoint has them fitted."""
+        value, rule = self.decision_threshold(threshold)
+        return predict(self, inputs, tta=tta, threshold=value, threshold_rule=rule, batch_size=batch_size)
 
     def check_answers(self) -> None:
         """One forward pass on a fixed input (the mean colour): a model whose weights make it answer
@@ -124,12 +146,12 @@ class LoadedModel:
         return run_inference(
             self.predictor, loader, self.device, keep_attention="attention" in keep, keep_masks=roi is not None,
             keep_logits="logits" in keep, views_of=self.preprocessing if "views" in keep else None,
-            progress=settings.progress, desc=desc,
+            progress=settings.progress, desc=desc, keep_features="features" in keep,
         )
 
 
 #: what ``LoadedModel.infer`` keeps besides the probabilities
-Keep = Literal["attention", "logits", "views"]
+Keep = Literal["attention", "logits", "views", "features"]
 
 
 def _affine(source: Preprocessing, target: Preprocessing) -> tuple[torch.Tensor, torch.Tensor] | None:

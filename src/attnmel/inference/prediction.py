@@ -22,7 +22,7 @@ from PIL import Image
 from attnmel.arguments import check_arguments
 from attnmel.data.images import as_model_rgb, read_image
 from attnmel.data.transforms import Preprocessing, as_image_tensor, denormalize
-from attnmel.inference.runner import Predictor
+from attnmel.inference.trust import NO_OOD_CHECK, TrustSignals, feature_tap, trust_signals
 from attnmel.models.maps import FLAT_EPSILON, MapKind, is_flat, upsample_map
 
 if TYPE_CHECKING:
@@ -52,6 +52,15 @@ class Prediction:
     map_kinds: dict[str, MapKind] = field(default_factory=dict)
     #: further maps by name computed after the answer (e.g. Grad-CAM), drawn beside the attention
     extras: dict[str, Any] = field(default_factory=dict)
+    #: which rule made ``threshold`` (e.g. "85% sensitivity on isic2017 val", "--threshold 0.3")
+    threshold_rule: str | None = None
+    #: the out-of-distribution score and flag (None: the checkpoint has no fitted detector)
+    ood_score: float | None = None
+    out_of_distribution: bool | None = None
+    #: the conformal prediction set, e.g. ["other", "melanoma"] ("uncertain: refer"); None: no sets stored
+    prediction_set: list[str] | None = None
+    #: why the attention maps should not be trusted (flat, or mostly outside where a lesion could be)
+    attention_warning: str | None = None
 
     @property
     def probability(self) -> float:
@@ -95,6 +104,12 @@ class Prediction:
             "predicted_class": self.predicted_class,
             "positive_class": self.positive_class,
             "threshold": self.threshold,
+            "threshold_rule": self.threshold_rule,
+            "ood_score": self.ood_score,
+            "out_of_distribution": self.out_of_distribution,
+            "prediction_set": self.prediction_set,
+            "attention_warning": self.attention_warning,
+            "ood_note": NO_OOD_CHECK if self.ood_score is None else None,
             "image_size": list(self.image_size),
             "view_box": [round(v, 2) for v in self.view_box],
             "flat_epsilon": FLAT_EPSILON,
@@ -127,22 +142,29 @@ def decode_input(item: ImageInput, preprocessing: Preprocessing, position: int =
     return as_model_rgb(Image.fromarray(image.permute(1, 2, 0).numpy()), source), source
 
 
-#: what the model gives for one image: probabilities (C,) and raw maps by layer (h, w)
-RawAnswer = tuple[np.ndarray, dict[str, np.ndarray]]
+#: what the model gives for one image: probabilities (C,), raw maps by layer (h, w), and the trust
+#: signals (OOD score, prediction set, attention warning) as far as the checkpoint has them fitted
+RawAnswer = tuple[np.ndarray, dict[str, np.ndarray], TrustSignals | None]
 
 
-def run_batch(predictor: Predictor, batch: torch.Tensor, tta: bool | None = None) -> list[RawAnswer]:
-    """The model's raw answer for each image of a prepared batch (N, 3, S, S)."""
-    probabilities, attention = predictor(batch, tta)
+def run_batch(model: LoadedModel, batch: torch.Tensor, tta: bool | None = None) -> list[RawAnswer]:
+    """The model's raw answer for each image of a prepared batch (N, 3, S, S); the OOD score reuses
+    the pooled features of this very forward pass."""
+    meta = model.meta
+    with feature_tap(model.predictor.models) as captured:
+        probabilities, attention = model.predictor(batch, tta)
     probabilities = probabilities.cpu().numpy()
     maps = {name: amap[:, 0].float().cpu().numpy() for name, amap in attention.items()}
-    return [(probabilities[i], {name: m[i] for name, m in maps.items()}) for i in range(len(probabilities))]
+    features = captured[0].cpu().numpy() if captured else None
+    signals = trust_signals(meta, probabilities, features, maps, model.map_kinds)
+    return [(probabilities[i], {name: m[i] for name, m in maps.items()}, signals[i])
+            for i in range(len(probabilities))]
 
 
 def answer(model: LoadedModel, raw: RawAnswer, prepared: torch.Tensor, image_size: tuple[int, int], source: str,
-           threshold: float | None = None) -> Prediction:
+           threshold: float | None = None, threshold_rule: str | None = None) -> Prediction:
     """The ``Prediction`` of one image from the model's raw answer and the input it was given."""
-    p, maps = raw
+    p, maps, signals = raw
     names, positive_class = model.class_names, model.meta.positive_class
     index = int(p.argmax())
     two_classes = len(names) == 2
@@ -160,7 +182,9 @@ def answer(model: LoadedModel, raw: RawAnswer, prepared: torch.Tensor, image_siz
         view_box=view_box(preprocessing, *image_size),
         image_size=tuple(image_size),
         threshold=threshold if two_classes else None,
+        threshold_rule=threshold_rule if two_classes else "arg-max",
         map_kinds=model.map_kinds,
+        **(signals.to_dict() if signals is not None else {}),
     )
 
 
@@ -170,9 +194,11 @@ def predict(
     *,
     tta: bool | None = None,
     threshold: float | None = None,
+    threshold_rule: str | None = None,
     batch_size: int = 16,
 ) -> Prediction | list[Prediction]:
-    """Predictions for one input (a ``Prediction``) or a list of them (a list, in order)."""
+    """Predictions for one input (a ``Prediction``) or a list of them (a list, in order), each with its
+    trust signals (OOD score, prediction set, attention warning) as far as the checkpoint has them."""
     check_arguments(threshold=threshold, batch_size=batch_size, tta=tta)
     single = not isinstance(inputs, list | tuple)
     items = [inputs] if single else list(inputs)
@@ -181,6 +207,6 @@ def predict(
         decoded = [decode_input(item, model.preprocessing, start + i)
                    for i, item in enumerate(items[start:start + batch_size])]
         batch = torch.stack([model.preprocessing(image) for image, _ in decoded]).to(model.device)
-        for raw, prepared, (image, source) in zip(run_batch(model.predictor, batch, tta), batch, decoded, strict=True):
-            results.append(answer(model, raw, prepared, image.size, source, threshold))
+        for raw, prepared, (image, source) in zip(run_batch(model, batch, tta), batch, decoded, strict=True):
+            results.append(answer(model, raw, prepared, image.size, source, threshold, threshold_rule))
     return results[0] if single else results

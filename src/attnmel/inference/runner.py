@@ -22,6 +22,7 @@ from attnmel.data.masks import RoiSpec
 from attnmel.data.records import Sample
 from attnmel.data.transforms import Preprocessing, denormalize
 from attnmel.errors import AttnmelError
+from attnmel.inference.trust import feature_tap
 from attnmel.inference.tta import dihedral_view, undo_view, view_indices
 from attnmel.io import progress_bar
 
@@ -122,6 +123,8 @@ class Predictions:
     views: np.ndarray | None = None
     #: images left out because they did not decode (``data.skip_bad``), one message each
     skipped: list[str] = field(default_factory=list)
+    #: the pooled features the first model's classifier received (N, D), when requested
+    features: np.ndarray | None = None
 
 
 def eval_loader(
@@ -147,6 +150,7 @@ def run_inference(
     views_of: Preprocessing | None = None,
     progress: bool = False,
     desc: str = "eval",
+    keep_features: bool = False,
 ) -> Predictions:
     """Probabilities (and optionally attention maps, region masks, raw logits, and with ``views_of`` the
     uint8 views the model saw, undoing that preprocessing's normalisation) for every sample of ``loader``."""
@@ -160,11 +164,15 @@ def run_inference(
     logits: list[np.ndarray] = []
     views: list[np.ndarray] = []
     skipped: list[str] = []
+    features: list[np.ndarray] = []
     for batch in progress_bar(loader, desc=desc, show=progress, leave=False, unit="batch"):
         skipped += batch.get("skipped", [])
         if "image" not in batch:
             continue
-        batch_probabilities, batch_attention, batch_logits = predictor.forward(batch["image"].to(device, non_blocking=True))
+        with feature_tap(predictor.models if keep_features else []) as captured:
+            batch_probabilities, batch_attention, batch_logits = predictor.forward(batch["image"].to(device, non_blocking=True))
+        if captured:
+            features.append(captured[0].cpu().numpy())
         probabilities.append(batch_probabilities.cpu().numpy())
         if keep_logits:
             logits.append(batch_logits.cpu().numpy())
@@ -188,4 +196,5 @@ def run_inference(
         logits=np.concatenate(logits, axis=1) if logits else None,
         views=np.concatenate(views) if views else None,
         skipped=skipped,
+        features=np.concatenate(features) if features else None,
     )

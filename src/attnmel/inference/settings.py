@@ -24,8 +24,9 @@ class InferenceSettings:
     use_temperature: bool = True
     #: load pickled (legacy) checkpoints, which can run code: only files you trust
     trust_pickle: bool = False
-    #: a two-class model answers positive when P(positive) is above this
-    threshold: float = 0.5
+    #: a two-class model answers positive when P(positive) is above this (None: the operating point
+    #: stored in the checkpoint, else 0.5)
+    threshold: float | None = None
     batch_size: int = 64
     #: DataLoader worker processes (0: read in the main process)
     workers: int = 0

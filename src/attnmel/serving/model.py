@@ -85,12 +85,15 @@ class ServedModel:
         return Prepared(self.preprocessing(image), image.width, image.height, name)
 
     def infer(self, batch: torch.Tensor) -> list[RawAnswer]:
-        """Probabilities (C,) and raw maps by layer (h, w), per image of a batch."""
-        return run_batch(self.loaded.predictor, batch.to(self.device))
+        """Probabilities (C,), raw maps by layer (h, w) and trust signals, per image of a batch."""
+        return run_batch(self.loaded, batch.to(self.device))
 
     def answer(self, prepared: Prepared, raw: RawAnswer) -> Prediction:
-        """The library's ``Prediction`` of one upload, built as ``LoadedModel.predict`` builds it."""
-        return answer(self.loaded, raw, prepared.tensor, (prepared.width, prepared.height), prepared.name)
+        """The library's ``Prediction`` of one upload, built as ``LoadedModel.predict`` builds it, with the
+        stored operating point."""
+        threshold, rule = self.loaded.decision_threshold()
+        return answer(self.loaded, raw, prepared.tensor, (prepared.width, prepared.height), prepared.name,
+                      threshold, rule)
 
     def response(self, prepared: Prepared, raw: RawAnswer, images: bool = True, figure: bool = False) -> dict[str, Any]:
         """``Prediction.to_dict`` with the maps' values, plus the decoded size and, when asked, the pictures."""

@@ -63,9 +63,28 @@
     const probabilities = body.probabilities;
     const positive = positiveClass(probabilities);
     const p = probabilities[positive];
+    const outOfDistribution = body.out_of_distribution === true;
+    // an image unlike the training images gets a plain warning instead of the bold probability
+    $("probability").hidden = outOfDistribution;
+    $("probability-meter").hidden = outOfDistribution;
+    $("ood-warning").hidden = !outOfDistribution;
+    $("ood-warning").textContent = outOfDistribution
+      ? "Not answered: " + fileName + " does not look like the dermoscopy images this model was trained on " +
+        "(out-of-distribution score " + body.ood_score.toFixed(2) + "). Do not use its probability."
+      : "";
     $("probability").textContent =
       "P(" + positive + ") = " + p.toFixed(3) + " for " + fileName + " (predicted class: " + body.predicted_class + ")";
     $("probability-meter").value = p;
+    const notes = [];
+    if (body.threshold !== null && body.threshold !== undefined) {
+      notes.push("Threshold " + body.threshold.toFixed(3) + " (" + body.threshold_rule + ").");
+    }
+    if (body.prediction_set && body.prediction_set.length > 1) notes.push("Uncertain: refer (prediction set {" +
+      body.prediction_set.join(", ") + "}).");
+    if (body.attention_warning) notes.push("Attention check: " + body.attention_warning + ".");
+    if (body.ood_note) notes.push(body.ood_note + ".");
+    $("trust-notes").textContent = notes.join(" ");
+    $("trust-notes").hidden = notes.length === 0;
     const rows = $("probability-table").querySelector("tbody");
     rows.replaceChildren();
     for (const [name, value] of Object.entries(probabilities)) {
