@@ -24,7 +24,7 @@ from sklearn.metrics import roc_auc_score
 from attnmel.evaluation.ood_images import ood_images
 from attnmel.evaluation.operating_point import choose_operating_point, wilson_interval
 from attnmel.evaluation.trust import DEFAULT_COMPONENTS, conformal_quantile, fit_ood
-from attnmel.inference import load_predictor, read_split
+from attnmel.inference import DataSplit, InferenceSettings, load_with, read_split
 from attnmel.inference.trust import attention_warning, feature_tap
 from attnmel.io import atomic_write_json
 from attnmel.metrics.intervals import delong_interval
@@ -58,10 +58,10 @@ def cached(loaded, shared: Path, cache: Path, name: str) -> dict[str, np.ndarray
         arrays = ood_arrays(loaded)
     else:
         folder, split, limit = SETS[name]
-        _, samples = read_split(shared / "data" / folder, split, loaded.task)
+        _, samples = read_split(DataSplit(shared / "data" / folder, split), loaded.task)
         if limit is not None and limit < len(samples):
             samples = [samples[i] for i in sorted(np.random.default_rng(0).choice(len(samples), limit, replace=False))]
-        out = loaded.infer(samples, keep_features=True, keep_attention=True, progress=True, desc=name)
+        out = loaded.infer(samples, InferenceSettings(device="cpu"), keep=("features", "attention"), desc=name)
         arrays = {"features": out.features, "probabilities": out.probabilities, "labels": out.labels,
                   **{f"map_{n}": m for n, m in out.attention.items()}}
     cache.mkdir(parents=True, exist_ok=True)
@@ -204,7 +204,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write the headline figures here (scripts/fit_trust.py --figures)")
     args = parser.parse_args()
     torch.set_num_threads(2)
-    loaded = load_predictor(args.checkpoint, "cpu")
+    loaded = load_with(args.checkpoint, InferenceSettings(device="cpu"))
     data = {name: cached(loaded, args.shared, args.cache, name) for name in (*SETS, "ood")}
     print(f"checkpoint: {loaded.sources[0]}; OOD set: {len(data['ood']['labels'])} images\n")
     figures: dict[str, str] = {}

@@ -19,16 +19,20 @@ import re
 import sys
 from pathlib import Path
 
+from attnmel.checkpoints import pretrained
 from attnmel.checkpoints.card import model_card, render_markdown
 from attnmel.checkpoints.format import checkpoint_paths, read_metadata, update_metadata
 from attnmel.evaluation.trust import fit_trust
+from attnmel.inference import DataSplit, InferenceSettings
 from attnmel.io import atomic_write_text, file_sha256
-from attnmel.models import pretrained
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, required=True, help="the training dataset (train and val splits)")
+    parser.add_argument("--data", type=Path, required=True, help="the dataset whose val split sets the thresholds "
+                                                                 "(and whose train split the model learnt from)")
+    parser.add_argument("--train-data", type=Path, action="append", default=[],
+                        help="another dataset the model trained on (its train split also fits the OOD detector)")
     parser.add_argument("--tag", default=pretrained.DEFAULT_TAG)
     parser.add_argument("--checkpoint", type=Path, help="default: the package file of --tag")
     parser.add_argument("--figures", type=Path, help="measured trust figures (benchmarks/trust.py --json) for the card")
@@ -36,7 +40,8 @@ def main(argv: list[str] | None = None) -> int:
     entry = pretrained.get_pretrained(args.tag)
     target = args.checkpoint or entry.path
     old_sha = file_sha256(target)
-    fields = fit_trust(target, args.data, progress=True)
+    trains = [DataSplit(path, "train") for path in [args.data, *args.train_data]]
+    fields = fit_trust(target, trains, DataSplit(args.data, "val"), InferenceSettings(device="cpu"))
     release = dict(read_metadata(target).release or {})
     if args.figures:
         release["trust_figures"] = json.loads(args.figures.read_text())

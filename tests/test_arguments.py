@@ -48,14 +48,14 @@ def test_predict_refuses_instead_of_answering(loaded, options, named):
 
 
 def test_library_doors_check_their_arguments(tiny_checkpoint, tmp_path):
-    from attnmel.evaluation.evaluate import evaluate_checkpoint
-    from attnmel.evaluation.predict import predict_images
+    from attnmel.inference import InferenceSettings
 
-    data = tiny_checkpoint.parents[1] / "data"
     with pytest.raises(ConfigError, match="^threshold="):
-        evaluate_checkpoint(tiny_checkpoint, data, "val", tmp_path / "e", threshold=math.nan)
+        InferenceSettings(threshold=math.nan)
     with pytest.raises(ConfigError, match="^batch_size="):
-        predict_images(tiny_checkpoint, data, tmp_path / "p", batch_size=-1)
+        InferenceSettings(batch_size=-1)
+    with pytest.raises(ConfigError, match="^num_workers="):
+        InferenceSettings(workers=-2)
     assert not (tmp_path / "e").exists() and not (tmp_path / "p").exists()  # refused before any work
 
 

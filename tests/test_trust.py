@@ -11,27 +11,29 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from attnmel.models.pretrained import get_pretrained
 from fastapi.testclient import TestClient
 from safetensors.torch import load_file, save_file
 
 from attnmel.checkpoints.format import read_metadata, update_metadata
+from attnmel.checkpoints.pretrained import get_pretrained
 from attnmel.checkpoints.trust import OodDetector
 from attnmel.cli import main
 from attnmel.demo import unseen_data_path
 from attnmel.errors import CheckpointError, DataError
 from attnmel.evaluation.calibration import calibrate_checkpoint
-from attnmel.evaluation.evaluate import evaluate_checkpoint
+from attnmel.evaluation.evaluate import EvaluationOptions, evaluate_checkpoint
 from attnmel.evaluation.ood_images import ood_images
 from attnmel.evaluation.operating_point import choose_operating_point
 from attnmel.evaluation.trust import conformal_quantile, fit_conformal, fit_ood
-from attnmel.inference import load_model, load_predictor
+from attnmel.inference import DataSplit, InferenceSettings, load_model, load_predictor
 from attnmel.inference.trust import NO_OOD_CHECK, attention_warning
 from attnmel.io import file_sha256
 from attnmel.serving import ServedModel, ServiceSettings, create_app
 
 from .checkpoint_helpers import make_checkpoint
 from .conftest import SAMPLE, make_isic2017_subset, write_csv
+
+QUIET = InferenceSettings(progress=False)
 
 VAL = SAMPLE / "ISIC-2017_Validation_Data"
 
@@ -88,7 +90,7 @@ def test_stored_threshold_is_used_by_every_door_and_overridden_by_threshold(mode
                  "--threshold", "0"]) == 0
     assert set(pd.read_csv(tmp_path / "p2" / "predictions.csv")["predicted"]) == {"melanoma"}
 
-    stored = evaluate_checkpoint(path, SAMPLE, "val", tmp_path / "e1", progress=False, intervals=None)
+    stored = evaluate_checkpoint(path, DataSplit(SAMPLE, "val"), tmp_path / "e1", EvaluationOptions(intervals=None), QUIET)
     assert stored.threshold == 1.0 and stored.classification["melanoma"].sensitivity == 0.0
     metrics = json.loads((tmp_path / "e1" / "metrics.json").read_text())
     assert metrics["trust"]["threshold_rule"] == "a fixed value"
@@ -143,7 +145,7 @@ def test_calibrate_refuses_data_that_cannot_identify_a_fit(model_file, tmp_path,
                  "--dry-run"]) == 0  # 40 images, 12 melanoma: enough
     few = make_isic2017_subset(tmp_path / "few", n_train=2, n_val=8, masks=False)
     with pytest.raises(DataError, match="8 images \\(calibrate needs at least 20\\)"):
-        calibrate_checkpoint(model_file, few, write=False, progress=False)
+        calibrate_checkpoint(model_file, DataSplit(few, "val"), settings=QUIET, write=False)
     assert not list(model_file.parent.glob("*calibrated*"))
 
 
@@ -171,7 +173,8 @@ def test_prediction_sets_reach_the_nominal_coverage_on_simulated_scores():
 def test_a_checkpoint_without_a_detector_loads_and_says_no_ood_check(model_file, tmp_path):
     answer = load_model(model_file).predict(sorted(VAL.glob("*.jpg"))[0])
     assert answer.ood_score is None and answer.out_of_distribution is None
-    result = evaluate_checkpoint(model_file, SAMPLE, "val", tmp_path / "eval", progress=False, intervals=None)
+    result = evaluate_checkpoint(model_file, DataSplit(SAMPLE, "val"), tmp_path / "eval", EvaluationOptions(intervals=None),
+                                 QUIET)
     assert result.trust.to_dict()["ood"] == {"available": False, "note": NO_OOD_CHECK}
     assert NO_OOD_CHECK in result.trust.describe()
 

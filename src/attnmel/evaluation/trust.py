@@ -14,6 +14,7 @@ conformal prediction and distribution-free uncertainty quantification", section 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,6 @@ from attnmel.checkpoints.trust import (
     ConformalSets,
     FeatureTransform,
     OodDetector,
-    ThresholdRule,
     transform_features,
 )
 from attnmel.errors import DataError
@@ -34,7 +34,7 @@ from attnmel.evaluation.operating_point import (
     choose_operating_point,
     wilson_interval,
 )
-from attnmel.inference import LoadedModel, Predictions, load_predictor, read_split
+from attnmel.inference import DataSplit, InferenceSettings, LoadedModel, Predictions, load_with, read_split
 from attnmel.inference.trust import NO_OOD_CHECK, trust_signals
 
 DEFAULT_ALPHA = 0.1
@@ -127,48 +127,40 @@ def conformal_report(sets: ConformalSets, labels: np.ndarray, probabilities: np.
                            wilson_interval(uncertain, n), float(np.mean([len(s) for s in answer])) if n else 0.0)
 
 
-def split_features(loaded: LoadedModel, data: str | Path, split: str, *, batch_size: int = 64,
-                   num_workers: int = 0, progress: bool = False) -> Predictions:
+def split_features(loaded: LoadedModel, source: DataSplit, settings: InferenceSettings) -> Predictions:
     """Probabilities, features and attention maps of one split."""
-    _, samples = read_split(data, split, loaded.task)
-    return loaded.infer(samples, batch_size=batch_size, num_workers=num_workers, keep_features=True,
-                        keep_attention=True, progress=progress, desc=f"features {split}")
+    _, samples = read_split(source, loaded.task)
+    return loaded.infer(samples, settings, keep=("features", "attention"), desc=f"features {source.split}")
 
 
 def fit_trust(
     checkpoint: str | Path | None,
-    train_data: str | Path,
-    val_data: str | Path | None = None,
-    *,
-    train_split: str = "train",
-    val_split: str = "val",
-    rule: ThresholdRule = DEFAULT_RULE,
-    target: float = DEFAULT_TARGET_SENSITIVITY,
+    train: DataSplit | Sequence[DataSplit],
+    val: DataSplit,
+    settings: InferenceSettings = InferenceSettings(device="cpu", progress=False),
     alpha: float = DEFAULT_ALPHA,
     components: int = DEFAULT_COMPONENTS,
-    batch_size: int = 64,
-    num_workers: int = 0,
-    progress: bool = False,
 ) -> dict[str, Any]:
-    """The metadata fields ``ood_detector``, ``conformal`` and ``operating_point`` for ``checkpoint``
-    (features only, no retraining), to pass to ``attnmel.checkpoints.format.update_metadata``."""
-    loaded = load_predictor(checkpoint, "cpu")
-    val_data = train_data if val_data is None else val_data
-    train = split_features(loaded, train_data, train_split, batch_size=batch_size, num_workers=num_workers,
-                           progress=progress)
-    val = split_features(loaded, val_data, val_split, batch_size=batch_size, num_workers=num_workers,
-                         progress=progress)
-    if train.features is None:
+    """The metadata fields ``ood_detector``, ``conformal`` and ``operating_point`` (the default rule)
+    for ``checkpoint`` (features only, no retraining), to pass to
+    ``attnmel.checkpoints.format.update_metadata``; the detector learns the pooled features of every
+    ``train`` split (a model trained on several datasets gives all of them)."""
+    loaded = load_with(checkpoint, settings)
+    trains = [train] if isinstance(train, DataSplit) else list(train)
+    features = [split_features(loaded, part, settings).features for part in trains]
+    fitted = split_features(loaded, val, settings)
+    if any(f is None for f in features):
         raise DataError(str(checkpoint), "this model has no classifier input to read pooled features from.",
                         "fit the detector on a model built by attnmel.models.")
-    train_name, val_name = f"{Path(train_data).name} {train_split}", f"{Path(val_data).name} {val_split}"
+    train_name = " + ".join(f"{Path(part.data).name} {part.split}" for part in trains)
+    val_name = f"{Path(val.data).name} {val.split}"
     positive = loaded.meta.positive_index
     return {
-        "ood_detector": fit_ood(train.features, val.features, components=components, fitted_on=train_name,
-                                threshold_on=val_name),
-        "conformal": fit_conformal(val.labels, val.probabilities, alpha, val_name),
-        "operating_point": choose_operating_point(val.labels == positive, val.probabilities[:, positive], rule=rule,
-                                                  target=target, data=val_name),
+        "ood_detector": fit_ood(np.concatenate(features), fitted.features, components=components,
+                                fitted_on=train_name, threshold_on=val_name),
+        "conformal": fit_conformal(fitted.labels, fitted.probabilities, alpha, val_name),
+        "operating_point": choose_operating_point(fitted.labels == positive, fitted.probabilities[:, positive],
+                                                  rule=DEFAULT_RULE, target=DEFAULT_TARGET_SENSITIVITY, data=val_name),
     }
 
 

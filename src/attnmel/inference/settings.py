@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from attnmel.errors import ConfigError
+from attnmel.arguments import check_arguments
 
 
 @dataclass(frozen=True)
@@ -34,10 +34,8 @@ class InferenceSettings:
     progress: bool = True
 
     def __post_init__(self) -> None:
-        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
-            raise ConfigError(f"batch_size must be a whole number of at least 1, not {self.batch_size!r}.")
-        if isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 0:
-            raise ConfigError(f"workers must be a whole number of at least 0, not {self.workers!r}.")
+        check_arguments(threshold=self.threshold, batch_size=self.batch_size, num_workers=self.workers,
+                        tta=self.tta)
 
     def replace(self, **changes: Any) -> InferenceSettings:
         return dataclasses.replace(self, **changes)
