@@ -1,20 +1,23 @@
 """Train, choose and package the model that ships inside attnmel: the one command that retrains it.
 
-    python scripts/ship_model.py --data ../shared/data/isic2017 \\
-        --weights ../shared/weights/mobilenet_v2_imagenet_features.pth
+    python scripts/ship_model.py --data ../shared/data/isic2017 --ham10000 ../shared/data/ham10000 \
+        --weights ../shared/weights/mobilenet_v2_imagenet_features.pth --runs /work/runs/shipped
 
 1. trains the preset ``isic2017/attnmel-shipped`` (AttnMel-CNN with the lesion prior on ImageNet
-   MobileNetV2) on the ISIC 2017 training split once per seed (``--seeds``; a finished run is
-   reused, an interrupted one resumed) into ``--runs``;
+   MobileNetV2) on ISIC 2017 train + HAM10000 (a tenth of HAM10000's lesions held out) once per seed
+   (``--seeds``; a finished run is reused, an interrupted one resumed, so the runs go on across
+   sessions: keep ``--runs`` outside the work tree);
 2. evaluates every seed's best epoch on ISIC 2017 validation, without and with TTA, with attention
    quality against the lesion masks and the share of nearly flat maps;
 3. keeps the seed with the best validation ROC AUC (the spread over seeds goes into the card, so
-   the choice can be judged), fits its softmax temperature on validation;
+   the choice can be judged); fits its temperature, its operating point (85% sensitivity) and its
+   conformal sets on validation, and its out-of-distribution detector on both training sets'
+   features; measures the operating point on the held-out HAM10000 lesions;
 4. writes ``<tag>.safetensors`` in fp16 (weights with their ``CheckpointMeta``, including a
-   ``release`` record: licence, provenance and sha256 of the initial weights, the selection, the
-   machine, this command, and how the fp16 file itself scores on val against its fp32 run) and its
-   model card ``<tag>.md`` into ``--output``, and prints the file's sha256 for the registry entry in
-   ``attnmel/checkpoints/pretrained.py``.
+   ``release`` record: licences, provenance and sha256 of the initial weights, the selection, the
+   machine, this command, the held-out check, and how the fp16 file itself scores on val against its
+   fp32 run) and its model card ``<tag>.md`` into ``--output``, and prints the file's sha256 for the
+   registry entry in ``attnmel/checkpoints/pretrained.py``.
 
 Nothing here is tuned on a test split: ISIC 2017 test is held out for independent scoring.
 """
@@ -34,16 +37,21 @@ import torch
 from attnmel.checkpoints.card import model_card, render_markdown
 from attnmel.checkpoints.format import load_model_checkpoint, save_model_checkpoint
 from attnmel.config import load_config
+from attnmel.data.readers import read_dataset
+from attnmel.data.splits import SPLIT_FILE, SplitRecord
 from attnmel.evaluation.calibration import calibrate_checkpoint
 from attnmel.evaluation.evaluate import EvaluationOptions, evaluate_checkpoint
-from attnmel.inference import DataSplit, InferenceSettings
+from attnmel.evaluation.operating_point import wilson_interval
+from attnmel.evaluation.trust import fit_trust
+from attnmel.inference import DataSplit, InferenceSettings, load_with
 from attnmel.io import atomic_write_text, file_sha256
 from attnmel.models.maps import FLAT_EPSILON
 from attnmel.training.loop import train
 from attnmel.training.resume import STATE_FILE
 
 PRESET = "isic2017/attnmel-shipped"
-LICENCE = ("The weights derive from ISIC 2017 challenge data (CC BY-NC 4.0): research use, non-commercial, "
+LICENCE = ("The weights derive from ISIC 2017 challenge data (CC BY-NC 4.0) and HAM10000 (CC BY-NC-SA 4.0, "
+           "Tschandl et al. 2018; share-alike: derived works keep that licence): research use, non-commercial, "
            "with attribution to the ISIC Archive; not a medical device.")
 
 #: how the runs are scored: without a stored temperature (the choice is made on raw probabilities), quietly
@@ -88,6 +96,22 @@ def measure(run: Path, data: Path) -> tuple[dict, np.ndarray]:
     return out, probabilities
 
 
+def held_out_check(checkpoint: Path, run: Path, ham10000: Path) -> dict:
+    """Sensitivity and specificity at the stored threshold on the HAM10000 lesions the run held out."""
+    held = {key.split("/", 1)[1] for key in SplitRecord.read(run / SPLIT_FILE).held_out if key.startswith("ham10000/")}
+    loaded = load_with(checkpoint, InferenceSettings(progress=False))
+    samples = [s for s in read_dataset(ham10000, loaded.task).split("train") if s.image_id in held]
+    predictions = loaded.infer(samples, InferenceSettings(progress=False))
+    threshold, rule = loaded.decision_threshold()
+    positive = loaded.meta.positive_index
+    truth, called = predictions.labels == positive, predictions.probabilities[:, positive] > threshold
+    found, negatives_kept = int((truth & called).sum()), int((~truth & ~called).sum())
+    return {"images": len(samples), "melanoma": int(truth.sum()), "threshold": threshold, "rule": rule,
+            "sensitivity": found / max(int(truth.sum()), 1), "sensitivity_interval": wilson_interval(found, int(truth.sum())),
+            "specificity": negatives_kept / max(int((~truth).sum()), 1),
+            "specificity_interval": wilson_interval(negatives_kept, int((~truth).sum()))}
+
+
 def machine() -> str:
     cpu = platform.processor() or platform.machine()
     return f"{platform.system()} {cpu}, {torch.get_num_threads()} torch threads, torch {torch.__version__}, no GPU" \
@@ -101,7 +125,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--train-only", action="store_true", help="train (or resume) every seed, then stop")
     parser.add_argument("--weights", type=Path, required=True, help="ImageNet MobileNetV2 state dict (features.* keys)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--runs", type=Path, default=Path("runs/shipped"))
+    parser.add_argument("--runs", type=Path, default=Path("runs/shipped"),
+                        help="where the seeds' runs go (outside the work tree keeps them across sessions)")
     parser.add_argument("--tag", default="isic2017-attnmel-mnv2-lesion")
     parser.add_argument("--output", type=Path, default=Path("src/attnmel/weights"))
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="extra config overrides")
@@ -116,7 +141,9 @@ def main(argv: list[str] | None = None) -> int:
     for seed, values in measured.items():
         print(f"seed {seed}: " + json.dumps(values))
     chosen = max(measured, key=lambda seed: measured[seed]["plain"]["roc_auc"])
-    calibration = calibrate_checkpoint(runs[chosen], DataSplit(args.data, "val"), write=False, settings=RAW)
+    calibration = calibrate_checkpoint(runs[chosen], DataSplit(args.data, "val"), settings=RAW, write=False)
+    detector = fit_trust(runs[chosen], [DataSplit(args.data, "train"), DataSplit(args.ham10000, "train")],
+                         DataSplit(args.data, "val"), RAW)["ood_detector"]
     model, meta = load_model_checkpoint(runs[chosen])
     aucs = [measured[seed]["plain"]["roc_auc"] for seed in args.seeds]
     release = {
@@ -131,16 +158,20 @@ def main(argv: list[str] | None = None) -> int:
             "val_roc_auc_per_seed": {str(seed): round(auc, 4) for seed, auc in zip(args.seeds, aucs, strict=True)},
             "val_roc_auc_mean_sd": [round(statistics.mean(aucs), 4), round(statistics.stdev(aucs), 4) if len(aucs) > 1 else 0],
         },
+        "training_data": {"isic2017": "ISIC 2017 train (CC BY-NC 4.0)",
+                          "ham10000": "HAM10000, 90% of its lesions (CC BY-NC-SA 4.0)"},
         "val_metrics": {key: measured[chosen][key] for key in ("plain", "tta")},
         "flat_map_epsilon": FLAT_EPSILON,
         "trained_on": machine(),
-        "retrain": "python scripts/ship_model.py --data ISIC2017 --weights mobilenet_v2_imagenet_features.pth "
+        "retrain": "python scripts/ship_model.py --data ISIC2017 --ham10000 HAM10000 "
+                   "--weights mobilenet_v2_imagenet_features.pth "
                    + " ".join(f"--set {s}" for s in args.set) + f" --seeds {' '.join(map(str, args.seeds))}",
         "test_split": "not used: ISIC 2017 test is held out for independent scoring",
     }
     meta = meta.replace(temperature=calibration.temperature, calibration={
         "method": "temperature scaling on ISIC 2017 val (NLL)", "split": "val", "images": calibration.images,
-        "ece_before": calibration.before.ece, "ece_after": calibration.after.ece}, release=release)
+        "ece_before": calibration.before.ece, "ece_after": calibration.after.ece}, release=release,
+        operating_point=calibration.operating_point, conformal=calibration.conformal, ood_detector=detector)
     target = args.output / f"{args.tag}.safetensors"
     save_model_checkpoint(target, model.half(), meta)
     target.with_suffix(".json").unlink()  # the package keeps the weights (metadata embedded) and the card
@@ -152,6 +183,7 @@ def main(argv: list[str] | None = None) -> int:
         "probability_difference_to_fp32": {"median": float(np.median(difference)), "max": float(difference.max())},
     }
     # the same fp16 tensors again, now with a release record that says how this very file scores
+    release["held_out_ham10000"] = held_out_check(target, runs[chosen], args.ham10000)
     meta = meta.replace(release={**release, "fp16_file_on_val": fp16})
     save_model_checkpoint(target, model, meta)
     target.with_suffix(".json").unlink()
