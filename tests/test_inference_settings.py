@@ -50,5 +50,5 @@ def test_every_command_turns_the_same_flags_into_the_same_settings(command):
     settings = inference_settings(build_parser(command).parse_args(argv))
     assert (settings.device, settings.tta, settings.trust_pickle, settings.batch_size) == ("cpu", True, True, 8)
     assert settings.workers == (0 if command == "predict" else 2)
-    assert settings.threshold == (0.5 if command == "calibrate" else 0.3)
+    assert settings.threshold == (None if command == "calibrate" else 0.3)  # None: the stored operating point
     assert settings.use_temperature == (command != "evaluate")

@@ -101,7 +101,7 @@ def _doors(model, path: Path) -> dict[str, object]:
     decoded = np.asarray(read_image(path))
     served = _served(model)
     prepared = served.prepare(path.read_bytes(), path.name)
-    probabilities, maps = served.infer(prepared.tensor[None])[0]
+    probabilities, maps, _ = served.infer(prepared.tensor[None])[0]
     return {
         "path": model.predict(str(path)),
         "PIL as opened": model.predict(Image.open(path)),

@@ -19,7 +19,7 @@ from attnmel.checkpoints.pretrained import get_pretrained
 from attnmel.checkpoints.trust import OodDetector
 from attnmel.cli import main
 from attnmel.demo import unseen_data_path
-from attnmel.errors import CheckpointError, DataError
+from attnmel.errors import CheckpointError, ConfigError, DataError
 from attnmel.evaluation.calibration import calibrate_checkpoint
 from attnmel.evaluation.evaluate import EvaluationOptions, evaluate_checkpoint
 from attnmel.evaluation.ood_images import ood_images
@@ -105,7 +105,7 @@ def test_stored_threshold_is_used_by_every_door_and_overridden_by_threshold(mode
 
 
 def test_threshold_argument_is_validated(model_file):
-    with pytest.raises(Exception, match="threshold nan"):
+    with pytest.raises(ConfigError, match="^threshold=nan"):
         load_model(model_file).predict(sorted(VAL.glob("*.jpg"))[0], threshold=float("nan"))
 
 

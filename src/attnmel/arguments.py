@@ -32,6 +32,13 @@ def fraction(value: Any) -> str | None:
     return None
 
 
+def threshold(value: Any) -> str | None:
+    """A decision threshold: a finite number in [0, 1]; 1 calls nothing positive (a stored "fixed" rule may)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not (math.isfinite(value) and 0 <= value <= 1):
+        return "must be a number in [0, 1]"
+    return None
+
+
 def optional(rule: Rule) -> Rule:
     return lambda value: None if value is None else rule(value)
 
@@ -41,7 +48,7 @@ def flag(value: Any) -> str | None:
 
 
 RULES: dict[str, Rule] = {
-    "threshold": optional(fraction),
+    "threshold": optional(threshold),
     "mask_threshold": fraction,
     "batch_size": whole_number(1),
     "num_workers": whole_number(0),

@@ -36,13 +36,6 @@ from attnmel.models.maps import MapKind, map_kind
 Source = str | Path | None
 
 
-def check_threshold(value: float) -> float:
-    """A decision threshold must be a number in [0, 1] (NaN would label every image one class)."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= value <= 1.0:
-        raise ConfigError(f"threshold {value!r} is not a number in [0, 1]; pass e.g. --threshold 0.5.")
-    return float(value)
-
-
 @dataclass
 class LoadedModel:
     """One checkpoint or an ensemble, ready to answer: the predictor, its preprocessing and metadata."""
@@ -94,7 +87,8 @@ class LoadedModel:
         if len(self.class_names) != 2:
             return None, "arg-max"
         if override is not None:
-            return check_threshold(override), f"given threshold {override:g}"
+            check_arguments(threshold=override)
+            return float(override), f"given threshold {override:g}"
         point = self.meta.operating_point
         if point is not None:
             return point.threshold, point.describe()
