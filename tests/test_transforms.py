@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from torchvision import tv_tensors
@@ -86,3 +87,19 @@ def test_normalization_sources(tmp_path):
         resolve_normalization("isic2099")
     with pytest.raises(ConfigError, match="non-positive"):
         resolve_normalization({"mean": [0.5] * 3, "std": [0.0] * 3})
+
+
+def test_jpeg_robustness_reencodes_the_image_and_leaves_the_mask():
+    from attnmel.data.transforms import Robustness
+
+    rng = np.random.default_rng(0)
+    image = tv_tensors.Image(torch.from_numpy(rng.integers(0, 256, (3, 64, 64), dtype=np.uint8)))
+    mask = tv_tensors.Mask(torch.from_numpy((rng.random((1, 64, 64)) > 0.5).astype(np.uint8)))
+    mean, std = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
+    outputs = []
+    for robustness in (None, Robustness((10, 10), 1.0)):
+        torch.manual_seed(3)
+        outputs.append(train_augment(48, mean, std, robustness)({"image": image, "mask": mask}))
+    plain, reencoded = outputs
+    assert torch.equal(plain["mask"], reencoded["mask"])  # the same crop and flips, the mask untouched
+    assert (plain["image"] - reencoded["image"]).abs().mean() > 0.1  # quality 10 visibly changes noise

@@ -101,16 +101,14 @@ class DataConfig:
     #: a share of a training dataset's images kept out of training, whole lesions (or patients) at a
     #: time, to check on unseen images of that site (written to split.json as ``held_out``)
     held_out: dict[str, float] = field(default_factory=dict)
-    #: training-time re-encoding as JPEG with a quality drawn from [low, high] (null: off); with
-    #: ``noise_levels`` it teaches the model that what a camera or a re-save changes is not a lesion
+    #: training-time re-encoding as JPEG with a quality drawn from [low, high] (null: off): what a
+    #: camera or a re-save changes is not a lesion
     jpeg_quality: list[int] | None = None
     #: a training image that is the same photograph as (or shares a lesion with) an image the run is
     #: judged on: "refuse" stops the run, "drop" leaves it out of training (several datasets or held_out)
     leaks: LeakPolicy = "refuse"
     #: probability that a training image is re-encoded (with ``jpeg_quality``)
     jpeg_probability: float = 0.5
-    #: training-time Gaussian pixel noise, its standard deviation in grey levels (0: off)
-    noise_levels: float = 0.0
 
     def roi_spec(self) -> RoiSpec | None:
         return None if self.roi is None else RoiSpec(self.roi, tuple(self.dermo_features))
@@ -124,7 +122,7 @@ class DataConfig:
 
     def robustness(self) -> Robustness:
         quality = None if self.jpeg_quality is None else (self.jpeg_quality[0], self.jpeg_quality[1])
-        return Robustness(quality, self.jpeg_probability, self.noise_levels)
+        return Robustness(quality, self.jpeg_probability)
 
     def preprocessing(self) -> Preprocessing:
         mean, std = resolve_normalization(self.normalization)
@@ -223,7 +221,6 @@ _RANGES: tuple[tuple[str, float | None, float | None, str], ...] = (
     ("data.oversample", 1, None, "a factor of at least 1"),
     ("data.num_workers", 0, None, "0 or more worker processes"),
     ("data.jpeg_probability", 0, 1, "a probability from 0 to 1"),
-    ("data.noise_levels", 0, 64, "0 (off) to 64 grey levels"),
     ("optim.lr", 0, None, "positive"),
     ("optim.momentum", 0, 1, "in [0, 1)"),
     ("optim.weight_decay", 0, None, "0 or more"),
@@ -424,9 +421,9 @@ def _validate_datasets(data: DataConfig, source: str) -> None:
             len(data.jpeg_quality) != 2 or not 1 <= data.jpeg_quality[0] <= data.jpeg_quality[1] <= 100):
         raise ConfigError(f"{source}: data.jpeg_quality must be [low, high] with 1 <= low <= high <= 100, "
                           f"not {data.jpeg_quality!r}.")
-    if (data.jpeg_quality is not None or data.noise_levels > 0) and data.pipeline == "device":
-        raise ConfigError(f"{source}: data.jpeg_quality and data.noise_levels need data.pipeline=cpu (they run per "
-                          "image in the loader workers).")
+    if data.jpeg_quality is not None and data.pipeline == "device":
+        raise ConfigError(f"{source}: data.jpeg_quality needs data.pipeline=cpu (it runs per image in the loader "
+                          "workers).")
 
 
 def _attention_layers(config: Config, source: str) -> list[str]:
