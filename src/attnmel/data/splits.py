@@ -70,9 +70,12 @@ class DataSource:
     path: Path
 
 
-def data_sources(data: str | Path | Sequence[str | Path] | Mapping[str, str | Path]) -> list[DataSource]:
+def data_sources(data: str | Path | Sequence[str | Path] | Mapping[str, str | Path],
+                 numbered: bool = False) -> list[DataSource]:
     """``data`` as named datasets: a mapping keeps its names, ``NAME=PATH`` names itself, and a bare
-    path is named after its folder (what ``--data`` repeated gives)."""
+    path is named after its folder (or manifest file), what ``--data`` repeated gives. Two datasets of
+    one name are an error (a run's weights and held-out shares name them), or with ``numbered`` the
+    second becomes ``name-2`` (an evaluation's table rows)."""
     if isinstance(data, Mapping):
         items = [(str(name), Path(path)) for name, path in data.items()]
     else:
@@ -80,17 +83,21 @@ def data_sources(data: str | Path | Sequence[str | Path] | Mapping[str, str | Pa
         for entry in [data] if isinstance(data, str | Path) else list(data):
             text = str(entry)
             name, sep, path = text.partition("=")
-            if sep and name and "/" not in name and not Path(text).exists():
-                items.append((name, Path(path)))
-            else:
-                items.append((Path(text).resolve().name or text, Path(text)))
+            if not (sep and name and "/" not in name and not Path(text).exists()):
+                path = text
+                name = (Path(text).stem if Path(text).is_file() else Path(text).resolve().name) or "dataset"
+            items.append((name, Path(path)))
     if not items:
         raise ConfigError("no dataset given; pass --data PATH (repeat it, or NAME=PATH, for several).")
-    names = [name for name, _ in items]
-    repeated = sorted({name for name in names if names.count(name) > 1})
-    if repeated:
-        raise ConfigError(f"two datasets are both called {repeated[0]!r}; name them with --data NAME=PATH.")
-    return [DataSource(name, path) for name, path in items]
+    sources: list[DataSource] = []
+    for name, path in items:
+        base, k = name, 2
+        while name in [source.name for source in sources]:
+            if not numbered:
+                raise ConfigError(f"two datasets are both called {base!r}; name them with --data NAME=PATH.")
+            name, k = f"{base}-{k}", k + 1
+        sources.append(DataSource(name, path))
+    return sources
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from attnmel.data.readers import read_dataset
+from attnmel.data.splits import data_sources
 from attnmel.errors import ConfigError, DataError
 from attnmel.evaluation.evaluate import EvaluationOptions, EvaluationResult, evaluate_checkpoint
 from attnmel.evaluation.report import HtmlReport
@@ -133,20 +134,8 @@ def _row(name: str, result: EvaluationResult) -> DatasetRow:
 
 
 def named_datasets(datasets: Sequence[str | Path]) -> list[tuple[str, Path]]:
-    """(name, path) per ``--data``: ``NAME=PATH`` names itself (as ``attnmel train --data`` does), a bare
-    path is named after its folder (or manifest), numbered when two share a name."""
-    named: list[tuple[str, Path]] = []
-    for entry in datasets:
-        text = str(entry)
-        name, sep, path = text.partition("=")
-        if not (sep and name and "/" not in name and not Path(text).exists()):
-            path = text
-            name = (Path(text).stem if Path(text).is_file() else Path(text).resolve().name) or "dataset"
-        base, k = name, 2
-        while name in [n for n, _ in named]:
-            name, k = f"{base}-{k}", k + 1
-        named.append((name, Path(path)))
-    return named
+    """(name, path) per ``--data``, by the rule ``attnmel train`` names them with, numbered when two share a name."""
+    return [(source.name, source.path) for source in data_sources(datasets, numbered=True)]
 
 
 def evaluate_datasets(
