@@ -153,6 +153,16 @@ def test_resuming_on_other_data_is_refused_naming_what_differs(two_sites, tmp_pa
     assert (tmp_path / "run" / "split.json").read_bytes() == before  # the run's own record is kept
 
 
+def test_a_run_that_dropped_shared_photographs_resumes(two_sites, tmp_path):
+    isic, ham = two_sites
+    val_image = next((isic / "ISIC-2017_Validation_Data").glob("*.jpg"))
+    shutil.copy(val_image, next((ham / "HAM10000_images_part_1").glob("*.jpg")))
+    _train([isic, ham], tmp_path / "run", "data.leaks=drop")
+    result = _train([isic, ham], tmp_path / "run", "data.leaks=drop", "train.epochs=2", resume=True)
+    assert [row["epoch"] for row in result.history] == [1, 2]
+    assert len(json.loads((tmp_path / "run" / "split.json").read_text())["dropped"]) == 1
+
+
 def test_without_native_bf16_training_falls_back_to_fp32_and_says_so(tiny_data_dir, monkeypatch, tmp_path):
     lines = []
     monkeypatch.setattr(devices, "bf16_supported", lambda device: False)

@@ -106,8 +106,8 @@ class Trainer:
         self.device = self.dist.device(config.train.device)
         self.roi = config.data.roi_spec()
         self.preprocessing = config.data.preprocessing()
-        self.data = prepare_data(data, config.data.split_spec(config.train.seed),
-                                 check_duplicates=self.resume_state is None)
+        # a resumed run checks again: what data.leaks=drop left out must be left out the same way
+        self.data = prepare_data(data, config.data.split_spec(config.train.seed))
         if self.resume_state is not None:
             check_same_data(self.output_dir, self.data.split)
         self.task = self.data.index.task
