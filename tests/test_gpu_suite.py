@@ -248,6 +248,17 @@ def test_speed_inputs_are_encoded_in_parallel_and_reused(train_speed, tmp_path):
     assert [p.stat().st_mtime_ns for p in images] == stamps
 
 
+def test_precision_rows_time_the_shipped_preset_on_one_dataset(train_speed, tmp_path):
+    """The shipped preset names a second training dataset; the speed table times it on ISIC 2017 alone."""
+    import argparse
+
+    args = argparse.Namespace(preset="isic2017/attnmel-shipped", workers=0, threads=1, rounds=1,
+                              warmup_batches=0, timed_batches=1)
+    rows = train_speed.precision_rows(SAMPLE, args, tmp_path)
+    assert [row["variant"] for row in rows] == [name for name, _, _ in train_speed.PRECISION_VARIANTS]
+    assert all(row["median"] > 0 for row in rows) and rows[0]["ratio"] == 1.0
+
+
 # --------------------------------------------------------------------------- the whole suite, as CI runs it
 
 
