@@ -226,3 +226,33 @@ def test_every_recovered_corpus_file_gives_one_answer_by_every_door(case, model,
         result = model.predict(item)
         assert np.abs(result.view.astype(int) - reference.view.astype(int)).max() <= GREY_TOLERANCE, (case, door)
         assert abs(result.probability - reference.probability) < P_TOLERANCE, (case, door)
+
+
+def _odd_sized_writers() -> dict[str, object]:
+    """Sizes whose centre square has odd margins (the crop's rounding) in the modes converted per pixel."""
+    rng = np.random.default_rng(0)
+    wide = rng.integers(0, 65535, (603, 901), dtype=np.uint16)
+    return {
+        "odd-gray16.png": lambda p: Image.fromarray(wide).save(p),
+        "odd-int32.tif": lambda p: Image.fromarray((wide.astype(np.int32) * 3), mode="I").save(p),
+        "odd-float-0-255.tif": lambda p: Image.fromarray((wide / 257).astype(np.float32), mode="F").save(p),
+        "odd-cmyk.jpg": lambda p: _real(8, (777, 555)).convert("CMYK").save(p, quality=95),
+        "odd-la.png": lambda p: _real(9, (555, 777)).convert("LA").save(p),
+    }
+
+
+def test_the_services_centre_square_is_the_full_decodes_model_input(corpus, model, tmp_path):
+    """The service converts only the centre square (memory); its model input must be, to the bit, the
+    full-size decode's through the model's preprocessing, for every mode and odd margins too."""
+    from attnmel.data.images import read_image_bytes
+
+    paths = dict(corpus)
+    for name, write in _odd_sized_writers().items():
+        write(tmp_path / name)
+        paths[name] = tmp_path / name
+    for name, path in paths.items():
+        data = path.read_bytes()
+        full = read_image_bytes(data, name)
+        prepared = _served(model).prepare(data, name)
+        assert torch.equal(prepared.tensor, model.preprocessing(full)), name
+        assert (prepared.width, prepared.height) == full.size, name

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import io
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
@@ -179,30 +180,38 @@ def _ends_well(path: Path, fmt: str | None) -> bool:
 _ROW_BLOCK = 256
 
 
-def _to_uint8(image: Image.Image) -> Image.Image:
-    """16-bit, 32-bit and float pixels as 8-bit gray: 16-bit (or any value above 255) scaled from
-    0..65535, float images whose values all lie in [0, 1] from 0..1, others read as 0..255."""
-    array = np.asarray(image)
-    peak = float(array.max(initial=0))
+def _full_scale(image: Image.Image) -> float:
+    """The value that maps to 255 when 16-bit, 32-bit or float pixels become 8-bit: 65535 for 16-bit
+    (or any value above 255), 1 for float images whose values all lie in [0, 1], else 255."""
+    peak = float(image.getextrema()[1])
     if image.mode.startswith("I;16") or peak > 255:
-        high = 65535.0
-    elif image.mode == "F" and peak <= 1.0:
-        high = 1.0
-    else:
-        high = 255.0
-    out = np.empty(array.shape, dtype=np.uint8)
-    for start in range(0, array.shape[0], _ROW_BLOCK):
-        block = array[start:start + _ROW_BLOCK].astype(np.float32)
+        return 65535.0
+    return 1.0 if image.mode == "F" and peak <= 1.0 else 255.0
+
+
+def _to_uint8(image: Image.Image, box: tuple[int, int, int, int] | None = None) -> Image.Image:
+    """16-bit, 32-bit and float pixels (of ``box`` only, when given) as 8-bit gray, scaled by the
+    whole image's ``_full_scale``, one block of rows at a time: neither a full-size copy of the
+    pixels nor a float one is made."""
+    high = _full_scale(image)
+    left, top, right, bottom = box or (0, 0, *image.size)
+    out = np.empty((bottom - top, right - left), dtype=np.uint8)
+    for start in range(top, bottom, _ROW_BLOCK):
+        stop = min(bottom, start + _ROW_BLOCK)
+        block = np.asarray(image.crop((left, start, right, stop))).astype(np.float32)
         block *= 255.0 / high
         block += 0.5
         np.clip(block, 0, 255, out=block)
-        out[start:start + _ROW_BLOCK] = block
+        out[start - top:stop - top] = block
     return Image.fromarray(out, mode="L")
+
+
+_WIDE_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
     """Convert any PIL mode to 8-bit RGB (16-bit values scaled, not clipped; alpha composited on white)."""
-    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+    if image.mode in _WIDE_MODES:
         image = _to_uint8(image)
     if image.mode == "P":
         image = image.convert("RGBA" if "transparency" in image.info else "RGB")
@@ -213,9 +222,8 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB") if image.mode != "RGB" else image
 
 
-def as_model_rgb(image: Image.Image, source: str | Path = "image") -> Image.Image:
-    """THE route from a PIL image (as opened, or decoded here) to the 8-bit RGB every door feeds the
-    model: EXIF orientation applied, modes converted by ``to_rgb``, the short side checked."""
+def _upright(image: Image.Image, source: str | Path) -> Image.Image:
+    """EXIF orientation applied and the short side checked: what every door does before converting."""
     if _orientation(image) != 1:  # exif_transpose copies even an upright image: skip it then
         try:
             image = ImageOps.exif_transpose(image)
@@ -227,7 +235,58 @@ def as_model_rgb(image: Image.Image, source: str | Path = "image") -> Image.Imag
             f"image is {image.width}x{image.height} px; its short side is below the {MIN_SIDE} px minimum.",
             "use the original, full-size image.",
         )
-    return to_rgb(image)
+    return image
+
+
+def as_model_rgb(image: Image.Image, source: str | Path = "image") -> Image.Image:
+    """THE route from a PIL image (as opened, or decoded here) to the 8-bit RGB every door feeds the
+    model: EXIF orientation applied, modes converted by ``to_rgb``, the short side checked."""
+    return to_rgb(_upright(image, source))
+
+
+def centre_square_box(width: int, height: int, ratio: float) -> tuple[int, int, int, int]:
+    """(left, top, right, bottom) of the centre square whose side is ``ratio`` x the short side: the
+    preprocessing's crop (``RatioCenterCrop``), with torchvision's ``center_crop`` rounding."""
+    side = max(1, int(ratio * min(height, width)))
+    left, top = int(round((width - side) / 2.0)), int(round((height - side) / 2.0))
+    return left, top, left + side, top + side
+
+
+@dataclass(frozen=True)
+class CentreSquare:
+    """The centre square of a decoded upload and the whole image's displayed size."""
+
+    #: (side, side, 3) uint8 RGB, the pixels ``as_model_rgb`` gives there
+    pixels: np.ndarray
+    width: int
+    height: int
+
+
+def read_centre_square(data: bytes, ratio: float, name: str = "upload",
+                       max_pixels: int = MAX_PIXELS) -> CentreSquare:
+    """Decode an in-memory file as ``read_image_bytes`` does, but convert only the centre square the
+    model sees (``centre_square_box``), a block of rows at a time, after freeing the full-size pixels.
+
+    Why: the service decodes every upload at full size (a reduced decode changes answers), and an
+    89 Mpx 16-bit PNG then costs its decoded pixels plus their 8-bit and RGB copies. Every conversion
+    of ``to_rgb`` acts pixel by pixel, so cropping in the original mode and converting the crop (with
+    the whole image's scale) gives the pixels of converting first and cropping after.
+    """
+    path = Path(name)
+    if not data:
+        raise DataError(path, "image file is empty (0 bytes).", "send a JPEG or PNG file.")
+    image = _upright(_decode(_open_header(io.BytesIO(data), path, "image", max_pixels), path, "image"), path)
+    width, height = image.size
+    box = centre_square_box(width, height, ratio)
+    # the square in its cheapest exact form: wide pixels straight to 8-bit gray, others as they are
+    square = _to_uint8(image, box=box) if image.mode in _WIDE_MODES else image.crop(box)
+    image.close()  # decoded here and owned by nobody else: the full-size pixels go before the RGB exists
+    side = square.width
+    pixels = np.empty((side, side, 3), dtype=np.uint8)
+    for start in range(0, side, _ROW_BLOCK):
+        stop = min(side, start + _ROW_BLOCK)
+        pixels[start:stop] = np.asarray(to_rgb(square.crop((0, start, side, stop))))
+    return CentreSquare(pixels, width, height)
 
 
 def read_image(path: str | Path) -> Image.Image:

@@ -26,6 +26,7 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
+from attnmel.data.images import centre_square_box
 from attnmel.errors import ConfigError
 
 #: Per-channel mean and std in [0, 1]. isic2017/isic2016: the constants of the original AttnMel
@@ -72,7 +73,8 @@ class RatioCenterCrop(v2.Transform):
 
     def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
         height, width = _image_size(flat_inputs)
-        return {"side": max(1, int(self.ratio * min(height, width)))}
+        left, _, right, _ = centre_square_box(width, height, self.ratio)
+        return {"side": right - left}
 
     def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
         return self._call_kernel(F.center_crop, inpt, output_size=[params["side"], params["side"]])
@@ -209,7 +211,7 @@ MIN_INPUT, MAX_INPUT = 32, 2048
 def as_image_tensor(item: Image.Image | np.ndarray | torch.Tensor) -> tv_tensors.Image:
     """A PIL image, an HxWx3 uint8 array or a 3xHxW uint8 tensor as a uint8 RGB ``tv_tensors.Image``."""
     if isinstance(item, Image.Image):
-        return tv_tensors.Image(F.pil_to_tensor(item.convert("RGB")))
+        return tv_tensors.Image(F.pil_to_tensor(item if item.mode == "RGB" else item.convert("RGB")))
     if isinstance(item, np.ndarray):
         if item.ndim != 3 or item.shape[2] != 3 or item.dtype != np.uint8:
             raise ValueError(f"an image array must be HxWx3 uint8 RGB, not {item.shape} {item.dtype}")

@@ -48,7 +48,7 @@ from attnmel.checkpoints.card import render_markdown
 from attnmel.data.images import MAX_PIXELS, ImageTooLargeError, NotAnImageError
 from attnmel.errors import ConfigError, DataError
 from attnmel.serving.batching import DirectInference, MicroBatcher
-from attnmel.serving.limits import JsonHostErrors, UploadBudget
+from attnmel.serving.limits import TRIM_BYTES, JsonHostErrors, UploadBudget, limit_heap_arenas, trim_memory
 from attnmel.serving.model import ServedModel, load_served_model
 from attnmel.serving.uploads import UploadError, read_upload
 from attnmel.version import __version__
@@ -119,6 +119,8 @@ class DecodeBudget:
         try:
             yield
         finally:
+            if nbytes >= TRIM_BYTES:  # a large decode's freed pixels go back before the next one starts
+                trim_memory()
             async with self.changed:
                 self.used -= nbytes
                 self.changed.notify_all()
@@ -179,6 +181,7 @@ class Service:
         if settings.upload_budget_mb * 1e6 < settings.max_upload_bytes:
             raise ConfigError(f"--upload-budget-mb {settings.upload_budget_mb:g} is below --max-upload-mb "
                               f"{settings.max_upload_bytes / 1e6:g}: the largest upload allowed could never be received.")
+        limit_heap_arenas()
         self.budget = DecodeBudget(int(settings.decode_budget_mb * 1e6))
         self.uploads = UploadBudget(int(settings.upload_budget_mb * 1e6))
         if settings.max_batch > 1:

@@ -38,6 +38,22 @@ def _malloc_trim() -> Callable[[], None]:
 
 trim_memory = _malloc_trim()
 
+#: glibc's mallopt parameter for the number of heap arenas
+_M_ARENA_MAX = -8
+
+
+def limit_heap_arenas(arenas: int = 2) -> None:
+    """Cap glibc's heap arenas (a no-op elsewhere). Why: each thread of the decode pool would otherwise
+    get an arena of its own, and a huge upload decoded on a new thread leaves its freed pixels behind
+    in the last one; measured, four 89 Mpx uploads raised the peak from 1.39x to 1.60x idle."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    mallopt(_M_ARENA_MAX, arenas)
+
 
 class UploadBudget:
     """Bytes of request bodies all uploads in flight may hold (the event loop is single-threaded:

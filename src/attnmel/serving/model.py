@@ -22,7 +22,7 @@ writes (colour bars in each map's own units).
 from __future__ import annotations
 
 import base64
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,8 @@ from PIL import Image
 
 from attnmel.checkpoints.card import NOT_DIAGNOSTIC, model_card
 from attnmel.checkpoints.pretrained import get_pretrained, is_pretrained_tag
-from attnmel.data.images import MAX_PIXELS, read_image_bytes
+from attnmel.data.images import MAX_PIXELS, read_centre_square
+from attnmel.data.transforms import Preprocessing
 from attnmel.inference import LoadedModel, Prediction, load_predictor
 from attnmel.inference.prediction import RawAnswer, answer, run_batch
 from attnmel.visualize import ImageFigure, heatmap_image, heatmap_overlay, png_bytes
@@ -80,9 +81,18 @@ class ServedModel:
                 "source": self.shown_source or self.source, "pretrained": self.tag, "title": self.card.title}
 
     def prepare(self, data: bytes, name: str = "upload", max_pixels: int = MAX_PIXELS) -> Prepared:
-        """Decode (raises ``DataError`` subclasses for bad files) and preprocess one upload."""
-        image = read_image_bytes(data, name, max_pixels)
-        return Prepared(self.preprocessing(image), image.width, image.height, name)
+        """Decode (raises ``DataError`` subclasses for bad files) and preprocess one upload: only the
+        centre square the preprocessing keeps is converted (``read_centre_square``), so a huge upload
+        costs little more than its decoded pixels; the model input is the one ``read_image_bytes``
+        and the preprocessing give."""
+        decoded = read_centre_square(data, self.preprocessing.crop_ratio, name, max_pixels)
+        pixels = torch.from_numpy(decoded.pixels).permute(2, 0, 1)  # no copy; the strides of pil_to_tensor
+        return Prepared(self._square_preprocessing(pixels), decoded.width, decoded.height, name)
+
+    @property
+    def _square_preprocessing(self) -> Preprocessing:
+        """The model's preprocessing for an image already cut to its centre square."""
+        return replace(self.preprocessing, crop_ratio=1.0)
 
     def infer(self, batch: torch.Tensor) -> list[RawAnswer]:
         """Probabilities (C,), raw maps by layer (h, w) and trust signals, per image of a batch."""
