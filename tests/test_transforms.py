@@ -103,3 +103,28 @@ def test_jpeg_robustness_reencodes_the_image_and_leaves_the_mask():
     plain, reencoded = outputs
     assert torch.equal(plain["mask"], reencoded["mask"])  # the same crop and flips, the mask untouched
     assert (plain["image"] - reencoded["image"]).abs().mean() > 0.1  # quality 10 visibly changes noise
+
+
+def test_noise_robustness_changes_a_share_of_the_images_by_grey_levels_and_leaves_the_mask():
+    from attnmel.data.transforms import Robustness
+
+    rng = np.random.default_rng(1)
+    image = tv_tensors.Image(torch.from_numpy(rng.integers(20, 236, (3, 64, 64), dtype=np.uint8)))
+    mask = tv_tensors.Mask(torch.from_numpy((rng.random((1, 64, 64)) > 0.5).astype(np.uint8)))
+    mean, std = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
+    changed = []
+    for _ in range(40):
+        seed = int(rng.integers(1 << 30))
+        outputs = []
+        for robustness in (None, Robustness(noise_levels=2.0, noise_probability=0.5)):
+            torch.manual_seed(seed)
+            outputs.append(train_augment(48, mean, std, robustness)({"image": image, "mask": mask}))
+        plain, noisy = outputs
+        assert torch.equal(plain["mask"], noisy["mask"])
+        grey_levels = ((noisy["image"] - plain["image"]) * 0.25 * 255).std().item()
+        if grey_levels > 0:  # noise of sd 2 grey levels, not 2 units of the normalised scale
+            assert 1.5 < grey_levels < 2.5
+            changed.append(True)
+        else:
+            changed.append(False)
+    assert 8 <= sum(changed) <= 32  # about half the images, never all or none

@@ -109,6 +109,12 @@ class DataConfig:
     leaks: LeakPolicy = "refuse"
     #: probability that a training image is re-encoded (with ``jpeg_quality``)
     jpeg_probability: float = 0.5
+    #: training-time Gaussian pixel noise, its standard deviation in grey levels (0: off): a grey level
+    #: of noise must not move the answer
+    noise_levels: float = 0.0
+    #: probability that a training image gets the noise; below 1, so that batch statistics hold clean
+    #: and noisy images alike (noise on every image made clean validation collapse: RESULTS.md)
+    noise_probability: float = 0.5
 
     def roi_spec(self) -> RoiSpec | None:
         return None if self.roi is None else RoiSpec(self.roi, tuple(self.dermo_features))
@@ -122,7 +128,7 @@ class DataConfig:
 
     def robustness(self) -> Robustness:
         quality = None if self.jpeg_quality is None else (self.jpeg_quality[0], self.jpeg_quality[1])
-        return Robustness(quality, self.jpeg_probability)
+        return Robustness(quality, self.jpeg_probability, self.noise_levels, self.noise_probability)
 
     def preprocessing(self) -> Preprocessing:
         mean, std = resolve_normalization(self.normalization)
@@ -221,6 +227,8 @@ _RANGES: tuple[tuple[str, float | None, float | None, str], ...] = (
     ("data.oversample", 1, None, "a factor of at least 1"),
     ("data.num_workers", 0, None, "0 or more worker processes"),
     ("data.jpeg_probability", 0, 1, "a probability from 0 to 1"),
+    ("data.noise_levels", 0, 64, "0 (off) to 64 grey levels"),
+    ("data.noise_probability", 0, 1, "a probability from 0 to 1"),
     ("optim.lr", 0, None, "positive"),
     ("optim.momentum", 0, 1, "in [0, 1)"),
     ("optim.weight_decay", 0, None, "0 or more"),
@@ -421,9 +429,9 @@ def _validate_datasets(data: DataConfig, source: str) -> None:
             len(data.jpeg_quality) != 2 or not 1 <= data.jpeg_quality[0] <= data.jpeg_quality[1] <= 100):
         raise ConfigError(f"{source}: data.jpeg_quality must be [low, high] with 1 <= low <= high <= 100, "
                           f"not {data.jpeg_quality!r}.")
-    if data.jpeg_quality is not None and data.pipeline == "device":
-        raise ConfigError(f"{source}: data.jpeg_quality needs data.pipeline=cpu (it runs per image in the loader "
-                          "workers).")
+    if (data.jpeg_quality is not None or data.noise_levels > 0) and data.pipeline == "device":
+        raise ConfigError(f"{source}: data.jpeg_quality and data.noise_levels need data.pipeline=cpu (they run per "
+                          "image in the loader workers).")
 
 
 def _attention_layers(config: Config, source: str) -> list[str]:
