@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from sklearn.metrics import roc_auc_score
 
 from attnmel.checkpoints.card import model_card, render_markdown
 from attnmel.checkpoints.format import load_model_checkpoint, save_model_checkpoint
@@ -97,7 +98,8 @@ def measure(run: Path, data: Path) -> tuple[dict, np.ndarray]:
 
 
 def held_out_check(checkpoint: Path, run: Path, ham10000: Path) -> dict:
-    """Sensitivity and specificity at the stored threshold on the HAM10000 lesions the run held out."""
+    """ROC AUC, and sensitivity and specificity at the stored threshold, on the HAM10000 lesions the run
+    held out: the per-dataset figures of the other training site."""
     held = {key.split("/", 1)[1] for key in SplitRecord.read(run / SPLIT_FILE).held_out if key.startswith("ham10000/")}
     loaded = load_with(checkpoint, InferenceSettings(progress=False))
     samples = [s for s in read_dataset(ham10000, loaded.task).split("train") if s.image_id in held]
@@ -106,7 +108,9 @@ def held_out_check(checkpoint: Path, run: Path, ham10000: Path) -> dict:
     positive = loaded.meta.positive_index
     truth, called = predictions.labels == positive, predictions.probabilities[:, positive] > threshold
     found, negatives_kept = int((truth & called).sum()), int((~truth & ~called).sum())
-    return {"images": len(samples), "melanoma": int(truth.sum()), "threshold": threshold, "rule": rule,
+    return {"images": len(samples), "melanoma": int(truth.sum()),
+            "roc_auc": float(roc_auc_score(truth, predictions.probabilities[:, positive])),
+            "threshold": threshold, "rule": rule,
             "sensitivity": found / max(int(truth.sum()), 1), "sensitivity_interval": wilson_interval(found, int(truth.sum())),
             "specificity": negatives_kept / max(int((~truth).sum()), 1),
             "specificity_interval": wilson_interval(negatives_kept, int((~truth).sum()))}

@@ -112,7 +112,7 @@ class DataConfig:
     #: training-time Gaussian pixel noise, its standard deviation in grey levels (0: off): a grey level
     #: of noise must not move the answer
     noise_levels: float = 0.0
-    #: probability that a training image gets the noise; below 1, so that batch statistics hold clean
+    #: probability that a training image gets the noise; below 1, so that batch statistics see clean
     #: and noisy images alike (noise on every image made clean validation collapse: RESULTS.md)
     noise_probability: float = 0.5
 

@@ -117,10 +117,8 @@ class Robustness:
     """Training-time changes that a re-save, an upload or a sensor make to the same lesion: JPEG
     re-encoding at a random quality, and Gaussian pixel noise, each on a random share of the images.
 
-    Why the noise: ImageNet MobileNetV2 has batch-norm channels that are nearly constant on smooth
-    dermoscopy images, with gains in the thousands, so one grey level of noise moved P(melanoma) by
-    more than 0.1. Why only on a share: with noise on every image those channels' statistics
-    described noisy images only, and clean validation collapsed (benchmarks/RESULTS.md)."""
+    The noise goes on a share only: on every image, batch statistics saw noisy images alone and
+    clean validation collapsed; on half, it trained normally (benchmarks/RESULTS.md)."""
 
     jpeg_quality: tuple[int, int] | None = None
     jpeg_probability: float = 0.5
