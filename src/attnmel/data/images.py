@@ -272,10 +272,7 @@ def read_centre_square(data: bytes, ratio: float, name: str = "upload",
     of ``to_rgb`` acts pixel by pixel, so cropping in the original mode and converting the crop (with
     the whole image's scale) gives the pixels of converting first and cropping after.
     """
-    path = Path(name)
-    if not data:
-        raise DataError(path, "image file is empty (0 bytes).", "send a JPEG or PNG file.")
-    image = _upright(_decode(_open_header(io.BytesIO(data), path, "image", max_pixels), path, "image"), path)
+    image = _upright(*_decode_bytes(data, name, max_pixels))
     width, height = image.size
     box = centre_square_box(width, height, ratio)
     # the square in its cheapest exact form: wide pixels straight to 8-bit gray, others as they are
@@ -300,10 +297,15 @@ def read_image_bytes(data: bytes, name: str = "upload", max_pixels: int = MAX_PI
 
     Nothing is written to disk; ``name`` only labels errors.
     """
+    return as_model_rgb(*_decode_bytes(data, name, max_pixels))
+
+
+def _decode_bytes(data: bytes, name: str, max_pixels: int) -> tuple[Image.Image, Path]:
+    """An in-memory file decoded at full size in its own mode, and the name that labels its errors."""
     path = Path(name)
     if not data:
         raise DataError(path, "image file is empty (0 bytes).", "send a JPEG or PNG file.")
-    return as_model_rgb(_decode(_open_header(io.BytesIO(data), path, "image", max_pixels), path, "image"), path)
+    return _decode(_open_header(io.BytesIO(data), path, "image", max_pixels), path, "image"), path
 
 
 def read_mask_levels(path: str | Path) -> np.ndarray:
