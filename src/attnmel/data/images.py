@@ -267,8 +267,8 @@ def read_centre_square(data: bytes, ratio: float, name: str = "upload",
     """Decode an in-memory file as ``read_image_bytes`` does, but convert only the centre square the
     model sees (``centre_square_box``), a block of rows at a time, after freeing the full-size pixels.
 
-    Why: the service decodes every upload at full size (a reduced decode changes answers), and an
-    89 Mpx 16-bit PNG then costs its decoded pixels plus their 8-bit and RGB copies. Every conversion
+    Why: the service decodes every upload at full size (a reduced decode changes answers), and a huge
+    16-bit PNG then costs its decoded pixels plus their 8-bit and RGB copies. Every conversion
     of ``to_rgb`` acts pixel by pixel, so cropping in the original mode and converting the crop (with
     the whole image's scale) gives the pixels of converting first and cropping after.
     """

@@ -25,34 +25,35 @@ from attnmel.serving.uploads import UploadError
 TRIM_BYTES = 1 << 20
 
 
-def _malloc_trim() -> Callable[[], None]:
-    """glibc's ``malloc_trim(0)`` (a no-op elsewhere: other C libraries return memory on their own terms)."""
+def _libc_function(name: str, argtypes: list, restype) -> Callable | None:
+    """A glibc function by name, or None where the C library has none (musl, macOS, Windows)."""
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        trim = libc.malloc_trim
+        function = getattr(ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6"), name)
     except (OSError, AttributeError):
-        return lambda: None
-    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
-    return lambda: trim(0) and None
+        return None
+    function.argtypes, function.restype = argtypes, restype
+    return function
 
 
-trim_memory = _malloc_trim()
-
-#: glibc's mallopt parameter for the number of heap arenas
+_trim = _libc_function("malloc_trim", [ctypes.c_size_t], ctypes.c_int)
+_mallopt = _libc_function("mallopt", [ctypes.c_int, ctypes.c_int], ctypes.c_int)
+#: mallopt's parameter for the number of heap arenas
 _M_ARENA_MAX = -8
+
+
+def trim_memory() -> None:
+    """glibc's ``malloc_trim(0)`` (a no-op elsewhere: other C libraries return memory on their own terms)."""
+    if _trim is not None:
+        _trim(0)
 
 
 def limit_heap_arenas(arenas: int = 2) -> None:
     """Cap glibc's heap arenas (a no-op elsewhere). Why: each thread of the decode pool would otherwise
     get an arena of its own, and a huge upload decoded on a new thread leaves its freed pixels behind
-    in the last one; measured, four 89 Mpx uploads raised the peak from 1.39x to 1.60x idle."""
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
-        return
-    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-    mallopt(_M_ARENA_MAX, arenas)
+    in that thread's arena, so the peak grew with every thread that had decoded one
+    (benchmarks/RESULTS.md, "Upload memory")."""
+    if _mallopt is not None:
+        _mallopt(_M_ARENA_MAX, arenas)
 
 
 class UploadBudget:
