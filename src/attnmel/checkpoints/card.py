@@ -34,6 +34,8 @@ METHOD_CITATION = "Y. Yan, J. Kawahara, G. Hamarneh. Melanoma Recognition via Vi
 DATA_CITATIONS = {
     "isic2017": "N. Codella et al. Skin Lesion Analysis Toward Melanoma Detection (ISIC 2017). arXiv:1710.05006.",
     "isic2016": "D. Gutman et al. Skin Lesion Analysis toward Melanoma Detection (ISIC 2016). arXiv:1605.01397.",
+    "ham10000": "P. Tschandl, C. Rosendahl, H. Kittler. The HAM10000 dataset, a large collection of multi-source "
+                "dermatoscopic images of common pigmented skin lesions. Sci. Data 5, 180161 (2018).",
 }
 METRIC_ORDER = ["roc_auc", "average_precision", "accuracy", "balanced_accuracy", "sensitivity", "specificity",
                 "precision", "sensitivity_at_90_specificity", "threshold", "n", "n_positive"]
@@ -87,8 +89,9 @@ def _limitations(meta: CheckpointMeta, metrics: dict[str, Any], layers: list[str
 
 
 def _citations(meta: CheckpointMeta) -> list[str]:
-    layout = (meta.training.data or {}).get("layout")
-    return [METHOD_CITATION] + ([DATA_CITATIONS[layout]] if layout in DATA_CITATIONS else [])
+    data = meta.training.data or {}
+    names = [data.get("layout"), *(data.get("datasets") or {})]
+    return [METHOD_CITATION] + [DATA_CITATIONS[name] for name in dict.fromkeys(names) if name in DATA_CITATIONS]
 
 
 def when_not_to_trust(meta: CheckpointMeta) -> list[str]:
@@ -363,12 +366,25 @@ def _training_data_lines(data: dict[str, Any] | None) -> list[str]:
     """The dataset summary a checkpoint records, one line per split."""
     if not data:
         return ["Not recorded in this checkpoint."]
-    lines = [f"- dataset: `{data.get('layout')}` layout, task `{data.get('task')}`"]
-    for split in ("train", "val"):
-        part = data.get(split) or {}
+    def counts(part: dict[str, Any]) -> str:
         classes = ", ".join(f"{k} {v}" for k, v in (part.get("classes") or {}).items())
         prior = f"; {part['with_prior']} with an attention-prior region" if "with_prior" in part else ""
-        lines.append(f"- {split}: {part.get('images')} images ({classes}){prior}")
+        return f"{part.get('images')} images ({classes}){prior}"
+
+    datasets = data.get("datasets") or {}
+    layout, task = data.get("layout"), data.get("task")
+    if datasets:
+        named = ", ".join(f"`{name}`" for name in datasets)
+        lines = [f"- datasets: {named}, task `{task}`; validation from `{layout}`"]
+    else:
+        lines = [f"- dataset: `{layout}` layout, task `{task}`"]
+    lines.append(f"- train: {counts(data.get('train') or {})}")
+    lines += [f"  - {name}: {counts(entry.get('train') or {})}" for name, entry in datasets.items()]
+    lines.append(f"- val: {counts(data.get('val') or {})}")
+    if data.get("held_out"):
+        lines.append(f"- held out of training (whole lesions): {counts(data['held_out'])}")
+    if data.get("dropped"):
+        lines.append(f"- left out of training as the same photograph or lesion as an image judged on: {data['dropped']}")
     if data.get("skipped"):
         lines.append(f"- skipped unreadable entries: {data['skipped']}")
     return lines

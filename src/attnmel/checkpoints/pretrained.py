@@ -83,8 +83,8 @@ PRETRAINED: dict[str, PretrainedWeights] = {
         PretrainedWeights(
             tag="isic2017-attnmel-mnv2-lesion",
             file="isic2017-attnmel-mnv2-lesion.safetensors",
-            sha256="fdd36043eeb294b4d23eb3aa3048a3ee77fa6a1bcfaffb2ffafa97a93e632b4f",
-            description="AttnMel-CNN with the lesion prior on ImageNet MobileNetV2, trained on ISIC 2017 "
+            sha256="7b776836567e8ee5548fa87bcf02ea283614818732ec156fdbfd0fbf5fc76f65",
+            description="AttnMel-CNN with the lesion prior on ImageNet MobileNetV2, trained on ISIC 2017 + HAM10000 "
                         "(research use only, not a diagnostic tool)",
         ),
     )

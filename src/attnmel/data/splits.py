@@ -227,7 +227,8 @@ class TrainingData:
             "task": self.index.task.name,
             "train": describe(self.train),
             "val": describe(self.val),
-            "skipped": len(self.problems),
+            "skipped": sum(problem.kind != "leak" for problem in self.problems),
+            "dropped": sum(problem.kind == "leak" for problem in self.problems),
             **({"split": self.split.describe()} if self.split is not None else {}),
         }
         if len(self.sources) > 1:
