@@ -363,9 +363,10 @@ def render_markdown(card: ModelCard) -> str:
 
 
 def _training_data_lines(data: dict[str, Any] | None) -> list[str]:
-    """The dataset summary a checkpoint records, one line per split."""
+    """The dataset summary a checkpoint records: its datasets, each split, and the images kept out."""
     if not data:
         return ["Not recorded in this checkpoint."]
+
     def counts(part: dict[str, Any]) -> str:
         classes = ", ".join(f"{k} {v}" for k, v in (part.get("classes") or {}).items())
         prior = f"; {part['with_prior']} with an attention-prior region" if "with_prior" in part else ""
