@@ -89,18 +89,29 @@ def test_normalization_sources(tmp_path):
         resolve_normalization({"mean": [0.5] * 3, "std": [0.0] * 3})
 
 
+#: the normalisation of the robustness tests: one grey level is 1 / (255 x STD) in the model's units
+STD = 0.25
+
+
+def _image_and_mask(rng: np.random.Generator, low: int = 0, high: int = 256) -> dict:
+    image = tv_tensors.Image(torch.from_numpy(rng.integers(low, high, (3, 64, 64), dtype=np.uint8)))
+    mask = tv_tensors.Mask(torch.from_numpy((rng.random((1, 64, 64)) > 0.5).astype(np.uint8)))
+    return {"image": image, "mask": mask}
+
+
+def _plain_and_augmented(sample: dict, robustness, seed: int) -> list[dict]:
+    """The training augmentation without and with ``robustness``, from the same random state."""
+    outputs = []
+    for variant in (None, robustness):
+        torch.manual_seed(seed)
+        outputs.append(train_augment(48, (0.5, 0.5, 0.5), (STD, STD, STD), variant)(sample))
+    return outputs
+
+
 def test_jpeg_robustness_reencodes_the_image_and_leaves_the_mask():
     from attnmel.data.transforms import Robustness
 
-    rng = np.random.default_rng(0)
-    image = tv_tensors.Image(torch.from_numpy(rng.integers(0, 256, (3, 64, 64), dtype=np.uint8)))
-    mask = tv_tensors.Mask(torch.from_numpy((rng.random((1, 64, 64)) > 0.5).astype(np.uint8)))
-    mean, std = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
-    outputs = []
-    for robustness in (None, Robustness((10, 10), 1.0)):
-        torch.manual_seed(3)
-        outputs.append(train_augment(48, mean, std, robustness)({"image": image, "mask": mask}))
-    plain, reencoded = outputs
+    plain, reencoded = _plain_and_augmented(_image_and_mask(np.random.default_rng(0)), Robustness((10, 10), 1.0), 3)
     assert torch.equal(plain["mask"], reencoded["mask"])  # the same crop and flips, the mask untouched
     assert (plain["image"] - reencoded["image"]).abs().mean() > 0.1  # quality 10 visibly changes noise
 
@@ -109,22 +120,14 @@ def test_noise_robustness_changes_a_share_of_the_images_by_grey_levels_and_leave
     from attnmel.data.transforms import Robustness
 
     rng = np.random.default_rng(1)
-    image = tv_tensors.Image(torch.from_numpy(rng.integers(20, 236, (3, 64, 64), dtype=np.uint8)))
-    mask = tv_tensors.Mask(torch.from_numpy((rng.random((1, 64, 64)) > 0.5).astype(np.uint8)))
-    mean, std = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
-    changed = []
+    sample = _image_and_mask(rng, 20, 236)
+    changed = 0
     for _ in range(40):
-        seed = int(rng.integers(1 << 30))
-        outputs = []
-        for robustness in (None, Robustness(noise_levels=2.0, noise_probability=0.5)):
-            torch.manual_seed(seed)
-            outputs.append(train_augment(48, mean, std, robustness)({"image": image, "mask": mask}))
-        plain, noisy = outputs
+        plain, noisy = _plain_and_augmented(sample, Robustness(noise_levels=2.0, noise_probability=0.5),
+                                            int(rng.integers(1 << 30)))
         assert torch.equal(plain["mask"], noisy["mask"])
-        grey_levels = ((noisy["image"] - plain["image"]) * 0.25 * 255).std().item()
+        grey_levels = ((noisy["image"] - plain["image"]) * STD * 255).std().item()
         if grey_levels > 0:  # noise of sd 2 grey levels, not 2 units of the normalised scale
             assert 1.5 < grey_levels < 2.5
-            changed.append(True)
-        else:
-            changed.append(False)
-    assert 8 <= sum(changed) <= 32  # about half the images, never all or none
+            changed += 1
+    assert 8 <= changed <= 32  # about half the images, never all or none

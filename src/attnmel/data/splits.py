@@ -90,12 +90,14 @@ def data_sources(data: str | Path | Sequence[str | Path] | Mapping[str, str | Pa
     if not items:
         raise ConfigError("no dataset given; pass --data PATH (repeat it, or NAME=PATH, for several).")
     sources: list[DataSource] = []
+    taken: set[str] = set()
     for name, path in items:
         base, k = name, 2
-        while name in [source.name for source in sources]:
+        while name in taken:
             if not numbered:
                 raise ConfigError(f"two datasets are both called {base!r}; name them with --data NAME=PATH.")
             name, k = f"{base}-{k}", k + 1
+        taken.add(name)
         sources.append(DataSource(name, path))
     return sources
 
