@@ -12,7 +12,8 @@ from attnmel.checkpoints.format import load_model_checkpoint, read_metadata
 from attnmel.config import load_config
 from attnmel.errors import CheckpointError, TrainingError
 from attnmel.training.loop import train
-from attnmel.training.losses import FocalLoss, attention_prior_loss, dice_loss
+from attnmel.models import create_model
+from attnmel.training.losses import FocalLoss, attention_prior_loss, consistency_loss, dice_loss, pixel_noise
 
 from .conftest import make_isic2017_subset, tiny
 
@@ -74,6 +75,15 @@ def test_diverging_loss_stops_with_step_and_keeps_no_bad_checkpoint(tiny_data, t
     assert not (tmp_path / "run" / "best.safetensors").exists()
 
 
+def test_consistency_term_joins_the_loss_and_the_log(tiny_data, tmp_path):
+    off = _train(tiny_data, tmp_path / "off", epochs=1).history[0]
+    on = _train(tiny_data, tmp_path / "on", ["loss.consistency_weight=5"], epochs=1).history[0]
+    assert off["train_consistency_loss"] == 0.0 and on["train_consistency_loss"] > 0
+    expected = on["train_cls_loss"] + on["train_prior_loss"] + 5 * on["train_consistency_loss"]
+    assert on["train_loss"] == pytest.approx(expected, rel=1e-4)
+    assert on["train_images"] == off["train_images"]  # the noisy copies are not counted as images
+
+
 def test_val_fraction_carves_stratified_validation(tiny_data, tmp_path):
     result = _train(tiny_data, tmp_path / "run", ["data.val_split=null", "data.val_fraction=0.3"], epochs=1)
     summary = read_metadata(result.best_checkpoint).training.data
@@ -85,6 +95,59 @@ def test_focal_loss_reduces_to_cross_entropy_at_gamma_0():
     logits, target = torch.randn(8, 2), torch.randint(0, 2, (8,))
     torch.testing.assert_close(FocalLoss(0.0)(logits, target), torch.nn.functional.cross_entropy(logits, target))
     assert FocalLoss(2.0)(logits, target) < FocalLoss(0.0)(logits, target)
+
+
+def test_consistency_loss_counts_only_what_the_softmax_sees():
+    logits = torch.randn(6, 2)
+    assert float(consistency_loss(logits, logits)) == 0.0
+    assert float(consistency_loss(logits, logits + torch.randn(6, 1))) == pytest.approx(0.0, abs=1e-6)
+    moved = logits.clone()
+    moved[:, 1] += 0.4  # the logit difference moves by 0.4 on every image
+    assert float(consistency_loss(logits, moved)) == pytest.approx(0.4**2 / 2)
+
+
+def test_pixel_noise_is_in_grey_levels_of_the_saved_image():
+    std = (0.2, 0.25, 0.5)
+    images = torch.zeros(256, 3, 16, 16)
+    noise = pixel_noise(images, std, max_levels=4.0) * torch.tensor(std).view(1, 3, 1, 1) * 255
+    per_image = noise.std(dim=(1, 2, 3))
+    # levels drawn uniformly from [0, 4]: every image below 4 (with sampling slack), some near 0 and near 4
+    assert float(per_image.max()) < 4.4 and float(per_image.min()) < 0.5 and float(per_image.max()) > 3.5
+    assert 1.6 < float(per_image.mean()) < 2.4
+    assert torch.equal(pixel_noise(images, std, max_levels=0.0), images)
+
+
+def _trained_under_noise(weight: float) -> tuple[float, float]:
+    """(consistency loss under fresh noise, accuracy) of a one-layer model after 60 steps.
+
+    Half its channels start as edge detectors: silent on smooth images, loud on pixel noise, as the
+    early layers of an ImageNet backbone are on dermoscopy. The label is in the brightness."""
+    conv = torch.nn.Conv2d(3, 8, 3, padding=1)
+    with torch.no_grad():
+        conv.weight[4:] = 20 * torch.tensor([[0.0, -1, 0], [-1, 4, -1], [0, -1, 0]]).expand(4, 3, 3, 3)
+    model = torch.nn.Sequential(conv, torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
+                                torch.nn.Linear(8, 2))
+    labels = torch.tensor([0, 1] * 16)
+    smooth = torch.nn.functional.interpolate(torch.randn(32, 3, 4, 4), size=32, mode="bilinear")
+    images = smooth + labels.view(-1, 1, 1, 1) - 0.5
+    std = (0.229, 0.224, 0.225)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    for _ in range(60):
+        logits, noisy = model(torch.cat([images, pixel_noise(images, std, 3.0)])).chunk(2)
+        loss = FocalLoss()(logits, labels) + weight * consistency_loss(logits, noisy)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    with torch.no_grad():
+        clean, noisy = model(images), model(pixel_noise(images, std, 3.0))
+    return float(consistency_loss(clean, noisy)), float((clean.argmax(1) == labels).float().mean())
+
+
+def test_consistency_term_steadies_the_answer_under_pixel_noise():
+    loose, loose_accuracy = _trained_under_noise(0.0)
+    steady, steady_accuracy = _trained_under_noise(1.0)
+    assert steady < 0.1 * loose  # about 100x on every seed tried
+    assert steady_accuracy >= loose_accuracy - 0.1  # and the task is still learnt
 
 
 def test_prior_loss_uses_only_samples_with_a_region():

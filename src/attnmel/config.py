@@ -157,6 +157,11 @@ class LossConfig:
     label_smoothing: float = 0.0
     #: Dice weights of the attention prior per gated layer, shallow to deep (paper: 0.001, 0.01)
     prior_weights: list[float] = field(default_factory=lambda: [0.001, 0.01])
+    #: stability training (Zheng et al., CVPR 2016): each training image is also seen with pixel
+    #: noise, and the squared change of its logits is added at this weight (0: off, the paper)
+    consistency_weight: float = 0.0
+    #: the noise of that second view: Gaussian, standard deviation drawn per image up to this many grey levels
+    consistency_noise: float = 3.0
 
 
 @dataclass
@@ -238,6 +243,8 @@ _RANGES: tuple[tuple[str, float | None, float | None, str], ...] = (
     ("optim.backbone_lr_scale", 0, None, "0 or more"),
     ("loss.focal_gamma", 0, None, "0 or more"),
     ("loss.label_smoothing", 0, 1, "in [0, 1)"),
+    ("loss.consistency_weight", 0, None, "0 (off) or more"),
+    ("loss.consistency_noise", 0, 64, "0 to 64 grey levels"),
     ("train.epochs", 1, None, "at least 1"),
     ("train.passes_per_epoch", 1, None, "at least 1"),
     ("train.batch_size", 1, None, "at least 1"),

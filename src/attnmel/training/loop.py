@@ -45,7 +45,7 @@ from attnmel.training.batches import build_batch_sources
 from attnmel.training.distributed import Distributed
 from attnmel.training.ema import create_ema
 from attnmel.training.logs import RunLog, flat_hyperparameters
-from attnmel.training.losses import attention_prior_loss, classification_loss
+from attnmel.training.losses import attention_prior_loss, classification_loss, consistency_loss, pixel_noise
 from attnmel.training.optim import build_optimizer, build_scheduler
 from attnmel.training.resume import STATE_FILE, resumable_config
 from attnmel.visualize.figures import Panel, attention_figure
@@ -71,6 +71,7 @@ class StepValues:
     loss: float
     cls_loss: float
     prior_loss: float
+    consistency_loss: float
     prior_samples: int
 
 
@@ -233,15 +234,27 @@ class Trainer:
         keys = [(index, derive_seed(cfg.train.seed, epoch, pass_index, 2, position)) for position, index in enumerate(order)]
         return self.train_batches.train(self.dist.shard(keys, cfg.train.batch_size), self.dist.per_rank_batch(cfg.train.batch_size))
 
-    def _losses(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(total loss, classification loss, prior loss, samples with a prior region) for one batch."""
+    def _losses(self, batch: dict) -> tuple[torch.Tensor, ...]:
+        """(total loss, classification loss, prior loss, consistency loss, samples with a prior region)
+        for one batch. With ``loss.consistency_weight`` the batch goes through once more with pixel
+        noise, in the same forward pass; the classification and prior losses read the clean half."""
         images = batch["image"].to(self.device, non_blocking=True)
+        labels = batch["label"].to(self.device, non_blocking=True)
+        loss_config = self.config.loss
+        paired = loss_config.consistency_weight > 0
+        if paired:
+            images = torch.cat([images, pixel_noise(images, self.preprocessing.std, loss_config.consistency_noise)])
         if self.fast.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
-        labels = batch["label"].to(self.device, non_blocking=True)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.fast.amp):
             output = self.train_model(images)
-        cls_loss = self.criterion(output.logits.float(), labels)  # losses in fp32 whatever the forward used
+        logits = output.logits.float()  # losses in fp32 whatever the forward used
+        consistency = torch.zeros((), device=self.device)
+        if paired:
+            logits, noisy_logits = logits.chunk(2)
+            consistency = consistency_loss(logits, noisy_logits)
+            output = output._replace(attention={name: amap.chunk(2)[0] for name, amap in output.attention.items()})
+        cls_loss = self.criterion(logits, labels)
         prior = torch.zeros((), device=self.device)
         has_mask = batch["has_mask"].to(self.device, non_blocking=True)
         if self.roi is not None:
@@ -253,15 +266,15 @@ class Trainer:
                 softmax_maps=self.model.architecture.normalize == "softmax",
                 reduce=self.dist.differentiable_sum if self.dist.enabled else None,
             )
-        return cls_loss + prior, cls_loss, prior, has_mask.sum()
+        total = cls_loss + prior + loss_config.consistency_weight * consistency
+        return total, cls_loss, prior, consistency, has_mask.sum()
 
-    def _global_values(self, loss, cls_loss, prior, prior_samples) -> StepValues:
+    def _global_values(self, loss, cls_loss, prior, consistency, prior_samples) -> StepValues:
         """The step's values summed over processes (one transfer), so every rank logs and stops alike."""
-        totals = torch.stack([loss.detach(), cls_loss.detach(), prior.detach(), prior_samples.float()]).float()
-        loss_value, cls_value, prior_value, samples = self.dist.all_reduce_sum(totals).tolist()
-        world = self.dist.world_size
-        return StepValues(loss_value / world, cls_value / world, prior_value / world,
-                          int(samples) if self.roi is not None else 0)
+        totals = torch.stack([loss.detach(), cls_loss.detach(), prior.detach(), consistency.detach(),
+                              prior_samples.float()]).float()
+        *means, samples = (self.dist.all_reduce_sum(totals) / self.dist.world_size).tolist()
+        return StepValues(*means, round(samples * self.dist.world_size) if self.roi is not None else 0)
 
     def _optimizer_step(self, loss: torch.Tensor) -> None:
         self.optimizer.zero_grad(set_to_none=True)
@@ -273,8 +286,8 @@ class Trainer:
         self.global_step += 1
 
     def _step(self, batch: dict, epoch: int, step_in_epoch: int) -> StepValues:
-        loss, cls_loss, prior, prior_samples = self._losses(batch)
-        values = self._global_values(loss, cls_loss, prior, prior_samples)
+        losses = self._losses(batch)
+        values = self._global_values(*losses)
         if not math.isfinite(values.loss):
             kept = (f"the last good checkpoint (after epoch {epoch}) is "
                     f"kept in {self.output_dir}" if (self.output_dir / STATE_FILE).is_file()
@@ -283,7 +296,7 @@ class Trainer:
                 f"loss became {values.loss} at epoch {epoch + 1}, step {step_in_epoch + 1}; the run stopped and "
                 f"{kept}. Lower optim.lr or check the inputs."
             )
-        self._optimizer_step(loss)
+        self._optimizer_step(losses[0])
         return values
 
     def train_epoch(self, epoch: int) -> dict[str, float]:
@@ -291,7 +304,7 @@ class Trainer:
         # dropout etc.; each process draws its own stream
         torch.manual_seed(derive_seed(cfg.train.seed, epoch, 0, *([self.dist.rank] if self.dist.enabled else [])))
         self.model.train()
-        sums = {"loss": 0.0, "cls_loss": 0.0, "prior_loss": 0.0, "prior_samples": 0}
+        sums = {"loss": 0.0, "cls_loss": 0.0, "prior_loss": 0.0, "consistency_loss": 0.0, "prior_samples": 0}
         steps = images = 0
         skipped: list[str] = []
         for pass_index in range(cfg.train.passes_per_epoch):

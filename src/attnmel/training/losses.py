@@ -38,6 +38,23 @@ def classification_loss(config: LossConfig) -> nn.Module:
     raise ConfigError(f"loss.name must be 'focal' or 'cross_entropy', not {config.name!r}.")
 
 
+def pixel_noise(images: torch.Tensor, std: tuple[float, ...], max_levels: float) -> torch.Tensor:
+    """``images`` (normalised) with Gaussian noise of a standard deviation drawn per image from
+    [0, ``max_levels``] grey levels, as the same noise on the 0..255 pixels would give."""
+    scale = images.new_tensor([1 / (255 * s) for s in std]).view(1, -1, 1, 1)
+    levels = torch.rand(images.shape[0], 1, 1, 1, device=images.device, dtype=images.dtype) * max_levels
+    return images + torch.randn_like(images) * levels * scale
+
+
+def consistency_loss(logits: torch.Tensor, perturbed: torch.Tensor) -> torch.Tensor:
+    """How far the answer moved between two views of the same images: the squared change of the
+    logits after removing their mean over classes (the part a softmax sees), summed over classes
+    and averaged over images. Logits rather than probabilities, so confident answers are held
+    steady too; a temperature fitted later scales every change alike."""
+    change = (perturbed - perturbed.mean(dim=1, keepdim=True)) - (logits - logits.mean(dim=1, keepdim=True))
+    return change.pow(2).sum(dim=1).mean()
+
+
 Reduce = Callable[[torch.Tensor], torch.Tensor]
 
 
