@@ -10,7 +10,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from .conftest import SAMPLE, write_csv
+from .conftest import SAMPLE, make_isic2017_subset, write_csv
 
 #: the 60 real images of the bundled sample, in a fixed order
 SAMPLE_IMAGES: list[Path] = sorted(SAMPLE.glob("ISIC-2017_*_Data/ISIC_*.jpg"), key=lambda p: p.name)
@@ -66,10 +66,11 @@ def make_isic2018(
     return ids
 
 
-def make_ham10000(root: Path, rows: list[tuple[str, str]], *, masks: bool = True, start: int = 0) -> list[str]:
+def make_ham10000(root: Path, rows: list[tuple[str, str]], *, masks: bool = True, start: int = 0,
+                  images: list[Path] | None = None) -> list[str]:
     """The Dataverse release: ``rows`` are (dx, lesion_id); images split over part_1 and part_2; the
-    k-th row takes ``SAMPLE_IMAGES[start + k]``."""
-    images = _images(start, len(rows))
+    k-th row takes ``images[k]``, by default ``SAMPLE_IMAGES[start + k]``."""
+    images = images or _images(start, len(rows))
     half = len(images) // 2
     for k, image in enumerate(images):
         part = root / f"HAM10000_images_part_{1 if k < half else 2}"
@@ -276,3 +277,16 @@ def make_derm7pt(root: Path, diagnoses: list[str], splits: dict[str, list[int]] 
     for name, indexes in (splits or {}).items():
         write_csv(base / "meta" / f"{name}_indexes.csv", ["indexes"], [[str(i)] for i in indexes])
     return ids
+
+
+#: HAM10000-like rows: (dx, lesion_id), two images for some lesions
+HAM_ROWS = [("mel", "HAM_0"), ("nv", "HAM_1"), ("nv", "HAM_1"), ("bkl", "HAM_2"), ("mel", "HAM_3"), ("nv", "HAM_4"),
+            ("nv", "HAM_5"), ("mel", "HAM_5"), ("nv", "HAM_6"), ("df", "HAM_7"), ("nv", "HAM_8"), ("mel", "HAM_9")]
+
+
+def make_two_sites(root: Path, n_val: int = 6) -> tuple[Path, Path]:
+    """An ISIC 2017 folder (10 train, ``n_val`` val) and a HAM10000 folder (``HAM_ROWS``) with no image in common."""
+    isic = make_isic2017_subset(root / "isic2017", n_train=10, n_val=n_val)
+    used = {p.stem for p in isic.rglob("ISIC_*.jpg")}
+    make_ham10000(root / "ham10000", HAM_ROWS, images=[p for p in SAMPLE_IMAGES if p.stem not in used][:len(HAM_ROWS)])
+    return isic, root / "ham10000"

@@ -12,7 +12,6 @@ from attnmel.checkpoints.format import load_model_checkpoint, read_metadata
 from attnmel.config import load_config
 from attnmel.errors import CheckpointError, TrainingError
 from attnmel.training.loop import train
-from attnmel.models import create_model
 from attnmel.training.losses import FocalLoss, attention_prior_loss, consistency_loss, dice_loss, pixel_noise
 
 from .conftest import make_isic2017_subset, tiny
