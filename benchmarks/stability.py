@@ -95,8 +95,10 @@ def main(argv: list[str] | None = None) -> int:
 
     model = attnmel.load_model(args.checkpoint, device="cpu")
     paths = split_images(args.data, args.split)[: args.limit]
-    rows = measure(model, paths, args.draws, args.seed)
-    print(f"{args.checkpoint or 'the shipped model'} on {args.data.name} {args.split} ({len(paths)} images)\n")
+    threshold, rule = model.decision_threshold()
+    rows = measure(model, paths, args.draws, args.seed, threshold=0.5 if threshold is None else threshold)
+    print(f"{args.checkpoint or 'the shipped model'} on {args.data.name} {args.split} ({len(paths)} images); "
+          f"class flips at {rule}\n")
     print("| perturbation | images | max abs dP | p95 abs dP | class flips |")
     print("|---|---:|---:|---:|---:|")
     for row in rows:

@@ -26,6 +26,7 @@ def test_the_table_for_any_checkpoint(stability, tiny_checkpoint, capsys):
     data = tiny_checkpoint.parents[1] / "data"
     assert stability.main(["--checkpoint", str(tiny_checkpoint), "--data", str(data), "--limit", "4"]) == 0
     lines = capsys.readouterr().out.splitlines()
+    assert "class flips at default 0.5 (no operating point stored in the checkpoint)" in lines[0]
     assert "| perturbation | images | max abs dP | p95 abs dP | class flips |" in lines
     rows = [line.split("|")[1:-1] for line in lines if line.startswith("| ") and "images |" not in line]
     assert [r[0].strip() for r in rows] == ["+-1 grey level (x1)", "+1 / -1 everywhere", "JPEG q90"]
