@@ -273,8 +273,8 @@ class Trainer:
         """The step's values summed over processes (one transfer), so every rank logs and stops alike."""
         totals = torch.stack([loss.detach(), cls_loss.detach(), prior.detach(), consistency.detach(),
                               prior_samples.float()]).float()
-        *means, samples = (self.dist.all_reduce_sum(totals) / self.dist.world_size).tolist()
-        return StepValues(*means, round(samples * self.dist.world_size) if self.roi is not None else 0)
+        *sums, samples = self.dist.all_reduce_sum(totals).tolist()
+        return StepValues(*(value / self.dist.world_size for value in sums), int(samples) if self.roi is not None else 0)
 
     def _optimizer_step(self, loss: torch.Tensor) -> None:
         self.optimizer.zero_grad(set_to_none=True)
