@@ -158,7 +158,8 @@ class LossConfig:
     #: Dice weights of the attention prior per gated layer, shallow to deep (paper: 0.001, 0.01)
     prior_weights: list[float] = field(default_factory=lambda: [0.001, 0.01])
     #: stability training (Zheng et al., CVPR 2016): each training image is also seen with pixel
-    #: noise, and the squared change of its logits is added at this weight (0: off, the paper)
+    #: noise, and how far that moves its logits (against their spread over the batch) is added at
+    #: this weight (0: off, the paper)
     consistency_weight: float = 0.0
     #: the noise of that second view: Gaussian, standard deviation drawn per image up to this many grey levels
     consistency_noise: float = 3.0
