@@ -9,8 +9,10 @@ every door decodes it, the model answers the image and two perturbations of it:
   0..255), ``--draws`` times;
 - ``+1 / -1 everywhere``: the whole image one grey level brighter, and one darker;
 - ``JPEG q90``: the decoded image re-encoded as JPEG at quality 90 (Pillow) and decoded again.
-The table gives, per perturbation, the largest and the 95th percentile |dP(melanoma)| and the share
-of images whose predicted class (at the model's threshold, 0.5 by default) flips. A model that
+The table gives, per perturbation, the largest and the 95th percentile |dP(melanoma)|, the share
+of images whose predicted class (at the model's threshold, 0.5 by default) flips, and the mean
+change of the log-odds against their spread over the images (``|d log-odds| / sd``): a
+temperature scales both alike, so this last column compares a raw run with a calibrated file. A model that
 should be trusted on images from other cameras and pipelines moves little under both.
 """
 
@@ -36,6 +38,13 @@ class Stability:
     max_abs_dp: float
     p95_abs_dp: float
     flipped: float
+    #: mean |change of log-odds| over the standard deviation of the unperturbed log-odds
+    relative_change: float
+
+
+def log_odds(probability: np.ndarray) -> np.ndarray:
+    p = np.clip(probability, 1e-7, 1 - 1e-7)
+    return np.log(p / (1 - p))
 
 
 def plus_minus_one(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -72,7 +81,9 @@ def measure(model, paths: list[Path], draws: int = 1, seed: int = 0, threshold: 
     for name, answers in perturbed.items():
         dp = np.abs(np.stack(answers) - base[None])
         flips = np.stack([(a > threshold) != (base > threshold) for a in answers])
-        rows.append(Stability(name, len(images), float(dp.max()), float(np.percentile(dp, 95)), float(flips.mean())))
+        moved = np.abs(log_odds(np.stack(answers)) - log_odds(base)[None]).mean() / max(float(log_odds(base).std()), 1e-12)
+        rows.append(Stability(name, len(images), float(dp.max()), float(np.percentile(dp, 95)), float(flips.mean()),
+                              float(moved)))
     return rows
 
 
@@ -99,10 +110,11 @@ def main(argv: list[str] | None = None) -> int:
     rows = measure(model, paths, args.draws, args.seed, threshold=0.5 if threshold is None else threshold)
     print(f"{args.checkpoint or 'the shipped model'} on {args.data.name} {args.split} ({len(paths)} images); "
           f"class flips at {rule}\n")
-    print("| perturbation | images | max abs dP | p95 abs dP | class flips |")
-    print("|---|---:|---:|---:|---:|")
+    print("| perturbation | images | max abs dP | p95 abs dP | class flips | abs d log-odds / sd |")
+    print("|---|---:|---:|---:|---:|---:|")
     for row in rows:
-        print(f"| {row.perturbation} | {row.images} | {row.max_abs_dp:.3f} | {row.p95_abs_dp:.3f} | {row.flipped:.1%} |")
+        print(f"| {row.perturbation} | {row.images} | {row.max_abs_dp:.3f} | {row.p95_abs_dp:.3f} | {row.flipped:.1%} "
+              f"| {row.relative_change:.3f} |")
     return 0
 
 

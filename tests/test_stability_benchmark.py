@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
+from PIL import Image
 
 from .conftest import benchmark_script
 
@@ -27,8 +30,31 @@ def test_the_table_for_any_checkpoint(stability, tiny_checkpoint, capsys):
     assert stability.main(["--checkpoint", str(tiny_checkpoint), "--data", str(data), "--limit", "4"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert "class flips at default 0.5 (no operating point stored in the checkpoint)" in lines[0]
-    assert "| perturbation | images | max abs dP | p95 abs dP | class flips |" in lines
+    assert "| perturbation | images | max abs dP | p95 abs dP | class flips | abs d log-odds / sd |" in lines
     rows = [line.split("|")[1:-1] for line in lines if line.startswith("| ") and "images |" not in line]
     assert [r[0].strip() for r in rows] == ["+-1 grey level (x1)", "+1 / -1 everywhere", "JPEG q90"]
-    for _, images, largest, p95, _ in rows:
-        assert int(images) == 4 and 0 <= float(p95) <= float(largest) <= 1
+    for _, images, largest, p95, _, relative in rows:
+        assert int(images) == 4 and 0 <= float(p95) <= float(largest) <= 1 and float(relative) >= 0
+
+
+class _LogOddsModel:
+    """Answers sigmoid(z / temperature), z from the image's mean and its top-left pixel (which noise moves)."""
+
+    def __init__(self, temperature: float):
+        self.temperature = temperature
+
+    def predict(self, images, batch_size=32):
+        z = [(float(i.mean()) - 128) / 40 + float(i[0, 0, 0]) / 200 for i in images]
+        return [SimpleNamespace(probability=1 / (1 + np.exp(-v / self.temperature))) for v in z]
+
+
+def test_the_relative_change_ignores_the_temperature(stability, tmp_path):
+    rng = np.random.default_rng(0)
+    paths = []
+    for k in range(6):
+        paths.append(tmp_path / f"{k}.png")
+        Image.fromarray(rng.integers(40 * k, 40 * k + 40, (24, 24, 3), dtype=np.uint8)).save(paths[-1])
+    plain, sharp = (stability.measure(_LogOddsModel(t), paths) for t in (1.0, 0.5))
+    for a, b in zip(plain, sharp, strict=True):
+        assert b.relative_change == pytest.approx(a.relative_change, rel=1e-3)
+    assert plain[0].relative_change > 0 and sharp[0].max_abs_dp != pytest.approx(plain[0].max_abs_dp, rel=1e-3)
