@@ -179,3 +179,33 @@ def test_tensorboard_holds_figures_pr_curves_and_hyperparameters(tiny_data, tmp_
     hparams = EventAccumulator(str(tmp_path / "run" / "tensorboard"))
     hparams.Reload()
     assert {"_hparams_/experiment", "_hparams_/session_start_info"} <= set(hparams.PluginTagToContent("hparams"))
+
+
+def _conv_weights(path) -> dict[str, torch.Tensor]:
+    return {k: v.float() for k, v in load_file(str(path)).items() if k.endswith("weight") and v.dim() == 4}
+
+
+def test_fine_tuning_starts_from_a_trained_checkpoint_and_records_it(tiny_checkpoint, tiny_data, tmp_path):
+    from attnmel.checkpoints.card import model_card, render_markdown
+    from attnmel.io import file_sha256
+
+    start = _conv_weights(tiny_checkpoint)
+    # the same preset as the checkpoint, a learning rate too small to move the weights visibly
+    settings = ["data.roi=lesion", "optim.lr=1e-9", f"model.init_from={tiny_checkpoint.parent}"]  # a run folder
+    tuned = _train(tiny_data, tmp_path / "tuned", settings, epochs=1)
+    fresh = _train(tiny_data, tmp_path / "fresh", settings[:2], epochs=1)
+    after, other = _conv_weights(tuned.best_checkpoint), _conv_weights(fresh.best_checkpoint)
+    assert all(torch.allclose(after[k], start[k], atol=1e-5) for k in start)
+    assert not all(torch.allclose(other[k], start[k], atol=1e-3) for k in start)
+    record = read_metadata(tuned.best_checkpoint).training.started_from
+    assert record["sha256"] == file_sha256(tiny_checkpoint) and record["epoch"] == 1
+    assert "fine-tuned from" in render_markdown(model_card(read_metadata(tuned.best_checkpoint)))
+    resumed = _train(tiny_data, tmp_path / "tuned", settings, epochs=2, resume=True)
+    assert read_metadata(resumed.best_checkpoint).training.started_from == record
+    assert read_metadata(fresh.best_checkpoint).training.started_from is None
+
+
+def test_fine_tuning_refuses_a_checkpoint_of_another_architecture(tiny_checkpoint, tiny_data, tmp_path):
+    with pytest.raises(CheckpointError, match="attention_channels=256.*this run builds attention_channels=32"):
+        _train(tiny_data, tmp_path / "run", ["model.attention_channels=32", f"model.init_from={tiny_checkpoint}"])
+    assert not (tmp_path / "run").exists()

@@ -52,6 +52,10 @@ class ModelConfig:
     #: attention options (attnmel only); None: the model's default (sigmoid, 256)
     normalize: Normalization | None = None
     attention_channels: int | None = None
+    #: a trained attnmel checkpoint (file, run folder or pretrained tag) whose weights start the run,
+    #: e.g. to fine-tune the shipped model on a site's own images; its architecture and classes must
+    #: be this run's. None: start from ``weights``
+    init_from: str | None = None
 
     def options(self) -> dict[str, Any]:
         """The options passed to ``create_model``: those set, and nothing else."""

@@ -185,6 +185,8 @@ class TrainingSection:
     attention_prior: dict[str, Any] | None
     #: the dataset summary the checkpoint records (``TrainingRecord.data``)
     data: dict[str, Any] | None
+    #: the trained checkpoint it was fine-tuned from (``TrainingRecord.started_from``)
+    started_from: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -256,7 +258,7 @@ def model_card(meta: CheckpointMeta) -> ModelCard:
         output=OutputSection(f"softmax of the logits{temperature}, one per class name",
                              _attention_text(layers, arch.normalize)),
         training=TrainingSection(training.run, training.epoch, training.seed, training.backbone_weights,
-                                 json_safe(training.prior), json_safe(training.data)),
+                                 json_safe(training.prior), json_safe(training.data), json_safe(training.started_from)),
         metrics=MetricsSection("validation", training.epoch, metrics, json_safe(_positive_intervals(meta))),
         limitations=_limitations(meta, metrics, gates),
         when_not_to_trust=when_not_to_trust(meta),
@@ -341,6 +343,10 @@ def render_markdown(card: ModelCard) -> str:
     for key in ("run", "epoch", "seed", "backbone_weights"):
         if getattr(training, key) is not None:
             lines.append(f"- {key.replace('_', ' ')}: {getattr(training, key)}")
+    start = training.started_from
+    if start:
+        lines.append(f"- fine-tuned from: {start.get('checkpoint')} (run {start.get('run')}, epoch {start.get('epoch')}, "
+                     f"sha256 {str(start.get('sha256'))[:12]}...)")
     prior = training.attention_prior
     if prior:
         lines.append(f"- attention prior: {prior.get('roi')} region, Dice weights {prior.get('weights')}")

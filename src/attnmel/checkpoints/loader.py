@@ -3,15 +3,24 @@ or the tag of a pretrained model shipped with attnmel (``attnmel.checkpoints.pre
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 
-from attnmel.checkpoints.format import is_pickle_checkpoint, load_model_checkpoint, refuse_pickle
+from attnmel.checkpoints.format import (
+    checkpoint_paths,
+    is_pickle_checkpoint,
+    load_model_checkpoint,
+    read_metadata,
+    refuse_pickle,
+)
 from attnmel.checkpoints.meta import CheckpointMeta
 from attnmel.checkpoints.pretrained import PRETRAINED, get_pretrained, is_pretrained_tag
 from attnmel.errors import CheckpointError
+from attnmel.io import file_sha256
 
 
 def resolve_source(source: str | Path | None) -> Path:
@@ -48,3 +57,29 @@ def load_checkpoint(
         return model, meta, path
     model, meta = load_model_checkpoint(path, device)
     return model, meta, path
+
+
+def start_from_checkpoint(model: nn.Module, source: str, class_names: Sequence[str]) -> dict[str, Any]:
+    """Load a trained checkpoint's weights into a freshly built ``model`` (fine-tuning), after checking
+    that the architecture and the classes are the same; returns what it started from, for the record."""
+    path, _ = checkpoint_paths(resolve_source(source))
+    meta = read_metadata(path)
+    own = model.architecture.to_dict()
+    theirs = meta.architecture.to_dict()
+    differing = sorted(key for key in own.keys() | theirs.keys() if key != "weights" and own.get(key) != theirs.get(key))
+    if differing:
+        raise CheckpointError(
+            f"{path}: model.init_from is {meta.architecture.name} with "
+            + ", ".join(f"{key}={theirs.get(key)!r}" for key in differing)
+            + " but this run builds " + ", ".join(f"{key}={own.get(key)!r}" for key in differing)
+            + "; set the model options to the checkpoint's or start from another checkpoint."
+        )
+    if list(meta.class_names) != list(class_names):
+        raise CheckpointError(
+            f"{path}: model.init_from was trained for the classes {list(meta.class_names)}, this run's task has "
+            f"{list(class_names)}; fine-tune on data of the same task (data.task)."
+        )
+    loaded = load_model_checkpoint(path)[0]
+    model.load_state_dict(loaded.state_dict())
+    return {"checkpoint": str(source), "sha256": file_sha256(path), "run": meta.training.run,
+            "epoch": meta.training.epoch}

@@ -46,6 +46,8 @@ class TrainingRecord:
     data: dict[str, Any] | None = None
     #: attention prior: {"roi", "weights"}
     prior: dict[str, Any] | None = None
+    #: the trained checkpoint the run was fine-tuned from (``model.init_from``): file, sha256, run, epoch
+    started_from: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -28,6 +28,7 @@ from attnmel.checkpoints.format import (
     save_model_checkpoint,
     save_training_state,
 )
+from attnmel.checkpoints.loader import start_from_checkpoint
 from attnmel.checkpoints.meta import Architecture, CheckpointMeta, TrainingRecord
 from attnmel.config import Config, load_config
 from attnmel.data.masks import RoiSpec
@@ -119,6 +120,9 @@ class Trainer:
         if resume:
             options.pop("weights", None)  # the state holds the weights
         model = create_model(config.model.name, self.task.num_classes, **options)
+        #: the checkpoint a fine-tuning run started from (a resumed run reads it back from its state)
+        self.started_from = (start_from_checkpoint(model, config.model.init_from, self.task.class_names)
+                             if config.model.init_from and not resume else None)
         model = self.dist.prepare_model(model, self.device, config.train.sync_batchnorm)
         self.model = model.to(self.device)
         if self.fast.channels_last:
@@ -172,6 +176,7 @@ class Trainer:
         self.best_epoch = int(state["best_epoch"])
         self.history = list(state["history"])
         self.global_step = int(state["global_step"])
+        self.started_from = state.get("started_from")
         self.log(f"resuming {self.output_dir} after epoch {self.start_epoch} (best {self.best_metric:.4f} at epoch {self.best_epoch})")
 
     def _state(self, epoch: int) -> dict[str, Any]:
@@ -186,6 +191,7 @@ class Trainer:
             "best_epoch": self.best_epoch,
             "history": self.history,
             "global_step": self.global_step,
+            **({"started_from": self.started_from} if self.started_from else {}),
         }
 
     def checkpoint_metadata(self, epoch: int, val_report: ClassificationReport, val_nll: float) -> CheckpointMeta:
@@ -205,6 +211,7 @@ class Trainer:
                 backbone_weights=self.config.model.weights,
                 data=self.data.summary(self.roi),
                 prior=None if self.roi is None else {"roi": self.roi.kind, "weights": self.config.loss.prior_weights},
+                started_from=self.started_from,
             ),
             metrics={"val": {**val_report.to_dict(), "val_nll": val_nll}, **self._val_intervals()},
         )
