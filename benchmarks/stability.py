@@ -12,8 +12,8 @@ every door decodes it, the model answers the image and two perturbations of it:
 The table gives, per perturbation, the largest and the 95th percentile |dP(melanoma)|, the share
 of images whose predicted class (at the model's threshold, 0.5 by default) flips, and the mean
 change of the log-odds against their spread over the images (``|d log-odds| / sd``): a
-temperature scales both alike, so this last column compares a raw run with a calibrated file. A model that
-should be trusted on images from other cameras and pipelines moves little under both.
+temperature scales both alike, so this last column compares a raw run with a calibrated file. A
+model that should be trusted on images from other cameras and pipelines moves little under both.
 """
 
 from __future__ import annotations
@@ -77,11 +77,13 @@ def measure(model, paths: list[Path], draws: int = 1, seed: int = 0, threshold: 
                                                  for _ in range(draws)],
                  "+1 / -1 everywhere": [probabilities([shifted(i, step) for i in images]) for step in (1, -1)],
                  "JPEG q90": [probabilities([jpeg_again(i) for i in images])]}
+    base_log_odds = log_odds(base)
+    spread = max(float(base_log_odds.std()), 1e-12)
     rows = []
     for name, answers in perturbed.items():
         dp = np.abs(np.stack(answers) - base[None])
         flips = np.stack([(a > threshold) != (base > threshold) for a in answers])
-        moved = np.abs(log_odds(np.stack(answers)) - log_odds(base)[None]).mean() / max(float(log_odds(base).std()), 1e-12)
+        moved = np.abs(log_odds(np.stack(answers)) - base_log_odds[None]).mean() / spread
         rows.append(Stability(name, len(images), float(dp.max()), float(np.percentile(dp, 95)), float(flips.mean()),
                               float(moved)))
     return rows
