@@ -62,7 +62,7 @@ def jpeg_again(image: np.ndarray, quality: int = 90) -> np.ndarray:
 
 
 def measure(model, paths: list[Path], draws: int = 1, seed: int = 0, threshold: float = 0.5,
-            batch_size: int = 32) -> list[Stability]:
+            batch_size: int = 32, tta: bool = False) -> list[Stability]:
     """|dP(positive class)| per perturbation over ``paths`` for a loaded model (``attnmel.load_model``)."""
     from attnmel.data.images import read_image
 
@@ -70,7 +70,8 @@ def measure(model, paths: list[Path], draws: int = 1, seed: int = 0, threshold: 
     images = [np.asarray(read_image(path)) for path in paths]
 
     def probabilities(batch: list[np.ndarray]) -> np.ndarray:
-        return np.array([p.probability for p in model.predict(batch, batch_size=batch_size)])
+        answers = model.predict(batch, batch_size=batch_size, **({"tta": True} if tta else {}))
+        return np.array([p.probability for p in answers])
 
     base = probabilities(images)
     perturbed = {f"+-1 grey level (x{draws})": [probabilities([plus_minus_one(i, rng) for i in images])
@@ -103,15 +104,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--draws", type=int, default=1, help="noise draws per image")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--limit", type=int, help="only the first N images")
+    parser.add_argument("--tta", action="store_true", help="answer with the average of the 8 dihedral views")
     args = parser.parse_args(argv)
     import attnmel
 
     model = attnmel.load_model(args.checkpoint, device="cpu")
     paths = split_images(args.data, args.split)[: args.limit]
     threshold, rule = model.decision_threshold()
-    rows = measure(model, paths, args.draws, args.seed, threshold=0.5 if threshold is None else threshold)
-    print(f"{args.checkpoint or 'the shipped model'} on {args.data.name} {args.split} ({len(paths)} images); "
-          f"class flips at {rule}\n")
+    rows = measure(model, paths, args.draws, args.seed, threshold=0.5 if threshold is None else threshold,
+                   tta=args.tta)
+    print(f"{args.checkpoint or 'the shipped model'} on {args.data.name} {args.split} ({len(paths)} images"
+          f"{', TTA' if args.tta else ''}); class flips at {rule}\n")
     print("| perturbation | images | max abs dP | p95 abs dP | class flips | abs d log-odds / sd |")
     print("|---|---:|---:|---:|---:|---:|")
     for row in rows:

@@ -43,7 +43,7 @@ class _LogOddsModel:
     def __init__(self, temperature: float):
         self.temperature = temperature
 
-    def predict(self, images, batch_size=32):
+    def predict(self, images, batch_size=32, tta=None):
         z = [(float(i.mean()) - 128) / 40 + float(i[0, 0, 0]) / 200 for i in images]
         return [SimpleNamespace(probability=1 / (1 + np.exp(-v / self.temperature))) for v in z]
 
@@ -58,3 +58,18 @@ def test_the_relative_change_ignores_the_temperature(stability, tmp_path):
     for a, b in zip(plain, sharp, strict=True):
         assert b.relative_change == pytest.approx(a.relative_change, rel=1e-3)
     assert plain[0].relative_change > 0 and sharp[0].max_abs_dp != pytest.approx(plain[0].max_abs_dp, rel=1e-3)
+
+
+def test_tta_reaches_every_answer(stability, tmp_path):
+    class Recording(_LogOddsModel):
+        def predict(self, images, batch_size=32, tta=None):
+            self.asked.append(tta)
+            return super().predict(images, batch_size)
+
+    path = tmp_path / "a.png"
+    Image.fromarray(np.full((8, 8, 3), 100, dtype=np.uint8)).save(path)
+    for tta, expected in ((True, {True}), (False, {None})):
+        model = Recording(1.0)
+        model.asked = []
+        stability.measure(model, [path], tta=tta)
+        assert set(model.asked) == expected and len(model.asked) == 5  # base, one draw, +1, -1, JPEG
