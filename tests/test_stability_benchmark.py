@@ -67,7 +67,7 @@ def test_tta_reaches_every_answer(stability, tmp_path):
             return super().predict(images, batch_size)
 
     path = tmp_path / "a.png"
-    Image.fromarray(np.full((8, 8, 3), 100, dtype=np.uint8)).save(path)
+    Image.fromarray(np.full((24, 24, 3), 100, dtype=np.uint8)).save(path)
     for tta, expected in ((True, {True}), (False, {None})):
         model = Recording(1.0)
         model.asked = []
