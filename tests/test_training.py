@@ -10,7 +10,7 @@ from safetensors.torch import load_file
 
 from attnmel.checkpoints.format import load_model_checkpoint, read_metadata
 from attnmel.config import load_config
-from attnmel.errors import CheckpointError, TrainingError
+from attnmel.errors import CheckpointError, ConfigError, TrainingError
 from attnmel.training.loop import train
 from attnmel.training.losses import FocalLoss, attention_prior_loss, consistency_loss, dice_loss, pixel_noise
 
@@ -209,3 +209,11 @@ def test_fine_tuning_refuses_a_checkpoint_of_another_architecture(tiny_checkpoin
     with pytest.raises(CheckpointError, match="attention_channels=256.*this run builds attention_channels=32"):
         _train(tiny_data, tmp_path / "run", ["model.attention_channels=32", f"model.init_from={tiny_checkpoint}"])
     assert not (tmp_path / "run").exists()
+
+
+def test_a_resumed_run_may_use_other_threads_but_not_other_settings(tiny_data, tmp_path):
+    _train(tiny_data, tmp_path / "run", epochs=1)
+    resumed = _train(tiny_data, tmp_path / "run", ["train.threads=2"], epochs=2, resume=True)
+    assert [row["epoch"] for row in resumed.history] == [1, 2]
+    with pytest.raises(ConfigError, match="optim.lr"):
+        _train(tiny_data, tmp_path / "run", ["optim.lr=0.5"], epochs=3, resume=True)

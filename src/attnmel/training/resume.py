@@ -17,8 +17,10 @@ from attnmel.config import Config, apply_overrides, config_from_dict, load_confi
 from attnmel.errors import ConfigError
 
 STATE_FILE = "last-state.safetensors"
-RESUME_MAY_CHANGE = (("train", "epochs"), ("data", "num_workers"), ("data", "pipeline"), ("data", "cache"),
-                     ("data", "cache_dir"))
+#: what a resumed run may change: its length, and how fast this machine runs it (a later session may
+#: have more cores), never what it learns from or how
+RESUME_MAY_CHANGE = (("train", "epochs"), ("train", "threads"), ("data", "num_workers"), ("data", "pipeline"),
+                     ("data", "cache"), ("data", "cache_dir"))
 
 
 def saved_config(payload: dict[str, Any], source: str | Path) -> Config:
@@ -73,7 +75,8 @@ def resumable_config(requested: Config, saved_payload: dict[str, Any], output_di
         differing += [key for key in theirs if not isinstance(theirs[key], dict) and mine[key] != theirs[key]]
         raise ConfigError(
             f"{output_dir}: the config differs from the run's own ({', '.join(differing)}); resume with the run's "
-            "config (omit --config) and change only train.epochs (or data.num_workers, pipeline, cache, cache_dir)."
+            "config (omit --config) and change only train.epochs (or train.threads, data.num_workers, pipeline, "
+            "cache, cache_dir)."
         )
     for section, key in RESUME_MAY_CHANGE:
         setattr(getattr(saved, section), key, getattr(getattr(requested, section), key))
