@@ -152,12 +152,12 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
     return result.best_checkpoint
 
 
-def benchmark_script(name: str):
-    """Import ``benchmarks/<name>.py`` as a module for a test (yielded; removed from sys.modules after)."""
+def benchmark_script(name: str, folder: str = "benchmarks"):
+    """Import ``<folder>/<name>.py`` as a module for a test (yielded; removed from sys.modules after)."""
     import importlib.util
     import sys
 
-    spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
+    spec = importlib.util.spec_from_file_location(name, REPO / folder / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up
     try:

@@ -3,9 +3,7 @@ val, an fp16 file with its operating point, held-out check, release record and c
 
 from __future__ import annotations
 
-import importlib.util
 import re
-import sys
 
 import pytest
 import torch
@@ -16,20 +14,13 @@ import attnmel
 from attnmel.checkpoints.format import read_metadata
 from attnmel.io import file_sha256
 
-from .conftest import REPO, TINY_CONFIG
+from .conftest import TINY_CONFIG, benchmark_script
 from .layouts import make_two_sites
 
 
 @pytest.fixture
 def ship_model():
-    spec = importlib.util.spec_from_file_location("ship_model", REPO / "scripts" / "ship_model.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    try:
-        spec.loader.exec_module(module)
-        yield module
-    finally:
-        sys.modules.pop(spec.name, None)
+    yield from benchmark_script("ship_model", folder="scripts")
 
 
 @pytest.mark.slow

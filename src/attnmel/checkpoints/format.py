@@ -135,6 +135,13 @@ def load_model_checkpoint(path: str | Path, device: str | torch.device = "cpu") 
     return model, meta
 
 
+def load_weights_into(model: nn.Module, meta: CheckpointMeta, path: Path) -> None:
+    """Load the checkpoint file ``path`` (described by ``meta``) into an already built ``model``."""
+    state = _read_tensors(path)
+    meta.check_weights(model, state, path)
+    model.load_state_dict(state)
+
+
 def model_from_state(meta: CheckpointMeta, state: dict[str, torch.Tensor], source: str | Path) -> nn.Module:
     """Build the model ``meta`` describes and load ``state`` into it, after checking that they fit."""
     with torch.device("meta"):

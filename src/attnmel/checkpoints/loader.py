@@ -14,6 +14,7 @@ from attnmel.checkpoints.format import (
     checkpoint_paths,
     is_pickle_checkpoint,
     load_model_checkpoint,
+    load_weights_into,
     read_metadata,
     refuse_pickle,
 )
@@ -79,7 +80,6 @@ def start_from_checkpoint(model: nn.Module, source: str, class_names: Sequence[s
             f"{path}: model.init_from was trained for the classes {list(meta.class_names)}, this run's task has "
             f"{list(class_names)}; fine-tune on data of the same task (data.task)."
         )
-    loaded = load_model_checkpoint(path)[0]
-    model.load_state_dict(loaded.state_dict())
+    load_weights_into(model, meta, path)
     return {"checkpoint": str(source), "sha256": file_sha256(path), "run": meta.training.run,
             "epoch": meta.training.epoch}
