@@ -22,16 +22,18 @@ def make_checkpoint(
     image_size: int = 64,
     normalization: str = "isic2017",
     logit_scale: float = 1.0,
+    **options,
 ) -> Path:
     """A MobileNetV2 checkpoint with 64 px preprocessing.
 
     Batch-norm statistics are first estimated on random inputs, as training would: with the
     default statistics a fresh network gives nearly the same output for every image.
-    ``logit_scale`` multiplies the classifier, e.g. to make an over-confident model.
+    ``logit_scale`` multiplies the classifier, e.g. to make an over-confident model; ``options`` go
+    to ``create_model``.
     """
     torch.manual_seed(seed)
     spec = get_task(task)
-    model = create_model(name, spec.num_classes, backbone="mobilenet_v2")
+    model = create_model(name, spec.num_classes, backbone="mobilenet_v2", **options)
     for module in model.modules():
         if isinstance(module, torch.nn.BatchNorm2d):
             module.momentum = None  # cumulative average

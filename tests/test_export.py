@@ -19,6 +19,7 @@ import torch
 from attnmel.cli import main
 from attnmel.export import onnx_view, onnx_view_source
 from attnmel.inference import load_model
+from .checkpoint_helpers import make_checkpoint
 
 TOLERANCE = 1e-4
 
@@ -99,3 +100,14 @@ def test_export_refuses_to_overwrite_its_source(tiny_checkpoint, capsys):
     code = main(["export", "--checkpoint", str(tiny_checkpoint), "--format", "safetensors",
                  "--output", str(tiny_checkpoint.parent)])
     assert code == 2 and "overwrite its source" in capsys.readouterr().err
+
+
+def test_a_model_with_an_input_low_pass_exports_and_reloads_with_it(tmp_path):
+    """``model.input_blur`` is part of the network: the checkpoint rebuilds it and ONNX carries it."""
+    from attnmel.export import export_model
+
+    checkpoint = make_checkpoint(tmp_path / "blurred.safetensors", input_blur=1.0)
+    loaded = load_model(checkpoint)
+    assert loaded.predictor.models[0].backbone.low_pass.sigma == 1.0
+    result = export_model(checkpoint, tmp_path / "out", "onnx", log=None)
+    assert max(result.max_abs_diff.values()) < TOLERANCE, result.max_abs_diff

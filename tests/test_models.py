@@ -11,7 +11,8 @@ import torchvision
 import attnmel
 from attnmel.errors import ConfigError, WeightsError
 from attnmel.models import LogitsOnly, create_model, list_backbones, list_models, model_entry
-from attnmel.models.backbones import BACKBONES
+from attnmel.models.backbones import BACKBONES, InputLowPass
+from attnmel.models.registry import Architecture
 
 # Every registered model on every backbone it takes: a model added with @register_model is tested here.
 CASES = [
@@ -179,9 +180,42 @@ def test_the_architecture_records_exactly_the_options_that_shaped_the_model():
     with torch.device("meta"):
         gap = create_model("gap", backbone="mobilenet_v2", weights=None)
         gated = create_model("attnmel", 3, backbone="mobilenet_v2", attention_channels=32)
-    assert gap.architecture.to_dict() == {"name": "gap", "num_classes": 2, "backbone": "mobilenet_v2"}
+    assert gap.architecture.to_dict() == {"name": "gap", "num_classes": 2, "backbone": "mobilenet_v2",
+                                          "input_blur": 0.0}
     assert gated.architecture.to_dict() == {"name": "attnmel", "num_classes": 3, "backbone": "mobilenet_v2",
-                                            "attention_channels": 32, "normalize": "sigmoid"}
+                                            "attention_channels": 32, "normalize": "sigmoid", "input_blur": 0.0}
+
+
+def test_a_record_written_before_an_option_existed_reads_as_its_default():
+    """Checkpoints saved before ``input_blur`` existed load, fine-tune and compare as input_blur=0."""
+    old = Architecture.from_dict({"name": "attnmel", "num_classes": 2, "backbone": "mobilenet_v2",
+                                  "normalize": "sigmoid", "attention_channels": 256})
+    with torch.device("meta"):
+        built = create_model("attnmel", backbone="mobilenet_v2")
+    assert old == built.architecture and old.options["input_blur"] == 0.0
+
+
+def test_input_blur_filters_pixel_noise_and_keeps_the_image():
+    """The low-pass in front of the backbone cuts per-pixel noise to a third or less while a lesion-sized
+    smooth blob passes almost unchanged; it adds no weights."""
+    torch.manual_seed(0)
+    low_pass = InputLowPass(1.0)
+    yy, xx = torch.meshgrid(torch.arange(64.0), torch.arange(64.0), indexing="ij")
+    blob = torch.exp(-((yy - 32) ** 2 + (xx - 32) ** 2) / (2 * 12.0**2)).expand(1, 3, 64, 64)
+    noise = torch.randn(1, 3, 64, 64)
+    assert low_pass(noise).std() < noise.std() / 3
+    assert (low_pass(blob) - blob).abs().max() < 0.01
+    with torch.device("meta"):
+        plain = create_model("attnmel", backbone="mobilenet_v2")
+        blurred = create_model("attnmel", backbone="mobilenet_v2", input_blur=1.0)
+    assert plain.state_dict().keys() == blurred.state_dict().keys()
+    assert blurred.architecture.options["input_blur"] == 1.0
+
+
+@pytest.mark.parametrize("value", [-0.5, 4.5, float("nan"), True, "1"])
+def test_input_blur_out_of_range_is_one_config_error(value):
+    with pytest.raises(ConfigError, match="model.input_blur must be a number of pixels from 0"):
+        create_model("attnmel", backbone="mobilenet_v2", input_blur=value)
 
 
 def test_a_new_model_is_one_decorated_function(monkeypatch):

@@ -6,6 +6,7 @@ import json
 
 import pytest
 import torch
+import torchvision
 from safetensors.torch import load_file
 
 from attnmel.checkpoints.format import load_model_checkpoint, read_metadata
@@ -217,3 +218,32 @@ def test_a_resumed_run_may_use_other_threads_but_not_other_settings(tiny_data, t
     assert [row["epoch"] for row in resumed.history] == [1, 2]
     with pytest.raises(ConfigError, match="optim.lr"):
         _train(tiny_data, tmp_path / "run", ["optim.lr=0.5"], epochs=3, resume=True)
+
+
+def _batchnorms(module: torch.nn.Module) -> list[torch.nn.BatchNorm2d]:
+    return [m for m in module.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+
+
+@pytest.mark.parametrize("statistics", ["batch", "pretrained"])
+def test_pretrained_batchnorm_statistics_stay_while_the_rest_learns(tiny_data, tmp_path, statistics):
+    """train.batchnorm_statistics=pretrained leaves every running mean and variance of the initial
+    weights as it was; the batch-norm scales and the convolutions still learn. "batch" moves them."""
+    torch.manual_seed(3)
+    start = torchvision.models.mobilenet_v2()
+    for bn in _batchnorms(start):  # statistics no dermoscopy batch would give
+        bn.running_mean.uniform_(-0.5, 0.5)
+        bn.running_var.uniform_(2.0, 3.0)
+    torch.save(start.features.state_dict(prefix="features."), tmp_path / "start.pth")
+    result = _train(tiny_data, tmp_path / "run", [f"model.weights={tmp_path / 'start.pth'}",
+                                                  f"train.batchnorm_statistics={statistics}"], epochs=1)
+    model, _ = load_model_checkpoint(result.best_checkpoint)
+    pairs = list(zip(_batchnorms(start.features), _batchnorms(model), strict=True))
+    kept = [torch.equal(a.running_var, b.running_var.float()) and torch.equal(a.running_mean, b.running_mean.float())
+            for a, b in pairs]
+    assert all(kept) if statistics == "pretrained" else not any(kept)
+    assert sum(not torch.equal(a.weight, b.weight) for a, b in pairs) > len(pairs) // 2  # the scales learn
+
+
+def test_pretrained_batchnorm_statistics_need_pretrained_weights(tiny_data, tmp_path):
+    with pytest.raises(ConfigError, match="train.batchnorm_statistics=pretrained .* set model.weights"):
+        _train(tiny_data, tmp_path / "run", ["train.batchnorm_statistics=pretrained"], epochs=1)

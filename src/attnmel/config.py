@@ -39,6 +39,9 @@ LeakPolicy = Literal["refuse", "drop"]
 Schedule = Literal["step", "cosine", "constant"]
 #: "focal" (the paper, gamma 2) or "cross_entropy"
 LossName = Literal["focal", "cross_entropy"]
+#: what batch norm normalises by while training: each batch (updating the running statistics, torch's
+#: default) or the pretrained running statistics, kept as they are
+BatchNormStatistics = Literal["batch", "pretrained"]
 
 
 @dataclass
@@ -52,6 +55,9 @@ class ModelConfig:
     #: attention options (attnmel only); None: the model's default (sigmoid, 256)
     normalize: Normalization | None = None
     attention_channels: int | None = None
+    #: sigma in input pixels of a fixed Gaussian low-pass in front of the backbone, which keeps pixel
+    #: noise and re-compression from moving the answer; None: the model's default (0, off)
+    input_blur: float | None = None
     #: a trained attnmel checkpoint (file, run folder or pretrained tag) whose weights start the run,
     #: e.g. to fine-tune the shipped model on a site's own images; its architecture and classes must
     #: be this run's. None: start from ``weights``
@@ -60,7 +66,7 @@ class ModelConfig:
     def options(self) -> dict[str, Any]:
         """The options passed to ``create_model``: those set, and nothing else."""
         values = {"backbone": self.backbone, "weights": self.weights, "normalize": self.normalize,
-                  "attention_channels": self.attention_channels}
+                  "attention_channels": self.attention_channels, "input_blur": self.input_blur}
         return {key: value for key, value in values.items() if value is not None}
 
 
@@ -195,6 +201,10 @@ class TrainConfig:
     compile: bool = False
     #: batch-norm statistics over the global batch when training on several processes
     sync_batchnorm: bool = True
+    #: "pretrained" keeps the initial weights' running statistics (batch norm runs as at inference,
+    #: its scale and shift still learn): re-estimated on low-contrast dermoscopy they scale every
+    #: channel up, pixel noise with it. "batch": torch's default
+    batchnorm_statistics: BatchNormStatistics = "batch"
     #: validation images (with a lesion mask) whose attention figures go to TensorBoard every epoch
     tensorboard_figures: int = 4
 
@@ -397,6 +407,10 @@ def validate(config: Config, source: str = "config") -> None:
         resolve_normalization(data.normalization)
     except ConfigError as exc:
         raise ConfigError(f"{source}: {exc}") from None
+    if (config.train.batchnorm_statistics == "pretrained" and config.model.weights in (None, "", "none", "random")
+            and not config.model.init_from):
+        raise ConfigError(f"{source}: train.batchnorm_statistics=pretrained keeps the statistics of pretrained weights, "
+                          "but the model starts from random ones; set model.weights or model.init_from.")
     layers = _attention_layers(config, source)
     if data.roi is not None:
         if not layers:

@@ -7,6 +7,7 @@ the global feature that gates them. Adding a backbone means adding one ``Backbon
 
 from __future__ import annotations
 
+import math
 import urllib.error
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -14,9 +15,10 @@ from pathlib import Path
 
 import torch
 import torchvision
+import torchvision.transforms.v2.functional as TF
 from torch import nn
 
-from attnmel.errors import WeightsError
+from attnmel.errors import ConfigError, WeightsError
 
 
 @dataclass(frozen=True)
@@ -122,12 +124,37 @@ def list_backbones() -> list[str]:
     return sorted(BACKBONES)
 
 
+#: the widest input low-pass a model takes, in pixels of its input
+MAX_INPUT_BLUR = 4.0
+
+
+class InputLowPass(nn.Module):
+    """A fixed Gaussian low-pass in front of the backbone (``input_blur``, its sigma in input pixels).
+
+    Pixel noise and JPEG artefacts live in the highest spatial frequencies, where dermoscopy images
+    carry little, and an ImageNet backbone's first filters amplify them. Fixed rather than learnt so
+    training cannot undo it; it has no parameters, so state dicts are the same with and without it.
+    """
+
+    def __init__(self, sigma: float):
+        super().__init__()
+        self.sigma = float(sigma)
+        self.kernel_size = 2 * math.ceil(3 * self.sigma) + 1
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return TF.gaussian_blur(x, [self.kernel_size, self.kernel_size], [self.sigma, self.sigma])
+
+    def extra_repr(self) -> str:
+        return f"sigma={self.sigma}"
+
+
 class StagedBackbone(nn.Module):
     """A backbone run as three stages; ``forward`` returns the three taps by name."""
 
-    def __init__(self, spec: BackboneSpec, stages: tuple[nn.Module, nn.Module, nn.Module]):
+    def __init__(self, spec: BackboneSpec, stages: tuple[nn.Module, nn.Module, nn.Module], input_blur: float = 0.0):
         super().__init__()
         self.spec = spec
+        self.low_pass = InputLowPass(input_blur) if input_blur > 0 else nn.Identity()
         self.stages = nn.ModuleDict(dict(zip(spec.stage_names, stages, strict=True)))
 
     @property
@@ -136,6 +163,7 @@ class StagedBackbone(nn.Module):
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         taps: dict[str, torch.Tensor] = {}
+        x = self.low_pass(x)
         for name, stage in self.stages.items():
             x = stage(x)
             taps[name] = x
@@ -215,7 +243,11 @@ def _is_head_key(key: str) -> bool:
     return key.startswith(("classifier.", "fc."))
 
 
-def create_backbone(name: str, weights: str | Path | None = None) -> StagedBackbone:
+def create_backbone(name: str, weights: str | Path | None = None, input_blur: float = 0.0) -> StagedBackbone:
+    """``name`` cut into its three stages; ``input_blur`` > 0 puts an ``InputLowPass`` in front."""
+    if isinstance(input_blur, bool) or not isinstance(input_blur, int | float) or not 0 <= input_blur <= MAX_INPUT_BLUR:
+        raise ConfigError(f"model.input_blur must be a number of pixels from 0 (off) to {MAX_INPUT_BLUR:g}, "
+                          f"not {input_blur!r}.")
     spec = get_backbone_spec(name)
     model = build_torchvision_model(spec.build, spec.weights, None if weights is None else str(weights), name)
-    return StagedBackbone(spec, spec.cut(model))
+    return StagedBackbone(spec, spec.cut(model), float(input_blur))

@@ -203,13 +203,15 @@ def vgg16_gap(num_classes: int = 2, *, backbone: str = "vgg16_bn", weights: str 
 
 
 @register_model("gap", paper_row="VGG-16-GAP", description="any backbone, GAP + linear")
-def gap(num_classes: int = 2, *, backbone: str = "vgg16_bn", weights: str | None = None) -> nn.Module:
-    return GapNet(create_backbone(backbone, weights), num_classes)
+def gap(num_classes: int = 2, *, backbone: str = "vgg16_bn", weights: str | None = None,
+        input_blur: float = 0.0) -> nn.Module:
+    return GapNet(create_backbone(backbone, weights, input_blur), num_classes)
 
 
 @register_model("melcnn", paper_row="Mel-CNN", description="multi-scale GAP, no attention")
-def melcnn(num_classes: int = 2, *, backbone: str = "vgg16_bn", weights: str | None = None) -> nn.Module:
-    return MelCNN(create_backbone(backbone, weights), num_classes)
+def melcnn(num_classes: int = 2, *, backbone: str = "vgg16_bn", weights: str | None = None,
+           input_blur: float = 0.0) -> nn.Module:
+    return MelCNN(create_backbone(backbone, weights, input_blur), num_classes)
 
 
 @register_model("attnmel", paper_row="AttnMel-CNN", description="two attention gates")
@@ -220,10 +222,11 @@ def attnmel(
     weights: str | None = None,
     normalize: Normalization = "sigmoid",
     attention_channels: int = 256,
+    input_blur: float = 0.0,
 ) -> nn.Module:
     if normalize not in ("sigmoid", "softmax"):
         raise ConfigError(f"model.normalize must be 'sigmoid' or 'softmax', not {normalize!r}.")
     if not isinstance(attention_channels, int) or attention_channels < 1:
         raise ConfigError(f"model.attention_channels must be a positive whole number, not {attention_channels!r}.")
-    return AttnMelCNN(create_backbone(backbone, weights), num_classes, normalize, attention_channels)
+    return AttnMelCNN(create_backbone(backbone, weights, input_blur), num_classes, normalize, attention_channels)
 

@@ -113,12 +113,18 @@ def create_model(name: str, num_classes: int = 2, **options: Any) -> nn.Module:
         options["weights"] = str(options["weights"])
     model = entry.builder(num_classes=num_classes, **options)
     shape = {key: value for key, value in options.items() if key not in INIT_OPTIONS}
-    shape.setdefault("backbone", entry.default_backbone)
-    for option in entry.options:  # record the defaults too: the architecture is complete on its own
-        if option not in INIT_OPTIONS:
-            shape.setdefault(option, entry.default(option))
-    model.architecture = Architecture(name, num_classes, shape)
+    model.architecture = Architecture(name, num_classes, with_defaults(entry, shape))
     return model
+
+
+def with_defaults(entry: ModelEntry, options: dict[str, Any]) -> dict[str, Any]:
+    """``options`` with the model's default for every shape option not given: an architecture is
+    complete on its own, and a record written before an option existed reads as that option's default."""
+    complete = dict(options)
+    for option in entry.options:
+        if option not in INIT_OPTIONS:
+            complete.setdefault(option, entry.default(option))
+    return complete
 
 
 def architecture_options(architecture: dict[str, Any]) -> dict[str, Any]:
@@ -169,10 +175,10 @@ class Architecture:
             raise ValueError(f"num_classes {classes!r} is not a whole number between 2 and {MAX_CLASSES}")
         try:
             options = architecture_options(payload)
-            check_model_options(name, options)
+            entry = check_model_options(name, options)
         except ConfigError as exc:
             raise ValueError(str(exc).rstrip(".")) from None
-        return cls(name, classes, options)
+        return cls(name, classes, with_defaults(entry, options))
 
     def build(self) -> nn.Module:
         return create_model(self.name, self.num_classes, **self.options)

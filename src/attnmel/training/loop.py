@@ -311,6 +311,8 @@ class Trainer:
         # dropout etc.; each process draws its own stream
         torch.manual_seed(derive_seed(cfg.train.seed, epoch, 0, *([self.dist.rank] if self.dist.enabled else [])))
         self.model.train()
+        if cfg.train.batchnorm_statistics == "pretrained":
+            keep_batchnorm_statistics(self.model)
         sums = {"loss": 0.0, "cls_loss": 0.0, "prior_loss": 0.0, "consistency_loss": 0.0, "prior_samples": 0}
         steps = images = 0
         skipped: list[str] = []
@@ -499,3 +501,12 @@ def check_same_data(output_dir: Path, now: SplitRecord) -> None:
 
 def _quiet(*_args: Any) -> None:
     """The log of processes other than rank 0."""
+
+
+def keep_batchnorm_statistics(model: torch.nn.Module) -> None:
+    """Run every batch-norm layer of ``model`` (in training mode) as at inference: it normalises by its
+    running statistics and leaves them as they are, while its scale and shift still learn; detection
+    fine-tuning's frozen batch norm, minus the freezing of the affine part."""
+    for module in model.modules():
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+            module.eval()
