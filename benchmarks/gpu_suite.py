@@ -792,7 +792,8 @@ def _models_in_use(s: Settings) -> set[tuple[str, str]]:
 
     used = {("attnmel", "mobilenet_v2" if s.smoke else "vgg16_bn")}  # task_speed's model
     for row in s.rows:
-        config = load_config(ROWS[row]["preset"], [*ROWS[row]["set"], "model.weights=null"])
+        # read for the names only (nothing is loaded); a preset keeping pretrained statistics needs weights named
+        config = load_config(ROWS[row]["preset"], [*ROWS[row]["set"], "model.weights=imagenet"])
         used.add((config.model.name, config.model.backbone))
     return used
 

@@ -45,7 +45,8 @@ from attnmel.config import load_config
 from attnmel.data.cache import GeometryCache
 from attnmel.data.readers import read_dataset
 from attnmel.data.transforms import NORMALIZATION_PRESETS
-from attnmel.models import create_model
+from attnmel.models import create_model, model_entry
+from attnmel.models.backbones import get_backbone_spec
 from attnmel.training.loop import Trainer
 from attnmel.training.losses import FocalLoss
 
@@ -265,9 +266,16 @@ PRECISION_VARIANTS = (("fp32, NCHW", False, False), ("bf16 autocast + channels_l
 
 def precision_trainer(data: Path, args, amp: bool, channels_last: bool, output: Path) -> Trainer:
     """The shipped model's preset as it trains (per-sample pipeline in loader workers), differing only in
-    precision. It times one dataset, so the preset's other datasets' held-out shares are cleared."""
+    precision. It times one dataset, so the preset's other datasets' held-out shares are cleared. The
+    backbone starts from a random weights file: the values do not change the time, and a preset that
+    keeps pretrained batch-norm statistics needs a file to keep them from."""
+    preset = load_config(args.preset, ["model.weights=imagenet"])  # not loaded: only read for the backbone's name
+    backbone = get_backbone_spec(preset.model.backbone or model_entry(preset.model.name).default_backbone)
+    weights = output.parent / f"random-{backbone.name}.pth"
+    if not weights.is_file():
+        torch.save(backbone.build(weights=None).state_dict(), weights)
     config = load_config(args.preset, [
-        "model.weights=null", "data.held_out={}", f"train.amp={amp}", f"train.channels_last={channels_last}",
+        f"model.weights={weights}", "data.held_out={}", f"train.amp={amp}", f"train.channels_last={channels_last}",
         f"data.num_workers={args.workers}", f"train.threads={args.threads or torch.get_num_threads()}",
         "train.tensorboard_figures=0",
     ])
@@ -282,7 +290,7 @@ def precision_rows(data: Path, args, work: Path) -> list[dict]:
     rates: dict[str, list[float]] = {name: [] for name in trainers}
     for round_index in range(args.rounds):
         for name, trainer in trainers.items():
-            trainer.model.train()
+            trainer.training_mode()
             batches = iter(trainer._train_loader(round_index, 0))
             for step in range(args.warmup_batches):
                 trainer._step(next(batches), round_index, step)

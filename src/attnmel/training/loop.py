@@ -306,13 +306,17 @@ class Trainer:
         self._optimizer_step(losses[0])
         return values
 
+    def training_mode(self) -> None:
+        """The model in training mode as this run trains it (batch norm on its kept statistics where asked)."""
+        self.model.train()
+        if self.config.train.batchnorm_statistics == "pretrained":
+            keep_batchnorm_statistics(self.model)
+
     def train_epoch(self, epoch: int) -> dict[str, float]:
         cfg = self.config
         # dropout etc.; each process draws its own stream
         torch.manual_seed(derive_seed(cfg.train.seed, epoch, 0, *([self.dist.rank] if self.dist.enabled else [])))
-        self.model.train()
-        if cfg.train.batchnorm_statistics == "pretrained":
-            keep_batchnorm_statistics(self.model)
+        self.training_mode()
         sums = {"loss": 0.0, "cls_loss": 0.0, "prior_loss": 0.0, "consistency_loss": 0.0, "prior_samples": 0}
         steps = images = 0
         skipped: list[str] = []
