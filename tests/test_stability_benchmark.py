@@ -6,6 +6,8 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+import torch
+import torchvision
 from PIL import Image
 
 from .conftest import benchmark_script
@@ -73,3 +75,31 @@ def test_tta_reaches_every_answer(stability, tmp_path):
         model.asked = []
         stability.measure(model, [path], tta=tta)
         assert set(model.asked) == expected and len(model.asked) == 5  # base, one draw, +1, -1, JPEG
+
+
+@pytest.fixture(scope="module")
+def noise_gain():
+    yield from benchmark_script("noise_gain", folder="benchmarks")
+
+
+def test_reestimated_statistics_are_the_images_own(noise_gain):
+    torch.manual_seed(0)
+    layers = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4))
+    images = torch.randn(12, 3, 8, 8) * 3 + 1
+    noise_gain.reestimate_statistics(layers, images, batch_size=4)
+    expected = layers[0](images).mean((0, 2, 3))
+    assert torch.allclose(layers[1].running_mean, expected, atol=1e-5) and not layers.training
+
+
+def test_noise_gain_table_for_any_checkpoint(noise_gain, tiny_checkpoint, tmp_path, capsys):
+    """Three rows (ImageNet statistics, re-estimated ones, the checkpoint), one finite share per tap."""
+    weights = tmp_path / "mnv2.pth"
+    torch.save(torchvision.models.mobilenet_v2().features.state_dict(prefix="features."), weights)
+    data = tiny_checkpoint.parents[1] / "data"
+    assert noise_gain.main(["--weights", str(weights), "--checkpoint", str(tiny_checkpoint), "--data", str(data),
+                            "--images", "4", "--estimate", "4"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    rows = [line.split("|")[1:-1] for line in lines if line.startswith("| ") and "backbone |" not in line]
+    assert [r[0].strip() for r in rows] == ["ImageNet mobilenet_v2, its own statistics",
+                                            "the same, statistics of 4 training images", str(tiny_checkpoint)]
+    assert all(len(r) == 4 and all(0 <= float(v) < 100 for v in r[1:]) for r in rows)
