@@ -38,9 +38,9 @@ def test_metadata_is_embedded_and_mirrored_in_the_sidecar(tiny_checkpoint):
     assert json.dumps(embedded, sort_keys=True) == json.dumps(sidecar, sort_keys=True)  # NaN-safe comparison
     meta = read_metadata(tiny_checkpoint)
     assert embedded["architecture"] == {"name": "attnmel", "backbone": "mobilenet_v2", "num_classes": 2,
-                                        "normalize": "sigmoid", "attention_channels": 256}
+                                        "normalize": "sigmoid", "attention_channels": 256, "input_blur": 0.0}
     assert meta.architecture == Architecture("attnmel", 2, {"backbone": "mobilenet_v2", "normalize": "sigmoid",
-                                                            "attention_channels": 256})
+                                                            "attention_channels": 256, "input_blur": 0.0})
     assert meta.class_names == ("other", "melanoma") and meta.attnmel_version
     assert set(embedded["preprocessing"]) == {"crop_ratio", "resize", "image_size", "mean", "std"}
     assert meta.training.data["train"]["images"] == 8 and meta.training.backbone_weights is None
