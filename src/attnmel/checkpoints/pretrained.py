@@ -83,7 +83,7 @@ PRETRAINED: dict[str, PretrainedWeights] = {
         PretrainedWeights(
             tag="isic2017-attnmel-mnv2-lesion",
             file="isic2017-attnmel-mnv2-lesion.safetensors",
-            sha256="7b776836567e8ee5548fa87bcf02ea283614818732ec156fdbfd0fbf5fc76f65",
+            sha256="cf8375f521bf5992be642f76172b01fabd1c3bbe866f30e5d7ddab4c5bbad296",
             description="AttnMel-CNN with the lesion prior on ImageNet MobileNetV2, trained on ISIC 2017 + HAM10000 "
                         "(research use only, not a diagnostic tool)",
         ),
