@@ -111,3 +111,4 @@ def test_a_model_with_an_input_low_pass_exports_and_reloads_with_it(tmp_path):
     assert loaded.predictor.models[0].backbone.low_pass.sigma == 1.0
     result = export_model(checkpoint, tmp_path / "out", "onnx", log=None)
     assert max(result.max_abs_diff.values()) < TOLERANCE, result.max_abs_diff
+    assert "blurs it with a fixed Gaussian of sigma 1 px" in result.card.read_text()

@@ -254,6 +254,8 @@ def model_card(meta: CheckpointMeta) -> ModelCard:
             f"RGB dermoscopy image; centre square of {pre['crop_ratio']} x the short side, resized to "
             f"{pre['resize']} px, centre crop of {pre['image_size']} px, normalised with the mean and std "
             "below (values in [0, 1] before normalisation)."
+            + (f" The network first blurs it with a fixed Gaussian of sigma {arch.options['input_blur']:g} px "
+               "(model.input_blur)." if arch.options.get("input_blur") else "")
         )),
         output=OutputSection(f"softmax of the logits{temperature}, one per class name",
                              _attention_text(layers, arch.normalize)),

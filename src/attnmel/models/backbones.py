@@ -132,8 +132,8 @@ class InputLowPass(nn.Module):
     """A fixed Gaussian low-pass in front of the backbone (``input_blur``, its sigma in input pixels).
 
     Pixel noise and JPEG artefacts live in the highest spatial frequencies, where dermoscopy images
-    carry little, and an ImageNet backbone's first filters amplify them. Fixed rather than learnt so
-    training cannot undo it; it has no parameters, so state dicts are the same with and without it.
+    carry little that the answer needs. Fixed rather than learnt so training cannot undo it; it has no
+    parameters, so state dicts are the same with and without it.
     """
 
     def __init__(self, sigma: float):
