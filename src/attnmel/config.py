@@ -32,6 +32,7 @@ from attnmel.data.transforms import MAX_INPUT, MIN_INPUT, Preprocessing, Robustn
 from attnmel.errors import ConfigError
 from attnmel.metrics.classification import SelectMetric
 from attnmel.models.attention import Normalization
+from attnmel.models.backbones import RANDOM_WEIGHTS
 
 OptimizerName = Literal["sgd", "adamw"]
 LeakPolicy = Literal["refuse", "drop"]
@@ -407,7 +408,7 @@ def validate(config: Config, source: str = "config") -> None:
         resolve_normalization(data.normalization)
     except ConfigError as exc:
         raise ConfigError(f"{source}: {exc}") from None
-    if (config.train.batchnorm_statistics == "pretrained" and config.model.weights in (None, "", "none", "random")
+    if (config.train.batchnorm_statistics == "pretrained" and config.model.weights in RANDOM_WEIGHTS
             and not config.model.init_from):
         raise ConfigError(f"{source}: train.batchnorm_statistics=pretrained keeps the statistics of pretrained weights, "
                           "but the model starts from random ones; set model.weights or model.init_from.")

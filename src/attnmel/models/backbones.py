@@ -124,6 +124,8 @@ def list_backbones() -> list[str]:
     return sorted(BACKBONES)
 
 
+#: the ``weights`` values that mean a random initialisation
+RANDOM_WEIGHTS = (None, "", "none", "random")
 #: the widest input low-pass a model takes, in pixels of its input
 MAX_INPUT_BLUR = 4.0
 
@@ -176,7 +178,7 @@ def build_torchvision_model(spec_build: Callable[..., nn.Module], weights_enum, 
     Local files are read without unpickling arbitrary objects (``weights_only=True`` or safetensors),
     so a downloaded checkpoint cannot run code.
     """
-    if weights in (None, "", "none", "random"):
+    if weights in RANDOM_WEIGHTS:
         return spec_build(weights=None)
     if weights in ("imagenet", "DEFAULT", "default"):
         try:
