@@ -65,25 +65,28 @@ def main(argv: list[str] | None = None) -> int:
     view = checkpoints[0].preprocessing
     backbone_name = checkpoints[0].meta.architecture.backbone
 
-    def views(paths: list[Path]) -> torch.Tensor:
-        return torch.stack([view(np.asarray(read_image(path))) for path in paths])
+    def views(images: list[np.ndarray]) -> torch.Tensor:
+        return torch.stack([view(image) for image in images])
+
+    def decoded(paths: list[Path]) -> list[np.ndarray]:
+        return [np.asarray(read_image(path)) for path in paths]
 
     rng = np.random.default_rng(args.seed)
-    val_paths = split_images(args.data, "val")[: args.images]
-    clean = views(val_paths)
-    noisy = torch.stack([view(plus_minus_one(np.asarray(read_image(path)), rng)) for path in val_paths])
+    val_images = decoded(split_images(args.data, "val")[: args.images])
+    clean = views(val_images)
+    noisy = views([plus_minus_one(image, rng) for image in val_images])
 
     rows = []
     imagenet = create_backbone(backbone_name, args.weights).eval()
     rows.append((f"ImageNet {backbone_name}, its own statistics", relative_change(imagenet, clean, noisy)))
-    reestimate_statistics(imagenet, views(split_images(args.data, "train")[: args.estimate]))
+    reestimate_statistics(imagenet, views(decoded(split_images(args.data, "train")[: args.estimate])))
     rows.append((f"the same, statistics of {args.estimate} training images", relative_change(imagenet, clean, noisy)))
     for source, loaded in zip(args.checkpoint or ["the shipped model"], checkpoints, strict=True):
         network = loaded.predictor.models[0].float().eval()
         rows.append((str(source), relative_change(network.backbone, clean, noisy)))
 
     taps = list(rows[0][1])
-    print(f"+-1 grey level on {len(val_paths)} {args.data.name} val images: change of the features over their spread\n")
+    print(f"+-1 grey level on {len(val_images)} {args.data.name} val images: change of the features over their spread\n")
     print("| backbone | " + " | ".join(f"{tap} (stride {8 * 2 ** i})" for i, tap in enumerate(taps)) + " |")
     print("|---|" + "---:|" * len(taps))
     for label, values in rows:

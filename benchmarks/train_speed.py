@@ -264,16 +264,19 @@ def profile_attnmel(data: Path, args, device: torch.device, work: Path, steps: i
 PRECISION_VARIANTS = (("fp32, NCHW", False, False), ("bf16 autocast + channels_last (fast path)", True, True))
 
 
-def precision_trainer(data: Path, args, amp: bool, channels_last: bool, output: Path) -> Trainer:
+def random_backbone_weights(preset: str, folder: Path) -> Path:
+    """A state dict of the preset's backbone at random initialisation: the values do not change the time,
+    and a preset that keeps pretrained batch-norm statistics needs a file to keep them from."""
+    config = load_config(preset, ["model.weights=imagenet"])  # not loaded: only read for the backbone's name
+    backbone = get_backbone_spec(config.model.backbone or model_entry(config.model.name).default_backbone)
+    weights = folder / f"random-{backbone.name}.pth"
+    torch.save(backbone.build(weights=None).state_dict(), weights)
+    return weights
+
+
+def precision_trainer(data: Path, args, amp: bool, channels_last: bool, weights: Path, output: Path) -> Trainer:
     """The shipped model's preset as it trains (per-sample pipeline in loader workers), differing only in
-    precision. It times one dataset, so the preset's other datasets' held-out shares are cleared. The
-    backbone starts from a random weights file: the values do not change the time, and a preset that
-    keeps pretrained batch-norm statistics needs a file to keep them from."""
-    preset = load_config(args.preset, ["model.weights=imagenet"])  # not loaded: only read for the backbone's name
-    backbone = get_backbone_spec(preset.model.backbone or model_entry(preset.model.name).default_backbone)
-    weights = output.parent / f"random-{backbone.name}.pth"
-    if not weights.is_file():
-        torch.save(backbone.build(weights=None).state_dict(), weights)
+    precision. It times one dataset, so the preset's other datasets' held-out shares are cleared."""
     config = load_config(args.preset, [
         f"model.weights={weights}", "data.held_out={}", f"train.amp={amp}", f"train.channels_last={channels_last}",
         f"data.num_workers={args.workers}", f"train.threads={args.threads or torch.get_num_threads()}",
@@ -285,7 +288,8 @@ def precision_trainer(data: Path, args, amp: bool, channels_last: bool, output: 
 def precision_rows(data: Path, args, work: Path) -> list[dict]:
     """Images/s of whole training steps (loading, forward, backward, optimiser) for each variant,
     ``--rounds`` times in alternation so that a noisy machine hits both alike."""
-    trainers = {name: precision_trainer(data, args, amp, cl, work / f"run-{amp}-{cl}")
+    weights = random_backbone_weights(args.preset, work)
+    trainers = {name: precision_trainer(data, args, amp, cl, weights, work / f"run-{amp}-{cl}")
                 for name, amp, cl in PRECISION_VARIANTS}
     rates: dict[str, list[float]] = {name: [] for name in trainers}
     for round_index in range(args.rounds):
