@@ -101,7 +101,7 @@ def predict_images(
         chunk, images = [], []
         for path in paths[start:start + batch_size]:
             try:
-                images.append(decode_input(path, loaded.preprocessing)[0])
+                images.append(decode_input(path)[0])
             except DataError as exc:
                 if single:
                     raise

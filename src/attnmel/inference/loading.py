@@ -24,12 +24,13 @@ from attnmel.data.images import verify_image
 from attnmel.data.masks import RoiSpec
 from attnmel.data.readers import read_dataset
 from attnmel.data.records import DatasetIndex, Sample
-from attnmel.data.transforms import Preprocessing
+from attnmel.data.transforms import Preprocessing, denormalize
 from attnmel.devices import resolve_device
 from attnmel.errors import CheckpointError, ConfigError, DataError
-from attnmel.inference.prediction import ImageInput, Prediction, predict
+from attnmel.inference.prediction import ImageInput, Prediction, RawAnswer, decode_input, view_box
 from attnmel.inference.runner import NonFiniteOutputError, Predictions, Predictor, eval_loader, run_inference
 from attnmel.inference.settings import DataSplit, InferenceSettings
+from attnmel.inference.trust import feature_tap, trust_signals
 from attnmel.models import with_maps
 from attnmel.models.maps import MapKind, map_kind
 
@@ -107,8 +108,56 @@ class LoadedModel:
         ``threshold`` decides the positive class of a two-class model (default: the checkpoint's stored
         operating point, else 0.5). Each answer carries its OOD score and flag, its conformal
         prediction set and its attention warning, as far as the checkpoint has them fitted."""
+        check_arguments(threshold=threshold, batch_size=batch_size, tta=tta)
         value, rule = self.decision_threshold(threshold)
-        return predict(self, inputs, tta=tta, threshold=value, threshold_rule=rule, batch_size=batch_size)
+        single = not isinstance(inputs, list | tuple)
+        items = [inputs] if single else list(inputs)
+        results: list[Prediction] = []
+        for start in range(0, len(items), batch_size):
+            decoded = [decode_input(item, start + i) for i, item in enumerate(items[start:start + batch_size])]
+            batch = torch.stack([self.preprocessing(image) for image, _ in decoded]).to(self.device)
+            for raw, prepared, (image, source) in zip(self.run_batch(batch, tta), batch, decoded, strict=True):
+                results.append(self.answer(raw, prepared, image.size, source, value, rule))
+        return results[0] if single else results
+
+    def run_batch(self, batch: torch.Tensor, tta: bool | None = None) -> list[RawAnswer]:
+        """The raw answer for each image of a prepared batch (N, 3, S, S): what the HTTP service batches
+        across requests. The OOD score reuses the pooled features of this very forward pass."""
+        with feature_tap(self.predictor.models) as captured:
+            probabilities, attention = self.predictor(batch, tta)
+        probabilities = probabilities.cpu().numpy()
+        maps = {name: amap[:, 0].float().cpu().numpy() for name, amap in attention.items()}
+        features = captured[0].cpu().numpy() if captured else None
+        signals = trust_signals(self.meta, probabilities, features, maps, self.map_kinds)
+        return [(probabilities[i], {name: m[i] for name, m in maps.items()}, signals[i])
+                for i in range(len(probabilities))]
+
+    def answer(self, raw: RawAnswer, prepared: torch.Tensor, image_size: tuple[int, int], source: str,
+               threshold: float | None = None, threshold_rule: str | None = None) -> Prediction:
+        """The ``Prediction`` of one image from its raw answer (``run_batch``), the prepared input
+        (3, S, S) and the decoded image's (width, height)."""
+        p, maps, signals = raw
+        names, positive_class = self.class_names, self.meta.positive_class
+        index = int(p.argmax())
+        two_classes = len(names) == 2
+        if threshold is not None and two_classes:
+            positive = names.index(positive_class)
+            index = positive if p[positive] > threshold else 1 - positive
+        preprocessing = self.preprocessing
+        return Prediction(
+            source=source,
+            probabilities={name: float(v) for name, v in zip(names, p, strict=True)},
+            predicted_class=names[index],
+            positive_class=positive_class,
+            raw_attention=maps,
+            view=denormalize(prepared, preprocessing.mean, preprocessing.std),
+            view_box=view_box(preprocessing, *image_size),
+            image_size=tuple(image_size),
+            threshold=threshold if two_classes else None,
+            threshold_rule=threshold_rule if two_classes else "arg-max",
+            map_kinds=self.map_kinds,
+            **(signals.to_dict() if signals is not None else {}),
+        )
 
     def check_answers(self) -> None:
         """One forward pass on a fixed input (the mean colour): a model whose weights make it answer

@@ -1,4 +1,5 @@
-"""From "my image" to an answer: ``LoadedModel.predict`` on paths, PIL images, arrays or tensors.
+"""The answer of the library and how an input becomes an image: ``Prediction`` and ``decode_input``
+(``LoadedModel.predict``, in ``loading.py``, computes the answer).
 
 Every input goes through the checkpoint's own preprocessing (``Preprocessing``), so nobody
 rebuilds it by hand. A ``Prediction`` carries the class probabilities, the predicted class, the
@@ -9,24 +10,19 @@ library, the CLI and the HTTP service, and ``Prediction.to_dict`` the one way it
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image
 
-from attnmel.arguments import check_arguments
 from attnmel.data.images import as_model_rgb, read_image
-from attnmel.data.transforms import Preprocessing, as_image_tensor, denormalize
-from attnmel.inference.trust import NO_OOD_CHECK, TrustSignals, feature_tap, trust_signals
+from attnmel.data.transforms import Preprocessing, as_image_tensor
+from attnmel.inference.trust import NO_OOD_CHECK, TrustSignals
 from attnmel.models.maps import FLAT_EPSILON, MapKind, is_flat, upsample_map
-
-if TYPE_CHECKING:
-    from attnmel.inference.loading import LoadedModel
 
 ImageInput = str | Path | Image.Image | np.ndarray | torch.Tensor
 
@@ -128,10 +124,10 @@ def view_box(preprocessing: Preprocessing, width: int, height: int) -> tuple[flo
     return left0 + offset, top0 + offset, left0 + offset + size, top0 + offset + size
 
 
-def decode_input(item: ImageInput, preprocessing: Preprocessing, position: int = 0) -> tuple[Image.Image, str]:
-    """(RGB PIL image, its description) for any accepted input. Every kind goes through
-    ``as_model_rgb`` (full size, EXIF applied, the same mode conversions), so one picture gives
-    one answer whichever way it arrives; ``preprocessing`` is the caller's (unused by the decode)."""
+def decode_input(item: ImageInput, position: int = 0) -> tuple[Image.Image, str]:
+    """(RGB PIL image, its description) for any accepted input (``position``: its place in the list,
+    to name an object that has no path). Every kind goes through ``as_model_rgb`` (full size, EXIF
+    applied, the same mode conversions), so one picture gives one answer whichever way it arrives."""
     if isinstance(item, str | Path):
         return read_image(item), str(item)
     if isinstance(item, Image.Image):
@@ -145,68 +141,3 @@ def decode_input(item: ImageInput, preprocessing: Preprocessing, position: int =
 #: what the model gives for one image: probabilities (C,), raw maps by layer (h, w), and the trust
 #: signals (OOD score, prediction set, attention warning) as far as the checkpoint has them fitted
 RawAnswer = tuple[np.ndarray, dict[str, np.ndarray], TrustSignals | None]
-
-
-def run_batch(model: LoadedModel, batch: torch.Tensor, tta: bool | None = None) -> list[RawAnswer]:
-    """The model's raw answer for each image of a prepared batch (N, 3, S, S); the OOD score reuses
-    the pooled features of this very forward pass."""
-    meta = model.meta
-    with feature_tap(model.predictor.models) as captured:
-        probabilities, attention = model.predictor(batch, tta)
-    probabilities = probabilities.cpu().numpy()
-    maps = {name: amap[:, 0].float().cpu().numpy() for name, amap in attention.items()}
-    features = captured[0].cpu().numpy() if captured else None
-    signals = trust_signals(meta, probabilities, features, maps, model.map_kinds)
-    return [(probabilities[i], {name: m[i] for name, m in maps.items()}, signals[i])
-            for i in range(len(probabilities))]
-
-
-def answer(model: LoadedModel, raw: RawAnswer, prepared: torch.Tensor, image_size: tuple[int, int], source: str,
-           threshold: float | None = None, threshold_rule: str | None = None) -> Prediction:
-    """The ``Prediction`` of one image from the model's raw answer and the input it was given."""
-    p, maps, signals = raw
-    names, positive_class = model.class_names, model.meta.positive_class
-    index = int(p.argmax())
-    two_classes = len(names) == 2
-    if threshold is not None and two_classes:
-        positive = names.index(positive_class)
-        index = positive if p[positive] > threshold else 1 - positive
-    preprocessing = model.preprocessing
-    return Prediction(
-        source=source,
-        probabilities={name: float(v) for name, v in zip(names, p, strict=True)},
-        predicted_class=names[index],
-        positive_class=positive_class,
-        raw_attention=maps,
-        view=denormalize(prepared, preprocessing.mean, preprocessing.std),
-        view_box=view_box(preprocessing, *image_size),
-        image_size=tuple(image_size),
-        threshold=threshold if two_classes else None,
-        threshold_rule=threshold_rule if two_classes else "arg-max",
-        map_kinds=model.map_kinds,
-        **(signals.to_dict() if signals is not None else {}),
-    )
-
-
-def predict(
-    model: LoadedModel,
-    inputs: ImageInput | Sequence[ImageInput],
-    *,
-    tta: bool | None = None,
-    threshold: float | None = None,
-    threshold_rule: str | None = None,
-    batch_size: int = 16,
-) -> Prediction | list[Prediction]:
-    """Predictions for one input (a ``Prediction``) or a list of them (a list, in order), each with its
-    trust signals (OOD score, prediction set, attention warning) as far as the checkpoint has them."""
-    check_arguments(threshold=threshold, batch_size=batch_size, tta=tta)
-    single = not isinstance(inputs, list | tuple)
-    items = [inputs] if single else list(inputs)
-    results: list[Prediction] = []
-    for start in range(0, len(items), batch_size):
-        decoded = [decode_input(item, model.preprocessing, start + i)
-                   for i, item in enumerate(items[start:start + batch_size])]
-        batch = torch.stack([model.preprocessing(image) for image, _ in decoded]).to(model.device)
-        for raw, prepared, (image, source) in zip(run_batch(model, batch, tta), batch, decoded, strict=True):
-            results.append(answer(model, raw, prepared, image.size, source, threshold, threshold_rule))
-    return results[0] if single else results

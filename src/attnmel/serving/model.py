@@ -34,7 +34,7 @@ from attnmel.checkpoints.pretrained import get_pretrained, is_pretrained_tag
 from attnmel.data.images import MAX_PIXELS, read_centre_square
 from attnmel.data.transforms import Preprocessing
 from attnmel.inference import LoadedModel, Prediction, load_predictor
-from attnmel.inference.prediction import RawAnswer, answer, run_batch
+from attnmel.inference.prediction import RawAnswer
 from attnmel.visualize import ImageFigure, heatmap_image, heatmap_overlay, png_bytes
 
 
@@ -96,14 +96,14 @@ class ServedModel:
 
     def infer(self, batch: torch.Tensor) -> list[RawAnswer]:
         """Probabilities (C,), raw maps by layer (h, w) and trust signals, per image of a batch."""
-        return run_batch(self.loaded, batch.to(self.device))
+        return self.loaded.run_batch(batch.to(self.device))
 
     def answer(self, prepared: Prepared, raw: RawAnswer) -> Prediction:
         """The library's ``Prediction`` of one upload, built as ``LoadedModel.predict`` builds it, with the
         stored operating point."""
         threshold, rule = self.loaded.decision_threshold()
-        return answer(self.loaded, raw, prepared.tensor, (prepared.width, prepared.height), prepared.name,
-                      threshold, rule)
+        return self.loaded.answer(raw, prepared.tensor, (prepared.width, prepared.height), prepared.name,
+                                  threshold, rule)
 
     def response(self, prepared: Prepared, raw: RawAnswer, images: bool = True, figure: bool = False) -> dict[str, Any]:
         """``Prediction.to_dict`` with the maps' values, plus the decoded size and, when asked, the pictures."""
