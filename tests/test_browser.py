@@ -5,7 +5,9 @@ overlays with their raw ranges and the figure, moves the opacity slider with the
 saves a screenshot into the test's tmp folder (its path is printed and recorded as the test
 property ``screenshot``). The served model is the tiny test checkpoint; the page says which
 model answers.
-Skips, saying why, where the browser is not installed (``.ci/run`` installs it).
+Skips, saying why, where the browser is not installed; ``.ci/run`` installs it and sets
+``ATTNMEL_REQUIRE_BROWSER=1``, which turns that skip into a failure, so CI cannot pass by skipping.
+Selenium is given both binaries' paths, so Selenium Manager never runs (nothing is downloaded).
 """
 
 from __future__ import annotations
@@ -30,15 +32,21 @@ CHROMIUM = os.environ.get("ATTNMEL_CHROMIUM", "/usr/bin/chromium")
 CHROMEDRIVER = os.environ.get("ATTNMEL_CHROMEDRIVER", "/usr/bin/chromedriver")
 
 
-def _browser_or_skip():
+def _browser_or_skip() -> tuple[str, str]:
+    """The absolute paths of Chromium and its driver, or a skip (a failure under ATTNMEL_REQUIRE_BROWSER)."""
+    missing = pytest.fail if os.environ.get("ATTNMEL_REQUIRE_BROWSER") else pytest.skip
     try:
         import selenium  # noqa: F401
     except ImportError:
-        pytest.skip("selenium is not installed (pip install 'attnmel[dev]')")
+        missing("selenium is not installed (pip install 'attnmel[dev]')")
+    found = []
     for path, package in ((CHROMIUM, "chromium"), (CHROMEDRIVER, "chromium-driver")):
-        if not (Path(path).is_file() or shutil.which(path)):
-            pytest.skip(f"{path} not found: install Debian's {package} (apt-get install chromium chromium-driver), "
-                        "or set ATTNMEL_CHROMIUM / ATTNMEL_CHROMEDRIVER")
+        resolved = path if Path(path).is_file() else shutil.which(path)
+        if not resolved:
+            missing(f"{path} not found: install Debian's {package} (apt-get install chromium chromium-driver), "
+                    "or set ATTNMEL_CHROMIUM / ATTNMEL_CHROMEDRIVER")
+        found.append(str(Path(resolved).absolute()))
+    return found[0], found[1]
 
 
 @pytest.fixture
@@ -86,18 +94,18 @@ def _serve(checkpoint):
 
 @pytest.fixture
 def browser(tmp_path):
-    _browser_or_skip()
+    chromium, chromedriver = _browser_or_skip()
     from selenium import webdriver
     from selenium.webdriver.chrome.options import Options
     from selenium.webdriver.chrome.service import Service
 
     options = Options()
-    options.binary_location = CHROMIUM
+    options.binary_location = chromium
     for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
                  "--no-first-run", f"--user-data-dir={tmp_path / 'chromium-profile'}", "--window-size=1200,1500"):
         options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver = webdriver.Chrome(service=Service(executable_path=chromedriver), options=options)
     yield driver
     driver.quit()
 
