@@ -7,7 +7,8 @@ and its threshold (<= 5% of val flagged), the split conformal sets and the opera
 sensitivity) on val. The tensors stay as they are (fp16); the metadata gains ``ood_detector``,
 ``conformal`` and ``operating_point`` and, with ``--figures`` (the JSON ``benchmarks/trust.py
 --json`` writes), the measured figures for the card's "When not to trust it". The card ``<tag>.md``
-is rewritten and the new sha256 put in the pretrained registry, so the package verifies the new file.
+is rewritten and, where the ``registry.json`` beside the file lists it, its entry gets the new sha256,
+so the package verifies the new file.
 Rerun it after scripts/ship_model.py for every new shipped model.
 """
 
@@ -15,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 from pathlib import Path
 
@@ -49,11 +49,11 @@ def main(argv: list[str] | None = None) -> int:
     checkpoint_paths(target)[1].unlink(missing_ok=True)  # the package keeps the weights (metadata embedded) and the card
     atomic_write_text(target.with_suffix(".md"), render_markdown(model_card(meta)))
     new_sha = file_sha256(target)
-    registry = Path(pretrained.__file__)
-    text = registry.read_text()
-    if args.checkpoint is None and old_sha in text:
-        atomic_write_text(registry, re.sub(old_sha, new_sha, text))
-        print(f"updated the sha256 of '{args.tag}' in {registry}")
+    registry = target.parent / pretrained.REGISTRY_FILE
+    listed = [e.tag for e in pretrained.Registry.read(registry).weights.values() if e.file == target.name]
+    for tag in listed:
+        pretrained.register(target.parent, tag)
+        print(f"registry {registry}: '{tag}' now names sha256 {new_sha} (was {old_sha})")
     ood, point = fields["ood_detector"], fields["operating_point"]
     print(f"OOD threshold {ood.threshold:.4g} flags {ood.flagged_share:.1%} of {ood.threshold_on}; "
           f"threshold {point.threshold:.4f} ({point.describe()}): sensitivity {point.sensitivity:.3f}, "

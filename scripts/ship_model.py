@@ -16,8 +16,9 @@
 4. writes ``<tag>.safetensors`` in fp16 (weights with their ``CheckpointMeta``, including a
    ``release`` record: licences, provenance and sha256 of the initial weights, the selection, the
    machine, this command, the held-out check, and how the fp16 file itself scores on val against its
-   fp32 run) and its model card ``<tag>.md`` into ``--output``, and prints the file's sha256 for the
-   registry entry in ``attnmel/checkpoints/pretrained.py``.
+   fp32 run) and its model card ``<tag>.md`` into ``--output``, and writes the file's entry (tag, file,
+   sha256, card, description) into ``--output``'s ``registry.json``, the data the package reads its
+   shipped models from (``attnmel.checkpoints.pretrained``).
 
 Nothing here is tuned on a test split: ISIC 2017 test is held out for independent scoring.
 """
@@ -37,9 +38,11 @@ from sklearn.metrics import roc_auc_score
 
 from attnmel.checkpoints.card import model_card, render_markdown
 from attnmel.checkpoints.format import load_model_checkpoint, save_model_checkpoint
+from attnmel.checkpoints.pretrained import REGISTRY_FILE, Registry, register
 from attnmel.config import load_config
 from attnmel.data.readers import read_dataset
 from attnmel.data.splits import SPLIT_FILE, SplitRecord
+from attnmel.errors import CheckpointError
 from attnmel.evaluation.calibration import calibrate_checkpoint
 from attnmel.evaluation.evaluate import EvaluationOptions, evaluate_checkpoint
 from attnmel.evaluation.operating_point import wilson_interval
@@ -132,9 +135,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=Path, default=Path("runs/shipped"),
                         help="where the seeds' runs go (outside the work tree keeps them across sessions)")
     parser.add_argument("--tag", default="isic2017-attnmel-mnv2-lesion")
-    parser.add_argument("--output", type=Path, default=Path("src/attnmel/weights"))
+    parser.add_argument("--output", type=Path, default=Path("src/attnmel/weights"),
+                        help="where the weights, the card and registry.json go")
+    parser.add_argument("--description", help="one line for the registry (default: the entry's present one)")
+    parser.add_argument("--default", action="store_true", help="make --tag the registry's default model")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="extra config overrides")
     args = parser.parse_args(argv)
+    try:  # a registry it cannot extend is found before hours of training
+        listed = Registry.read(args.output / REGISTRY_FILE).weights
+    except CheckpointError as exc:
+        parser.error(str(exc))
+    if args.description is None and args.tag not in listed:
+        parser.error(f"--tag {args.tag!r} is new in {args.output / REGISTRY_FILE}; give --description (one line).")
     args.train_data = {"isic2017": args.data, "ham10000": args.ham10000}
     runs = {seed: train_seed(args, seed) for seed in args.seeds}
     if args.train_only:
@@ -196,7 +208,8 @@ def main(argv: list[str] | None = None) -> int:
     drift = fp16["probability_difference_to_fp32"]
     print(f"fp16 against fp32 on val: |difference in probability| median {drift['median']:.1e}, max {drift['max']:.1e}; "
           f"ROC AUC {fp16['roc_auc']:.4f}")
-    print(f"sha256 {file_sha256(target)}  (put it in attnmel/checkpoints/pretrained.py)")
+    entry = register(args.output, args.tag, args.description, default=args.default)
+    print(f"sha256 {entry.sha256}; registered {args.tag!r} in {args.output / REGISTRY_FILE}")
     return 0
 
 

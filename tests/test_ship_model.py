@@ -1,5 +1,5 @@
 """scripts/ship_model.py end to end on two tiny sites: seeds trained and reused, the best chosen on
-val, an fp16 file with its operating point, held-out check, release record and card."""
+val, an fp16 file with its operating point, held-out check, release record, card and registry entry."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from safetensors import safe_open
 
 import attnmel
 from attnmel.checkpoints.format import read_metadata
+from attnmel.checkpoints.pretrained import REGISTRY_FILE, Registry
 from attnmel.io import file_sha256
 
 from .conftest import TINY_CONFIG, benchmark_script
@@ -30,7 +31,8 @@ def test_ship_model_trains_chooses_and_packages(ship_model, tmp_path, capsys):
     torch.save({f"features.{k}": v for k, v in torchvision.models.mobilenet_v2().features.state_dict().items()}, weights)
     tiny = [f"--set={key}={value}" for key, value in TINY_CONFIG.items() if key != "model.weights"]
     args = ["--data", str(isic), "--ham10000", str(ham), "--weights", str(weights), "--runs", str(tmp_path / "runs"),
-            "--output", str(tmp_path / "out"), "--tag", "tiny-shipped", "--seeds", "0", "1", *tiny,
+            "--output", str(tmp_path / "out"), "--tag", "tiny-shipped", "--description", "a tiny test model",
+            "--seeds", "0", "1", *tiny,
             "--set=data.held_out={ham10000: 0.3}"]
 
     assert ship_model.main([*args, "--train-only"]) == 0
@@ -60,6 +62,10 @@ def test_ship_model_trains_chooses_and_packages(ship_model, tmp_path, capsys):
     card = target.with_suffix(".md").read_text()
     assert "HAM10000" in card and "CC BY-NC-SA 4.0" in card
     assert not target.with_suffix(".json").exists()
+    registry = Registry.read(tmp_path / "out" / REGISTRY_FILE)  # the entry is data beside the file, no source edited
+    assert registry.default == "tiny-shipped" and registry.weights["tiny-shipped"].verify() == target
+    assert registry.weights["tiny-shipped"].card_path == target.with_suffix(".md")
+    assert registry.weights["tiny-shipped"].description == "a tiny test model"
 
     answer = attnmel.load_model(target).predict(isic / "ISIC-2017_Validation_Data" / next(
         p.name for p in (isic / "ISIC-2017_Validation_Data").glob("*.jpg")))

@@ -53,8 +53,7 @@ def test_a_damaged_file_is_refused(tmp_path, monkeypatch):
     damaged = tmp_path / "damaged.safetensors"
     damaged.write_bytes(get_pretrained().path.read_bytes()[:-16] + b"\0" * 16)
     monkeypatch.setitem(pretrained.PRETRAINED, "damaged", pretrained.PretrainedWeights(
-        "damaged", "x.safetensors", get_pretrained().sha256, "a damaged copy"))
-    monkeypatch.setattr(pretrained.PretrainedWeights, "path", property(lambda self: damaged))
+        "damaged", damaged.name, get_pretrained().sha256, "damaged.md", "a damaged copy", folder=tmp_path))
     with pytest.raises(CheckpointError, match="sha256"):
         attnmel.load_model("damaged")
 
