@@ -1,4 +1,4 @@
-"""The GPU suite (benchmarks/gpu_suite.py) and what prepares it (benchmarks/gpu_prepare.py).
+"""The GPU suite (benchmarks/gpu_suite.py, the package benchmarks/gpu) and what prepares it (benchmarks/gpu_prepare.py).
 
 The slow test runs the whole suite with --smoke on the CPU, as CI does, with the packages that the
 GPU machine lacks made unimportable, so the suite cannot rot between GPU runs. The others check
@@ -22,6 +22,10 @@ import torch
 from .conftest import REPO, SAMPLE, make_isic2017_subset
 
 BENCHMARKS = REPO / "benchmarks"
+sys.path.insert(0, str(BENCHMARKS))  # the suite's package and train_speed, imported as the suite imports them
+from gpu import report, settings, smoke, supervise  # noqa: E402
+from gpu.suite import Suite  # noqa: E402
+
 #: attnmel dependencies that the GPU machine's python3 does not have (benchmarks/gpu_wheels.txt)
 NOT_ON_GPU_MACHINE = ("fastapi", "starlette", "pydantic", "uvicorn", "python_multipart", "multipart", "imagehash",
                       "pywt")
@@ -36,64 +40,58 @@ def _load(name: str):
 
 
 @pytest.fixture(scope="module")
-def suite():
-    return _load("gpu_suite")
-
-
-@pytest.fixture(scope="module")
 def prepare():
     return _load("gpu_prepare")
 
 
 @pytest.fixture(scope="module")
 def train_speed():
-    sys.path.insert(0, str(BENCHMARKS))
     return _load("train_speed")
 
 
-def _settings(suite, tmp_path, **changes):
+def _settings(tmp_path, **changes):
     values = {"out": str(tmp_path / "out"), "work": str(tmp_path / "work"), "data": str(SAMPLE), "weights": None,
               "device": "cpu", "workers": 1, "smoke": False, "budget": 540, "steps": ["smoke", "speed", "compile", "quality"],
-              "rows": list(suite.ROWS), "seeds": None}
+              "rows": list(settings.ROWS), "seeds": None}
     values.update(changes)
     (tmp_path / "out").mkdir(exist_ok=True)
-    return suite.Settings(**values)
+    return settings.Settings(**values)
 
 
 # --------------------------------------------------------------------------- the plan and the budgets
 
 
-def test_plan_puts_cheap_decisive_tasks_first(suite, tmp_path):
-    names = [t.name for t in suite.plan(_settings(suite, tmp_path))]
-    first_speed, second_speed = (f"speed-{size}" for size, _ in suite.SPEED)
-    early = [f"quality-{row}-seed0" for row, spec in suite.ROWS.items() if spec["early"]]
+def test_plan_puts_cheap_decisive_tasks_first(tmp_path):
+    names = [t.name for t in settings.plan(_settings(tmp_path))]
+    first_speed, second_speed = (f"speed-{size}" for size, _ in settings.SPEED)
+    early = [f"quality-{row}-seed0" for row, spec in settings.ROWS.items() if spec["early"]]
     assert names[:3 + len(early)] == ["env", "smoke", first_speed, *early]
-    assert names.index(second_speed) < names.index(f"compile-{suite.SPEED[0][0]}") < names.index(
+    assert names.index(second_speed) < names.index(f"compile-{settings.SPEED[0][0]}") < names.index(
         "quality-vgg16-scratch-lesion-seed0")
     # after the speed tables, seed by seed: every row's seed 0 before any row's seed 1
-    late = names[names.index(f"compile-{suite.SPEED[0][0]}") + 1:]
+    late = names[names.index(f"compile-{settings.SPEED[0][0]}") + 1:]
     assert late[0] == "quality-vgg16-scratch-lesion-seed0"
     assert late.index("quality-gap-mnv2-seed1") < late.index("quality-attnmel-mnv2-lesion-seed2")
-    assert len(names) == 3 + 2 + sum(len(spec["seeds"]) for spec in suite.ROWS.values())
+    assert len(names) == 3 + 2 + sum(len(spec["seeds"]) for spec in settings.ROWS.values())
 
 
-def test_plan_follows_steps_rows_and_seeds(suite, tmp_path):
-    s = _settings(suite, tmp_path, steps=["quality"], rows=["gap-mnv2"], seeds=[1, 2])
-    assert [t.name for t in suite.plan(s)] == ["env", "quality-gap-mnv2-seed1", "quality-gap-mnv2-seed2"]
-    smoke = _settings(suite, tmp_path, smoke=True)
-    assert [t.name for t in suite.plan(smoke) if t.kind == "quality"] == [f"quality-{row}-seed0" for row in suite.ROWS]
+def test_plan_follows_steps_rows_and_seeds(tmp_path):
+    s = _settings(tmp_path, steps=["quality"], rows=["gap-mnv2"], seeds=[1, 2])
+    assert [t.name for t in settings.plan(s)] == ["env", "quality-gap-mnv2-seed1", "quality-gap-mnv2-seed2"]
+    smoke = _settings(tmp_path, smoke=True)
+    assert [t.name for t in settings.plan(smoke) if t.kind == "quality"] == [f"quality-{row}-seed0" for row in settings.ROWS]
 
 
-def test_a_broken_model_stops_the_run_only_when_a_later_task_trains_it(suite, tmp_path):
-    gpu = suite._models_in_use(_settings(suite, tmp_path))
+def test_a_broken_model_stops_the_run_only_when_a_later_task_trains_it(tmp_path):
+    gpu = smoke.models_in_use(_settings(tmp_path))
     assert gpu == {("attnmel", "vgg16_bn"), ("attnmel", "mobilenet_v2"), ("gap", "mobilenet_v2")}
-    only_gap = suite._models_in_use(_settings(suite, tmp_path, rows=["gap-mnv2"], smoke=True))
+    only_gap = smoke.models_in_use(_settings(tmp_path, rows=["gap-mnv2"], smoke=True))
     assert only_gap == {("attnmel", "mobilenet_v2"), ("gap", "mobilenet_v2")}
 
 
-def test_a_run_that_cannot_finish_in_the_time_left_is_not_started(suite, tmp_path):
-    s = _settings(suite, tmp_path, budget=100)
-    run = suite.Suite(s, ["--out", s.out])
+def test_a_run_that_cannot_finish_in_the_time_left_is_not_started(tmp_path):
+    s = _settings(tmp_path, budget=100)
+    run = Suite(s, ["--out", s.out])
     run.results["env"] = {"estimates": {"vgg16-scratch-lesion": {"seconds": 400.0}, "gap-mnv2": {"seconds": 30.0}}}
     task = next(t for t in run.tasks if t.name == "quality-vgg16-scratch-lesion-seed0")
     started = time.monotonic()
@@ -120,14 +118,14 @@ def _state(pid: int) -> str | None:
 
 
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads process states from /proc")
-def test_a_task_that_overruns_is_killed_with_its_children(suite):
+def test_a_task_that_overruns_is_killed_with_its_children():
     code = ("import subprocess, sys, time\n"
             "p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])\n"
             "print(p.pid, flush=True)\n"
             "time.sleep(60)\n")
     lines: list[str] = []
     started = time.monotonic()
-    status, tail = suite.run_child([sys.executable, "-c", code], 10, lines.append, "", dict(os.environ))
+    status, tail = supervise.run_child([sys.executable, "-c", code], 10, lines.append, "", dict(os.environ))
     assert status == "cut" and time.monotonic() - started < 30
     grandchild = int(tail[0])
     deadline = time.monotonic() + 5
@@ -135,7 +133,7 @@ def test_a_task_that_overruns_is_killed_with_its_children(suite):
         time.sleep(0.1)
     assert _state(grandchild) in (None, "Z"), "the task's own child outlived the kill"
     # a task's process dies with the suite even when the suite is killed outright (no handler runs)
-    task = (f"import sys, time; sys.path.insert(0, {str(BENCHMARKS)!r}); import gpu_suite; gpu_suite._die_with_parent(); "
+    task = (f"import sys, time; sys.path.insert(0, {str(BENCHMARKS)!r}); from gpu.supervise import die_with_parent; die_with_parent(); "
             "print('ready', flush=True); time.sleep(60)")
     outer = subprocess.Popen([sys.executable, "-c", "import subprocess, sys; p = subprocess.Popen([sys.executable, '-c', "
                               f"{task!r}]); print(p.pid, flush=True); p.wait()"], stdout=subprocess.PIPE, text=True)
@@ -147,15 +145,15 @@ def test_a_task_that_overruns_is_killed_with_its_children(suite):
     while _state(orphan) not in (None, "Z") and time.monotonic() < deadline:
         time.sleep(0.1)
     assert _state(orphan) in (None, "Z"), "a task outlived the suite that was killed"
-    ok, _ = suite.run_child([sys.executable, "-c", "print('fine')"], 30, lines.append, "", dict(os.environ))
-    failed, tail = suite.run_child([sys.executable, "-c", "raise SystemExit('broken')"], 30, lines.append, "", dict(os.environ))
+    ok, _ = supervise.run_child([sys.executable, "-c", "print('fine')"], 30, lines.append, "", dict(os.environ))
+    failed, tail = supervise.run_child([sys.executable, "-c", "raise SystemExit('broken')"], 30, lines.append, "", dict(os.environ))
     assert (ok, failed, tail[-1]) == ("ok", "failed", "broken")
 
 
 # --------------------------------------------------------------------------- tables of a partial run
 
 
-def _payload(suite):
+def _payload():
     speed = {"size": "1024x768", "images": 2000, "model": "attnmel", "backbone": "vgg16_bn", "image_size": 224,
              "batch_size": 256, "workers": 16, "flops": 92.4e9, "counted": "forward + backward", "amp_label": "bf16",
              "channels_last_label": "on",
@@ -165,7 +163,7 @@ def _payload(suite):
                "seconds": 60.0, "extra": []}
     return {
         "suite": {"command": "benchmarks/gpu_suite.py --out x", "smoke": False, "budget_s": 540, "started": "2026-12-02T00:00:00",
-                  "elapsed_s": 540, "fast_path": suite.FAST, "rows": suite.ROWS},
+                  "elapsed_s": 540, "fast_path": settings.FAST, "rows": settings.ROWS},
         "machine": {"device_name": "NVIDIA H200", "device_detail": "", "cpu_count": 16, "versions": "torch 2.11.0",
                     "matmul_flops": 7.9e14, "matmul_tflops": 790.0, "matmul_dtype": "bf16"},
         "plan": [],
@@ -185,8 +183,8 @@ def _payload(suite):
     }
 
 
-def test_tables_of_a_run_cut_short_show_what_finished(suite):
-    text = suite.render_markdown(_payload(suite))
+def test_tables_of_a_run_cut_short_show_what_finished():
+    text = report.render_markdown(_payload())
     assert "Card: **NVIDIA H200**" in text and "bf16 matmul 790 TFLOP/s" in text
     assert "| model attnmel/resnet50 | **NO** | 1.0 | AssertionError: bf16 off |" in text
     assert "## Smoke check (failed; DDP backend nccl, device cuda)" in text
@@ -277,7 +275,7 @@ def _blocking_site(folder: Path) -> Path:
 
 
 @pytest.mark.slow
-def test_smoke_suite_runs_every_task_on_a_cpu(suite, tmp_path):
+def test_smoke_suite_runs_every_task_on_a_cpu(tmp_path):
     import torchvision
 
     from attnmel.checkpoints.format import load_model_checkpoint
@@ -316,7 +314,7 @@ def test_smoke_suite_runs_every_task_on_a_cpu(suite, tmp_path):
     assert [s for s in results["steps"] if s["kind"] == "compile"][0]["result"]["attnmel"]["train"] > 0
 
     quality = {s["result"]["row"]: s["result"] for s in results["steps"] if s["kind"] == "quality"}
-    assert set(quality) == set(suite.ROWS)
+    assert set(quality) == set(settings.ROWS)
     for row, r in quality.items():
         assert 0 <= r["roc_auc"] <= 1 and r["epochs"] == 1 and r["image_size"] == 32, row
         assert any(k.startswith("jaccard_") for k in r), row
@@ -324,13 +322,13 @@ def test_smoke_suite_runs_every_task_on_a_cpu(suite, tmp_path):
     text = (out / "RESULTS-gpu.md").read_text()
     assert "## Smoke check (ok; DDP backend gloo, device cpu)" in text
     assert "| 320x240 JPEG | (b) attnmel + compile |" in text
-    for row in suite.ROWS:
-        assert f"| {row} | `{suite.ROWS[row]['preset']}`" in text
+    for row in settings.ROWS:
+        assert f"| {row} | `{settings.ROWS[row]['preset']}`" in text
 
     returned = [p for p in out.iterdir() if not p.name.startswith(".")]
-    assert len(returned) <= suite.RETURNED_FILES and all(p.stat().st_size <= suite.RETURNED_FILE_BYTES for p in returned)
+    assert len(returned) <= settings.RETURNED_FILES and all(p.stat().st_size <= settings.RETURNED_FILE_BYTES for p in returned)
     exported = sorted(out.glob("*-fp16.safetensors"))
-    assert [p.name.split("-seed")[0] for p in exported] == sorted(r for r, spec in suite.ROWS.items() if spec.get("weights"))
+    assert [p.name.split("-seed")[0] for p in exported] == sorted(r for r, spec in settings.ROWS.items() if spec.get("weights"))
     for path in exported:
         model, meta = load_model_checkpoint(path)
         row = path.name.split("-seed")[0]
