@@ -25,7 +25,7 @@ import yaml
 from attnmel.data.masks import DEFAULT_DERMO_FEATURES, DermoFeature, RoiKind, RoiSpec
 from attnmel.data.pipelines import Pipeline
 from attnmel.data.readers import Layout
-from attnmel.data.records import TASKS, GroupColumn, SplitMode
+from attnmel.data.records import TASKS, GroupBy, SplitMode
 from attnmel.data.sampling import Sampler
 from attnmel.data.splits import SplitSpec
 from attnmel.data.transforms import MAX_INPUT, MIN_INPUT, Preprocessing, Robustness, resolve_normalization
@@ -43,6 +43,7 @@ LossName = Literal["focal", "cross_entropy"]
 #: what batch norm normalises by while training: each batch (updating the running statistics, torch's
 #: default) or the pretrained running statistics, kept as they are
 BatchNormStatistics = Literal["batch", "pretrained"]
+KeepEpoch = Literal["best", "last"]
 
 
 @dataclass
@@ -82,8 +83,9 @@ class DataConfig:
     #: how validation is chosen: "auto" (val_split when the dataset has it, else val_fraction of training),
     #: "official" (val_split), "fraction" (stratified random share of training), "grouped" (whole groups)
     split: SplitMode = "auto"
-    #: grouped splits keep every image of one lesion or one patient on one side
-    group_by: GroupColumn | None = None
+    #: grouped splits keep every image of one lesion or one patient, or each photograph with its
+    #: near-identical copies, on one side
+    group_by: GroupBy | None = None
     #: cross-validation (split fraction or grouped): validate on fold ``fold`` of ``folds``
     folds: int | None = None
     fold: int | None = None
@@ -188,6 +190,9 @@ class TrainConfig:
     device: str = "auto"
     #: metric that selects the best checkpoint on validation
     select_metric: SelectMetric = "roc_auc"
+    #: which epoch ``best.safetensors`` keeps: the "best" by ``select_metric`` on validation, or the
+    #: "last" (no choice made on validation: what cross-validation's out-of-fold scores need)
+    keep_epoch: KeepEpoch = "best"
     deterministic: bool = True
     threads: int | None = None
     #: exponential moving average of the weights (e.g. 0.998); validation, selection and the best
@@ -433,7 +438,7 @@ def _validate_split(data: DataConfig, source: str) -> None:
             raise ConfigError(f"{source}: cross-validation folds need data.split grouped (with data.group_by) or "
                               f"fraction, not {data.split!r}.")
     if data.split == "grouped" and data.group_by is None:
-        raise ConfigError(f"{source}: data.split 'grouped' needs data.group_by (lesion_id or patient_id).")
+        raise ConfigError(f"{source}: data.split 'grouped' needs data.group_by (lesion_id, patient_id or photograph).")
     if data.group_by is not None and data.split != "grouped":
         raise ConfigError(f"{source}: data.group_by is only used by data.split 'grouped', not {data.split!r}; "
                           "set data.split=grouped.")

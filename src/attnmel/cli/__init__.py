@@ -23,6 +23,7 @@ COMMANDS = {
     "evaluate": "metrics, curves and ISIC-format predictions for a split (default: the shipped model)",
     "calibrate": "fit a softmax temperature on validation and store it in the checkpoint",
     "predict": "probabilities and attention figures for images (default: the shipped model)",
+    "yardstick": "judge a training recipe on several sites at once: grouped cross-validation and held-out lesions",
     "compare": "two models on the same images: each metric's difference with its interval and p-value",
     "report": "evaluations side by side with the paper's numbers (markdown + HTML)",
     "export": "ONNX (or a clean safetensors checkpoint) plus a model card (default: the shipped model)",
@@ -76,8 +77,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 _NO_SET = ("this run's outputs are incomplete and carry no output manifest, so compare and report will not "
            "read them; run the command again")
 #: what Ctrl-C leaves behind, by command: only training has epochs to resume from
-INTERRUPTED = {"train": "completed epochs are kept (resume with --resume)", "evaluate": _NO_SET, "predict": _NO_SET,
-               "compare": _NO_SET, "export": _NO_SET}
+INTERRUPTED = {"train": "completed epochs are kept (resume with --resume)",
+               "yardstick": "finished folds and epochs are kept (run the same command again to go on)", "evaluate": _NO_SET, "predict": _NO_SET,
+               "yardstick": "judge a training recipe on several sites at once: grouped cross-validation and held-out lesions",
+    "compare": _NO_SET, "export": _NO_SET}
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -305,6 +305,14 @@ def duplicate_pairs(
     return out
 
 
+def near_identical_pairs(samples: Sequence[Sample], *, phash_distance: int = DEFAULT_PHASH_DISTANCE,
+                         workers: int | None = None) -> list[tuple[str, str]]:
+    """Image-ID pairs among ``samples`` with the same or near-identical pixels (the hashes of
+    ``check_datasets``): photographs a grouped split keeps on one side."""
+    found = duplicate_pairs(samples, {"pool": samples}, phash_distance=phash_distance, workers=workers)
+    return sorted({tuple(sorted((a.image_id, b.image_id))) for a, b, _ in found if a.image_id != b.image_id})
+
+
 def _small_images(entries: list[_Entry], names: list[str], min_size: int) -> list[Finding]:
     """One finding per split: a reduced copy of a dataset makes every image small, and one line says so."""
     small: dict[tuple[int, str], list[_Entry]] = defaultdict(list)

@@ -12,6 +12,12 @@ from attnmel.errors import DataError
 #: what grouped splits may keep together: images of one lesion, or of one patient
 GroupColumn = Literal["lesion_id", "patient_id"]
 GROUP_COLUMNS: tuple[str, ...] = get_args(GroupColumn)
+#: what a grouped split keeps on one side: a dataset's group column, or "photograph" (each image with
+#: its near-identical copies, for datasets that list no lesions, such as ISIC 2017)
+GroupBy = Literal["lesion_id", "patient_id", "photograph"]
+GROUP_BY: tuple[str, ...] = get_args(GroupBy)
+#: joins split names into one pool: ``train+val`` is both splits (cross-validation over all labelled images)
+SPLIT_JOINER = "+"
 #: how a run chooses validation (``attnmel.data.splits``); "auto": the dataset's validation split
 #: when it has one, else a stratified share of training
 SplitMode = Literal["auto", "official", "fraction", "grouped"]
@@ -154,13 +160,17 @@ class DatasetIndex:
     modality: str = "dermoscopy"
 
     def split(self, name: str) -> list[Sample]:
-        if name not in self.splits:
+        """One split, or several joined by ``+`` (``train+val``), in the order named."""
+        parts = name.split(SPLIT_JOINER)
+        missing = [part for part in parts if part not in self.splits]
+        if missing or len(set(parts)) != len(parts):
             raise DataError(
                 self.root,
                 f"this {self.layout} dataset has no split {name!r} (it has {sorted(self.splits)}).",
-                "choose an existing split, or set data.val_fraction to carve validation from training.",
+                "choose an existing split (or several joined by +, each once, e.g. train+val), or set "
+                "data.val_fraction to carve validation from training.",
             )
-        return self.splits[name]
+        return [sample for part in parts for sample in self.splits[part]]
 
     def summary(self) -> dict:
         """Counts per split and class, masks present/missing, groups, and images left out of the task."""

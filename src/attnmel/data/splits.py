@@ -30,7 +30,7 @@ from attnmel.data.groups import group_labels, straddling, ungrouped
 from attnmel.data.images import verify_image, verify_mask
 from attnmel.data.masks import RoiSpec, has_region, region_paths
 from attnmel.data.readers import read_dataset
-from attnmel.data.records import GROUP_COLUMNS, DatasetIndex, Problem, Sample, get_task
+from attnmel.data.records import GROUP_COLUMNS, SPLIT_JOINER, DatasetIndex, Problem, Sample, get_task
 from attnmel.errors import ConfigError, DataError
 from attnmel.io import atomic_write_json, file_sha256
 
@@ -148,6 +148,8 @@ class SplitRecord:
     held_out: tuple[str, ...] = ()
     #: side -> sha256 of its sorted "ID file-sha256" lines
     fingerprints: dict[str, str] = field(default_factory=dict)
+    #: side -> what (``LEARNED``) -> sha256 of its sorted "ID value" lines (``learned_fingerprints``)
+    learned: dict[str, dict[str, str]] = field(default_factory=dict)
     #: training images left out because they are the same photograph as (or share a lesion with)
     #: an image the run is judged on (``data.leaks=drop``), one line each
     dropped: tuple[str, ...] = ()
@@ -308,7 +310,12 @@ def _primary_split(source: DataSource, spec: SplitSpec):
         return mode, index, train, val, problems
     if mode == "grouped":
         if spec.group_by is None:
-            raise ConfigError("data.split 'grouped' needs data.group_by (lesion_id or patient_id).")
+            raise ConfigError("data.split 'grouped' needs data.group_by (lesion_id, patient_id or photograph).")
+        if spec.group_by == "photograph":
+            from attnmel.data.integrity import near_identical_pairs
+
+            # near-identical photographs join the dataset's listed duplicates: one side, and counted as one group
+            index = dataclasses.replace(index, duplicates=[*index.duplicates, *near_identical_pairs(train)])
         train_idx, val_idx, warned = grouped_split(index, train, spec.group_by, spec.val_fraction, spec.folds,
                                                    spec.fold, spec.seed)
         problems += warned
@@ -320,17 +327,26 @@ def _primary_split(source: DataSource, spec: SplitSpec):
 def _extra_training(source: DataSource, spec: SplitSpec) -> tuple[list[Sample], list[Sample], list[Problem], str]:
     """The training images of a dataset other than the first (less its held-out share)."""
     index = read_dataset(source.path, spec.task, skip_bad=spec.skip_bad)
-    if spec.train_split not in index.splits:
+    # a pooled split (train+val) takes the parts this dataset has: HAM10000 has one split, ISIC 2017 two
+    parts = [part for part in spec.train_split.split(SPLIT_JOINER) if part in index.splits]
+    if not parts:
         raise DataError(index.root, f"dataset {source.name!r} has no split {spec.train_split!r} to train on "
                                     f"(it has {sorted(index.splits)}).",
                         "give a dataset with a training split, or set data.train_split.")
-    samples = [dataclasses.replace(s, dataset=source.name) for s in index.split(spec.train_split)]
+    samples = [dataclasses.replace(s, dataset=source.name) for s in index.split(SPLIT_JOINER.join(parts))]
     problems = [p for p in index.problems if p.kind != "other_class"]
     share = dict(spec.held_out).get(source.name)
     if share is None:
         return samples, [], problems, index.layout
     kept, held, found = _hold_out(samples, source.name, share, spec)
     return kept, held, problems + found, index.layout
+
+
+def held_out_images(source: DataSource, spec: SplitSpec) -> list[Sample]:
+    """The images of ``source`` that ``spec.held_out`` keeps out of training: a site's unseen lesions,
+    the same whether or not a run trains on the rest of that dataset."""
+    _, held, _, _ = _extra_training(source, spec)
+    return held
 
 
 def _hold_out(samples: list[Sample], name: str, share: float, spec: SplitSpec
@@ -460,9 +476,10 @@ def grouped_split(
     the groups allow: fold ``fold`` (default 0) of ``StratifiedGroupKFold`` with ``fold_count`` folds.
     Listed duplicates (ISIC 2020) join their groups."""
     n_splits = fold_count(val_fraction, folds)
-    if not any(group_by in s.groups for s in samples):
+    if group_by != "photograph" and not any(group_by in s.groups for s in samples):
         raise DataError(index.root, f"no image of {index.layout} {samples[0].split if samples else ''} has a {group_by}.",
-                        f"use a dataset that lists {group_by} (see README: Data), or data.split=fraction.")
+                        f"use a dataset that lists {group_by} (see README: Data), data.group_by=photograph, "
+                        "or data.split=fraction.")
     groups = group_labels(samples, group_by, index.duplicates)
     labels = np.array([s.label for s in samples])
     splitter = StratifiedGroupKFold(n_splits, shuffle=True, random_state=seed % 2**32)

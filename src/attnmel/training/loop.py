@@ -412,7 +412,8 @@ class Trainer:
             metric = (multiclass.balanced_accuracy if cfg.train.select_metric == "balanced_multiclass_accuracy"
                       else getattr(positive, cfg.train.select_metric))
             seconds = time.perf_counter() - started
-            improved = not math.isnan(metric) and metric > self.best_metric or self.best_epoch < 0
+            improved = (cfg.train.keep_epoch == "last" or self.best_epoch < 0
+                        or not math.isnan(metric) and metric > self.best_metric)
             if improved:
                 self.best_metric = metric if not math.isnan(metric) else -math.inf
                 self.best_epoch = epoch + 1

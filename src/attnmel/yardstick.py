@@ -1,0 +1,365 @@
+"""The development yardstick: one training recipe judged on several sites at once.
+
+A choice made on one split of 150 validation images has shipped a regression on the benchmark it
+could not see. Here a recipe is trained once per fold of a cross-validation grouped by photograph
+over the first dataset's pooled labelled images (ISIC 2017 train+val: near-identical photographs
+stay in one fold), the other training datasets always in training less their held-out lesions. Each
+fold keeps its last epoch (``train.keep_epoch=last``), so no choice is made on the images it is
+scored on. It reports:
+
+- **out of fold**: each pooled image predicted by the one fold model that never saw it, scored as
+  one set (ROC AUC with its DeLong interval) and fold by fold;
+- **held-out sites**: every fold model on the same unseen lesions of each ``site`` dataset (the
+  same lesions whether or not the recipe trains on the rest of that dataset), fold by fold and the
+  fold models averaged;
+- **the stored rule**: the threshold at 85% sensitivity, as the shipped model stores it, cross-fitted:
+  fold k is judged at the threshold fitted on the other folds' out-of-fold predictions, and the held-out
+  sites at the one fitted on all of them;
+- **stride-16 Jaccard** of the attention against the lesion masks, where a site has masks;
+- **the worst site**: the lowest single-model ROC AUC of the sites.
+
+Every fold is an ordinary training run that resumes (``--resume``) and every fold's scores are
+cached beside it, so the yardstick goes on across sessions where it stopped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import statistics
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sklearn.metrics import roc_auc_score
+
+from attnmel.checkpoints.format import BEST_FILE
+from attnmel.config import Config, load_config
+from attnmel.data.masks import RoiSpec
+from attnmel.data.records import Sample, get_task
+from attnmel.data.splits import SPLIT_FILE, DataSource, SplitRecord, data_sources, held_out_images
+from attnmel.errors import ConfigError, DataError
+from attnmel.evaluation.attention_quality import score_predictions
+from attnmel.evaluation.operating_point import (
+    DEFAULT_TARGET_SENSITIVITY,
+    sensitivity_threshold,
+    wilson_interval,
+)
+from attnmel.inference import InferenceSettings, load_model
+from attnmel.io import atomic_write_json, atomic_write_text, file_sha256
+from attnmel.metrics.intervals import Interval, delong_interval
+from attnmel.training.loop import train
+from attnmel.training.resume import STATE_FILE
+
+#: the attention layer the yardstick scores (MobileNetV2's pool-4 equivalent; VGG's pool-4 is "pool4")
+JACCARD_LAYERS = ("stage4", "pool4", "cam")
+#: which pooled splits cross-validation runs over
+DEFAULT_POOL = "train+val"
+DEFAULT_HELD_OUT_SHARE = 0.1
+SCORES_FILE = "yardstick-scores.json"
+RESULT_FILE = "yardstick.json"
+TABLE_FILE = "yardstick.md"
+#: how the folds are scored: raw probabilities (no temperature), quietly
+_RAW = InferenceSettings(use_temperature=False, progress=False)
+
+
+@dataclass(frozen=True)
+class SiteScores:
+    """One fold model's answers on one site: what the yardstick caches per fold."""
+
+    image_ids: list[str]
+    labels: list[int]
+    #: P(positive class), raw
+    scores: list[float]
+    #: stride-16 Jaccard per image (NaN without a mask); empty when the site has no masks
+    jaccard: list[float] = field(default_factory=list)
+
+    @property
+    def positive(self) -> np.ndarray:
+        return np.asarray(self.labels, dtype=bool)
+
+
+@dataclass(frozen=True)
+class Rates:
+    """Sensitivity and specificity at a threshold, with 95% Wilson intervals."""
+
+    threshold: float
+    sensitivity: float
+    sensitivity_interval: tuple[float, float]
+    specificity: float
+    specificity_interval: tuple[float, float]
+
+    @classmethod
+    def measure(cls, positive: np.ndarray, scores: np.ndarray, threshold: float | np.ndarray) -> Rates:
+        called = scores > threshold
+        tp, fn = int((called & positive).sum()), int((~called & positive).sum())
+        tn, fp = int((~called & ~positive).sum()), int((called & ~positive).sum())
+        return cls(float(np.mean(threshold)), tp / max(1, tp + fn), wilson_interval(tp, tp + fn),
+                   tn / max(1, tn + fp), wilson_interval(tn, tn + fp))
+
+    @classmethod
+    def over_folds(cls, positive: np.ndarray, scores: Sequence[np.ndarray], threshold: float) -> Rates:
+        """The fold models' mean rates on one site, with Wilson intervals at the site's size (the folds
+        see the same images, so they are not more evidence)."""
+        tp = round(float(np.mean([(s[positive] > threshold).sum() for s in scores])))
+        tn = round(float(np.mean([(s[~positive] <= threshold).sum() for s in scores])))
+        positives, negatives = int(positive.sum()), int((~positive).sum())
+        return cls(threshold, tp / max(1, positives), wilson_interval(tp, positives),
+                   tn / max(1, negatives), wilson_interval(tn, negatives))
+
+
+@dataclass(frozen=True)
+class SiteResult:
+    """One site of one seed: the single-model figure, its interval, and the fold-by-fold values."""
+
+    name: str
+    kind: str  # "out of fold" or "held out"
+    images: int
+    positives: int
+    #: out of fold: the pooled predictions' AUC; held out: the mean of the fold models' AUCs
+    roc_auc: float
+    #: DeLong interval of the pooled out-of-fold AUC, or of the fold models averaged (held out)
+    interval: Interval
+    per_fold_auc: list[float]
+    #: held out: the fold models averaged (an ensemble), for comparison
+    averaged_auc: float | None
+    rates: Rates
+    jaccard: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["interval"] = self.interval.to_dict()
+        return out
+
+
+@dataclass
+class YardstickResult:
+    """Every seed's sites and the worst site; ``to_dict()`` is ``yardstick.json``, ``to_markdown()`` its table."""
+
+    recipe: str
+    overrides: list[str]
+    training: list[str]
+    folds: int
+    seeds: list[int]
+    pool: str
+    #: seed -> its sites, the out-of-fold one first
+    sites: dict[int, list[SiteResult]]
+    #: folds (seed, fold) not finished yet: the table is partial until they are
+    missing: list[tuple[int, int]] = field(default_factory=list)
+
+    def worst_site(self, seed: int) -> SiteResult:
+        return min(self.sites[seed], key=lambda site: site.roc_auc)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "recipe": self.recipe, "overrides": self.overrides, "training": self.training, "folds": self.folds,
+            "seeds": self.seeds, "pool": self.pool, "missing": [list(m) for m in self.missing],
+            "sites": {str(seed): [site.to_dict() for site in sites] for seed, sites in self.sites.items()},
+            "worst": {str(seed): self.worst_site(seed).name for seed in self.sites},
+        }
+
+    def to_markdown(self) -> str:
+        lines = [f"Recipe `{self.recipe}`" + (f" with `{' '.join(self.overrides)}`" if self.overrides else "")
+                 + f"; trained on {', '.join(self.training)}; {self.folds}-fold cross-validation grouped by "
+                 f"photograph over {self.pool} of {self.training[0]}; every fold keeps its last epoch.", ""]
+        if self.missing:
+            lines += [f"**Partial**: folds still to run (seed, fold): {self.missing}.", ""]
+        lines += ["| seed | site (images, melanomas) | ROC AUC [95% CI] | per fold | folds averaged | "
+                  "sensitivity / specificity at the stored rule | stride-16 Jaccard |",
+                  "|---|---|---|---|---|---|---|"]
+        for seed, sites in self.sites.items():
+            worst = self.worst_site(seed)
+            for site in sites:
+                rates = site.rates
+                lines.append(
+                    f"| {seed} | {site.name}, {site.kind} ({site.images}, {site.positives}) | "
+                    f"{site.roc_auc:.3f} [{site.interval.low:.3f}, {site.interval.high:.3f}] | "
+                    + " ".join(f"{a:.3f}" for a in site.per_fold_auc) + " | "
+                    + ("" if site.averaged_auc is None else f"{site.averaged_auc:.3f}") + " | "
+                    f"{rates.sensitivity:.3f} [{rates.sensitivity_interval[0]:.2f}, {rates.sensitivity_interval[1]:.2f}]"
+                    f" / {rates.specificity:.3f} [{rates.specificity_interval[0]:.2f}, {rates.specificity_interval[1]:.2f}] | "
+                    + ("" if site.jaccard is None else f"{site.jaccard:.3f}") + " |")
+            lines.append(f"| {seed} | **worst site** | **{worst.roc_auc:.3f}** ({worst.name}) | | | | |")
+        if len(self.sites) > 1:
+            names = [site.name for site in next(iter(self.sites.values()))]
+            for k, name in enumerate(names):
+                values = [sites[k].roc_auc for sites in self.sites.values()]
+                lines.append(f"| mean ± sd | {name} | {statistics.mean(values):.3f} ± {statistics.stdev(values):.3f} | | | | |")
+            worst = [self.worst_site(seed).roc_auc for seed in self.sites]
+            lines.append(f"| mean ± sd | **worst site** | **{statistics.mean(worst):.3f} ± {statistics.stdev(worst):.3f}** | | | | |")
+        return "\n".join(lines) + "\n"
+
+
+def fold_config(recipe: str | Path, overrides: Sequence[str], pool: str, folds: int, fold: int, seed: int,
+                held_out: dict[str, float]) -> Config:
+    """The recipe as fold ``fold`` of ``folds`` of seed ``seed``: grouped by photograph over ``pool``,
+    the last epoch kept, and exactly the scored sites' unseen lesions held out (the recipe's own
+    ``data.held_out`` gives way: every recipe is scored on the same lesions)."""
+    config = load_config(str(recipe), [
+        *overrides, "data.split=grouped", "data.group_by=photograph", f"data.train_split={pool}",
+        f"data.folds={folds}", f"data.fold={fold}", f"train.seed={seed}", "train.keep_epoch=last",
+    ])
+    return dataclasses.replace(config, data=dataclasses.replace(config.data, held_out=dict(held_out)))
+
+
+def run_yardstick(
+    recipe: str | Path,
+    data: Sequence[str | Path],
+    runs: str | Path,
+    *,
+    sites: Sequence[str | Path] = (),
+    overrides: Sequence[str] = (),
+    folds: int = 5,
+    seeds: Sequence[int] = (0,),
+    pool: str = DEFAULT_POOL,
+    held_out_share: float = DEFAULT_HELD_OUT_SHARE,
+    train_missing: bool = True,
+    log: Callable[[str], None] = print,
+) -> YardstickResult:
+    """Train what is missing (``train_missing``), score every finished fold, and write ``yardstick.json``
+    and ``yardstick.md`` into ``runs``. ``data`` are the recipe's training datasets (the first is
+    cross-validated); ``sites`` are datasets whose held-out lesions are scored (a site that is also
+    trained on is held out of training by the same share)."""
+    if folds < 2:
+        raise ConfigError(f"--folds must be at least 2, not {folds}.")
+    if not 0 < held_out_share < 1:
+        raise ConfigError(f"--held-out-share must be strictly between 0 and 1, not {held_out_share}.")
+    training = data_sources(data)
+    site_sources = data_sources(sites) if sites else []
+    trained_names = {source.name for source in training}
+    if site_sources and site_sources[0].name == training[0].name or training[0].name in {s.name for s in site_sources}:
+        raise ConfigError(f"{training[0].name} is cross-validated already; --site names the other datasets.")
+    held_out = {source.name: held_out_share for source in site_sources if source.name in trained_names}
+    runs = Path(runs)
+    missing: list[tuple[int, int]] = []
+    per_seed: dict[int, list[SiteResult]] = {}
+    for seed in seeds:
+        scored: list[tuple[SiteScores, dict[str, SiteScores]]] = []
+        site_images = {source.name: _site_images(source, recipe, overrides, seed, held_out_share)
+                       for source in site_sources}
+        for fold in range(folds):
+            run = runs / f"seed{seed}" / f"fold{fold}"
+            config = fold_config(recipe, overrides, pool, folds, fold, seed, held_out)
+            if not _finished(run, config) and train_missing:
+                log(f"seed {seed} fold {fold}/{folds}: training {run}")
+                train(config, [str(s.path) for s in training], run, resume=(run / STATE_FILE).is_file(),
+                      progress=False, log=log)
+            if not _finished(run, config):
+                missing.append((seed, fold))
+                continue
+            scored.append(_fold_scores(run, training[0], pool, site_images, held_out, log))
+        if len(scored) == folds:
+            per_seed[seed] = _seed_sites(training[0].name, scored, [s.name for s in site_sources])
+    result = YardstickResult(str(recipe), list(overrides), [s.name for s in training], folds, list(seeds), pool,
+                             per_seed, missing)
+    if per_seed:
+        atomic_write_json(runs / RESULT_FILE, result.to_dict())
+        atomic_write_text(runs / TABLE_FILE, result.to_markdown())
+    return result
+
+
+def _finished(run: Path, config: Config) -> bool:
+    metrics = run / "metrics.csv"
+    if not (run / BEST_FILE).is_file() or not metrics.is_file():
+        return False
+    with metrics.open(encoding="utf-8") as handle:
+        return sum(1 for _ in handle) - 1 >= config.train.epochs
+
+
+def _site_images(source: DataSource, recipe: str | Path, overrides: Sequence[str], seed: int,
+                 share: float) -> list[Sample]:
+    """The unseen lesions of ``source`` that every recipe is scored on (held out with the recipe's task)."""
+    config = load_config(str(recipe), list(overrides))
+    spec = dataclasses.replace(config.data.split_spec(seed), held_out=((source.name, share),), layout=None)
+    return held_out_images(source, spec)
+
+
+def _fold_scores(run: Path, primary: DataSource, pool: str, site_images: dict[str, list[Sample]],
+                 held_out: dict[str, float], log: Callable[[str], None]) -> tuple[SiteScores, dict[str, SiteScores]]:
+    """(out-of-fold scores, held-out site scores) of one fold run, computed once and cached beside it."""
+    record = SplitRecord.read(run / SPLIT_FILE)
+    checkpoint = run / BEST_FILE
+    key = {"checkpoint_sha256": file_sha256(checkpoint), "val": list(record.val),
+           "sites": {name: sorted(s.image_id for s in samples) for name, samples in site_images.items()}}
+    cache = run / SCORES_FILE
+    if cache.is_file():
+        try:
+            payload = json.loads(cache.read_text(encoding="utf-8"))
+            if payload.get("key") == key:
+                return SiteScores(**payload["out_of_fold"]), {n: SiteScores(**s) for n, s in payload["sites"].items()}
+        except (ValueError, TypeError, KeyError):
+            pass  # a cache this version cannot read is recomputed
+    for name, samples in site_images.items():
+        trained_held = {item.split("/", 1)[1] for item in record.held_out if item.startswith(f"{name}/")}
+        if name in held_out and trained_held != {s.image_id for s in samples}:
+            raise DataError(run / SPLIT_FILE, f"the run held out other {name} images than the yardstick scores.",
+                            "start the yardstick in a new --runs folder.")
+    from attnmel.data.readers import read_dataset
+
+    loaded = load_model(run, _RAW)
+    index = read_dataset(primary.path, loaded.task)
+    by_id = {sample.image_id: sample for sample in index.split(pool)}
+    absent = [image_id for image_id in record.val if image_id not in by_id]
+    if absent:
+        raise DataError(primary.path, f"{len(absent)} validation images of {run} are not in its {pool} "
+                                      f"(e.g. {absent[0]}).", "give the dataset the folds were trained on.")
+    log(f"scoring {run}")
+    out_of_fold = _score(loaded, [by_id[image_id] for image_id in record.val])
+    sites = {name: _score(loaded, samples) for name, samples in site_images.items()}
+    atomic_write_json(cache, {"key": key, "out_of_fold": dataclasses.asdict(out_of_fold),
+                              "sites": {name: dataclasses.asdict(s) for name, s in sites.items()}})
+    return out_of_fold, sites
+
+
+def _score(loaded, samples: list[Sample]) -> SiteScores:
+    positive = get_task(loaded.task).positive_index
+    has_masks = any(sample.mask_path is not None for sample in samples)
+    predictions = loaded.infer(samples, _RAW, roi=RoiSpec("lesion") if has_masks else None,
+                               keep=("attention",) if has_masks else ())
+    jaccard: list[float] = []
+    if has_masks:
+        quality = score_predictions(predictions, roi="lesion", kinds=loaded.map_kinds)
+        layer = next((name for name in JACCARD_LAYERS if name in quality.jaccard), None)
+        if layer is not None:
+            jaccard = [float(v) for v in quality.jaccard[layer]]
+    return SiteScores(list(predictions.image_ids), [int(v == positive) for v in predictions.labels],
+                      [float(v) for v in predictions.probabilities[:, positive]], jaccard)
+
+
+def _mean_jaccard(values: Sequence[float]) -> float | None:
+    finite = [v for v in values if not math.isnan(v)]
+    return float(np.mean(finite)) if finite else None
+
+
+def _seed_sites(primary: str, scored: list[tuple[SiteScores, dict[str, SiteScores]]],
+                site_names: list[str]) -> list[SiteResult]:
+    """One seed's sites from its folds' scores."""
+    oof = [fold for fold, _ in scored]
+    positive = np.concatenate([fold.positive for fold in oof])
+    scores = np.concatenate([np.asarray(fold.scores) for fold in oof])
+    # fold k at the threshold fitted on every other fold's out-of-fold predictions
+    thresholds = np.concatenate([
+        np.full(len(fold.scores), sensitivity_threshold(
+            np.concatenate([f.positive for j, f in enumerate(oof) if j != k]),
+            np.concatenate([np.asarray(f.scores) for j, f in enumerate(oof) if j != k]), DEFAULT_TARGET_SENSITIVITY))
+        for k, fold in enumerate(oof)])
+    sites = [SiteResult(
+        primary, "out of fold", len(scores), int(positive.sum()), float(roc_auc_score(positive, scores)),
+        delong_interval(positive.astype(int), scores), [float(roc_auc_score(f.positive, f.scores)) for f in oof], None,
+        Rates.measure(positive, scores, thresholds), _mean_jaccard([v for f in oof for v in f.jaccard]))]
+    stored = sensitivity_threshold(positive, scores, DEFAULT_TARGET_SENSITIVITY)
+    for name in site_names:
+        folds = [site_scores[name] for _, site_scores in scored]
+        truth = folds[0].positive
+        per_fold = [float(roc_auc_score(truth, f.scores)) for f in folds]
+        averaged = np.mean([np.asarray(f.scores) for f in folds], axis=0)
+        jaccards = [j for j in (_mean_jaccard(f.jaccard) for f in folds) if j is not None]
+        sites.append(SiteResult(
+            name, "held out", len(truth), int(truth.sum()), float(np.mean(per_fold)),
+            delong_interval(truth.astype(int), averaged), per_fold, float(roc_auc_score(truth, averaged)),
+            Rates.over_folds(truth, [np.asarray(f.scores) for f in folds], stored),
+            float(np.mean(jaccards)) if jaccards else None))
+    return sites
