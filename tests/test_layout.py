@@ -26,7 +26,7 @@ LAYERS = [
     {"inference"},
     {"visualize"},
     {"evaluation", "training", "export"},
-    {"serving", "demo"},
+    {"serving", "demo", "yardstick"},
     {"cli"},
     {"__main__", "__init__"},
 ]
