@@ -24,7 +24,7 @@ from sklearn.metrics import roc_auc_score
 from attnmel.evaluation.ood_images import ood_images
 from attnmel.evaluation.operating_point import choose_operating_point, wilson_interval
 from attnmel.evaluation.trust import DEFAULT_COMPONENTS, conformal_quantile, fit_ood
-from attnmel.inference import DataSplit, InferenceSettings, load_with, read_split
+from attnmel.inference import DataSplit, InferenceSettings, load_model, read_split
 from attnmel.inference.trust import attention_warning, feature_tap
 from attnmel.io import atomic_write_json
 from attnmel.metrics.intervals import delong_interval
@@ -204,7 +204,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write the headline figures here (scripts/fit_trust.py --figures)")
     args = parser.parse_args()
     torch.set_num_threads(2)
-    loaded = load_with(args.checkpoint, InferenceSettings(device="cpu"))
+    loaded = load_model(args.checkpoint, InferenceSettings(device="cpu"))
     data = {name: cached(loaded, args.shared, args.cache, name) for name in (*SETS, "ood")}
     print(f"checkpoint: {loaded.sources[0]}; OOD set: {len(data['ood']['labels'])} images\n")
     figures: dict[str, str] = {}

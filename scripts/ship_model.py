@@ -37,7 +37,7 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 from attnmel.checkpoints.card import model_card, render_markdown
-from attnmel.checkpoints.format import load_model_checkpoint, save_model_checkpoint
+from attnmel.checkpoints.format import save_model_checkpoint
 from attnmel.checkpoints.pretrained import REGISTRY_FILE, Registry, register
 from attnmel.config import load_config
 from attnmel.data.readers import read_dataset
@@ -47,7 +47,7 @@ from attnmel.evaluation.calibration import calibrate_checkpoint
 from attnmel.evaluation.evaluate import EvaluationOptions, evaluate_checkpoint
 from attnmel.evaluation.operating_point import wilson_interval
 from attnmel.evaluation.trust import fit_trust
-from attnmel.inference import DataSplit, InferenceSettings, load_with
+from attnmel.inference import DataSplit, InferenceSettings, load_model
 from attnmel.io import atomic_write_text, file_sha256
 from attnmel.models.maps import FLAT_EPSILON
 from attnmel.training.loop import train
@@ -104,7 +104,7 @@ def held_out_check(checkpoint: Path, run: Path, ham10000: Path) -> dict:
     """ROC AUC, and sensitivity and specificity at the stored threshold, on the HAM10000 lesions the run
     held out: the per-dataset figures of the other training site."""
     held = {key.split("/", 1)[1] for key in SplitRecord.read(run / SPLIT_FILE).held_out if key.startswith("ham10000/")}
-    loaded = load_with(checkpoint, InferenceSettings(progress=False))
+    loaded = load_model(checkpoint, InferenceSettings(progress=False))
     samples = [s for s in read_dataset(ham10000, loaded.task).split("train") if s.image_id in held]
     predictions = loaded.infer(samples, InferenceSettings(progress=False))
     threshold, rule = loaded.decision_threshold()
@@ -160,7 +160,8 @@ def main(argv: list[str] | None = None) -> int:
     calibration = calibrate_checkpoint(runs[chosen], DataSplit(args.data, "val"), settings=RAW, write=False)
     detector = fit_trust(runs[chosen], [DataSplit(args.data, "train"), DataSplit(args.ham10000, "train")],
                          DataSplit(args.data, "val"), RAW)["ood_detector"]
-    model, meta = load_model_checkpoint(runs[chosen])
+    chosen_model = load_model(runs[chosen], device="cpu")
+    model, meta = chosen_model.network, chosen_model.meta
     aucs = [measured[seed]["plain"]["roc_auc"] for seed in args.seeds]
     release = {
         "tag": args.tag,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from attnmel.checkpoints.format import save_model_checkpoint
 from attnmel.checkpoints.meta import Architecture, CheckpointMeta
@@ -52,3 +53,11 @@ def make_checkpoint(
         preprocessing=Preprocessing(0.8, image_size * 9 // 8, image_size, mean, std),
     )
     return save_model_checkpoint(path, model, meta)
+
+
+def network_of(source, **settings) -> tuple[nn.Module, CheckpointMeta]:
+    """The trained network and metadata behind ``source`` (on the CPU), through the one loader."""
+    from attnmel import load_model
+
+    loaded = load_model(source, device="cpu", **settings)
+    return loaded.network, loaded.meta

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from attnmel.inference import load_predictor
+from attnmel.inference import load_model
 from attnmel.serving import ServedModel, ServiceSettings, create_app
 
 from .conftest import SAMPLE
@@ -76,7 +76,7 @@ def flagging_server_url(tiny_checkpoint, tmp_path):
 def _serve(checkpoint):
     import uvicorn
 
-    app = create_app(ServedModel(load_predictor(checkpoint), str(checkpoint)), ServiceSettings())
+    app = create_app(ServedModel(load_model(checkpoint), str(checkpoint)), ServiceSettings())
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]

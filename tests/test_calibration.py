@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
-from attnmel.checkpoints.format import load_model_checkpoint, read_metadata, update_metadata
+from attnmel.checkpoints.format import read_metadata, update_metadata
 from attnmel.cli import main
 from attnmel.evaluation.evaluate import evaluate_checkpoint
 from attnmel.evaluation.predict import predict_images
@@ -25,7 +25,7 @@ from attnmel.metrics.calibration import (
     reliability_bins,
 )
 
-from .checkpoint_helpers import make_checkpoint
+from .checkpoint_helpers import make_checkpoint, network_of
 from .conftest import SAMPLE, make_isic2017_subset
 
 
@@ -85,7 +85,7 @@ def test_temperature_round_trips_through_the_checkpoint(tmp_path):
     assert json.loads((tmp_path / "model.json").read_text()) == meta.to_dict()  # the sidecar follows
     after = load_file(str(path))
     assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
-    assert load_model_checkpoint(path)[1].temperature == 2.5
+    assert network_of(path)[1].temperature == 2.5
     assert not list(tmp_path.glob(".*.tmp"))
 
 

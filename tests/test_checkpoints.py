@@ -19,15 +19,15 @@ import torchvision
 from safetensors import safe_open
 from torch import nn
 
-from attnmel import create_model
-from attnmel.checkpoints.format import load_model_checkpoint, read_metadata, save_model_checkpoint
+from attnmel import create_model, load_model
+from attnmel.checkpoints.format import read_metadata, save_model_checkpoint
 from attnmel.checkpoints.legacy import LegacyAssumptions, load_legacy_checkpoint
-from attnmel.checkpoints.loader import load_checkpoint
 from attnmel.checkpoints.meta import Architecture, CheckpointMeta
 from attnmel.cli import main
 from attnmel.data.transforms import Preprocessing
 from attnmel.errors import CheckpointError
 
+from .checkpoint_helpers import network_of
 from .conftest import SAMPLE
 
 
@@ -48,6 +48,33 @@ def test_metadata_is_embedded_and_mirrored_in_the_sidecar(tiny_checkpoint):
     assert meta.to_dict() == embedded
 
 
+def test_the_old_loaders_still_load_for_one_release_and_say_so(tiny_checkpoint):
+    """Code written against 0.x keeps working one release, warned, with the one loader's answer."""
+    from attnmel.checkpoints import load_checkpoint
+    from attnmel.inference import load_predictor
+
+    network, meta = network_of(tiny_checkpoint)
+    with pytest.warns(DeprecationWarning, match="attnmel.load_model"):
+        old, old_meta, path = load_checkpoint(tiny_checkpoint)
+    assert old_meta == meta and path == tiny_checkpoint
+    _same_outputs(network, old)
+    with pytest.warns(DeprecationWarning, match="attnmel.load_model"):
+        predictor = load_predictor([tiny_checkpoint, tiny_checkpoint], "cpu", tta=True)
+    assert predictor.predictor.tta and len(predictor.sources) == 2
+
+
+def test_load_model_takes_settings_and_overrides_by_name(tiny_checkpoint):
+    from attnmel.inference import InferenceSettings
+
+    loaded = load_model([tiny_checkpoint], InferenceSettings(device="cpu", tta=True), use_temperature=False)
+    assert loaded.predictor.tta and loaded.predictor.temperatures == [1.0] and loaded.device.type == "cpu"
+    for wrong in ({"devices": "cpu"}, {"tta": True, "pretrained": "x"}):
+        with pytest.raises(TypeError, match="fields of InferenceSettings"):
+            load_model(tiny_checkpoint, **wrong)
+    with pytest.raises(CheckpointError, match="no checkpoint given"):
+        load_model([])
+
+
 class _Boom:
     """Unpickling this writes a file: proof that a pickle was (or was not) executed."""
 
@@ -63,9 +90,8 @@ def test_pickles_are_refused_without_trust_and_never_unpickled(tmp_path, name, c
     marker = tmp_path / "pwned"
     path = tmp_path / name
     torch.save({"state_dict": _Boom(marker)}, path)
-    for load in (load_model_checkpoint, load_checkpoint):
-        with pytest.raises(CheckpointError, match="--trust-pickle"):
-            load(path)
+    with pytest.raises(CheckpointError, match="--trust-pickle"):
+        load_model(path, device="cpu")
     assert main(["predict", str(tmp_path), "--checkpoint", str(path), "--output", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
     assert "--trust-pickle" in err and "Traceback" not in err
@@ -93,17 +119,17 @@ def _same_outputs(a: nn.Module, b: nn.Module, size: int = 64) -> None:
 def test_trusted_bare_state_dict_is_recognised(tmp_path, name, backbone):
     model = create_model(name, backbone=backbone, weights=None)
     path = _state_file(tmp_path, model.state_dict())
-    loaded, meta, _ = load_checkpoint(path, trust_pickle=True)
+    loaded, meta = network_of(path, trust_pickle=True)
     assert (meta.architecture.name, meta.architecture.backbone) == (name, backbone)
     assert meta.legacy["origin"].startswith("attnmel") and meta.legacy["assumed"]["image_size"] == 224
     _same_outputs(model, loaded)
 
 
 def test_trusted_dict_with_metadata_keeps_it(tmp_path, tiny_checkpoint):
-    model, meta = load_model_checkpoint(tiny_checkpoint)
+    model, meta = network_of(tiny_checkpoint)
     path = _state_file(tmp_path, {"state_dict": {f"module.{k}": v for k, v in model.state_dict().items()},
                                          "metadata": meta.to_dict(), "epoch": 3})
-    loaded, loaded_meta, _ = load_checkpoint(path, trust_pickle=True)
+    loaded, loaded_meta = network_of(path, trust_pickle=True)
     assert loaded_meta.preprocessing == meta.preprocessing and loaded_meta.training == meta.training
     _same_outputs(model, loaded)
     image = next((SAMPLE / "ISIC-2017_Validation_Data").glob("*.jpg"))
@@ -115,7 +141,7 @@ def test_weights_of_the_wrong_shape_are_an_error(tmp_path):
     state = create_model("attnmel", backbone="mobilenet_v2", weights=None).state_dict()
     state["classifier.weight"] = torch.zeros(2, 7)
     with pytest.raises(CheckpointError, match="match no attnmel architecture"):
-        load_checkpoint(_state_file(tmp_path, state), trust_pickle=True)
+        load_model(_state_file(tmp_path, state), device="cpu", trust_pickle=True)
 
 
 # ------------------------------------------------------------------ the original IPMI2019-AttnMel code
@@ -205,7 +231,7 @@ def test_original_vgg_checkpoint_maps_onto_vgg16(tmp_path):
     net = original_attnvgg(attention=False)
     path = tmp_path / "checkpoint.pth"
     torch.save({"state_dict": OrderedDict(net.state_dict())}, path)
-    model, meta, _ = load_checkpoint(path, trust_pickle=True)
+    model, meta = network_of(path, trust_pickle=True)
     assert meta.architecture.name == "vgg16"
     x = torch.randn(1, 3, 224, 224, generator=torch.Generator().manual_seed(3))
     logits, _, _ = original_forward(net, x)
@@ -221,7 +247,7 @@ def test_convert_a_legacy_pickle_to_safetensors(tmp_path, capsys):
     assert "--trust-pickle" in capsys.readouterr().err
     assert main(["export", "--checkpoint", str(legacy), "--format", "safetensors", "--output", str(out),
                  "--trust-pickle", "--legacy-attention", "softmax", "--legacy-normalization", "isic2016"]) == 0
-    converted, meta = load_model_checkpoint(out / "legacy.safetensors")  # no flag needed any more
+    converted, meta = network_of(out / "legacy.safetensors")  # no flag needed any more
     assert meta.architecture.options["normalize"] == "softmax" and meta.preprocessing.mean[0] == pytest.approx(0.7012)
     assert meta.legacy["file"] == str(legacy)
     card = (out / "legacy.md").read_text()
@@ -243,5 +269,5 @@ def test_save_then_load_roundtrip_without_pickle(tmp_path, monkeypatch):
     monkeypatch.setattr(pickle, "load", no_unpickling)
     monkeypatch.setattr(pickle, "loads", no_unpickling)
     monkeypatch.setattr(torch, "load", no_unpickling)
-    loaded, _ = load_model_checkpoint(path)
+    loaded, _ = network_of(path)
     _same_outputs(model, loaded)

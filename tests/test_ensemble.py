@@ -9,7 +9,7 @@ import torch
 from attnmel.cli import main
 from attnmel.errors import CheckpointError
 from attnmel.evaluation.evaluate import evaluate_checkpoint
-from attnmel.inference import DataSplit, InferenceSettings, Predictor, load_predictor
+from attnmel.inference import DataSplit, InferenceSettings, Predictor, load_model
 
 from .checkpoint_helpers import make_checkpoint
 from .conftest import make_isic2017_subset
@@ -48,8 +48,8 @@ def test_ensemble_is_the_mean_of_its_members(members, data, tmp_path):
 
 
 def test_ensemble_with_tta_averages_members_and_views_and_their_attention(members):
-    loaded = [load_predictor(members[name]) for name in ("a", "b")]
-    both = load_predictor([members["a"], members["b"]], tta=True)
+    loaded = [load_model(members[name]) for name in ("a", "b")]
+    both = load_model([members["a"], members["b"]], tta=True)
     x = torch.randn(2, 3, 64, 64)
     singles = [Predictor(item.predictor.models, tta=True)(x) for item in loaded]
     probabilities, attention = both.predictor(x)
@@ -61,10 +61,10 @@ def test_ensemble_with_tta_averages_members_and_views_and_their_attention(member
 
 def test_members_of_another_task_or_geometry_are_refused(members, data, tmp_path, capsys):
     with pytest.raises(CheckpointError, match="same task and classes") as info:
-        load_predictor([members["a"], members["3class"]])
+        load_model([members["a"], members["3class"]])
     assert str(members["3class"]) in str(info.value) and "class_names" in str(info.value)
     with pytest.raises(CheckpointError, match="image_size is 96 but"):
-        load_predictor([members["a"], members["96px"]])
+        load_model([members["a"], members["96px"]])
     code = main(["evaluate", "--checkpoint", str(members["a"]), "--checkpoint", str(members["3class"]),
                  "--data", str(data), "--output", str(tmp_path / "out")])
     err = capsys.readouterr().err

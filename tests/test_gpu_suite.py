@@ -278,8 +278,9 @@ def _blocking_site(folder: Path) -> Path:
 def test_smoke_suite_runs_every_task_on_a_cpu(tmp_path):
     import torchvision
 
-    from attnmel.checkpoints.format import load_model_checkpoint
     from attnmel.models import list_models, model_entry
+
+    from .checkpoint_helpers import network_of
 
     weights = tmp_path / "mobilenet_v2_features.pth"  # the loading path of the ImageNet file, random values
     torch.manual_seed(0)
@@ -330,9 +331,9 @@ def test_smoke_suite_runs_every_task_on_a_cpu(tmp_path):
     exported = sorted(out.glob("*-fp16.safetensors"))
     assert [p.name.split("-seed")[0] for p in exported] == sorted(r for r, spec in settings.ROWS.items() if spec.get("weights"))
     for path in exported:
-        model, meta = load_model_checkpoint(path)
+        model, meta = network_of(path)
         row = path.name.split("-seed")[0]
-        original, _ = load_model_checkpoint(work / "quality" / row / "seed0" / "best.safetensors")
+        original, _ = network_of(work / "quality" / row / "seed0" / "best.safetensors")
         assert meta.task == "melanoma"
         for (key, half), full in zip(model.state_dict().items(), original.state_dict().values(), strict=True):
             if full.is_floating_point():

@@ -63,9 +63,11 @@ def test_metadata_that_disagrees_with_its_weights_is_never_a_silent_answer(tiny_
 
 
 def test_nan_weights_are_an_error_in_predict_not_a_class(tiny_checkpoint, tmp_path, sample_image, capsys):
-    from attnmel.checkpoints.format import load_model_checkpoint, save_model_checkpoint
+    from attnmel.checkpoints.format import save_model_checkpoint
 
-    model, meta = load_model_checkpoint(tiny_checkpoint)
+    from .checkpoint_helpers import network_of
+
+    model, meta = network_of(tiny_checkpoint)
     with torch.no_grad():
         model.classifier.weight.fill_(3e38)  # finite weights whose outputs overflow
     overflowing = save_model_checkpoint(tmp_path / "overflow.safetensors", model, meta)
@@ -147,11 +149,13 @@ def test_output_error_names_the_file_and_leaves_no_temporary(tmp_path, monkeypat
 
 
 def test_files_keep_the_permissions_the_umask_gives(tiny_checkpoint, tmp_path):
-    from attnmel.checkpoints.format import load_model_checkpoint, save_model_checkpoint
+    from attnmel.checkpoints.format import save_model_checkpoint
+
+    from .checkpoint_helpers import network_of
 
     old = os.umask(0o022)
     try:
-        model, meta = load_model_checkpoint(tiny_checkpoint)
+        model, meta = network_of(tiny_checkpoint)
         written = save_model_checkpoint(tmp_path / "m.safetensors", model, meta)
     finally:
         os.umask(old)

@@ -91,7 +91,7 @@ def test_ctrl_c_during_predict_does_not_talk_about_resume(tmp_path, capsys, monk
     def interrupted(*_args, **_kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(predict, "load_with", interrupted)
+    monkeypatch.setattr(predict, "load_model", interrupted)
     image = next((sample_data / "ISIC-2017_Validation_Data").glob("*.jpg"))
     assert main(["predict", str(image), "--output", str(tmp_path / "p")]) == 130
     err = capsys.readouterr().err

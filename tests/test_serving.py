@@ -24,8 +24,8 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from attnmel.evaluation.predict import predict_images
-from attnmel.inference import InferenceSettings
-from attnmel.serving import ServedModel, ServiceSettings, create_app, load_served_model
+from attnmel.inference import InferenceSettings, load_model
+from attnmel.serving import ServedModel, ServiceSettings, create_app
 from attnmel.serving.batching import MicroBatcher
 
 from .conftest import REPO, SAMPLE
@@ -33,7 +33,7 @@ from .conftest import REPO, SAMPLE
 
 @pytest.fixture(scope="module")
 def served(tiny_checkpoint) -> ServedModel:
-    return load_served_model(tiny_checkpoint, device="cpu")
+    return ServedModel.of(load_model(tiny_checkpoint, device="cpu"), tiny_checkpoint)
 
 
 @pytest.fixture
@@ -318,15 +318,17 @@ def test_a_body_that_does_not_arrive_in_time_is_a_408(served):
 
 def test_a_model_that_answers_nan_refuses_to_start(tiny_checkpoint, tmp_path, capsys):
     """Finite weights that still overflow to NaN: the service checks the model once before it starts."""
-    from attnmel.checkpoints.format import load_model_checkpoint, save_model_checkpoint
+    from attnmel.checkpoints.format import save_model_checkpoint
     from attnmel.cli import main
 
-    model, meta = load_model_checkpoint(tiny_checkpoint)
+    from .checkpoint_helpers import network_of
+
+    model, meta = network_of(tiny_checkpoint)
     with torch.no_grad():
         model.classifier.weight.fill_(3e38)
     broken = save_model_checkpoint(tmp_path / "broken.safetensors", model, meta)
     with pytest.raises(Exception, match="NaN or infinite outputs"):
-        load_served_model(broken, device="cpu")
+        ServedModel.of(load_model(broken, device="cpu"), broken)
     assert main(["serve", "--checkpoint", str(broken), "--port", str(free_port())]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "NaN or infinite" in err and "Traceback" not in err

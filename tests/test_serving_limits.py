@@ -9,14 +9,15 @@ import pytest
 from fastapi.testclient import TestClient
 
 from attnmel.errors import ConfigError
-from attnmel.serving import ServiceSettings, create_app, load_served_model
+from attnmel.inference import load_model
+from attnmel.serving import ServedModel, ServiceSettings, create_app
 from attnmel.serving.limits import UploadBudget
 from attnmel.serving.uploads import UploadError, read_upload
 
 
 @pytest.fixture(scope="module")
 def served(tiny_checkpoint):
-    return load_served_model(tiny_checkpoint, device="cpu")
+    return ServedModel.of(load_model(tiny_checkpoint, device="cpu"), tiny_checkpoint)
 
 
 def _stream(chunks: list[bytes], stall: asyncio.Event | None = None):

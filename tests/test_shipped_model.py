@@ -139,9 +139,9 @@ def test_predict_evaluate_and_export_default_to_the_shipped_model(tmp_path, caps
 
 
 def test_serve_defaults_to_the_shipped_model():
-    from attnmel.serving import load_served_model
+    from attnmel.serving import ServedModel
 
-    served = load_served_model(None, device="cpu", log=lambda *_: None)
+    served = ServedModel.of(attnmel.load_model(device="cpu"), None, log=lambda *_: None)
     assert served.tag == DEFAULT_TAG and served.describe()["pretrained"] == DEFAULT_TAG
     assert "shipped" in served.source
 

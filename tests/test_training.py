@@ -9,12 +9,13 @@ import torch
 import torchvision
 from safetensors.torch import load_file
 
-from attnmel.checkpoints.format import load_model_checkpoint, read_metadata
+from attnmel.checkpoints.format import read_metadata
 from attnmel.config import load_config
 from attnmel.errors import CheckpointError, ConfigError, TrainingError
 from attnmel.training.loop import train
 from attnmel.training.losses import FocalLoss, attention_prior_loss, consistency_loss, dice_loss, pixel_noise
 
+from .checkpoint_helpers import network_of
 from .conftest import make_isic2017_subset, tiny
 
 TINY = tiny("train.epochs=2")
@@ -56,7 +57,7 @@ def test_run_folder_contents_and_checkpoint_metadata(tiny_data, tmp_path):
     assert meta.class_names == ("other", "melanoma") and meta.architecture.backbone == "mobilenet_v2"
     assert meta.preprocessing.image_size == 64
     assert meta.training.data["train"]["with_prior"] == 10
-    model, _ = load_model_checkpoint(tmp_path / "run")
+    model, _ = network_of(tmp_path / "run")
     assert model(torch.zeros(1, 3, 64, 64)).logits.shape == (1, 2)
 
 
@@ -66,7 +67,7 @@ def test_refuses_to_overwrite_a_run_and_refuses_pickles(tiny_data, tmp_path):
         _train(tiny_data, tmp_path / "run", epochs=1)
     torch.save({"state_dict": {}}, tmp_path / "legacy.pth")
     with pytest.raises(CheckpointError, match="pickle"):
-        load_model_checkpoint(tmp_path / "legacy.pth")
+        network_of(tmp_path / "legacy.pth")
 
 
 def test_diverging_loss_stops_with_step_and_keeps_no_bad_checkpoint(tiny_data, tmp_path):
@@ -236,7 +237,7 @@ def test_pretrained_batchnorm_statistics_stay_while_the_rest_learns(tiny_data, t
     torch.save(start.features.state_dict(prefix="features."), tmp_path / "start.pth")
     result = _train(tiny_data, tmp_path / "run", [f"model.weights={tmp_path / 'start.pth'}",
                                                   f"train.batchnorm_statistics={statistics}"], epochs=1)
-    model, _ = load_model_checkpoint(result.best_checkpoint)
+    model, _ = network_of(result.best_checkpoint)
     pairs = list(zip(_batchnorms(start.features), _batchnorms(model), strict=True))
     kept = [torch.equal(a.running_var, b.running_var.float()) and torch.equal(a.running_mean, b.running_mean.float())
             for a, b in pairs]

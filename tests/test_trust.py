@@ -25,7 +25,7 @@ from attnmel.evaluation.evaluate import EvaluationOptions, evaluate_checkpoint
 from attnmel.evaluation.ood_images import ood_images
 from attnmel.evaluation.operating_point import choose_operating_point
 from attnmel.evaluation.trust import conformal_quantile, fit_conformal, fit_ood
-from attnmel.inference import DataSplit, InferenceSettings, load_model, load_predictor
+from attnmel.inference import DataSplit, InferenceSettings, load_model
 from attnmel.inference.trust import NO_OOD_CHECK, attention_warning
 from attnmel.io import file_sha256
 from attnmel.serving import ServedModel, ServiceSettings, create_app
@@ -98,7 +98,7 @@ def test_stored_threshold_is_used_by_every_door_and_overridden_by_threshold(mode
                  "--threshold", "0", "--no-ci", "--json"]) == 0
     assert json.loads((tmp_path / "e2" / "metrics.json").read_text())["classification"]["melanoma"]["sensitivity"] == 1.0
 
-    served = ServedModel(load_predictor(path), str(path))
+    served = ServedModel(load_model(path), str(path))
     with TestClient(create_app(served, ServiceSettings()), base_url="http://localhost") as client:
         body = client.post("/predict?images=false", files={"file": (images[0].name, images[0].read_bytes(), "image/jpeg")}).json()
     assert body["predicted_class"] == "other" and body["threshold"] == 1.0 and body["threshold_rule"] == "a fixed value"

@@ -5,17 +5,16 @@ from __future__ import annotations
 import pytest
 import torch
 
-from attnmel.checkpoints.format import load_model_checkpoint
 from attnmel.inference import Predictor, probabilities_from_logits
 from attnmel.inference.tta import NUM_VIEWS, dihedral_view, undo_view, view_indices
 
-from .checkpoint_helpers import make_checkpoint
+from .checkpoint_helpers import make_checkpoint, network_of
 
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory):
     path = make_checkpoint(tmp_path_factory.mktemp("tta") / "model.safetensors")
-    return load_model_checkpoint(path)[0]
+    return network_of(path)[0]
 
 
 def _explicit_views(x: torch.Tensor) -> list[torch.Tensor]:

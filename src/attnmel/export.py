@@ -31,10 +31,10 @@ from torch import nn
 from attnmel.checkpoints.card import model_card, render_markdown
 from attnmel.checkpoints.format import save_model_checkpoint
 from attnmel.checkpoints.legacy import LegacyAssumptions
-from attnmel.checkpoints.loader import load_checkpoint
 from attnmel.checkpoints.meta import CheckpointMeta, attnmel_version
 from attnmel.data.images import as_model_rgb
 from attnmel.errors import AttnmelError, CheckpointError
+from attnmel.inference import load_model
 from attnmel.io import atomic_path, atomic_write_text, json_safe
 from attnmel.models import with_maps
 from attnmel.outputs import OutputSet, check_output_dir
@@ -193,7 +193,9 @@ def export_model(
     or in the working folder for the shipped model) as ``<stem>.<fmt>`` + ``<stem>.md``."""
     if fmt not in FORMATS:
         raise AttnmelError(f"unknown export format {fmt!r}; choose one of {list(FORMATS)}.")
-    model, meta, source = load_checkpoint(checkpoint, "cpu", trust_pickle=trust_pickle, legacy=legacy)
+    loaded = load_model(checkpoint, device="cpu", trust_pickle=trust_pickle, legacy=legacy)
+    # the network as its checkpoint stores it (the predictor keeps its members in channels_last)
+    model, meta, source = loaded.network.to(memory_format=torch.contiguous_format), loaded.meta, loaded.sources[0]
     if source.is_dir():
         source = source / "best.safetensors"
     # the shipped model lives inside the installed package: its export goes to the working folder

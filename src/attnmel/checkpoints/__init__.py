@@ -1,10 +1,10 @@
 """Checkpoints: the typed metadata (``meta``), the safetensors format (``format``), trusted legacy
-pickles (``legacy``), loading whatever a door is given (``loader``) and model cards (``card``)."""
+pickles (``legacy``), reading the network behind whatever a door is given (``loader``, under
+``attnmel.load_model``) and model cards (``card``)."""
 
 from attnmel.checkpoints.format import (
     BEST_FILE,
     checkpoint_paths,
-    load_model_checkpoint,
     read_metadata,
     save_model_checkpoint,
     update_metadata,
@@ -19,7 +19,6 @@ __all__ = [
     "TrainingRecord",
     "checkpoint_paths",
     "load_checkpoint",
-    "load_model_checkpoint",
     "read_metadata",
     "resolve_source",
     "save_model_checkpoint",

@@ -126,8 +126,9 @@ def copy_with_metadata(source: str | Path, destination: str | Path, **changes: A
     return meta
 
 
-def load_model_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, CheckpointMeta]:
-    """Rebuild the model from its embedded metadata and load its weights (no pickle involved)."""
+def _read_network(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, CheckpointMeta]:
+    """Rebuild the network from its embedded metadata and load its weights (no pickle involved); the
+    public way is ``attnmel.load_model(path)``."""
     weights, _ = checkpoint_paths(path)
     meta = read_metadata(weights)
     model = model_from_state(meta, _read_tensors(weights), weights)

@@ -1,8 +1,12 @@
-"""Loading any model a door is given: a run folder, a ``.safetensors`` checkpoint, a trusted pickle,
-or the tag of a pretrained model shipped with attnmel (``attnmel.checkpoints.pretrained``)."""
+"""Reading the network behind whatever a door is given: a run folder, a ``.safetensors`` checkpoint, a
+trusted pickle, or the tag of a pretrained model shipped with attnmel (``attnmel.checkpoints.pretrained``).
+
+This is the building block of ``attnmel.load_model`` (``attnmel.inference``), the one public way to get
+a trained model; ``start_from_checkpoint`` loads a checkpoint's weights into a network being trained."""
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -11,9 +15,9 @@ import torch
 from torch import nn
 
 from attnmel.checkpoints.format import (
+    _read_network,
     checkpoint_paths,
     is_pickle_checkpoint,
-    load_model_checkpoint,
     load_weights_into,
     read_metadata,
     refuse_pickle,
@@ -36,14 +40,14 @@ def resolve_source(source: str | Path | None) -> Path:
     return path
 
 
-def load_checkpoint(
+def _load_network(
     source: str | Path | None,
     device: str | torch.device = "cpu",
     *,
     trust_pickle: bool = False,
     legacy=None,
 ) -> tuple[nn.Module, CheckpointMeta, Path]:
-    """(model in eval mode on ``device``, its metadata, the file it came from).
+    """(network in eval mode on ``device``, its metadata, the file it came from): for ``attnmel.load_model``.
 
     Pickles are refused unless ``trust_pickle``; then ``legacy`` (``LegacyAssumptions``) says what
     to assume where a pickle holds no attnmel metadata.
@@ -56,8 +60,22 @@ def load_checkpoint(
 
         model, meta = load_legacy_checkpoint(path, device, legacy)
         return model, meta, path
-    model, meta = load_model_checkpoint(path, device)
+    model, meta = _read_network(path, device)
     return model, meta, path
+
+
+def load_checkpoint(
+    source: str | Path | None,
+    device: str | torch.device = "cpu",
+    *,
+    trust_pickle: bool = False,
+    legacy=None,
+) -> tuple[nn.Module, CheckpointMeta, Path]:
+    """Deprecated (removed in the next release): ``attnmel.load_model(source)``, whose ``network``,
+    ``meta`` and ``sources[0]`` are this triple."""
+    warnings.warn("attnmel.checkpoints.load_checkpoint is deprecated and goes in the next release; use "
+                  "attnmel.load_model(source): its .network, .meta and .sources[0].", DeprecationWarning, stacklevel=2)
+    return _load_network(source, device, trust_pickle=trust_pickle, legacy=legacy)
 
 
 def start_from_checkpoint(model: nn.Module, source: str, class_names: Sequence[str]) -> dict[str, Any]:

@@ -24,7 +24,7 @@ from attnmel.data.splits import SPLIT_FILE, SplitRecord
 from attnmel.errors import CheckpointError, DataError
 from attnmel.evaluation.evaluate import scorer_frames
 from attnmel.evaluation.plots import confusion_matrix_plot, roc_and_pr_curves
-from attnmel.inference import InferenceSettings, Predictions, load_with
+from attnmel.inference import InferenceSettings, Predictions, load_model
 from attnmel.io import atomic_write_json, atomic_write_text
 from attnmel.metrics.classification import ClassificationReport, classification_report
 from attnmel.outputs import OutputSet, check_output_dir
@@ -127,7 +127,7 @@ def out_of_fold_predictions(
     parts, image_ids, labels, probabilities = [], [], [], []
     names: tuple[list[str], list[str]] | None = None
     for run, record in zip(runs, records, strict=True):
-        loaded = load_with(run, settings)
+        loaded = load_model(run, settings)
         if names is None:
             names = (loaded.class_names, loaded.score_columns)
         elif (loaded.class_names, loaded.score_columns) != names:

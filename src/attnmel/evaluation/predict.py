@@ -23,7 +23,7 @@ from attnmel.arguments import check_arguments
 from attnmel.data.images import IMAGE_SUFFIXES
 from attnmel.errors import DataError
 from attnmel.evaluation.report import HtmlReport
-from attnmel.inference import InferenceSettings, LoadedModel, Prediction, load_with
+from attnmel.inference import InferenceSettings, LoadedModel, Prediction, load_model
 from attnmel.inference.prediction import decode_input
 from attnmel.io import atomic_write_bytes, atomic_write_text
 from attnmel.outputs import OutputSet, check_output_dir
@@ -91,7 +91,7 @@ def predict_images(
     check_arguments(threshold=settings.threshold)
     if output_dir is not None:
         check_output_dir(output_dir)
-    loaded = load_with(checkpoint, settings)
+    loaded = load_model(checkpoint, settings)
     batch_size, gradcam = settings.batch_size, figures == "gradcam"
     paths = collect_images(inputs)
     single = not Path(inputs).is_dir()

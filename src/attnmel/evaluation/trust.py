@@ -34,7 +34,7 @@ from attnmel.evaluation.operating_point import (
     choose_operating_point,
     wilson_interval,
 )
-from attnmel.inference import DataSplit, InferenceSettings, LoadedModel, Predictions, load_with, read_split
+from attnmel.inference import DataSplit, InferenceSettings, LoadedModel, Predictions, load_model, read_split
 from attnmel.inference.trust import NO_OOD_CHECK, trust_signals
 
 DEFAULT_ALPHA = 0.1
@@ -145,7 +145,7 @@ def fit_trust(
     for ``checkpoint`` (features only, no retraining), to pass to
     ``attnmel.checkpoints.format.update_metadata``; the detector learns the pooled features of every
     ``train`` split (a model trained on several datasets gives all of them)."""
-    loaded = load_with(checkpoint, settings)
+    loaded = load_model(checkpoint, settings)
     trains = [train] if isinstance(train, DataSplit) else list(train)
     features = [split_features(loaded, part, settings).features for part in trains]
     fitted = split_features(loaded, val, settings)

@@ -6,7 +6,6 @@ from attnmel.inference.loading import (
     SplitPredictions,
     load_model,
     load_predictor,
-    load_with,
     predict_split,
     read_split,
 )
@@ -27,7 +26,6 @@ __all__ = [
     "InferenceSettings",
     "load_model",
     "load_predictor",
-    "load_with",
     "LoadedModel",
     "NonFiniteOutputError",
     "predict_split",

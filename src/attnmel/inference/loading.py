@@ -10,15 +10,19 @@ normalisation statistics are fed a re-normalised copy of the batch, so the data 
 
 from __future__ import annotations
 
+import dataclasses
+import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
+from torch import nn
 
 from attnmel.arguments import check_arguments
-from attnmel.checkpoints.loader import load_checkpoint
+from attnmel.checkpoints.legacy import LegacyAssumptions
+from attnmel.checkpoints.loader import _load_network
 from attnmel.checkpoints.meta import CheckpointMeta
 from attnmel.data.images import verify_image
 from attnmel.data.masks import RoiSpec
@@ -48,6 +52,14 @@ class LoadedModel:
     #: the first member's; the batch is prepared with it
     preprocessing: Preprocessing
     device: torch.device
+    #: each member's trained network as its checkpoint builds it (the predictor runs them, GAP models
+    #: behind their class activation map)
+    networks: list[nn.Module] = field(default_factory=list)
+
+    @property
+    def network(self) -> nn.Module:
+        """The first member's trained network, in eval mode on ``device`` (what export and fine-tuning use)."""
+        return self.networks[0]
 
     @property
     def meta(self) -> CheckpointMeta:
@@ -222,6 +234,67 @@ def _check_compatible(path: Path, meta: CheckpointMeta, first_path: Path, first:
             )
 
 
+def load_model(
+    source: Source | Sequence[Source] = None,
+    settings: InferenceSettings | None = None,
+    *,
+    legacy: LegacyAssumptions | None = None,
+    **changes: Any,
+) -> LoadedModel:
+    """A ready model: the one shipped with attnmel (``source=None``), a pretrained tag, a run folder or a
+    ``.safetensors`` checkpoint, or a list of them averaged as an ensemble; with its preprocessing,
+    class names, metadata and ``predict``. The one way every door gets a model.
+
+    ``settings`` (``InferenceSettings``) say how it runs: device, test-time augmentation, whether each
+    member applies its calibrated temperature, whether pickles are trusted; a field given by keyword
+    (``device="cpu"``) overrides them. ``legacy`` (``LegacyAssumptions``) says what to assume where a
+    trusted pickle holds no attnmel metadata.
+
+    >>> model = attnmel.load_model()
+    >>> result = model.predict("lesion.jpg")
+    >>> result.probability, result.predicted_class, result.attention["stage4"].shape
+
+    GAP models are wrapped so that their class activation map of the positive class is returned as
+    the attention layer ``cam`` (``attnmel.models.with_maps``): overlays and attention quality read it.
+    """
+    settings = _settings(settings, changes)
+    sources = list(source) if isinstance(source, list | tuple) else [source]
+    if not sources:
+        raise CheckpointError("no checkpoint given; pass at least one --checkpoint.")
+    device = resolve_device(settings.device)
+    networks, metadata, paths = [], [], []
+    for item in sources:
+        network, meta, path = _load_network(item, device, trust_pickle=settings.trust_pickle, legacy=legacy)
+        if metadata:
+            _check_compatible(path, meta, paths[0], metadata[0])
+        networks.append(network)
+        metadata.append(meta)
+        paths.append(path)
+    predictor = Predictor(
+        # channels_last: oneDNN (CPU) and cuDNN run these convolutions, depthwise ones above all, much
+        # faster in that layout (benchmarks/predict_speed.py); the numbers agree to float rounding
+        [with_maps(network, meta.positive_index).to(memory_format=torch.channels_last)
+         for network, meta in zip(networks, metadata, strict=True)],
+        temperatures=[meta.softmax_temperature if settings.use_temperature else 1.0 for meta in metadata],
+        tta=settings.tta,
+        input_affine=[_affine(metadata[0].preprocessing, meta.preprocessing) for meta in metadata],
+    )
+    return LoadedModel(predictor, paths, metadata, metadata[0].preprocessing, device, networks)
+
+
+def _settings(settings: InferenceSettings | None, changes: dict[str, Any]) -> InferenceSettings:
+    """``settings`` (default ``InferenceSettings()``) with the fields named in ``changes`` replaced."""
+    settings = settings if settings is not None else InferenceSettings()
+    unknown = sorted(set(changes) - set(_SETTINGS_FIELDS))
+    if unknown:
+        raise TypeError(f"load_model() got the unexpected keyword argument(s) {', '.join(unknown)}; it takes "
+                        f"legacy= and the fields of InferenceSettings ({', '.join(_SETTINGS_FIELDS)}).")
+    return settings.replace(**changes) if changes else settings
+
+
+_SETTINGS_FIELDS = [f.name for f in dataclasses.fields(InferenceSettings)]
+
+
 def load_predictor(
     checkpoints: Source | Sequence[Source],
     device: torch.device | str = "auto",
@@ -229,56 +302,14 @@ def load_predictor(
     tta: bool = False,
     use_temperature: bool = True,
     trust_pickle: bool = False,
-    legacy=None,
+    legacy: LegacyAssumptions | None = None,
 ) -> LoadedModel:
-    """One checkpoint (a path, a run folder, a pretrained tag, or None for the shipped model), or
-    several averaged as an ensemble; each applies its stored temperature unless told not to.
-
-    GAP models are wrapped so that their class activation map of the positive class is returned as
-    the attention layer ``cam`` (``attnmel.models.with_maps``): overlays and attention quality read it.
-    """
-    sources = list(checkpoints) if isinstance(checkpoints, list | tuple) else [checkpoints]
-    if not sources:
-        raise CheckpointError("no checkpoint given; pass at least one --checkpoint.")
-    torch_device = resolve_device(device) if isinstance(device, str) else device
-    models, metadata, paths = [], [], []
-    for source in sources:
-        model, meta, path = load_checkpoint(source, torch_device, trust_pickle=trust_pickle, legacy=legacy)
-        if metadata:
-            _check_compatible(path, meta, paths[0], metadata[0])
-        # channels_last: oneDNN (CPU) and cuDNN run these convolutions, depthwise ones above all, much
-        # faster in that layout (benchmarks/predict_speed.py); the numbers agree to float rounding
-        models.append(with_maps(model, meta.positive_index).to(memory_format=torch.channels_last))
-        metadata.append(meta)
-        paths.append(path)
-    predictor = Predictor(
-        models,
-        temperatures=[meta.softmax_temperature if use_temperature else 1.0 for meta in metadata],
-        tta=tta,
-        input_affine=[_affine(metadata[0].preprocessing, meta.preprocessing) for meta in metadata],
-    )
-    return LoadedModel(predictor, paths, metadata, metadata[0].preprocessing, torch_device)
-
-
-def load_model(
-    source: str | Path | None = None, *, device: str | torch.device = "auto", trust_pickle: bool = False
-) -> LoadedModel:
-    """A ready model: the one shipped with attnmel (``source=None``), a pretrained tag, a run folder or a
-    ``.safetensors`` checkpoint, with its preprocessing, class names and ``predict``.
-
-    >>> model = attnmel.load_model()
-    >>> result = model.predict("lesion.jpg")
-    >>> result.probability, result.predicted_class, result.attention["stage4"].shape
-    """
-    if isinstance(source, list | tuple):
-        raise TypeError("load_model takes one checkpoint; use attnmel.inference.load_predictor for an ensemble")
-    return load_predictor(source, device, trust_pickle=trust_pickle)
-
-
-def load_with(checkpoints: Source | Sequence[Source], settings: InferenceSettings) -> LoadedModel:
-    """``load_predictor`` as ``settings`` say (device, TTA, temperatures, pickles)."""
-    return load_predictor(checkpoints, settings.device, tta=settings.tta, use_temperature=settings.use_temperature,
-                          trust_pickle=settings.trust_pickle)
+    """Deprecated (removed in the next release): ``load_model(checkpoints, device=..., tta=...)``."""
+    warnings.warn("attnmel.inference.load_predictor is deprecated and goes in the next release; use "
+                  "attnmel.load_model(checkpoints, settings) (the same arguments by keyword).",
+                  DeprecationWarning, stacklevel=2)
+    return load_model(checkpoints, legacy=legacy, device=str(device), tta=tta, use_temperature=use_temperature,
+                      trust_pickle=trust_pickle)
 
 
 def read_split(source: DataSplit, task: str) -> tuple[DatasetIndex, list[Sample]]:
@@ -316,7 +347,7 @@ def predict_split(
 
     With ``roi`` (e.g. "lesion") the attention maps and that region's masks come too, and a model
     without maps is refused before any image is read."""
-    loaded = load_with(checkpoints, settings)
+    loaded = load_model(checkpoints, settings)
     if roi is not None:
         loaded.require_maps()
         keep = ("attention", *keep)

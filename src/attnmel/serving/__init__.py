@@ -8,6 +8,6 @@ the service answers with the model shipped inside attnmel (``attnmel.checkpoints
 """
 
 from attnmel.serving.app import ServiceSettings, create_app, serve
-from attnmel.serving.model import ServedModel, load_served_model
+from attnmel.serving.model import ServedModel
 
-__all__ = ["ServedModel", "ServiceSettings", "create_app", "load_served_model", "serve"]
+__all__ = ["ServedModel", "ServiceSettings", "create_app", "serve"]

@@ -47,9 +47,10 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 from attnmel.checkpoints.card import render_markdown
 from attnmel.data.images import MAX_PIXELS, ImageTooLargeError, NotAnImageError
 from attnmel.errors import ConfigError, DataError
+from attnmel.inference import load_model
 from attnmel.serving.batching import DirectInference, MicroBatcher
 from attnmel.serving.limits import TRIM_BYTES, JsonHostErrors, UploadBudget, limit_heap_arenas, trim_memory
-from attnmel.serving.model import ServedModel, load_served_model
+from attnmel.serving.model import ServedModel
 from attnmel.serving.uploads import UploadError, read_upload
 from attnmel.version import __version__
 
@@ -299,7 +300,7 @@ def serve(
     from attnmel.serving.protocol import header_timeout_protocol
 
     settings = settings or ServiceSettings()
-    served = load_served_model(checkpoint, trust_pickle=trust_pickle, device=device, log=log)
+    served = ServedModel.of(load_model(checkpoint, device=device, trust_pickle=trust_pickle), checkpoint, log)
     app = create_app(served, settings, bind=host)
     described = served.describe()
     log(f"serving {described['name']} ({described['backbone']}) from {served.source} at http://{host}:{port}/")

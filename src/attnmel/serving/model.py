@@ -2,7 +2,7 @@
 
 Decoding reuses ``attnmel.data.images`` (size checked from the header before any pixel is
 decoded; decoded at full size, as every door decodes), preprocessing is the checkpoint's own
-(``Preprocessing``), the model is loaded by ``attnmel.inference.load_predictor`` (the shipped model
+(``Preprocessing``), the model is loaded by ``attnmel.load_model`` (the shipped model
 when no checkpoint is given; calibrated temperature applied; GAP models answer with their class
 activation map as the layer ``cam``), the answer is the library's ``Prediction`` serialised by
 ``Prediction.to_dict`` and the pictures are ``attnmel.visualize``, so the service shows exactly what
@@ -33,7 +33,7 @@ from attnmel.checkpoints.card import NOT_DIAGNOSTIC, model_card
 from attnmel.checkpoints.pretrained import get_pretrained, is_pretrained_tag
 from attnmel.data.images import MAX_PIXELS, read_centre_square
 from attnmel.data.transforms import Preprocessing
-from attnmel.inference import LoadedModel, Prediction, load_predictor
+from attnmel.inference import LoadedModel, Prediction
 from attnmel.inference.prediction import RawAnswer
 from attnmel.visualize import ImageFigure, heatmap_image, heatmap_overlay, png_bytes
 
@@ -54,6 +54,8 @@ class Prepared:
 
 @dataclass
 class ServedModel:
+    """What the service answers with: a model from ``attnmel.load_model`` and how responses name it."""
+
     loaded: LoadedModel
     #: what answers, in words ("the shipped model 'tag'" or the checkpoint's path)
     source: str
@@ -61,6 +63,18 @@ class ServedModel:
     tag: str | None = None
     #: ``source`` as responses show it: a checkpoint's folder and file name, never the server's absolute path
     shown_source: str | None = None
+
+    @classmethod
+    def of(cls, loaded: LoadedModel, checkpoint: str | Path | None = None, log=print) -> ServedModel:
+        """``loaded`` (``attnmel.load_model(checkpoint)``: a path, a pretrained tag, or None for the shipped
+        model) ready to serve, named as ``checkpoint`` says; it must answer a plain test image with
+        finite numbers first, so a broken model is refused at start."""
+        tag = get_pretrained(checkpoint).tag if is_pretrained_tag(checkpoint) else None
+        if tag is not None:
+            log(f"no --checkpoint: serving the shipped model '{tag}'" if checkpoint is None else f"serving '{tag}'")
+        loaded.check_answers()
+        source = f"the shipped model '{tag}'" if tag else str(checkpoint)
+        return cls(loaded, source, tag, source if tag else "/".join(Path(str(checkpoint)).resolve().parts[-2:]))
 
     def __post_init__(self) -> None:
         self.meta = self.loaded.meta
@@ -118,22 +132,3 @@ class ServedModel:
         if figure:
             body["figure_png"] = png_data_url(ImageFigure.of(prediction).draw())
         return body
-
-
-def load_served_model(
-    checkpoint: str | Path | None = None,
-    *,
-    trust_pickle: bool = False,
-    device: str = "auto",
-    log=print,
-) -> ServedModel:
-    """The model to serve: ``checkpoint`` (a path or a pretrained tag), or the shipped model when it is
-    None; it must answer a plain test image with finite numbers before it is served."""
-    tag = None
-    if is_pretrained_tag(checkpoint):
-        tag = get_pretrained(checkpoint).tag
-        log(f"no --checkpoint: serving the shipped model '{tag}'" if checkpoint is None else f"serving '{tag}'")
-    loaded = load_predictor(checkpoint, device, trust_pickle=trust_pickle)
-    loaded.check_answers()
-    source = f"the shipped model '{tag}'" if tag else str(checkpoint)
-    return ServedModel(loaded, source, tag, source if tag else "/".join(Path(str(checkpoint)).resolve().parts[-2:]))
