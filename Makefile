@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip install --quiet --disable-pip-version-check -c requirements/constraints.txt
 
-.PHONY: demo test install install-dev lint clean
+.PHONY: demo test install install-dev lint docs clean
 
 $(VENV)/.installed: pyproject.toml requirements/constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -27,5 +27,9 @@ test: install-dev
 lint: install-dev
 	$(PY) -m ruff check src tests benchmarks
 
+# the documentation site into site/ (tests/test_docs.py builds it too, into a temporary folder)
+docs: install-dev
+	$(PY) -m mkdocs build --strict --site-dir site
+
 clean:
-	rm -rf $(VENV) demo-output runs build *.egg-info
+	rm -rf $(VENV) demo-output runs build site *.egg-info

@@ -111,10 +111,10 @@ def test_loading_a_model_imports_no_plotting_library():
     assert out.stdout.strip() == "[]", out.stdout
 
 
-def test_the_readme_layer_table_matches_the_layers():
-    """README's "What is inside" lists every layer's packages, from the bottom up, as LAYERS has them."""
-    readme = (SOURCE.parents[1] / "README.md").read_text()
-    table = readme.split("| layer | module | what it does |")[1].split("\n\n")[0]
+def test_the_documented_layer_table_matches_the_layers():
+    """docs/architecture.md lists every layer's packages, from the bottom up, as LAYERS has them."""
+    page = (SOURCE.parents[1] / "docs" / "architecture.md").read_text()
+    table = page.split("| layer | module | what it does |")[1].split("\n\n")[0]
     listed = [re.findall(r"`attnmel\.(\w+)`", row.split("|")[2]) for row in table.strip().splitlines()[1:]]
     ranks = [{RANK[package] for package in row} for row in listed]
     assert all(len(rank) == 1 for rank in ranks), listed  # one layer per row

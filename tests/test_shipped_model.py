@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import shutil
 
 import numpy as np
 import pytest
@@ -17,8 +16,6 @@ from attnmel.cli import main
 from attnmel.demo import unseen_data_path
 from attnmel.errors import ConfigError
 from attnmel.io import file_sha256
-
-from .conftest import REPO
 
 UNSEEN = unseen_data_path() / "ISBI2016_ISIC_Part3_Test_Data"
 #: P(melanoma) and the mean of each raw attention map on three bundled images, recorded when the file
@@ -110,17 +107,6 @@ def test_the_card_names_both_training_sets_their_licences_and_per_dataset_figure
     assert held_out["images"] > 0 and 0 <= held_out["sensitivity"] <= 1 and 0.5 < held_out["roc_auc"] <= 1
     data = get_pretrained().meta.training.data
     assert set(data["datasets"]) == {"isic2017", "ham10000"} and data["skipped"] == 0 and data["dropped"] > 0
-
-
-def test_the_readme_example_runs(model, tmp_path, monkeypatch):
-    """The README's "From an image to an answer" example, run as written (on a bundled image)."""
-    readme = (REPO / "README.md").read_text()
-    block = re.search(r"<!-- example: load_model -->\s*```python\n(.*?)```", readme, re.S).group(1)
-    shutil.copyfile(UNSEEN / "ISIC_0000117.jpg", tmp_path / "lesion.jpg")
-    monkeypatch.chdir(tmp_path)
-    namespace: dict = {}
-    exec(block, namespace)
-    assert 0 <= namespace["result"].probability <= 1
 
 
 @pytest.mark.slow
