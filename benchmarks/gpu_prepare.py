@@ -2,6 +2,7 @@
 
     python benchmarks/gpu_prepare.py             # .data/gpu-suite: ISIC 2017 train/val + weights; size check
     python benchmarks/gpu_prepare.py --wheels    # also the wheels of benchmarks/gpu_wheels.txt into .whl/
+    python benchmarks/gpu_prepare.py --target DIR  # elsewhere (the suite's --data and --weights then name it)
 
 The GPU machine has no package registry and no ``../shared``, and only the working tree travels
 (64 MiB with the folders a run carries). This copies, from ``--shared``:
@@ -156,6 +157,12 @@ def download_wheels(pins: list[str], folder: Path) -> list[Path]:
     return kept
 
 
+def shown(path: Path) -> str:
+    """A path as the device tool's ``carry`` names it: relative to the repository where it is inside."""
+    path = path.resolve()
+    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
+
+
 def travelling_size(repo: Path, carried: list[Path]) -> dict[str, int]:
     """Bytes that a device run sends: tracked and untracked-not-ignored files, and each carried folder."""
     listed = subprocess.run(["git", "-C", str(repo), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
@@ -164,7 +171,7 @@ def travelling_size(repo: Path, carried: list[Path]) -> dict[str, int]:
                and not (repo / name).is_symlink())
     sizes = {"code": code}
     for folder in carried:
-        sizes[str(folder.relative_to(repo))] = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+        sizes[shown(folder)] = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
     return sizes
 
 
@@ -172,12 +179,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--shared", default=str(REPO.parent / "shared"), help="folder holding data/isic2017 and weights/")
     parser.add_argument("--wheels", action="store_true", help=f"download {WHEEL_LIST.name} into .whl/")
+    parser.add_argument("--target", type=Path, default=TARGET, help=f"where the copies go (default {shown(TARGET)})")
     args = parser.parse_args(argv)
     try:
-        counts = prepare_data(Path(args.shared), TARGET)
-        print(f"{TARGET.relative_to(REPO)}: {counts['images']} images, {counts['masks']} lesion masks and the weights "
+        counts = prepare_data(Path(args.shared), args.target)
+        print(f"{shown(args.target)}: {counts['images']} images, {counts['masks']} lesion masks and the weights "
               f"({counts['copied']} files copied, {counts['removed']} stale removed)")
-        carried = [TARGET]
+        carried = [args.target]
         if args.wheels:
             pins = wheel_list()
             kept = download_wheels(pins, WHEELS)
@@ -192,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     total = sum(sizes.values())
     print("travels with a run: " + ", ".join(f"{k} {v / 2**20:.1f} MiB" for k, v in sizes.items())
           + f"; total {total / 2**20:.1f} of {LIMIT / 2**20:.0f} MiB")
-    print("carry: " + ", ".join(f'"{p.relative_to(REPO)}"' for p in carried))
+    print("carry: " + ", ".join(f'"{shown(p)}"' for p in carried))
     if total > LIMIT:
         print(f"gpu_prepare: {total / 2**20:.1f} MiB is over the {LIMIT / 2**20:.0f} MiB a run may send; "
               "leave untracked files out of the tree or carry less", file=sys.stderr)

@@ -1,7 +1,7 @@
 """CPU speed of answering: ``attnmel.load_model().predict`` against a plain torchvision MobileNetV2.
 
     python benchmarks/predict_speed.py                 # 50 bundled unseen ISIC 2016 images, 2 torch threads
-    python benchmarks/predict_speed.py --images DIR --count 50 --threads 1
+    python benchmarks/predict_speed.py --images DIR --count 50 --threads 1 [--checkpoint FILE]
 
 Rows, all on the same images at the shipped model's input size and the same thread count:
 - plain torchvision MobileNetV2 (random weights; speed does not depend on them), forward only, on
@@ -57,10 +57,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--checkpoint", help="checkpoint, run folder or tag (default: the shipped model)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     paths = sorted(args.images.glob("*.jpg"))[: args.count]
-    model = attnmel.load_model(device="cpu")
+    if not paths:
+        parser.error(f"--images {args.images}: no .jpg files there")
+    model = attnmel.load_model(args.checkpoint, device="cpu")
     pre = model.preprocessing
     untrusted = dataclasses.replace(
         model, metadata=[meta.replace(ood_detector=None, conformal=None) for meta in model.metadata])
@@ -99,7 +102,8 @@ def main(argv: list[str] | None = None) -> int:
             for path in paths:
                 os.symlink(path.resolve(), Path(folder) / path.name)
             command = [sys.executable, "-m", "attnmel", "predict", folder, "--output", str(Path(folder) / "out"),
-                       "--device", "cpu", "--batch-size", str(args.batch_size), *extra]
+                       "--device", "cpu", "--batch-size", str(args.batch_size), *extra,
+                       *(["--checkpoint", args.checkpoint] if args.checkpoint else [])]
             started = time.perf_counter()
             subprocess.run(command, check=True, capture_output=True, env=env)
             rows.append((label, time.perf_counter() - started))

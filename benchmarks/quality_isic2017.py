@@ -83,6 +83,7 @@ def _config(name: str, seed: int, args: argparse.Namespace):
         f"data.resize={round(size * 256 / 224)}",
         f"data.num_workers={args.workers}",
         f"train.threads={args.threads}",
+        *args.set,
     ]
     if not vgg:
         overrides.append(f"model.weights={args.weights}")
@@ -394,6 +395,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--progress", action="store_true")
     parser.add_argument("--table-only", action="store_true", help="no training: tabulate the finished runs")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a config override for every trained row, after the row's own (repeatable)")
     args = parser.parse_args(argv)
     results: dict[str, list[dict]] = {name: [] for name in args.rows}
     for seed in args.seeds:

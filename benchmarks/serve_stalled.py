@@ -1,7 +1,7 @@
 """Server memory while many clients stall mid-upload, and after they disconnect.
 
     python benchmarks/serve_stalled.py                         # 16 clients x 19 MB, budgets 128 MB and 100000 MB
-    python benchmarks/serve_stalled.py --clients 32 --budgets 128
+    python benchmarks/serve_stalled.py --clients 32 --budgets 128 [--checkpoint FILE]
 
 A real ``attnmel serve`` process (shipped model) on loopback. Each client sends the headers of a
 raw image upload announcing 19.5 MB, then 19 MB of its body, and stops (a slow or malicious
@@ -27,9 +27,10 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 from serve_memory import free_port, rss_mb  # noqa: E402
 
 
-def start_server(port: int, budget_mb: float) -> subprocess.Popen:
+def start_server(port: int, budget_mb: float, checkpoint: str | None = None) -> subprocess.Popen:
     command = [sys.executable, "-m", "attnmel", "serve", "--port", str(port), "--threads", "1", "--no-access-log",
-               "--max-upload-mb", "20", "--upload-budget-mb", str(budget_mb)]
+               "--max-upload-mb", "20", "--upload-budget-mb", str(budget_mb),
+               *(["--checkpoint", checkpoint] if checkpoint else [])]
     server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                               env={**os.environ, "PYTHONPATH": str(REPO / "src")})
     deadline = time.monotonic() + 300
@@ -62,9 +63,9 @@ def stall(port: int, clients: int, sent: int, announced: int) -> list[socket.soc
     return sockets
 
 
-def measure(budget_mb: float, clients: int) -> tuple[float, float, float]:
+def measure(budget_mb: float, clients: int, checkpoint: str | None = None) -> tuple[float, float, float]:
     port = free_port()
-    server = start_server(port, budget_mb)
+    server = start_server(port, budget_mb, checkpoint)
     try:
         time.sleep(1.0)
         idle = rss_mb(server.pid)
@@ -85,12 +86,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--budgets", type=float, nargs="+", default=[128.0, 100000.0])
+    parser.add_argument("--checkpoint", help="model to serve (default: the shipped model)")
     args = parser.parse_args(argv)
     print(f"{args.clients} clients, each 19 MB into a 19.5 MB upload, then stalled\n")
     print("| upload budget MB | idle RSS MiB | peak RSS MiB | 3 s after disconnect MiB |")
     print("|---:|---:|---:|---:|")
     for budget in args.budgets:
-        idle, peak, after = measure(budget, args.clients)
+        idle, peak, after = measure(budget, args.clients, args.checkpoint)
         print(f"| {budget:g} | {idle:.0f} | {peak:.0f} | {after:.0f} |", flush=True)
     return 0
 
