@@ -41,11 +41,12 @@ from torch.utils.data import DataLoader, Dataset
 from torch.utils.flop_counter import FlopCounterMode
 from torchvision import transforms as T
 
+from attnmel import create_model
 from attnmel.config import load_config
 from attnmel.data.cache import GeometryCache
 from attnmel.data.readers import read_dataset
 from attnmel.data.transforms import NORMALIZATION_PRESETS
-from attnmel.models import create_model, model_entry
+from attnmel.models import model_entry
 from attnmel.models.backbones import get_backbone_spec
 from attnmel.training.loop import Trainer
 from attnmel.training.losses import FocalLoss

@@ -7,11 +7,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from attnmel import create_model
 from attnmel.checkpoints.format import save_model_checkpoint
 from attnmel.checkpoints.meta import Architecture, CheckpointMeta
 from attnmel.data.records import get_task
 from attnmel.data.transforms import Preprocessing, resolve_normalization
-from attnmel.models import create_model
 
 
 def make_checkpoint(

@@ -13,6 +13,7 @@ import torch
 from PIL import Image
 from sklearn.metrics import f1_score, jaccard_score
 
+from attnmel import create_model
 from attnmel.checkpoints.format import read_metadata, save_model_checkpoint
 from attnmel.checkpoints.meta import Architecture
 from attnmel.cli import main
@@ -26,7 +27,7 @@ from attnmel.evaluation.attention_quality import (
 )
 from attnmel.evaluation.predict import predict_images
 from attnmel.inference import DataSplit
-from attnmel.models import create_model, with_maps
+from attnmel.models import with_maps
 from attnmel.training.loop import train
 
 from .conftest import make_isic2017_subset, tiny

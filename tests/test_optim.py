@@ -6,9 +6,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from attnmel import create_model
 from attnmel.config import LossConfig, OptimConfig
 from attnmel.errors import ConfigError
-from attnmel.models import create_model
 from attnmel.training.losses import classification_loss
 from attnmel.training.optim import build_optimizer, build_scheduler, lr_factor, parameter_groups
 

@@ -85,7 +85,9 @@ def test_create_model_builds_the_shipped_network(model):
         assert np.array_equal(network.state_dict()[key].numpy(), value.numpy()), key
     with pytest.raises(Exception, match="cannot be built with"):
         attnmel.create_model("gap", pretrained=DEFAULT_TAG)
-    with pytest.raises(ConfigError, match="attnmel.create_model"):  # the models layer knows no checkpoints
+    # the deprecated models-layer builder (one release) knows no checkpoints, and says where to go
+    with pytest.warns(DeprecationWarning, match="attnmel.create_model"), \
+            pytest.raises(ConfigError, match="attnmel.create_model"):
         attnmel.models.create_model("attnmel", pretrained=DEFAULT_TAG)
 
 

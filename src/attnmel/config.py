@@ -470,12 +470,12 @@ def _attention_layers(config: Config, source: str) -> list[str]:
     """The model's attention layers, from a skeleton built on the meta device (no memory, no weights)."""
     import torch
 
-    from attnmel.models import create_model
+    from attnmel.models.registry import _create_model  # attnmel.create_model is a layer above
 
     options = {k: v for k, v in config.model.options().items() if k != "weights"}
     try:
         with torch.device("meta"):
-            model = create_model(config.model.name, TASKS[config.data.task].num_classes, **options)
+            model = _create_model(config.model.name, TASKS[config.data.task].num_classes, **options)
     except ConfigError as exc:
         raise ConfigError(f"{source}: {exc}") from None
     return list(model.attention_layers)

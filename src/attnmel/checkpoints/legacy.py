@@ -128,7 +128,8 @@ def _num_classes(state: dict[str, torch.Tensor], path: Path) -> int:
 
 def infer_architecture(state: dict[str, torch.Tensor], path: Path, normalize: str = "sigmoid") -> Architecture:
     """The registered architecture whose state dict has exactly these keys and shapes."""
-    from attnmel.models import create_model, list_models, model_entry
+    from attnmel.checkpoints.pretrained import create_model
+    from attnmel.models import list_models, model_entry
 
     num_classes = _num_classes(state, path)
     gate_widths = {v.shape[0] for k, v in state.items() if k.endswith(".local_proj.weight")}

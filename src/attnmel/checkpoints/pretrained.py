@@ -226,8 +226,9 @@ def is_pretrained_tag(source: object) -> bool:
 
 
 def create_model(name: str, num_classes: int = 2, *, pretrained: str | None = None, **options: Any) -> nn.Module:
-    """``attnmel.models.create_model``, or with ``pretrained`` the trained network of that tag (whose
-    own options then apply; those given must match them)."""
+    """A registered model built with ``options`` (``weights``: how the backbone starts, see ``attnmel
+    info``), or with ``pretrained`` the trained network of that tag (whose own options then apply;
+    those given must match them). The one public way to build a network, as timm's."""
     if pretrained is not None:
         return get_pretrained(pretrained).build(name, num_classes, **options)
-    return registry.create_model(name, num_classes, **options)
+    return registry._create_model(name, num_classes, **options)

@@ -1,6 +1,7 @@
 """Models: staged backbones, the attention gate, and the paper's rows behind one registry.
 
-Importing this package registers every model (``networks.py`` decorates its builders).
+Importing this package registers every model (``networks.py`` decorates its builders); build one with
+``attnmel.create_model`` (``create_model`` here is its deprecated, untrained-only predecessor).
 """
 
 from attnmel.models.attention import AttentionGate
@@ -16,7 +17,8 @@ from attnmel.models.networks import (
     WithClassActivationMap,
     with_maps,
 )
-from attnmel.models.registry import Architecture, create_model, list_models, model_entry, register_model
+from attnmel.models.registry import Architecture, list_models, model_entry, register_model
+from attnmel.models.registry import create_model as create_model  # deprecated: attnmel.create_model
 
 __all__ = [
     "FLAT_EPSILON",
@@ -35,7 +37,6 @@ __all__ = [
     "VGG16Classifier",
     "WithClassActivationMap",
     "create_backbone",
-    "create_model",
     "list_backbones",
     "list_models",
     "model_entry",

@@ -1,7 +1,9 @@
-"""``@register_model``, ``create_model`` and ``list_models``: one name selects one architecture (as in timm).
+"""``@register_model`` and ``list_models``: one name selects one architecture (as in timm).
 
 Each model registers itself beside its network (``models/networks.py``) as a function whose
-keyword arguments are the options it takes; ``create_model`` passes through exactly those, so an
+keyword arguments are the options it takes; ``attnmel.create_model`` (which also builds a shipped
+model by tag, ``attnmel.checkpoints.pretrained``) builds it through ``_create_model`` below, which
+passes through exactly those, so an
 option a model does not use is an error rather than a silent no-op, and the ``Architecture`` recorded
 in ``model.architecture`` holds the options that shaped it. Adding a model is one decorated function; the
 parametrised tests in ``tests/test_models.py`` then cover it.
@@ -10,10 +12,11 @@ parametrised tests in ``tests/test_models.py`` then cover it.
 from __future__ import annotations
 
 import inspect
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from torch import nn
 
@@ -98,12 +101,12 @@ def check_model_options(name: str, options: dict[str, Any]) -> ModelEntry:
     return entry
 
 
-def create_model(name: str, num_classes: int = 2, **options: Any) -> nn.Module:
-    """Build a registered model with the options it takes (see ``attnmel info``).
+def _create_model(name: str, num_classes: int = 2, **options: Any) -> nn.Module:
+    """Build a registered model with the options it takes (see ``attnmel info``): the models layer's
+    part of ``attnmel.create_model``, the public way, which adds shipped models by tag.
 
     ``weights`` initialises the backbone: ``None`` (random), ``"imagenet"`` (torchvision's weights
-    API; needs the network or a warm torch hub cache) or a local state-dict path. A whole trained
-    attnmel model by tag: ``attnmel.create_model(name, pretrained=tag)`` (``attnmel.checkpoints.pretrained``).
+    API; needs the network or a warm torch hub cache) or a local state-dict path.
     """
     if "pretrained" in options:  # the shipped models are checkpoints, a layer above this one
         raise ConfigError("attnmel.models.create_model builds a network to train; for a shipped model by tag use "
@@ -113,8 +116,16 @@ def create_model(name: str, num_classes: int = 2, **options: Any) -> nn.Module:
         options["weights"] = str(options["weights"])
     model = entry.builder(num_classes=num_classes, **options)
     shape = {key: value for key, value in options.items() if key not in INIT_OPTIONS}
-    model.architecture = Architecture(name, num_classes, with_defaults(entry, shape))
+    # torch types module attributes as Tensor | Module; a plain attribute is what torch stores here
+    model.architecture = Architecture(name, num_classes, with_defaults(entry, shape))  # type: ignore[assignment]
     return model
+
+
+def create_model(name: str, num_classes: int = 2, **options: Any) -> nn.Module:
+    """Deprecated (removed in the next release): ``attnmel.create_model(name, num_classes, **options)``."""
+    warnings.warn("attnmel.models.create_model is deprecated and goes in the next release; use "
+                  "attnmel.create_model (the same arguments, and pretrained=tag).", DeprecationWarning, stacklevel=2)
+    return _create_model(name, num_classes, **options)
 
 
 def with_defaults(entry: ModelEntry, options: dict[str, Any]) -> dict[str, Any]:
@@ -142,7 +153,7 @@ def architecture_options(architecture: dict[str, Any]) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class Architecture:
-    """What to build: a registered model name, its class count and the options it takes; ``create_model``
+    """What to build: a registered model name, its class count and the options it takes; ``attnmel.create_model``
     records it on every model (``model.architecture``) and checkpoints store it."""
 
     name: str
@@ -163,8 +174,8 @@ class Architecture:
 
     @classmethod
     def of(cls, model: nn.Module) -> Architecture:
-        """The architecture ``create_model`` recorded on ``model``."""
-        return model.architecture
+        """The architecture ``attnmel.create_model`` recorded on ``model``."""
+        return cast(Architecture, model.architecture)
 
     @classmethod
     def from_dict(cls, payload: dict[str, Any]) -> Architecture:
@@ -181,4 +192,4 @@ class Architecture:
         return cls(name, classes, with_defaults(entry, options))
 
     def build(self) -> nn.Module:
-        return create_model(self.name, self.num_classes, **self.options)
+        return _create_model(self.name, self.num_classes, **self.options)

@@ -30,6 +30,7 @@ from attnmel.checkpoints.format import (
 )
 from attnmel.checkpoints.loader import start_from_checkpoint
 from attnmel.checkpoints.meta import Architecture, CheckpointMeta, TrainingRecord
+from attnmel.checkpoints.pretrained import create_model
 from attnmel.config import Config, load_config
 from attnmel.data.masks import RoiSpec
 from attnmel.data.sampling import derive_seed, epoch_indices, epoch_size
@@ -41,7 +42,7 @@ from attnmel.inference import eval_loader, run_inference
 from attnmel.io import atomic_write_text, progress_bar, remove_stale_temporaries
 from attnmel.metrics.classification import ClassificationReport, classification_report
 from attnmel.metrics.intervals import delong_intervals
-from attnmel.models import create_model, map_kind, with_maps
+from attnmel.models import map_kind, with_maps
 from attnmel.training.batches import build_batch_sources
 from attnmel.training.distributed import Distributed
 from attnmel.training.ema import create_ema
