@@ -23,8 +23,9 @@ from sklearn.metrics import roc_auc_score
 
 from attnmel.evaluation.ood_images import ood_images
 from attnmel.evaluation.operating_point import choose_operating_point, wilson_interval
+from attnmel.evaluation.split_predictions import read_split
 from attnmel.evaluation.trust import DEFAULT_COMPONENTS, conformal_quantile, fit_ood
-from attnmel.inference import DataSplit, InferenceSettings, load_model, read_split
+from attnmel.inference import DataSplit, InferenceSettings, load_model
 from attnmel.inference.trust import attention_warning, feature_tap
 from attnmel.io import atomic_write_json
 from attnmel.metrics.intervals import delong_interval

@@ -27,7 +27,8 @@ import pandas as pd
 import torch
 
 from attnmel.errors import ConfigError
-from attnmel.inference import DataSplit, InferenceSettings, Predictions, predict_split
+from attnmel.evaluation.split_predictions import predict_split
+from attnmel.inference import DataSplit, InferenceSettings, Predictions
 from attnmel.io import atomic_write_text
 from attnmel.models.maps import FLAT_EPSILON, MapKind, is_flat, upsample_map
 

@@ -32,8 +32,9 @@ from attnmel.evaluation.operating_point import (
     DEFAULT_TARGET_SENSITIVITY,
     choose_operating_point,
 )
+from attnmel.evaluation.split_predictions import predict_split
 from attnmel.evaluation.trust import DEFAULT_ALPHA, fit_conformal, refuse_degenerate
-from attnmel.inference import DataSplit, InferenceSettings, predict_split, probabilities_from_logits
+from attnmel.inference import DataSplit, InferenceSettings, probabilities_from_logits
 from attnmel.metrics.calibration import (
     DEFAULT_BINS,
     TEMPERATURE_BOUNDS,

@@ -175,7 +175,8 @@ def score_checkpoint(checkpoint: str, source: DataSplit, *, masks: bool = False,
     progress bars)."""
     from attnmel.evaluation.attention_quality import check_mask_threshold, score_predictions
     from attnmel.evaluation.evaluate import model_setup, scorer_frames
-    from attnmel.inference import InferenceSettings, predict_split
+    from attnmel.evaluation.split_predictions import predict_split
+    from attnmel.inference import InferenceSettings
 
     settings = settings or InferenceSettings(progress=False)
 

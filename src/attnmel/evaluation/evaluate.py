@@ -29,8 +29,9 @@ from attnmel.evaluation.attention_quality import (
     score_predictions,
 )
 from attnmel.evaluation.plots import confusion_matrix_plot, reliability_diagram, roc_and_pr_curves
+from attnmel.evaluation.split_predictions import predict_split
 from attnmel.evaluation.trust import TrustReport, trust_report
-from attnmel.inference import DataSplit, InferenceSettings, Predictions, predict_split
+from attnmel.inference import DataSplit, InferenceSettings, Predictions
 from attnmel.io import atomic_write_json, atomic_write_text
 from attnmel.metrics.calibration import DEFAULT_BINS, CalibrationReport, calibration_report
 from attnmel.metrics.challenge2024 import DEFAULT_MIN_TPR, check_min_tpr, top_k_sensitivity

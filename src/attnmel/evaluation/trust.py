@@ -34,7 +34,8 @@ from attnmel.evaluation.operating_point import (
     choose_operating_point,
     wilson_interval,
 )
-from attnmel.inference import DataSplit, InferenceSettings, LoadedModel, Predictions, load_model, read_split
+from attnmel.evaluation.split_predictions import read_split
+from attnmel.inference import DataSplit, InferenceSettings, LoadedModel, Predictions, load_model
 from attnmel.inference.trust import NO_OOD_CHECK, trust_signals
 
 DEFAULT_ALPHA = 0.1

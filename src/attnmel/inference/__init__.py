@@ -1,13 +1,12 @@
-"""Turning images into answers: a checkpoint (or ensemble) loaded with its preprocessing, run over
-batches with optional test-time augmentation, temperatures applied the same way in every door."""
+"""Turning images into answers: a checkpoint (or ensemble) loaded with its preprocessing
+(``load_model``, the one loader), run over batches with optional test-time augmentation, temperatures
+applied the same way in every door. Reading a dataset split to score is evaluation's
+(``attnmel.evaluation.split_predictions``)."""
 
 from attnmel.inference.loading import (
     LoadedModel,
-    SplitPredictions,
     load_model,
     load_predictor,
-    predict_split,
-    read_split,
 )
 from attnmel.inference.prediction import Prediction
 from attnmel.inference.runner import (
@@ -28,12 +27,9 @@ __all__ = [
     "load_predictor",
     "LoadedModel",
     "NonFiniteOutputError",
-    "predict_split",
     "Prediction",
     "Predictions",
     "Predictor",
     "probabilities_from_logits",
-    "read_split",
     "run_inference",
-    "SplitPredictions",
 ]

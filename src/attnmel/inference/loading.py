@@ -1,6 +1,7 @@
-"""From checkpoints to a ready model, and from a dataset split to its predictions: the one
-"load -> read split -> loader -> infer" path that evaluate, calibrate, attention quality, predict
-and the HTTP service share.
+"""From checkpoints to a ready model, ``attnmel.load_model``: the one loader of every door (the
+command line, the HTTP service, evaluation, the demo, scripts and benchmarks), and the model that
+answers (``LoadedModel``: ``predict`` for images, ``run_batch`` and ``answer`` for the service's
+batches, ``infer`` for a list of samples).
 
 An ensemble averages the members' probabilities, so every member must score the same task with
 the same class names, and see the same image geometry (crop ratio, resize, input size): these are
@@ -24,16 +25,14 @@ from attnmel.arguments import check_arguments
 from attnmel.checkpoints.legacy import LegacyAssumptions
 from attnmel.checkpoints.loader import _load_network
 from attnmel.checkpoints.meta import CheckpointMeta
-from attnmel.data.images import verify_image
 from attnmel.data.masks import RoiSpec
-from attnmel.data.readers import read_dataset
-from attnmel.data.records import DatasetIndex, Sample
+from attnmel.data.records import Sample
 from attnmel.data.transforms import Preprocessing, denormalize
 from attnmel.devices import resolve_device
-from attnmel.errors import CheckpointError, ConfigError, DataError
+from attnmel.errors import CheckpointError, ConfigError
 from attnmel.inference.prediction import ImageInput, Prediction, RawAnswer, decode_input, view_box
 from attnmel.inference.runner import NonFiniteOutputError, Predictions, Predictor, eval_loader, run_inference
-from attnmel.inference.settings import DataSplit, InferenceSettings
+from attnmel.inference.settings import InferenceSettings
 from attnmel.inference.trust import feature_tap, trust_signals
 from attnmel.models import with_maps
 from attnmel.models.maps import MapKind, map_kind
@@ -310,47 +309,3 @@ def load_predictor(
                   DeprecationWarning, stacklevel=2)
     return load_model(checkpoints, legacy=legacy, device=str(device), tta=tta, use_temperature=use_temperature,
                       trust_pickle=trust_pickle)
-
-
-def read_split(source: DataSplit, task: str) -> tuple[DatasetIndex, list[Sample]]:
-    """The samples of one split (labels of ``source.task``, else of ``task``); every image header is
-    checked first, so a bad file fails here, naming itself, not inside a DataLoader worker."""
-    index = read_dataset(source.data, source.task or task, layout=source.layout)
-    samples = index.split(source.split)
-    if not samples:
-        raise DataError(index.root, f"split {source.split!r} has no images.", "choose another split.")
-    for sample in samples:
-        verify_image(sample.image_path)
-    return index, samples
-
-
-@dataclass
-class SplitPredictions:
-    """What the one load -> read split -> infer path gives a door."""
-
-    loaded: LoadedModel
-    index: DatasetIndex
-    samples: list[Sample]
-    predictions: Predictions
-
-
-def predict_split(
-    checkpoints: Source | Sequence[Source],
-    source: DataSplit,
-    settings: InferenceSettings,
-    *,
-    roi: str | None = None,
-    keep: Sequence[Keep] = (),
-    desc: str = "eval",
-) -> SplitPredictions:
-    """Load the checkpoint(s), read the split and run the model over it: the path of every evaluating door.
-
-    With ``roi`` (e.g. "lesion") the attention maps and that region's masks come too, and a model
-    without maps is refused before any image is read."""
-    loaded = load_model(checkpoints, settings)
-    if roi is not None:
-        loaded.require_maps()
-        keep = ("attention", *keep)
-    index, samples = read_split(source, loaded.task)
-    predictions = loaded.infer(samples, settings, roi=RoiSpec(roi) if roi is not None else None, keep=keep, desc=desc)
-    return SplitPredictions(loaded, index, samples, predictions)
