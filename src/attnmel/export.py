@@ -22,6 +22,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import torch
@@ -53,7 +54,7 @@ def onnx_view(image, crop_ratio: float, resize: int, image_size: int) -> np.ndar
     width, height = image.size
     side = int(crop_ratio * min(width, height))
     left, top = int(round((width - side) / 2.0)), int(round((height - side) / 2.0))
-    image = image.crop((left, top, left + side, top + side)).resize((resize, resize), Image.BILINEAR)
+    image = image.crop((left, top, left + side, top + side)).resize((resize, resize), Image.Resampling.BILINEAR)
     offset = int(round((resize - image_size) / 2.0))
     image = image.crop((offset, offset, offset + image_size, offset + image_size))
     return np.asarray(image, dtype=np.uint8)
@@ -210,7 +211,7 @@ def export_model(
         result = export_onnx(model, meta, target, opset=opset)
     else:
         save_model_checkpoint(target, model, meta.replace(attnmel_version=attnmel_version()))
-        result = ExportResult("safetensors", target, target.with_suffix(".md"), ["logits", *model.attention_layers])
+        result = ExportResult("safetensors", target, target.with_suffix(".md"), ["logits", *cast(list[str], model.attention_layers)])
     card = render_markdown(model_card(meta))
     if fmt == "onnx":
         card += onnx_usage(meta, target.name, result.outputs)

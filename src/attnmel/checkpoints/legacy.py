@@ -182,7 +182,7 @@ def load_legacy_checkpoint(
     else:
         if is_original_layout(state):
             name, state = map_original_state(state, path)
-            options = {"backbone": "vgg16_bn"}
+            options: dict[str, Any] = {"backbone": "vgg16_bn"}
             if name == "attnmel":
                 options.update(normalize=assumed.normalize, attention_channels=256)
             arch = Architecture(name, _num_classes(state, path), options)

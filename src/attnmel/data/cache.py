@@ -33,6 +33,7 @@ import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import PIL
@@ -366,8 +367,8 @@ def build_cache(
     cache = GeometryCache(cache_dir, resize, crop_ratio)
     report: dict = {"cache_dir": str(cache.root), "splits": {}}
     for split, samples in index.splits.items():
-        passes = [roi for roi in rois if any(has_region(s, roi) for s in samples)] or [None]
-        counts = {"images": len(samples), "images_built": 0, "regions_built": 0, "removed": 0, "regions": {}}
+        passes: list[RoiSpec | None] = [roi for roi in rois if any(has_region(s, roi) for s in samples)] or [None]
+        counts: dict[str, Any] = {"images": len(samples), "images_built": 0, "regions_built": 0, "removed": 0, "regions": {}}
         for roi in passes:
             result = cache.prepare(samples, roi, num_workers=num_workers, progress=progress, desc=f"cache {split}")
             counts["images_built"] += result.images_built

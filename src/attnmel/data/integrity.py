@@ -128,12 +128,12 @@ class IntegrityReport:
                 lines.append(f"  images: {summary['modality']}")
             for name, split in summary["splits"].items():
                 classes = ", ".join(f"{cls} {n}" for cls, n in split["classes"].items())
-                groups = "".join(f"; {n} {column.removesuffix('_id')}{'s' if n != 1 else ''}"
+                group_counts = "".join(f"; {n} {column.removesuffix('_id')}{'s' if n != 1 else ''}"
                                  for column, n in split.get("groups", {}).items())
                 left_out = ", ".join(f"{cls} {n}" for cls, n in split.get("left_out", {}).items())
                 lines.append(
                     f"  {name:<6} {split['images']:>6} images ({classes}); masks {split['masks_present']} present, "
-                    f"{split['masks_missing']} missing{groups}" + (f"; left out: {left_out}" if left_out else "")
+                    f"{split['masks_missing']} missing{group_counts}" + (f"; left out: {left_out}" if left_out else "")
                 )
                 for criterion, values in split.get("criteria", {}).items():
                     lines.append(f"         {criterion}: " + ", ".join(f"{value} {n}" for value, n in values.items()))
@@ -289,7 +289,7 @@ def duplicate_pairs(
     for entry in entries:
         groups[entry.content].append(entry)
     unique = list(groups.values())
-    out = []
+    out: list[tuple[Sample, Sample, str]] = []
 
     def pairs(left: list[_Entry], right: list[_Entry], how: str) -> None:
         """Each training entry of one side against each judged entry of the other."""
@@ -299,7 +299,8 @@ def duplicate_pairs(
 
     for group in unique:
         pairs(group, group, "same pixels")
-    hashes = np.stack([g[0].phash for g in unique]) if unique else np.zeros((0, PHASH_BITS**2 // 64), np.uint64)
+    hashes = (np.stack([g[0].phash for g in unique])  # type: ignore[misc]  # a hashed entry has its phash
+              if unique else np.zeros((0, PHASH_BITS**2 // 64), np.uint64))
     for i, j, distance in close_pairs(hashes, phash_distance):
         pairs(unique[i], unique[j], f"near-identical (perceptual distance {distance}/{PHASH_BITS**2})")
     return out
@@ -310,7 +311,7 @@ def near_identical_pairs(samples: Sequence[Sample], *, phash_distance: int = DEF
     """Image-ID pairs among ``samples`` with the same or near-identical pixels (the hashes of
     ``check_datasets``): photographs a grouped split keeps on one side."""
     found = duplicate_pairs(samples, {"pool": samples}, phash_distance=phash_distance, workers=workers)
-    return sorted({tuple(sorted((a.image_id, b.image_id))) for a, b, _ in found if a.image_id != b.image_id})
+    return sorted({(min(a.image_id, b.image_id), max(a.image_id, b.image_id)) for a, b, _ in found if a.image_id != b.image_id})
 
 
 def _small_images(entries: list[_Entry], names: list[str], min_size: int) -> list[Finding]:
@@ -365,7 +366,8 @@ def _duplicates(entries: list[_Entry], names: list[str], max_distance: int) -> l
             kind = "duplicate_image" if len({e.dataset for e in group}) < len(group) else "shared_image"
         out.append(finding(kind, f"same pixels: {where}", paths))
     unique = list(groups.values())
-    hashes = np.stack([g[0].phash for g in unique]) if unique else np.zeros((0, PHASH_BITS**2 // 64), np.uint64)
+    hashes = (np.stack([g[0].phash for g in unique])  # type: ignore[misc]  # a hashed entry has its phash
+              if unique else np.zeros((0, PHASH_BITS**2 // 64), np.uint64))
     for i, j, distance in close_pairs(hashes, max_distance):
         left, right = unique[i], unique[j]
         kind = "similar_leak" if _any_leak(left, right) else "similar_image"

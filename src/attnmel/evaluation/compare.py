@@ -296,7 +296,8 @@ class PairComparison:
 
     def verdict(self) -> str:
         """One sentence per kind: what differs significantly and what does not."""
-        found, not_found = [], []
+        found: list[str] = []
+        not_found: list[str] = []
         for column, metrics in self.classes.items():
             for metric, d in metrics.items():
                 if metric == "roc_auc_bootstrap":

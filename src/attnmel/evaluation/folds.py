@@ -146,6 +146,7 @@ def out_of_fold_predictions(
         image_ids += predictions.image_ids
         labels.append(predictions.labels)
         probabilities.append(predictions.probabilities)
+    assert names is not None  # runs is not empty (checked above)
     class_names, score_columns = names
     combined = Predictions(image_ids, np.concatenate(labels), np.concatenate(probabilities))
     threshold = 0.5 if settings.threshold is None else settings.threshold  # folds of one run: no stored point

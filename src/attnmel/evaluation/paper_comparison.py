@@ -17,7 +17,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 from attnmel.errors import DataError
 from attnmel.evaluation.paper import CITATION, NOT_REPORTED, paper_number
@@ -156,7 +156,7 @@ def _interval_numbers(node: Any, prefix: str) -> list[tuple[str, Any]]:
     return [item for key, child in node.items() for item in _interval_numbers(child, f"{prefix}.{key}")]
 
 
-def _defined(value: Any) -> bool:
+def _defined(value: Any) -> TypeGuard[float]:
     return value is not None and not (isinstance(value, float) and math.isnan(value))
 
 
@@ -310,7 +310,7 @@ def compare_with_paper(evaluations: Sequence[Evaluation]) -> Comparison:
     classification_rows, attention_rows, figure_rows = [], [], []
     for ev in evaluations:
         scores = ev.metrics["classification"]
-        melanoma = next((scores[name] for name in ("melanoma", "MEL") if name in scores), {})  # MEL: ISIC 2018/2019
+        melanoma: dict[str, Any] = next((scores[name] for name in ("melanoma", "MEL") if name in scores), {})  # MEL: ISIC 2018/2019
         setup = [ev.backbone, ev.input_size, ev.train_images]
         classification_rows.append([
             ev.name, ev.paper_row or "", ev.dataset or "", ev.split, str(ev.metrics.get("images", "")), *setup,

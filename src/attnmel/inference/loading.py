@@ -261,7 +261,9 @@ def load_model(
     if not sources:
         raise CheckpointError("no checkpoint given; pass at least one --checkpoint.")
     device = resolve_device(settings.device)
-    networks, metadata, paths = [], [], []
+    networks: list[nn.Module] = []
+    metadata: list[CheckpointMeta] = []
+    paths: list[Path] = []
     for item in sources:
         network, meta, path = _load_network(item, device, trust_pickle=settings.trust_pickle, legacy=legacy)
         if metadata:

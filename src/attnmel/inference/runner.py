@@ -98,6 +98,7 @@ class Predictor:
                         amap = F.interpolate(amap, size=sums[name].shape[-2:], mode="bilinear", align_corners=False)
                     sums[name] = sums[name] + amap if name in sums else amap
                     counts[name] = counts.get(name, 0) + 1
+        assert total is not None  # at least one model and one view
         probabilities = total / (len(self.models) * len(views))
         if not bool(torch.isfinite(probabilities).all()):
             raise NonFiniteOutputError(

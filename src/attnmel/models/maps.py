@@ -9,7 +9,7 @@ their range is compared relative to their largest magnitude. Drawing lives in ``
 
 from __future__ import annotations
 
-from typing import Literal, TypeVar
+from typing import Literal, TypeVar, cast
 
 import numpy as np
 import torch
@@ -46,4 +46,4 @@ def upsample_map(maps: Maps, size: tuple[int, int]) -> Maps:
     tensor = maps if is_tensor else torch.as_tensor(np.asarray(maps, dtype=np.float32))
     flat = tensor.reshape(-1, 1, *tensor.shape[-2:])
     out = F.interpolate(flat, size=tuple(size), mode="bilinear", align_corners=False).reshape(*tensor.shape[:-2], *size)
-    return out if is_tensor else out.numpy()
+    return cast(Maps, out if is_tensor else out.numpy())

@@ -9,7 +9,7 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 import torchvision
@@ -127,7 +127,7 @@ class AttnMelCNN(StagedClassifier):
 class VGG16Classifier(nn.Module):
     """torchvision's VGG-16-BN including its three dense layers, last layer resized to ``num_classes``."""
 
-    def __init__(self, vgg: nn.Module, num_classes: int):
+    def __init__(self, vgg: Any, num_classes: int):  # a torchvision VGG (untyped)
         super().__init__()
         vgg.classifier[6] = nn.Linear(vgg.classifier[6].in_features, num_classes)
         self.features = vgg.features

@@ -185,6 +185,7 @@ class Service:
         limit_heap_arenas()
         self.budget = DecodeBudget(int(settings.decode_budget_mb * 1e6))
         self.uploads = UploadBudget(int(settings.upload_budget_mb * 1e6))
+        self.inference: MicroBatcher | DirectInference
         if settings.max_batch > 1:
             self.inference = MicroBatcher(served.infer, settings.max_batch, settings.batch_wait_ms)
         else:

@@ -57,13 +57,13 @@ def build_batch_sources(
             LoaderBatches(val_samples, preprocessing, None, cached=cached_val, num_workers=data.num_workers, pin_memory=pin,
                           skip_bad=data.skip_bad),
         )
-    sources = tuple(
+    train, val = (
         DeviceBatches(samples, preprocessing, region, device, cached=cached, num_workers=data.num_workers,
                       progress=progress, desc=f"load {name}", skip_bad=data.skip_bad)
         for name, samples, region, cached in (("train", train_samples, roi, cached_train), ("val", val_samples, None, cached_val))
     )
-    log(f"device pipeline: train {sources[0].placement}; val {sources[1].placement}")
-    for name, source in zip(("train", "val"), sources, strict=True):
+    log(f"device pipeline: train {train.placement}; val {val.placement}")
+    for name, source in (("train", train), ("val", val)):
         for message in source.skipped.values():
             log(f"warning: skipped an image of the {name} split that does not decode: {message}")
-    return sources
+    return train, val

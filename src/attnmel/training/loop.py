@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -134,7 +134,7 @@ class Trainer:
         #: what trains: the model, wrapped for DDP and compiled where configured (checkpoints use self.model)
         self.train_model = self.dist.wrap(self.model, self.device)
         if config.train.compile:
-            self.train_model = torch.compile(self.train_model)
+            self.train_model = cast(torch.nn.Module, torch.compile(self.train_model))  # an OptimizedModule
         self.train_batches, val_batches = build_batch_sources(
             config, self.data.train, self.data.val, self.preprocessing, self.roi, self.device, self.dist,
             progress=self.progress, log=self.log,
@@ -282,7 +282,8 @@ class Trainer:
         totals = torch.stack([loss.detach(), cls_loss.detach(), prior.detach(), consistency.detach(),
                               prior_samples.float()]).float()
         *sums, samples = self.dist.all_reduce_sum(totals).tolist()
-        return StepValues(*(value / self.dist.world_size for value in sums), int(samples) if self.roi is not None else 0)
+        mean_loss, mean_cls, mean_prior, mean_consistency = (value / self.dist.world_size for value in sums)
+        return StepValues(mean_loss, mean_cls, mean_prior, mean_consistency, int(samples) if self.roi is not None else 0)
 
     def _optimizer_step(self, loss: torch.Tensor) -> None:
         self.optimizer.zero_grad(set_to_none=True)
@@ -435,6 +436,7 @@ class Trainer:
                     save_model_checkpoint(self.output_dir / BEST_FILE, self.selected_model,
                                           self.checkpoint_metadata(epoch + 1, val_report, val_nll))
                 save_training_state(self.output_dir / STATE_FILE, self._state(epoch + 1))
+                assert self._val_scores is not None  # set by this epoch's validation
                 self.run_log.epoch(self.history, *self._val_scores, self.attention_figures())
             self.log(
                 f"epoch {epoch + 1}/{cfg.train.epochs}: loss {row['train_loss']:.4f}, val AUC {row['val_roc_auc']:.4f}, "

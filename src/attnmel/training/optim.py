@@ -18,7 +18,8 @@ from attnmel.errors import ConfigError
 
 def parameter_groups(model: nn.Module, config: OptimConfig) -> list[dict]:
     """Backbone parameters at ``lr * backbone_lr_scale``, everything else (the new head) at ``lr``."""
-    backbone, head = [], []
+    backbone: list[nn.Parameter] = []
+    head: list[nn.Parameter] = []
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue

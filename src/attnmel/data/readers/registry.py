@@ -77,7 +77,7 @@ def detect_layout(root: Path) -> str:
         raise DataError(root, "dataset folder not found.", "check the path given with --data.")
     detectable = sorted((e for e in _REGISTRY.values() if e.detect is not None), key=lambda e: e.priority)
     for entry in detectable:
-        if entry.detect(root):
+        if entry.detect is not None and entry.detect(root):
             return entry.name
     if root.is_file():
         raise DataError(root, "a single file is not a dataset.", "pass a dataset folder or a manifest CSV.")
