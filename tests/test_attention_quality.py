@@ -25,9 +25,9 @@ from attnmel.evaluation.attention_quality import (
     overlap_scores,
     score_attention,
 )
-from attnmel.evaluation.predict import predict_images
 from attnmel.inference import DataSplit
 from attnmel.models import with_maps
+from attnmel.predict import predict_images
 from attnmel.training.loop import train
 
 from .conftest import make_isic2017_subset, tiny

@@ -15,7 +15,6 @@ from safetensors.torch import load_file
 from attnmel.checkpoints.format import read_metadata, update_metadata
 from attnmel.cli import main
 from attnmel.evaluation.evaluate import evaluate_checkpoint
-from attnmel.evaluation.predict import predict_images
 from attnmel.inference import DataSplit, InferenceSettings
 from attnmel.metrics.calibration import (
     calibration_report,
@@ -24,6 +23,7 @@ from attnmel.metrics.calibration import (
     negative_log_likelihood,
     reliability_bins,
 )
+from attnmel.predict import predict_images
 
 from .checkpoint_helpers import make_checkpoint, network_of
 from .conftest import SAMPLE, make_isic2017_subset

@@ -15,8 +15,8 @@ from attnmel.evaluation.calibration import calibrate_checkpoint
 from attnmel.evaluation.compare import score_checkpoint
 from attnmel.evaluation.evaluate import evaluate_checkpoint
 from attnmel.evaluation.folds import out_of_fold_predictions
-from attnmel.evaluation.predict import predict_images
 from attnmel.inference import InferenceSettings
+from attnmel.predict import predict_images
 
 ENTRY_POINTS = [evaluate_checkpoint, calibrate_checkpoint, out_of_fold_predictions, score_checkpoint,
                 attention_quality, predict_images]

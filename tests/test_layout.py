@@ -26,7 +26,7 @@ LAYERS = [
     {"inference"},
     {"visualize"},
     {"evaluation", "training", "export"},
-    {"serving", "demo", "yardstick"},
+    {"serving", "demo", "yardstick", "predict"},
     {"cli"},
     {"__main__", "__init__"},
 ]

@@ -86,7 +86,7 @@ def test_an_interrupted_evaluate_leaves_no_set_that_compare_would_read(tiny_chec
 
 
 def test_ctrl_c_during_predict_does_not_talk_about_resume(tmp_path, capsys, monkeypatch, sample_data):
-    import attnmel.evaluation.predict as predict
+    import attnmel.predict as predict
 
     def interrupted(*_args, **_kwargs):
         raise KeyboardInterrupt

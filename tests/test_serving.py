@@ -23,8 +23,8 @@ import torch
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from attnmel.evaluation.predict import predict_images
 from attnmel.inference import InferenceSettings, load_model
+from attnmel.predict import predict_images
 from attnmel.serving import ServedModel, ServiceSettings, create_app
 from attnmel.serving.batching import MicroBatcher
 

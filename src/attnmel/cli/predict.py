@@ -17,7 +17,8 @@ from attnmel.cli.options import (
 
 
 def register(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("inputs", help="an image file or a folder of images")
+    parser.add_argument("inputs", nargs="+", metavar="IMAGE",
+                        help="image files and folders of images, one or several")
     add_checkpoint(parser)
     parser.add_argument("--output", default="predictions",
                         help="folder for predictions.csv, figures/ and report.html (default: %(default)s)")
@@ -35,7 +36,7 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from attnmel.evaluation.predict import predict_images, trust_flags
+    from attnmel.predict import predict_images, trust_flags
 
     checkpoints = checkpoints_or_default(args.checkpoint)
     figures = None if args.no_figures else "gradcam" if args.gradcam else "attention"

@@ -1,18 +1,23 @@
 """``attnmel predict``: probabilities for new images, and where the model looked.
 
+The images are any mix of files and folders, as a command line names them (a folder gives its
+images in name order; a file named twice is predicted once).
+
 For each image the model sees the evaluation view (centre 0.8 square, resized, centre crop).
 The output folder gets ``predictions.csv``, one figure per image (``figures/<name>.png``: the view,
 each attention map over it with a colour bar in its own units, or the class activation map of a
 GAP model; with ``gradcam`` also a Grad-CAM column) and ``report.html`` listing every input with its
 thumbnail, probability, figure and flags (flat maps, files that could not be read). A file that
-cannot be read stops a single-image run with one line naming it; in a folder it is skipped, said,
-and listed in the report.
+cannot be read stops a run on that one image with one line naming it; among several it is skipped,
+said, and listed in the report. Two images of one name (``a/lesion.jpg``, ``b/lesion.jpg``) get
+figures of different names (``lesion.png``, ``lesion-2.png``); ``predictions.csv`` names each file.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -75,26 +80,57 @@ def collect_images(path: str | Path) -> list[Path]:
     return images
 
 
+def collect_inputs(inputs: Iterable[str | Path]) -> list[Path]:
+    """The images of every input (files and folders, in the order given), each file once."""
+    seen: set[Path] = set()
+    images = []
+    for path in (image for item in inputs for image in collect_images(item)):
+        key = path.resolve() if path.exists() else path.absolute()
+        if key not in seen:
+            seen.add(key)
+            images.append(path)
+    return images
+
+
+def figure_names(images: Sequence[Path]) -> list[str]:
+    """One figure name per image: its stem, numbered from the second image of a stem on
+    (``lesion``, ``lesion-2``), never a name another image's own stem has."""
+    stems = {path.stem for path in images}
+    taken: set[str] = set()
+    names = []
+    for path in images:
+        name, n = path.stem, 1
+        while name in taken or (n > 1 and name in stems):
+            n += 1
+            name = f"{path.stem}-{n}"
+        taken.add(name)
+        names.append(name)
+    return names
+
+
 def predict_images(
     checkpoint: str | Path | None | Sequence[str | Path | None],
-    inputs: str | Path,
+    inputs: str | Path | Sequence[str | Path],
     output_dir: str | Path | None = None,
     *,
     figures: Figures | None = "attention",
     settings: InferenceSettings = InferenceSettings(batch_size=16),
     log: Callable[[str], None] = print,
 ) -> PredictResult:
-    """Predict ``inputs`` (an image or a folder) with ``checkpoint`` (None: the shipped model); with
+    """Predict ``inputs`` (image files and folders, one or several) with ``checkpoint`` (None: the shipped model); with
     ``output_dir`` write ``predictions.csv``, ``report.html`` and, unless ``figures`` is None, a figure
     per image (``"gradcam"``: with a Grad-CAM column). Images are decoded in this process
     (``settings.workers`` is not used)."""
     check_arguments(threshold=settings.threshold)
+    items = [inputs] if isinstance(inputs, str | Path) else list(inputs)
+    if not items:
+        raise DataError(None, "no image or folder given.", "name at least one image file or folder.")
     if output_dir is not None:
         check_output_dir(output_dir)
     loaded = load_model(checkpoint, settings)
     batch_size, gradcam = settings.batch_size, figures == "gradcam"
-    paths = collect_images(inputs)
-    single = not Path(inputs).is_dir()
+    paths = collect_inputs(items)
+    single = len(items) == 1 and not Path(items[0]).is_dir()
     results: list[ImageResult] = []
     skipped: list[tuple[Path, str]] = []
     for start in range(0, len(paths), batch_size):
@@ -122,7 +158,8 @@ def predict_images(
             prediction.source = str(path)
             results.append(ImageResult(path, prediction))
     if not results and skipped:
-        raise DataError(Path(inputs), f"none of its {len(paths)} images could be read.", "check the files listed above.")
+        where, which = (Path(items[0]), "its") if len(items) == 1 else (None, "the")
+        raise DataError(where, f"none of {which} {len(paths)} images could be read.", "check the files listed above.")
     outcome = PredictResult(results, skipped)
     if output_dir is not None:
         write_outputs(outcome, loaded, OutputSet(output_dir, "predict", known=PREDICT_FILES, log=log), figures is not None)
@@ -138,13 +175,13 @@ def write_outputs(outcome: PredictResult, loaded: LoadedModel, outputs: OutputSe
     one output set: figures an earlier run left are moved aside, never shown as this run's."""
     class_names = loaded.class_names
     rows = []
-    for result in outcome.results:
+    for result, name in zip(outcome.results, figure_names([r.image for r in outcome.results]), strict=True):
         prediction = result.prediction
         rows.append({"image": result.image.stem, **prediction.probabilities, "predicted": prediction.predicted_class,
                      "flat_maps": ";".join(result.flat_layers), "file": str(result.image), **_trust_columns(prediction)})
         if figures:
             image = ImageFigure.of(prediction).draw()
-            result.figure = outputs.path(f"figures/{result.image.stem}.png")
+            result.figure = outputs.path(f"figures/{name}.png")
             atomic_write_bytes(result.figure, png_bytes(image))
     frame = pd.DataFrame(rows, columns=["image", *class_names, "predicted", "flat_maps", "file", *TRUST_COLUMNS])
     outcome.files["predictions"] = outputs.path("predictions.csv")
@@ -189,11 +226,13 @@ def write_report(outcome: PredictResult, loaded: LoadedModel, path: Path) -> Pat
         + "An image flagged out of distribution gets no probability in this table. A map is flagged flat when its values span less than {FLAT_EPSILON} "
         "(relative to their size for unbounded maps): it is drawn as one colour, not stretched."
     )
+    names = Counter(result.image.name for result in outcome.results)
     rows = []
     for result in outcome.results:
         p = result.prediction
+        shown = str(result.image) if names[result.image.name] > 1 else result.image.name  # two of one name: paths
         flags = "; ".join(trust_flags(p) + (["flat: " + ", ".join(result.flat_layers)] if result.flat_layers else []))
-        rows.append([result.image.name, None if p.out_of_distribution else p.probability, p.predicted_class, flags,
+        rows.append([shown, None if p.out_of_distribution else p.probability, p.predicted_class, flags,
                      result.figure if result.figure is not None else None])
     rows += [[path_.name, None, "not read", reason, None] for path_, reason in outcome.skipped]
     report.table(["image", f"P({meta.positive_class})", "predicted", "flags", "figure"], rows)
