@@ -1,7 +1,9 @@
 """Public arguments, checked in one place: every library entry point (``LoadedModel.predict`` and
 ``infer``, ``predict_images``, ``evaluate_checkpoint``, out-of-fold evaluation) and the CLI's option
 parsers use these rules, so ``threshold=nan`` or ``batch_size=-1`` is one ``ConfigError`` naming the
-argument, never an answer (everything labelled "other", or no results at all)."""
+argument, never an answer (everything labelled "other", or no results at all). ``path_name`` is the
+one rule for names that become part of a path, so no name (``..``, ``a/../b``) leads a write outside
+the folder it was meant for."""
 
 from __future__ import annotations
 
@@ -45,6 +47,36 @@ def optional(rule: Rule) -> Rule:
 
 def flag(value: Any) -> str | None:
     return None if value is None or isinstance(value, bool) else "must be True, False or None"
+
+
+#: characters no name that becomes part of a path may hold: separators (both systems'), a drive's colon
+_PATH_SEPARATORS = ("/", "\\", ":")
+#: longest name in UTF-8 bytes: a file system's 255, less room for what is added to it (".png", "-2")
+MAX_NAME_BYTES = 200
+
+
+def path_name(value: Any) -> str | None:
+    """THE rule for every name a user or a file gives that becomes one component of a path (a dataset's
+    name in an external-validation folder, a run id in ``stale-<id>/``, a config's run folder, an image
+    ID in a figure's file name): joined to a folder, it must name something inside that folder."""
+    if not isinstance(value, str) or not value.strip():
+        return "must be a non-empty name"
+    if value in (".", ".."):
+        return "names the folder itself or its parent, not a name inside it"
+    found = next((c for c in value if c in _PATH_SEPARATORS or ord(c) < 32 or ord(c) == 127), None)
+    if found is not None:
+        return f"holds {found!r}, which a name inside a folder cannot hold"
+    if len(value.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES:
+        return f"is longer than {MAX_NAME_BYTES} bytes, too long for a file name"
+    return None
+
+
+def check_path_name(value: Any, what: str, fix: str = "choose a plain name (letters, digits, - _ .)") -> str:
+    """``value`` when ``path_name`` accepts it, else a ``ConfigError`` naming ``what`` and the fix."""
+    problem = path_name(value)
+    if problem is not None:
+        raise ConfigError(f"{what} {value!r} {problem}. Fix: {fix}.")
+    return value
 
 
 RULES: dict[str, Rule] = {

@@ -204,9 +204,15 @@ def export_model(
     target = check_output_dir(output_dir) / f"{source.stem}.{fmt}"
     if target.resolve() == source.resolve():
         raise CheckpointError(f"{target}: the export would overwrite its source; choose another --output.")
-    outputs = OutputSet(output_dir, "export", known=tuple(f"{source.stem}.{ext}" for ext in (*FORMATS, "md")), log=log)
+    # what an export of this stem may have left here, less the checkpoint being read (exported in its own folder)
+    read = {source.resolve(), source.with_suffix(".json").resolve()}
+    known = tuple(name for name in (f"{source.stem}.{ext}" for ext in (*FORMATS, "md", "json"))
+                  if (output_dir / name).resolve() not in read)
+    outputs = OutputSet(output_dir, "export", known=known, log=log)
     outputs.path(target.name)
     outputs.path(target.with_suffix(".md").name)
+    if fmt == "safetensors":  # its readable copy of the metadata is written too: one of the set's files
+        outputs.path(target.with_suffix(".json").name)
     if fmt == "onnx":
         result = export_onnx(model, meta, target, opset=opset)
     else:

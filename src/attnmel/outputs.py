@@ -8,6 +8,13 @@ refuse instead of mixing one run's ``metrics.json`` with another's ``predictions
 the files the previous run (its manifest, or this command's known names) wrote and this one did
 not are moved aside to ``stale-<previous run id>/``, said in one line. Readers (``compare``,
 ``report``) take only files the manifest names, and check their hashes.
+
+A set writes only inside its folder and never destroys a file it did not write: every name it is
+given passes ``attnmel.arguments.path_name`` part by part (an image ID ``../x`` cannot name a
+figure outside ``figures/``), the previous manifest's run id too before it names the stale folder,
+and a file this run is about to write over that the previous run did not write (a user's own
+``metrics.json``, one edited since, or any file when there is no manifest) is moved aside first.
+The stale folder is always a new one, so nothing already set aside is written over either.
 """
 
 from __future__ import annotations
@@ -15,12 +22,13 @@ from __future__ import annotations
 import json
 import os
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from attnmel.arguments import path_name
 from attnmel.errors import ConfigError, DataError
 from attnmel.io import atomic_write_json, file_sha256
 
@@ -64,6 +72,9 @@ class OutputSet:
     run_id: str = field(default_factory=_new_run_id)
     files: list[str] = field(default_factory=list)
     previous: dict[str, Any] = field(default_factory=dict)
+    #: files found where this run writes that no earlier run of this command wrote: moved aside first
+    protected: list[str] = field(default_factory=list)
+    _aside: Path | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         self.folder = check_output_dir(self.folder)
@@ -74,11 +85,18 @@ class OutputSet:
                 self.previous = json.loads(manifest.read_text(encoding="utf-8"))
             except (OSError, UnicodeDecodeError, json.JSONDecodeError):
                 self.previous = {}
+            if not isinstance(self.previous, dict):
+                self.previous = {}
             manifest.unlink()  # from now on the folder holds no complete set until commit
+        for name in self.known:  # what this command writes without asking path() first (its plots)
+            self._protect(self._check_name(name.rstrip("/")), folder=name.endswith("/"))
 
     def path(self, name: str) -> Path:
-        """Where to write ``name`` (relative to the folder); recorded as written by this run."""
+        """Where to write ``name`` (relative to the folder); recorded as written by this run. A file
+        already there that no earlier run of this command wrote is moved aside first."""
+        self._check_name(name)
         if name not in self.files:
+            self._protect(name)
             self.files.append(name)
         return self.folder / name
 
@@ -87,8 +105,23 @@ class OutputSet:
         path = Path(path)
         targets = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
         for target in targets:
-            self.path(target.relative_to(self.folder).as_posix())
+            name = self._check_name(target.relative_to(self.folder).as_posix())
+            if name not in self.files:
+                self.files.append(name)
         return path
+
+    def _check_name(self, name: str) -> str:
+        """``name`` when every part of it is a name inside the folder (``path_name``), and it is neither
+        the manifest nor inside a stale folder."""
+        parts = name.split("/")
+        bad = next(((part, path_name(part)) for part in parts if path_name(part) is not None), None)
+        if bad is not None:
+            raise ConfigError(f"{self.folder}: cannot write {name!r} into it: {bad[0]!r} {bad[1]}. Fix: give the "
+                              "file a plain name (an image ID or dataset name without path separators).")
+        if name == MANIFEST or parts[0].startswith(STALE_PREFIX):
+            raise ConfigError(f"{self.folder}: cannot write {name!r} into it: the name is the folder's output manifest "
+                              f"or a folder of stale files ({STALE_PREFIX}*). Fix: choose another name.")
+        return name
 
     def commit(self, **details: Any) -> Path:
         """Move aside what the previous run wrote and this one did not, then write the manifest (last)."""
@@ -99,12 +132,73 @@ class OutputSet:
         atomic_write_json(manifest, {"run_id": self.run_id, "command": self.command,
                                      "written": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                                      **details, "files": entries})
+        if self.protected and self.log is not None:
+            self.log(f"moved {_listed(self.protected)} that no earlier attnmel {self.command} wrote here (or that "
+                     f"changed since) to {self._aside} before writing over them")
         return manifest
+
+    def _previous_files(self) -> dict[str, str | None]:
+        """name -> sha256 of each file the previous run's manifest names (names that leave the folder,
+        or lead into a stale folder, are none of this set's business and are left out)."""
+        entries = self.previous.get("files", [])
+        if not isinstance(entries, list):
+            return {}
+        return {entry["path"]: entry.get("sha256") for entry in entries if isinstance(entry, dict)
+                and isinstance(entry.get("path"), str) and _plain(entry["path"])}
+
+    def _protect(self, name: str, folder: bool = False) -> None:
+        """Move aside what lies at ``name`` (every file under it with ``folder``) unless the previous run
+        of this command wrote it and it is unchanged since: a re-run replaces only its own files, and
+        writes through no link (nor into a file) found where one of its folders should be."""
+        parts = name.split("/")
+        for k in range(1, len(parts) + folder):
+            prefix = "/".join(parts[:k])
+            where = self.folder / prefix
+            if where.is_symlink() or (where.exists() and not where.is_dir()):
+                self._set_aside(prefix)
+                self.protected.append(prefix)
+                return
+        target = self.folder / name
+        if folder:
+            found = sorted(p.relative_to(self.folder).as_posix() for p in target.rglob("*")
+                           if p.is_file() or p.is_symlink()) if target.is_dir() else []
+        else:
+            found = [name] if target.exists() or target.is_symlink() else []
+        ours = self._previous_files() if self.previous.get("command") == self.command else {}
+        for relative in found:
+            path = self.folder / relative
+            if relative in ours and path.is_file() and not path.is_symlink() and file_sha256(path) == ours[relative]:
+                continue
+            self._set_aside(relative)
+            self.protected.append(relative)
+
+    def _aside_folder(self) -> Path:
+        """This run's folder of set-aside files: ``stale-<previous run id>`` (or ``stale-earlier``), made
+        new, so files set aside by an earlier run are never written over."""
+        if self._aside is None:
+            run_id = self.previous.get("run_id")
+            plain = path_name(run_id) is None and path_name(STALE_PREFIX + run_id) is None
+            label = run_id if plain else "earlier"  # a run id that is no plain name is not used as one
+            base, k = self.folder / f"{STALE_PREFIX}{label}", 2
+            candidate = base
+            while True:
+                try:
+                    candidate.mkdir()
+                    break
+                except FileExistsError:
+                    candidate, k = base.with_name(f"{base.name}-{k}"), k + 1
+            self._aside = candidate
+        return self._aside
+
+    def _set_aside(self, name: str) -> None:
+        target = self._aside_folder() / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(self.folder / name, target)
+        _remove_empty_parents((self.folder / name).parent, self.folder)
 
     def _stale(self) -> list[str]:
         ours = set(self.files)
-        candidates = {entry["path"] for entry in self.previous.get("files", []) if isinstance(entry, dict)
-                      and isinstance(entry.get("path"), str)}
+        candidates = set(self._previous_files())
         for name in self.known:
             target = self.folder / name.rstrip("/")
             if name.endswith("/") and target.is_dir():
@@ -118,15 +212,21 @@ class OutputSet:
         stale = self._stale()
         if not stale:
             return
-        aside = self.folder / f"{STALE_PREFIX}{self.previous.get('run_id') or 'earlier'}"
         for name in stale:
-            target = aside / name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(self.folder / name, target)
-            _remove_empty_parents((self.folder / name).parent, self.folder)
+            self._set_aside(name)
         if self.log is not None:
-            shown = ", ".join(stale[:3]) + (f" and {len(stale) - 3} more" if len(stale) > 3 else "")
-            self.log(f"moved {len(stale)} file(s) an earlier run wrote and this one did not ({shown}) to {aside}")
+            self.log(f"moved {_listed(stale)} an earlier run wrote and this one did not to {self._aside}")
+
+
+def _listed(names: Sequence[str]) -> str:
+    shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+    return f"{len(names)} file(s) ({shown})"
+
+
+def _plain(name: str) -> bool:
+    """Every part of ``name`` is a name inside its folder, and it does not lead into a stale folder."""
+    parts = name.split("/")
+    return all(path_name(part) is None for part in parts) and not parts[0].startswith(STALE_PREFIX)
 
 
 def _inside(folder: Path, name: str) -> bool:

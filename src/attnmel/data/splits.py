@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
+from attnmel.arguments import check_path_name
 from attnmel.data.groups import group_labels, straddling, ungrouped
 from attnmel.data.images import verify_image, verify_mask
 from attnmel.data.masks import RoiSpec, has_region, region_paths
@@ -92,6 +93,9 @@ def data_sources(data: str | Path | Sequence[str | Path] | Mapping[str, str | Pa
     sources: list[DataSource] = []
     taken: set[str] = set()
     for name, path in items:
+        # the name becomes a folder (external validation) and part of split.json's keys: never '..' or 'a/b'
+        check_path_name(name, f"dataset name (of {path})", "name the dataset with --data NAME=PATH, NAME a plain "
+                                                           "name (letters, digits, - _ .)")
         base, k = name, 2
         while name in taken:
             if not numbered:

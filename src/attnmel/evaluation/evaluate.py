@@ -23,7 +23,8 @@ from typing import Any
 
 import pandas as pd
 
-from attnmel.arguments import check_arguments
+from attnmel.arguments import check_arguments, path_name
+from attnmel.errors import DataError
 from attnmel.evaluation.attention_quality import (
     AttentionQuality,
     score_predictions,
@@ -191,9 +192,20 @@ def evaluate_checkpoint(
         result.intervals = evaluation_intervals(predictions.labels, predictions.probabilities, class_names,
                                                 score_columns, threshold, calibration_bins, quality, options.intervals,
                                                 options.min_tpr)
+    if options.figures:  # image IDs name the figures: checked before the folder is touched
+        check_figure_names(predictions.image_ids, index.root)
     outputs = OutputSet(output_dir, "evaluate", known=EVALUATE_FILES, log=log)
     write_evaluation(result, loaded, outputs, options.figures, samples)
     return result
+
+
+def check_figure_names(image_ids: Sequence[str], data: Path) -> None:
+    """Each image ID is a plain file name (``path_name``), so ``figures/<id>.png`` is a file of figures/."""
+    for image_id in image_ids:
+        problem = path_name(image_id)
+        if problem is not None:
+            raise DataError(data, f"image ID {image_id!r} {problem}, so it cannot name its figure in figures/.",
+                            "give the image a plain ID (a manifest's image_id column), or evaluate without --figures.")
 
 
 #: what ``evaluate`` may write into its folder (moved aside when a re-run does not write it)
@@ -209,6 +221,7 @@ def write_evaluation(result: EvaluationResult, loaded, outputs: OutputSet, figur
     bins = result.calibration.bins
     predicted, truth = scorer_frames(predictions, class_names, score_columns)
     files = result.files
+    figure_paths = [outputs.path(f"figures/{image_id}.png") for image_id in predictions.image_ids] if figures else []
     files.update(predictions=outputs.path("predictions.csv"), ground_truth=outputs.path("ground_truth.csv"))
     atomic_write_text(files["predictions"], predicted.to_csv(index=False))
     atomic_write_text(files["ground_truth"], truth.to_csv(index=False))
@@ -228,9 +241,7 @@ def write_evaluation(result: EvaluationResult, loaded, outputs: OutputSet, figur
         files["trust"] = outputs.path("trust.csv")
         atomic_write_text(files["trust"], pd.DataFrame(result.trust.rows).to_csv(index=False))
     if figures:
-        files["figures"] = write_figures(result, loaded, folder / "figures")
-        for image_id in predictions.image_ids:
-            outputs.path(f"figures/{image_id}.png")
+        files["figures"] = write_figures(result, loaded, figure_paths)
     files["metrics"] = outputs.path("metrics.json")
     atomic_write_json(files["metrics"], result.to_dict())
     outputs.commit(split=split, images=result.images)
@@ -246,8 +257,9 @@ def patient_retrieval(samples: Sequence[Any], predictions: Predictions, positive
                              [patients[predictions.image_ids[i]] for i in known])
 
 
-def write_figures(result: EvaluationResult, loaded, folder: Path) -> Path:
-    """One figure per image of an evaluation (``attnmel.visualize``), named by image ID."""
+def write_figures(result: EvaluationResult, loaded, paths: Sequence[Path]) -> Path:
+    """One figure per image of an evaluation (``attnmel.visualize``), at ``paths`` (one per image, named by
+    image ID, from the output set); returns their folder."""
     from attnmel.io import atomic_write_bytes
     from attnmel.visualize import ImageFigure, png_bytes
 
@@ -268,8 +280,8 @@ def write_figures(result: EvaluationResult, loaded, folder: Path) -> Path:
             truth=names[int(predictions.labels[i])], lesion_mask=predictions.masks[i] if scored else None,
             jaccard=jaccard,
         ).draw()
-        atomic_write_bytes(folder / f"{image_id}.png", png_bytes(image))
-    return folder
+        atomic_write_bytes(paths[i], png_bytes(image))
+    return paths[0].parent if paths else Path("figures")
 
 
 def default_output_dir(checkpoints: Sequence[str | Path] | None, split: str, tta: bool = False) -> Path:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from attnmel.arguments import check_path_name
 from attnmel.checkpoints.format import training_state_config
 from attnmel.config import Config, apply_overrides, config_from_dict, load_config
 from attnmel.errors import ConfigError
@@ -60,7 +61,11 @@ def run_to_start(config: str | None, output_dir: str | Path | None, overrides: l
         raise ConfigError("--config is required (a YAML file or a preset such as isic2017/attnmel); "
                           "to resume, give --output RUN --resume.")
     fold = f"-fold{resolved.data.fold}" if resolved.data.folds else ""
-    return resolved, Path(output_dir or Path("runs") / f"{resolved.name}{fold}")
+    if output_dir:
+        return resolved, Path(output_dir)
+    check_path_name(resolved.name, f"{config}: name (the run's folder runs/<name> without --output)",
+                    "set name to a plain name (letters, digits, - _ .), or give --output")
+    return resolved, Path("runs") / f"{resolved.name}{fold}"
 
 
 def resumable_config(requested: Config, saved_payload: dict[str, Any], output_dir: Path) -> Config:
