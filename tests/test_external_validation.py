@@ -16,6 +16,7 @@ from attnmel.evaluation.external import evaluate_datasets, named_datasets, read_
 from attnmel.inference import InferenceSettings
 from attnmel.metrics.challenge2024 import partial_auc_above_tpr, top_k_sensitivity
 from attnmel.metrics.intervals import IntervalSettings
+from attnmel.outputs import OutputSet
 
 from .conftest import make_isic2017_subset
 from .layouts import make_isic2024, make_ph2
@@ -75,6 +76,11 @@ def test_cli_json_and_report_side_by_side(tiny_checkpoint, three_datasets, tmp_p
     shutil.copytree(tmp_path / "a", tmp_path / "b")
     other = json.loads((tmp_path / "b" / "external_validation.json").read_text()) | {"model": "other-model"}
     (tmp_path / "b" / "external_validation.json").write_text(json.dumps(other))
+    assert main(["report", str(tmp_path / "a"), str(tmp_path / "b"), "--output", str(tmp_path / "r.html")]) == 2
+    assert "changed after run" in capsys.readouterr().err  # an edited table is not reported as the run's
+    recommitted = OutputSet(tmp_path / "b", "evaluate", log=None)  # "another model's run" wrote it
+    recommitted.add(tmp_path / "b")
+    recommitted.commit()
     assert main(["report", str(tmp_path / "a"), str(tmp_path / "b"), "--output", str(tmp_path / "r.html")]) == 0
     text = capsys.readouterr().out
     assert "other-model: ROC AUC" in text and "| ph2 | 5 | 2 |" in text

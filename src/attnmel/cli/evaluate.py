@@ -73,6 +73,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         format_metrics,
         format_multiclass,
     )
+    from attnmel.evaluation.external import named_datasets
     from attnmel.inference import DataSplit
 
     if args.oof:
@@ -80,10 +81,11 @@ def _evaluate(args: argparse.Namespace) -> int:
     checkpoints = checkpoints_or_default(args.checkpoint, log=(lambda *_: None) if args.json else print)
     if len(args.data) > 1:
         return _external(args, checkpoints)
+    (_, data), = named_datasets(args.data)  # [NAME=]PATH: one dataset's name has no use but is allowed
     output = Path(args.output) if args.output else default_output_dir(checkpoints, args.split, args.tta)
     options = EvaluationOptions(calibration_bins=args.bins, masks=args.masks, mask_threshold=args.mask_threshold,
                                 intervals=interval_settings(args), figures=args.figures, min_tpr=args.min_tpr)
-    result = evaluate_checkpoint(checkpoints, DataSplit(args.data[0], args.split), output, options,
+    result = evaluate_checkpoint(checkpoints, DataSplit(data, args.split), output, options,
                                  inference_settings(args), log=_log(args))
     if args.json:
         print(json.dumps(json.loads(result.files["metrics"].read_text()), indent=2))
@@ -115,7 +117,8 @@ def _external(args: argparse.Namespace, checkpoints) -> int:
     output = Path(args.output) if args.output else default_output_dir(checkpoints, "external", args.tta)
     options = EvaluationOptions(calibration_bins=args.bins, mask_threshold=args.mask_threshold,
                                 intervals=interval_settings(args), min_tpr=args.min_tpr)
-    table = evaluate_datasets(checkpoints, args.data, output, options, inference_settings(args), split=args.split)
+    table = evaluate_datasets(checkpoints, args.data, output, options, inference_settings(args), split=args.split,
+                              log=_log(args))
     print(json.dumps(json_safe(table.to_dict()), indent=2) if args.json else table.to_markdown())
     if not args.json:
         print(f"wrote {', '.join(p.name for p in table.files.values())} to {output}")
@@ -136,8 +139,13 @@ def _out_of_fold(args: argparse.Namespace) -> int:
         raise ConfigError("--oof needs the fold runs: one --checkpoint per fold (attnmel train --fold K --folds N).")
     if args.masks:
         raise ConfigError("--oof scores classification only; run --masks on a split without --oof.")
+    from attnmel.evaluation.external import named_datasets
+
+    if len(args.data) > 1:
+        raise ConfigError("--oof scores the fold runs on the one dataset they were trained on; give one --data.")
+    (_, data), = named_datasets(args.data)
     output = Path(args.output) if args.output else default_oof_output(args.checkpoint)
-    result = out_of_fold_predictions(args.checkpoint, args.data[0], output, settings=inference_settings(args), log=_log(args))
+    result = out_of_fold_predictions(args.checkpoint, data, output, settings=inference_settings(args), log=_log(args))
     if args.json:
         print(json.dumps(json.loads(result.files["metrics"].read_text()), indent=2))
         return 0

@@ -43,11 +43,21 @@ def _external(args: argparse.Namespace) -> int:
     """Several models' external-validation tables side by side (rows: datasets)."""
     from attnmel.errors import ConfigError
     from attnmel.evaluation.external import auc_figure, is_external_validation, read_table, side_by_side
+    from attnmel.outputs import check_output_file, read_manifest
 
     if not all(is_external_validation(path) for path in args.paths):
         raise ConfigError("give either external-validation folders (evaluate with several --data) or evaluation "
                           "folders, not both.")
+    output = check_output_file(args.output)
     tables = [read_table(path) for path in args.paths]
+    written = {output.resolve(), output.with_suffix(".png").resolve()}
+    for table in tables:  # the report (or its figure) must not replace a file of a folder it reads
+        folder = table.files["json"].parent
+        ours = {(folder / name).resolve() for name in read_manifest(folder, ("evaluate",)).files}
+        hit = next(iter(written & (ours | {table.files["json"].resolve()})), None)
+        if hit is not None:
+            raise ConfigError(f"--output {output}: the report (or its .png figure) would overwrite {hit}, which it "
+                              "reads; name another file.")
     markdown, report = side_by_side(tables)
     print(markdown)
     figure = auc_figure(tables, Path(args.output).with_suffix(".png"))

@@ -8,7 +8,11 @@ per layer where the dataset has lesion masks, and the top-15 retrieval sensitivi
 where it has patient ids. The table is written as ``external_validation.json`` (what ``--json``
 prints and ``attnmel report`` reads), ``external_validation.md`` and an HTML report with a figure
 of each dataset's AUC and interval. ``side_by_side`` puts the tables of several models next to
-each other (``attnmel report``).
+each other (``attnmel report``). The folder is one output set (``attnmel.outputs``): its manifest
+names the table's files and every file of the datasets' folders, so a re-run that fails leaves no
+manifest and ``attnmel report`` refuses the earlier table instead of printing it as this run's.
+Dataset names become folder names: ``attnmel.arguments.path_name`` refuses ``..`` and the like where
+the names are read (``data_sources``), and here names the table's own files would collide with.
 
 Each dataset is scored on ``split`` when it has that split; a dataset with a single split (PH2's
 ``test``, ISIC 2024's ``train``, a manifest's ``all``) is scored on it; otherwise it is an error that
@@ -20,7 +24,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,8 +38,11 @@ from attnmel.inference import DataSplit, InferenceSettings
 from attnmel.io import atomic_write_json, atomic_write_text
 from attnmel.metrics.challenge2024 import TOP_K, check_min_tpr
 from attnmel.metrics.intervals import Interval
+from attnmel.outputs import MANIFEST, STALE_PREFIX, OutputSet, check_output_dir, read_manifest
 
 TABLE_JSON = "external_validation.json"
+#: the files of the table, beside one folder per dataset
+TABLE_FILES = (TABLE_JSON, "external_validation.md", "external_validation_auc.png", "external_validation.html")
 COLUMNS = ("dataset", "split", "n", "melanoma", "ROC AUC [95% CI]", "pAUC", "sensitivity", "specificity", "ECE",
            "Jaccard", f"top-{TOP_K} sensitivity")
 
@@ -145,24 +152,37 @@ def evaluate_datasets(
     options: EvaluationOptions = EvaluationOptions(),
     settings: InferenceSettings = InferenceSettings(),
     split: str = "test",
+    log: Callable[[str], None] | None = print,
 ) -> ExternalValidation:
-    """Score ``checkpoint`` on each of ``datasets`` (paths, or ``NAME=PATH``) with ``evaluate_checkpoint``;
-    masks are scored wherever a dataset has them."""
+    """Score ``checkpoint`` on each of ``datasets`` (paths, or ``NAME=PATH``) with ``evaluate_checkpoint``,
+    each into ``<output_dir>/<name>/``; masks are scored wherever a dataset has them. The folder is one
+    output set, committed after the table; ``log`` hears what an earlier run left and was moved aside."""
     check_min_tpr(options.min_tpr)
     if len(datasets) < 1:
         raise ConfigError("give at least one --data.")
-    output_dir = Path(output_dir)
-    rows = []
-    for name, data in named_datasets(datasets):
+    named = named_datasets(datasets)
+    for name, data in named:
+        if name in (MANIFEST, *TABLE_FILES) or name.startswith(STALE_PREFIX):
+            raise ConfigError(f"dataset name {name!r} (of {data}) is a file of the table's folder or a folder of "
+                              f"stale files ({STALE_PREFIX}*). Fix: name the dataset with --data NAME=PATH.")
+    output_dir = check_output_dir(output_dir)
+    scored = []  # every dataset read (and its split chosen) before the folder is touched: a typo costs nothing
+    for name, data in named:
         index = read_dataset(data)
         chosen = _split_of(index, data, split)
-        masks = any(s.mask_path is not None for s in index.splits[chosen])
+        scored.append((name, data, chosen, any(s.mask_path is not None for s in index.splits[chosen])))
+    outputs = OutputSet(output_dir, "evaluate", known=TABLE_FILES, log=log)
+    rows = []
+    for name, data, chosen, masks in scored:
         result = evaluate_checkpoint(checkpoint, DataSplit(data, chosen), output_dir / name,
-                                     dataclasses.replace(options, masks=masks, figures=False), settings)
+                                     dataclasses.replace(options, masks=masks, figures=False), settings, log=log)
+        for written in (*read_manifest(output_dir / name, ("evaluate",)).files, MANIFEST):
+            outputs.add(output_dir / name / written)
         rows.append(_row(name, result))
     model = ", ".join(Path(p).name for p in result.checkpoints) or "shipped model"
     table = ExternalValidation(model, float(result.threshold), options.min_tpr, rows)
-    write_table(table, output_dir)
+    write_table(table, output_dir, outputs)
+    outputs.commit(datasets=[name for name, _ in named])
     return table
 
 
@@ -175,16 +195,19 @@ def _split_of(index, data: str | Path, split: str) -> str:
                     "choose a split every dataset has with --split, or evaluate this one on its own.")
 
 
-def write_table(table: ExternalValidation, output_dir: Path) -> dict[str, Path]:
-    """The table as JSON, Markdown and HTML (with the AUC figure) in ``output_dir``."""
+def write_table(table: ExternalValidation, output_dir: Path, outputs: OutputSet | None = None) -> dict[str, Path]:
+    """The table as JSON, Markdown and HTML (with the AUC figure) in ``output_dir``, recorded in ``outputs``
+    (the folder's output set) when given."""
     output_dir.mkdir(parents=True, exist_ok=True)
+    json_file, markdown, figure, html = (outputs.path(name) if outputs is not None else output_dir / name
+                                         for name in TABLE_FILES)
     files = table.files
-    files["json"] = output_dir / TABLE_JSON
+    files["json"] = json_file
     atomic_write_json(files["json"], table.to_dict())
-    files["markdown"] = output_dir / "external_validation.md"
+    files["markdown"] = markdown
     atomic_write_text(files["markdown"], table.to_markdown() + "\n")
-    files["figure"] = auc_figure([table], output_dir / "external_validation_auc.png")
-    files["html"] = table.to_html(files["figure"]).write(output_dir / "external_validation.html")
+    files["figure"] = auc_figure([table], figure)
+    files["html"] = table.to_html(files["figure"]).write(html)
     return files
 
 
@@ -227,8 +250,11 @@ def is_external_validation(path: str | Path) -> bool:
 
 
 def read_table(path: str | Path) -> ExternalValidation:
+    """The table of an external-validation folder (or its JSON), only when the folder's manifest names
+    it unchanged: a table a failed or interrupted re-run left behind is refused, not reported."""
     path = Path(path)
     path = path / TABLE_JSON if path.is_dir() else path
+    path = read_manifest(path.parent, ("evaluate",)).require(path.name)
     try:
         table = ExternalValidation.from_dict(json.loads(path.read_text(encoding="utf-8")))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
