@@ -84,15 +84,23 @@ def refuse_pickle(path: Path) -> CheckpointError:
     )
 
 
+#: the suffixes of a model checkpoint's two files: the weights, and the readable copy of the metadata
+CHECKPOINT_SUFFIXES = (".safetensors", ".json")
+
+
 def checkpoint_paths(path: str | Path) -> tuple[Path, Path]:
-    """(weights, sidecar) for a run folder (its best model), a ``.safetensors`` or a ``.json`` path."""
+    """(weights, sidecar) for a run folder (its best model), a ``.safetensors`` or a ``.json`` path, or a
+    path without either suffix (``.safetensors`` and ``.json`` appended). Only those two suffixes are
+    replaced: the dots of ``model.v2.safetensors`` are part of its name, never a suffix to drop (that
+    read, and wrote, ``model.safetensors``)."""
     path = Path(path)
     if path.is_dir():
         path = path / BEST_FILE
     if is_pickle_checkpoint(path):
         raise refuse_pickle(path)
-    stem = path.with_suffix("")
-    return stem.with_suffix(".safetensors"), stem.with_suffix(".json")
+    stem = path.with_suffix("") if path.suffix in CHECKPOINT_SUFFIXES else path
+    weights, sidecar = (stem.with_name(stem.name + suffix) for suffix in CHECKPOINT_SUFFIXES)
+    return weights, sidecar
 
 
 def save_model_checkpoint(path: str | Path, model: nn.Module, meta: CheckpointMeta) -> Path:

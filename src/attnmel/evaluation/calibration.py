@@ -10,7 +10,11 @@ is kept. Data that cannot identify these (one class, fewer than ``MIN_IMAGES`` i
 ``MIN_PER_CLASS`` of a class) is refused, saying why.
 
 The result is written to ``output`` or beside the input (``<name>-calibrated.safetensors``; in the
-current folder for the shipped model): never over the input, never inside the installed package.
+current folder for the shipped model): never over the input, never inside the installed package, and
+never over a file that ``attnmel calibrate`` did not write (another run's ``best.safetensors``, a
+user's model or its ``.json``): an existing file is replaced only when it is an earlier calibrated
+checkpoint. ``output`` names the new file exactly (``.safetensors``, or no suffix to get one); a
+folder is refused, not taken to mean the ``best.safetensors`` inside it.
 """
 
 from __future__ import annotations
@@ -23,7 +27,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from attnmel.checkpoints.format import checkpoint_paths, copy_with_metadata, is_pickle_checkpoint
+from attnmel.checkpoints.format import (
+    CHECKPOINT_SUFFIXES,
+    checkpoint_paths,
+    copy_with_metadata,
+    is_pickle_checkpoint,
+    read_metadata,
+)
 from attnmel.checkpoints.loader import resolve_source
 from attnmel.checkpoints.trust import ConformalSets, OperatingPoint, ThresholdRule
 from attnmel.errors import CheckpointError, ConfigError
@@ -42,6 +52,7 @@ from attnmel.metrics.calibration import (
     calibration_report,
     fit_temperature,
 )
+from attnmel.outputs import check_output_file
 
 #: the installed package: read-only to attnmel
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
@@ -91,19 +102,49 @@ class CalibrationResult:
 
 def calibrated_output(source: Path, output: str | Path | None) -> Path:
     """Where the calibrated checkpoint goes: ``output``, or ``<stem>-calibrated.safetensors`` beside the
-    input (in the current folder when the input lies inside the installed package)."""
-    source, _ = checkpoint_paths(source)
+    input (in the current folder when the input lies inside the installed package). Refused: a folder,
+    a suffix other than ``.safetensors``, the input itself, the installed package, and a file (weights
+    or ``.json``) that is not an earlier output of ``attnmel calibrate``."""
+    source, source_sidecar = checkpoint_paths(source)
     if output is None:
         folder = Path.cwd() if _inside(source, PACKAGE_DIR) else source.parent
         output = folder / f"{source.stem}-calibrated.safetensors"
-    target, _ = checkpoint_paths(Path(output))
-    if target.resolve() == source.resolve():
+    output = Path(output)
+    if output.is_dir():
+        raise ConfigError(f"--output {output}: is an existing folder; name the new checkpoint file (e.g. "
+                          f"{output / (source.stem + '-calibrated.safetensors')}).")
+    if output.suffix not in ("", CHECKPOINT_SUFFIXES[0]):
+        raise ConfigError(f"--output {output}: a calibrated checkpoint is a {CHECKPOINT_SUFFIXES[0]} file (with its "
+                          f".json copy beside it); name it {output.name}{CHECKPOINT_SUFFIXES[0]} or another "
+                          f"{CHECKPOINT_SUFFIXES[0]} file.")
+    check_output_file(output)
+    target, sidecar = checkpoint_paths(output)
+    if {target.resolve(), sidecar.resolve()} & {source.resolve(), source_sidecar.resolve()}:
         raise ConfigError(f"--output {output} is the checkpoint being calibrated; calibrate never writes its input. "
                           "Name another file.")
     if _inside(target, PACKAGE_DIR):
         raise ConfigError(f"--output {output} lies inside the installed attnmel package, which attnmel never writes; "
                           "name a file elsewhere.")
+    problem = _not_ours(target, sidecar)
+    if problem is not None:
+        raise ConfigError(f"--output {output}: {problem}; calibrate replaces only a checkpoint it wrote earlier. "
+                          "Name a new file, or move that one away first.")
     return target
+
+
+def _not_ours(target: Path, sidecar: Path) -> str | None:
+    """Why writing ``target`` (and its ``sidecar``) would replace a file calibrate did not write, or None."""
+    if target.is_symlink() or sidecar.is_symlink():
+        return f"{target if target.is_symlink() else sidecar} is a link, which calibrate does not write through"
+    if not target.exists():
+        return f"{sidecar} already exists and is not the copy of a calibrated checkpoint" if sidecar.exists() else None
+    try:
+        meta = read_metadata(target)
+    except CheckpointError:
+        return f"{target} already exists and is not an attnmel checkpoint"
+    if meta.calibration is None:
+        return f"{target} already holds a checkpoint that attnmel calibrate did not write (a trained or exported model)"
+    return None
 
 
 def _inside(path: Path, folder: Path) -> bool:
@@ -143,6 +184,8 @@ def calibrate_checkpoint(
     if write and path is not None and is_pickle_checkpoint(path):
         raise CheckpointError(f"{path}: a pickle cannot store a calibration; convert it once with `attnmel export "
                               "--format safetensors --trust-pickle`, or pass --dry-run.")
+    if write and path is not None:  # a refused --output is said before the images are read
+        calibrated_output(path, output)
     run = predict_split(checkpoint, source, settings.replace(use_temperature=False), keep=("logits",), desc="logits")
     split, tta, index, samples, predictions = source.split, settings.tta, run.index, run.samples, run.predictions
     source_path, meta = run.loaded.sources[0], run.loaded.meta
