@@ -5,7 +5,7 @@ and the operating point off ISIC 2017. One table per part, in Markdown, for benc
 
 Features come from the model's own forward pass (``keep_features``), cached per dataset in
 ``--cache`` so that a second run only recomputes the tables. The OOD set is
-``attnmel.evaluation.ood_images`` (photo crops, blanks, gradients, noise, textures, screenshots).
+``benchmarks/ood_images.py`` (photo crops, blanks, gradients, noise, textures, screenshots).
 The detector is compared with k-nearest-neighbour distance (Sun et al., ICML 2022: cosine distance
 of normalised features to the k-th nearest training image); thresholds are set on one half of ISIC
 2017 val and the false-flag rate read on the other half, over many random halves.
@@ -21,7 +21,6 @@ import numpy as np
 import torch
 from sklearn.metrics import roc_auc_score
 
-from attnmel.evaluation.ood_images import ood_images
 from attnmel.evaluation.operating_point import choose_operating_point, wilson_interval
 from attnmel.evaluation.split_predictions import read_split
 from attnmel.evaluation.trust import DEFAULT_COMPONENTS, conformal_quantile, fit_ood
@@ -29,6 +28,9 @@ from attnmel.inference import DataSplit, InferenceSettings, load_model
 from attnmel.inference.trust import attention_warning, feature_tap
 from attnmel.io import atomic_write_json
 from attnmel.metrics.intervals import delong_interval
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from ood_images import ood_images  # noqa: E402
 
 #: name: (dataset folder, split, images drawn at random with seed 0; None: all)
 SETS = {"isic2017-train": ("isic2017", "train", None), "isic2017-val": ("isic2017", "val", None),

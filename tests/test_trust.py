@@ -22,7 +22,6 @@ from attnmel.demo import unseen_data_path
 from attnmel.errors import CheckpointError, ConfigError, DataError
 from attnmel.evaluation.calibration import calibrate_checkpoint
 from attnmel.evaluation.evaluate import EvaluationOptions, evaluate_checkpoint
-from attnmel.evaluation.ood_images import ood_images
 from attnmel.evaluation.operating_point import choose_operating_point
 from attnmel.evaluation.trust import conformal_quantile, fit_conformal, fit_ood
 from attnmel.inference import DataSplit, InferenceSettings, load_model
@@ -31,7 +30,7 @@ from attnmel.io import file_sha256
 from attnmel.serving import ServedModel, ServiceSettings, create_app
 
 from .checkpoint_helpers import make_checkpoint
-from .conftest import SAMPLE, make_isic2017_subset, write_csv
+from .conftest import SAMPLE, benchmark_script, make_isic2017_subset, write_csv
 
 QUIET = InferenceSettings(progress=False)
 
@@ -219,14 +218,20 @@ def test_a_detector_of_another_feature_size_is_refused(model_file, tmp_path):
         load_model(path)
 
 
-def test_non_dermoscopy_images_are_flagged_and_dermoscopy_mostly_not():
+@pytest.fixture
+def ood_set():
+    """``benchmarks/ood_images.py``: the benchmark's stated OOD images, a fixture outside the package."""
+    yield from benchmark_script("ood_images")
+
+
+def test_non_dermoscopy_images_are_flagged_and_dermoscopy_mostly_not(ood_set):
     """The shipped model's own detector (fitted by scripts/fit_trust.py) on the demo's unseen ISIC 2016 images
     (never in its training) and on non-dermoscopy images."""
     model = load_model()
     if model.meta.ood_detector is None:
         pytest.skip("the shipped model carries no OOD detector")
     dermoscopy = model.predict(sorted((unseen_data_path() / "ISBI2016_ISIC_Part3_Test_Data").glob("*.jpg"))[:30])
-    others = model.predict([image for kind, image in ood_images(per_kind=4) if kind != "photo"])
+    others = model.predict([image for kind, image in ood_set.ood_images(per_kind=4) if kind != "photo"])
     assert sum(a.out_of_distribution for a in dermoscopy) <= 0.2 * len(dermoscopy)
     assert sum(a.out_of_distribution for a in others) >= 0.8 * len(others)
     assert all(a.ood_score is not None and a.prediction_set for a in dermoscopy)

@@ -1,4 +1,5 @@
-"""A stated out-of-distribution image set built from what any installation has (no download).
+"""A stated out-of-distribution image set built from what any installation has (no download): a
+fixture of ``benchmarks/trust.py`` and the trust tests, not part of the package.
 
 Six kinds, all RGB, sizes between 200 and 640 px, seeded:
 - ``photo``: random crops of the natural photographs shipped with scikit-learn (``china.jpg``,
