@@ -19,7 +19,7 @@ def check_model(name: str, backbone: str, device, size: int, batch: int) -> str:
     then one bf16 + channels_last training step must give every parameter a finite gradient."""
     import torch
 
-    from attnmel.models import create_model
+    from attnmel import create_model
     from attnmel.training.losses import FocalLoss
 
     torch.manual_seed(0)

@@ -42,7 +42,7 @@ def task_ddp(s: Settings, task: Task, save) -> None:
     import torch.distributed as dist
     from torch.nn.parallel import DistributedDataParallel
 
-    from attnmel.models import create_model
+    from attnmel import create_model
     from attnmel.training.distributed import GlobalBatchNorm, _sum_over_ranks
     from attnmel.training.losses import FocalLoss, attention_prior_loss
 

@@ -112,7 +112,7 @@ def training_flops(config) -> float:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    from attnmel.models import create_model
+    from attnmel import create_model
 
     size = config.data.image_size
     with torch.device("meta"):
