@@ -23,7 +23,7 @@ from sklearn.metrics import roc_auc_score
 
 from attnmel.evaluation.operating_point import choose_operating_point, wilson_interval
 from attnmel.evaluation.split_predictions import read_split
-from attnmel.evaluation.trust import DEFAULT_COMPONENTS, conformal_quantile, fit_ood
+from attnmel.evaluation.trust import DEFAULT_COMPONENTS, DetectorData, conformal_quantile, fit_ood
 from attnmel.inference import DataSplit, InferenceSettings, load_model
 from attnmel.inference.trust import attention_warning, feature_tap
 from attnmel.io import atomic_write_json
@@ -42,9 +42,9 @@ def ood_arrays(loaded) -> dict[str, np.ndarray]:
     features, probabilities, maps = [], [], {}
     for start in range(0, len(pairs), 32):
         batch = torch.stack([loaded.preprocessing(image) for _, image in pairs[start:start + 32]])
-        with feature_tap(loaded.predictor.models) as captured:
+        with feature_tap(loaded.predictor.models) as tapped:
             p, attention = loaded.predictor(batch)
-        features.append(captured[0].numpy())
+        features.append(tapped.features())
         probabilities.append(p.numpy())
         for name, amap in attention.items():
             maps.setdefault(name, []).append(amap[:, 0].float().numpy())
@@ -97,9 +97,12 @@ def half_split_flags(val_scores: np.ndarray, others: dict[str, np.ndarray], rng,
 
 def ood_table(data: dict[str, dict[str, np.ndarray]], figures: dict) -> list[str]:
     train, val, ood = data["isic2017-train"]["features"], data["isic2017-val"]["features"], data["ood"]["features"]
-    methods = {f"PPCA Mahalanobis{', signed sqrt' if t == 'signed-sqrt' else ''}, k={k}":
-               fit_ood(train, val, components=k, transform=t).score
-               for t in ("none", "signed-sqrt") for k in (8, 16, 32, 64)}
+    def features(x: np.ndarray) -> DetectorData:
+        return DetectorData(x, None, None, "features")
+
+    methods = {f"PPCA Mahalanobis, signed sqrt, k={k}":
+               (lambda x, d=fit_ood(features(train), features(val), inputs=("features",), components=k): d.score(x))
+               for k in (8, 16, 32, 64)}
     methods.update({f"kNN cosine, k={k}": (lambda x, k=k: knn_scores(train, x, k)) for k in (1, 10)})
     lines = ["| detector | OOD AUROC (val vs OOD set) | false flags, val (threshold on other half) | HAM10000 flagged | "
              "ISIC 2016 test flagged | OOD set flagged |", "|---|---|---|---|---|---|"]
@@ -117,14 +120,14 @@ def ood_table(data: dict[str, dict[str, np.ndarray]], figures: dict) -> list[str
                               f"{rates['val (held-out half)']:.1%} (threshold set on the other half), HAM10000 "
                               f"{rates['ham']:.1%}, ISIC 2016 test {rates['isic2016']:.1%}, the OOD set {rates['ood']:.1%}")
     kinds = data["ood"]["kinds"]
-    detector = fit_ood(train, val)
+    detector = fit_ood(features(train), features(val), inputs=("features",))
     s_val, s_ood = detector.score(val), detector.score(ood)
     lines += ["", "Per kind of OOD image, the default detector (threshold fitted on all of val):", "",
               "| kind | images | AUROC vs val | flagged |", "|---|---|---|---|"]
     for kind in dict.fromkeys(kinds):
         part = s_ood[kinds == kind]
         auroc = roc_auc_score(np.r_[np.zeros(len(s_val)), np.ones(len(part))], np.r_[s_val, part])
-        lines.append(f"| {kind} | {len(part)} | {auroc:.3f} | {(part > detector.threshold).mean():.3f} |")
+        lines.append(f"| {kind} | {len(part)} | {auroc:.3f} | {(part > 1.0).mean():.3f} |")
     return lines
 
 
@@ -204,7 +207,7 @@ def main() -> None:
     parser.add_argument("--shared", type=Path, default=Path("../shared"))
     parser.add_argument("--checkpoint", default=None, help="default: the shipped model")
     parser.add_argument("--cache", type=Path, default=Path("benchmarks/.trust-cache"))
-    parser.add_argument("--json", type=Path, help="also write the headline figures here (scripts/fit_trust.py --figures)")
+    parser.add_argument("--json", type=Path, help="also write the headline figures here (for a model card's release record)")
     args = parser.parse_args()
     torch.set_num_threads(2)
     loaded = load_model(args.checkpoint, InferenceSettings(device="cpu"))

@@ -10,9 +10,12 @@
 2. evaluates every seed's best epoch on ISIC 2017 validation, without and with TTA, with attention
    quality against the lesion masks and the share of nearly flat maps;
 3. keeps the seed with the best validation ROC AUC (the spread over seeds goes into the card, so
-   the choice can be judged); fits its temperature, its operating point (85% sensitivity) and its
-   conformal sets on validation, and its out-of-distribution detector on both training sets'
-   features; measures the operating point on the held-out HAM10000 lesions;
+   the choice can be judged); fits its trust fields with ``attnmel.evaluation.trust.fit_trust``:
+   temperature, operating point (85% sensitivity) and class-conditional conformal sets on the
+   yardstick's out-of-fold answers (``--out-of-fold``) or else on validation, the out-of-distribution
+   detector's statistics on the training images and its thresholds on held-out in-distribution
+   images; the TTA mode gets its own fields; measures the operating point on the held-out HAM10000
+   lesions;
 4. writes ``<tag>.safetensors`` in fp16 (weights with their ``CheckpointMeta``, including a
    ``release`` record: licences, provenance and sha256 of the initial weights, the selection, the
    machine, this command, the held-out check, and how the fp16 file itself scores on val against its
@@ -43,15 +46,15 @@ from attnmel.config import load_config
 from attnmel.data.readers import read_dataset
 from attnmel.data.splits import SPLIT_FILE, SplitRecord
 from attnmel.errors import CheckpointError
-from attnmel.evaluation.calibration import calibrate_checkpoint
 from attnmel.evaluation.evaluate import EvaluationOptions, evaluate_checkpoint
 from attnmel.evaluation.operating_point import wilson_interval
-from attnmel.evaluation.trust import fit_trust
-from attnmel.inference import DataSplit, InferenceSettings, load_model
+from attnmel.evaluation.trust import FITS, DetectorData, FittingData, TrustFit, TrustOptions, fit_trust
+from attnmel.inference import DataSplit, InferenceSettings, LoadedModel, load_model, probabilities_from_logits
 from attnmel.io import atomic_write_text, file_sha256
 from attnmel.models.maps import FLAT_EPSILON
 from attnmel.training.loop import train
 from attnmel.training.resume import STATE_FILE
+from attnmel.yardstick import SCORES_FILE, SiteScores
 
 PRESET = "isic2017/attnmel-shipped"
 LICENCE = ("The weights derive from ISIC 2017 challenge data (CC BY-NC 4.0) and HAM10000 (CC BY-NC-SA 4.0, "
@@ -119,6 +122,71 @@ def held_out_check(checkpoint: Path, run: Path, ham10000: Path) -> dict:
             "specificity_interval": wilson_interval(negatives_kept, int((~truth).sum()))}
 
 
+def out_of_fold(folder: Path, seed: int, positive_index: int) -> FittingData:
+    """The yardstick's out-of-fold answers of one seed (``<folder>/seed<seed>/fold*/yardstick-scores.json``):
+    every pooled image predicted by the fold model that never saw it, raw P(positive)."""
+    files = sorted((folder / f"seed{seed}").glob(f"fold*/{SCORES_FILE}"))
+    if not files:
+        raise SystemExit(f"--out-of-fold {folder}: no seed{seed}/fold*/{SCORES_FILE}; run attnmel yardstick there first.")
+    folds = [SiteScores(**json.loads(path.read_text(encoding="utf-8"))["out_of_fold"]) for path in files]
+    labels = [label for fold in folds for label in fold.labels]  # 1: positive
+    scores = [score for fold in folds for score in fold.scores]
+    return FittingData.from_scores([positive_index if y else 1 - positive_index for y in labels], scores,
+                                   positive_index, f"isic2017 train+val, out of fold ({len(files)} folds)")
+
+
+def held_out_samples(loaded: LoadedModel, run: Path, data: Path, ham10000: Path) -> list:
+    """In-distribution images the run never trained on: ISIC 2017 val and the HAM10000 lesions it held out."""
+    held = {key.split("/", 1)[1] for key in SplitRecord.read(run / SPLIT_FILE).held_out if key.startswith("ham10000/")}
+    return read_dataset(data, loaded.task).split("val") + \
+        [s for s in read_dataset(ham10000, loaded.task).split("train") if s.image_id in held]
+
+
+def fit_trust_fields(args: argparse.Namespace, run: Path) -> tuple[TrustFit, TrustFit]:
+    """The shipped model's trust fields, plain and TTA, all through ``fit_trust``: temperature, threshold and
+    sets on the yardstick's out-of-fold answers (``--out-of-fold``; else on ISIC 2017 val), the detector's
+    statistics on the training images and its thresholds on held-out in-distribution images (ISIC 2017
+    val and the held-out HAM10000 lesions). The TTA mode gets its own threshold, sets and detector, on
+    8-view answers (the detector's statistics on ``--tta-detector-images`` training images)."""
+    settings = RAW.replace(device=args.device)
+    plain_model, tta_model = load_model(run, settings), load_model(run, settings.replace(tta=True))
+    names, positive = plain_model.class_names, plain_model.meta.positive_class
+    index = names.index(positive)
+    held = held_out_samples(plain_model, run, args.data, args.ham10000)
+    train_samples = [s for path in (args.data, args.ham10000) for s in read_dataset(path, plain_model.task).split("train")]
+    rng = np.random.default_rng(0)
+    some = [train_samples[i] for i in sorted(rng.choice(len(train_samples), min(args.tta_detector_images,
+                                                                               len(train_samples)), replace=False))]
+
+    def answers(loaded: LoadedModel, samples: list, keep: tuple = ("features", "logits")):
+        return loaded.infer(samples, settings, keep=keep, desc="trust")
+
+    train = DetectorData.of(answers(plain_model, train_samples, ("features",)), "isic2017 train + ham10000 train")
+    held_plain = answers(plain_model, held)
+    held_detector = DetectorData.of(held_plain, "isic2017 val + held-out ham10000 lesions")
+    fitting = out_of_fold(args.out_of_fold, args.seeds[0], index) if args.out_of_fold else \
+        FittingData.from_predictions(answers(plain_model, read_dataset(args.data, plain_model.task).split("val")),
+                                     "isic2017 val")
+    fitting = FittingData(fitting.labels, fitting.probabilities, fitting.description, fitting.logits, held_detector)
+    plain = fit_trust(fitting, names, positive, options=TrustOptions(fit=FITS), detector_train=train)
+    # TTA: the 8-view answers at the fitted temperature
+    val_tta = answers(tta_model, read_dataset(args.data, plain_model.task).split("val"))
+    held_tta = answers(tta_model, held)
+    temperature = plain.temperature or 1.0
+    probabilities = probabilities_from_logits(torch.from_numpy(val_tta.logits), temperature).mean(dim=0).double().numpy()
+    tta_fitting = FittingData(val_tta.labels, probabilities, "isic2017 val, 8-view TTA", None,
+                              DetectorData.of(held_tta, "isic2017 val + held-out ham10000 lesions, 8-view TTA"))
+    tta_train = DetectorData.of(answers(tta_model, some, ("features",)), f"{len(some)} training images, 8-view TTA")
+    tta = fit_trust(tta_fitting, names, positive, options=TrustOptions(fit=("threshold", "sets", "detector")),
+                    detector_train=tta_train)
+    for mode, fit in (("plain", plain), ("tta", tta)):
+        point, sets, ood = fit.fields.operating_point, fit.fields.conformal, fit.fields.ood_detector
+        print(f"{mode}: threshold {point.threshold:.4f} ({point.describe()}), sensitivity {point.sensitivity:.3f}, "
+              f"specificity {point.specificity:.3f}; {sets.describe()}; OOD detector flags {ood.flagged_share:.1%} of "
+              f"{ood.threshold_on}")
+    return plain, tta
+
+
 def machine() -> str:
     cpu = platform.processor() or platform.machine()
     return f"{platform.system()} {cpu}, {torch.get_num_threads()} torch threads, torch {torch.__version__}, no GPU" \
@@ -140,6 +208,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--description", help="one line for the registry (default: the entry's present one)")
     parser.add_argument("--default", action="store_true", help="make --tag the registry's default model")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="extra config overrides")
+    parser.add_argument("--out-of-fold", type=Path, default=None,
+                        help="an attnmel yardstick --runs folder of this recipe: the temperature, threshold and sets "
+                             "are fitted on its out-of-fold answers (first --seeds seed) instead of ISIC 2017 val")
+    parser.add_argument("--tta-detector-images", type=int, default=2000,
+                        help="training images whose 8-view features fit the TTA mode's detector (default 2000)")
+    parser.add_argument("--device", default="auto", help="where the trust fields are fitted (default auto)")
     args = parser.parse_args(argv)
     try:  # a registry it cannot extend is found before hours of training
         listed = Registry.read(args.output / REGISTRY_FILE).weights
@@ -157,9 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     for seed, values in measured.items():
         print(f"seed {seed}: " + json.dumps(values))
     chosen = max(measured, key=lambda seed: measured[seed]["plain"]["roc_auc"])
-    calibration = calibrate_checkpoint(runs[chosen], DataSplit(args.data, "val"), settings=RAW, write=False)
-    detector = fit_trust(runs[chosen], [DataSplit(args.data, "train"), DataSplit(args.ham10000, "train")],
-                         DataSplit(args.data, "val"), RAW)["ood_detector"]
+    plain, tta = fit_trust_fields(args, runs[chosen])
     chosen_model = load_model(runs[chosen], device="cpu")
     model, meta = chosen_model.network, chosen_model.meta
     aucs = [measured[seed]["plain"]["roc_auc"] for seed in args.seeds]
@@ -185,10 +257,10 @@ def main(argv: list[str] | None = None) -> int:
                    + " ".join(f"--set {s}" for s in args.set) + f" --seeds {' '.join(map(str, args.seeds))}",
         "test_split": "not used: ISIC 2017 test is held out for independent scoring",
     }
-    meta = meta.replace(temperature=calibration.temperature, calibration={
-        "method": "temperature scaling on ISIC 2017 val (NLL)", "split": "val", "images": calibration.images,
-        "ece_before": calibration.before.ece, "ece_after": calibration.after.ece}, release=release,
-        operating_point=calibration.operating_point, conformal=calibration.conformal, ood_detector=detector)
+    meta = meta.replace(temperature=plain.temperature, calibration={
+        "method": "temperature scaling (NLL) by attnmel.evaluation.trust.fit_trust",
+        "data": plain.fields.conformal.data, "images": int(len(plain.probabilities))},
+        release=release).with_trust("plain", plain.fields).with_trust("tta", tta.fields)
     target = args.output / f"{args.tag}.safetensors"
     save_model_checkpoint(target, model.half(), meta)
     target.with_suffix(".json").unlink()  # the package keeps the weights (metadata embedded) and the card

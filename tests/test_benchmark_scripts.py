@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import sys
 from collections.abc import Callable
@@ -194,28 +193,21 @@ def _trust(inputs: Inputs, tmp: Path) -> Run:
                 "--json", str(figures)], table="| detector |", rows=4, then=wrote_figures)
 
 
+@case("benchmarks/ood.py", slow=True)
+def _ood(inputs: Inputs, tmp: Path) -> Run:
+    shared = tmp / "shared"
+    (shared / "data").mkdir(parents=True)
+    (shared / "data" / "isic2017").symlink_to(SAMPLE)
+    (shared / "data" / "isic2016").symlink_to(UNSEEN)
+    from .layouts import HAM_ROWS, make_ham10000
+
+    make_ham10000(shared / "data" / "ham10000", HAM_ROWS)
+    return Run(["--shared", str(shared), "--checkpoint", str(inputs.checkpoint), "--cache", str(tmp / "cache"),
+                "--splits", "2", "--noise", "35", "--per-photo", "2", "--ham-train", "20"],
+               table="| set | images |", rows=8)
+
+
 # --------------------------------------------------------------------------- scripts/
-
-
-@case("scripts/fit_trust.py")
-def _fit_trust(inputs: Inputs, tmp: Path) -> Run:
-    from attnmel.checkpoints.format import read_metadata
-    from attnmel.checkpoints.pretrained import REGISTRY_FILE, Registry, register
-
-    folder = tmp / "weights"
-    folder.mkdir()
-    target = folder / "tiny.safetensors"
-    shutil.copy(inputs.checkpoint, target)
-    target.with_suffix(".md").write_text("# card to be rewritten\n")
-    before = register(folder, "tiny", "a random-weight model").sha256
-
-    def registered() -> None:
-        entry = Registry.read(folder / REGISTRY_FILE).weights["tiny"]
-        assert entry.sha256 != before and entry.verify() == target  # the registry names the rewritten file
-        assert read_metadata(target).ood_detector is not None
-
-    return Run(["--data", str(SAMPLE), "--checkpoint", str(target)], line=r"^registry .*'tiny' now names sha256",
-               then=registered)
 
 
 @case("scripts/make_unseen_sample.py")

@@ -57,19 +57,14 @@ def server_url(tiny_checkpoint):
 @pytest.fixture
 def flagging_server_url(tiny_checkpoint, tmp_path):
     """The tiny model with an OOD detector whose threshold (0) flags every image."""
-    import dataclasses
-
-    import numpy as np
     from safetensors.torch import load_file
 
     from attnmel.checkpoints.format import update_metadata
-    from attnmel.evaluation.trust import fit_ood
+
+    from .trust_helpers import flagging_detector
 
     path = Path(shutil.copy(tiny_checkpoint, tmp_path / "flagging.safetensors"))
-    dim = load_file(str(path))["classifier.weight"].shape[1]
-    rng = np.random.default_rng(0)
-    detector = fit_ood(rng.normal(size=(40, dim)), rng.normal(size=(10, dim)), components=4)
-    update_metadata(path, ood_detector=dataclasses.replace(detector, threshold=0.0))
+    update_metadata(path, ood_detector=flagging_detector(load_file(str(path))["classifier.weight"].shape[1]))
     yield from _serve(path)
 
 
@@ -192,4 +187,8 @@ def test_page_shows_a_plain_warning_instead_of_the_probability_when_out_of_distr
     assert "does not look like the dermoscopy images" in warning.text and image.name in warning.text
     assert warning.get_attribute("role") == "alert"
     assert not browser.find_element(By.ID, "probability").is_displayed()  # no bold probability
+    assert not browser.find_element(By.ID, "probability-table").is_displayed()  # no class-probability table
+    assert not browser.find_element(By.ID, "probability-table").find_elements(By.TAG_NAME, "td")
+    status = browser.find_element(By.ID, "status").text
+    assert "not answered" in status and "P(" not in status  # nor in the status line
     assert "Threshold" in browser.find_element(By.ID, "trust-notes").text

@@ -3,7 +3,6 @@ file, OOD flags, conformal sets and the attention check (issues 19, 20 and 23)."
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import shutil
 
@@ -23,7 +22,7 @@ from attnmel.errors import CheckpointError, ConfigError, DataError
 from attnmel.evaluation.calibration import calibrate_checkpoint
 from attnmel.evaluation.evaluate import EvaluationOptions, evaluate_checkpoint
 from attnmel.evaluation.operating_point import choose_operating_point
-from attnmel.evaluation.trust import conformal_quantile, fit_conformal, fit_ood
+from attnmel.evaluation.trust import conformal_quantile, fit_conformal
 from attnmel.inference import DataSplit, InferenceSettings, load_model
 from attnmel.inference.trust import NO_OOD_CHECK, attention_warning
 from attnmel.io import file_sha256
@@ -31,6 +30,7 @@ from attnmel.serving import ServedModel, ServiceSettings, create_app
 
 from .checkpoint_helpers import make_checkpoint
 from .conftest import SAMPLE, benchmark_script, make_isic2017_subset, write_csv
+from .trust_helpers import random_detector
 
 QUIET = InferenceSettings(progress=False)
 
@@ -158,7 +158,7 @@ def test_prediction_sets_reach_the_nominal_coverage_on_simulated_scores():
         p = rng.beta(2, 2, 1200)
         labels = (rng.random(1200) < p).astype(int)
         probabilities = np.stack([1 - p, p], axis=1)
-        sets = fit_conformal(labels[:200], probabilities[:200], alpha)
+        sets = fit_conformal(labels[:200], probabilities[:200], ["other", "melanoma"], alpha, kind="marginal")
         inside = sets.sets(probabilities[200:], ["other", "melanoma"])
         coverage.append(np.mean([["other", "melanoma"][y] in s for y, s in zip(labels[200:], inside, strict=True)]))
     # theory: mean coverage in [1 - alpha, 1 - alpha + 1/(n+1)]; tolerance 0.02
@@ -178,11 +178,8 @@ def test_a_checkpoint_without_a_detector_loads_and_says_no_ood_check(model_file,
     assert NO_OOD_CHECK in result.trust.describe()
 
 
-def _detector(dim: int, threshold: float | None = None) -> OodDetector:
-    rng = np.random.default_rng(0)
-    detector = fit_ood(rng.normal(size=(60, dim)), rng.normal(size=(20, dim)), components=4, fitted_on="random",
-                       threshold_on="random")
-    return detector if threshold is None else dataclasses.replace(detector, threshold=threshold)
+def _detector(dim: int) -> OodDetector:
+    return random_detector(dim)
 
 
 def _rewrite_header(path, change) -> None:
@@ -193,18 +190,24 @@ def _rewrite_header(path, change) -> None:
 
 
 @pytest.mark.parametrize("change, message", [
-    (lambda p: p["ood_detector"]["mean"].__setitem__(0, float("nan")), "mean holds NaN"),
-    (lambda p: p["ood_detector"]["components"][0].append(1.0), "components"),
-    (lambda p: p["ood_detector"].__setitem__("variances", [1.0]), "variances"),
-    (lambda p: p["ood_detector"].__setitem__("threshold", float("inf")), "threshold"),
+    (lambda p: p["ood_detector"]["parts"][0]["means"][0].__setitem__(0, float("nan")), "means holds NaN"),
+    (lambda p: p["ood_detector"]["parts"][0]["components"][0].append(1.0), "components"),
+    (lambda p: p["ood_detector"]["parts"][0].__setitem__("variances", [1.0]), "variances"),
+    (lambda p: p["ood_detector"]["parts"][0].__setitem__("threshold", float("inf")), "threshold"),
+    (lambda p: p["ood_detector"]["parts"][0].__setitem__("input", "pixels"), "input"),
+    (lambda p: p["ood_detector"].__setitem__("parts", []), "parts"),
     (lambda p: p["conformal"].__setitem__("alpha", 2.0), "alpha"),
+    (lambda p: p["conformal"]["per_class"].pop("melanoma"), "conformal.*quantiles for"),
+    (lambda p: p["conformal"].__setitem__("kind", "mondrian"), "kind"),
+    (lambda p: p.__setitem__("trust_modes", {"tta": {"conformal": {"alpha": 0.1}}}), "trust_modes"),
+    (lambda p: p.__setitem__("trust_modes", {"ensemble:abc": {}}), "trust_modes"),
     (lambda p: p["operating_point"].__setitem__("threshold", float("nan")), "threshold"),
 ])
 def test_tampered_trust_metadata_is_refused_at_load(model_file, tmp_path, change, message):
     path = shutil.copy(model_file, tmp_path / "model.safetensors")
     dim = load_file(str(path))["classifier.weight"].shape[1]
     update_metadata(path, ood_detector=_detector(dim), operating_point=_point(0.5),
-                    conformal=fit_conformal(np.array([0, 1] * 10), np.full((20, 2), 0.5), 0.1, "x"))
+                    conformal=fit_conformal(np.array([0, 1] * 10), np.full((20, 2), 0.5), ["other", "melanoma"], 0.1, "x"))
     load_model(path)  # sound before tampering
     _rewrite_header(path, change)
     with pytest.raises(CheckpointError, match=message):
@@ -225,7 +228,7 @@ def ood_set():
 
 
 def test_non_dermoscopy_images_are_flagged_and_dermoscopy_mostly_not(ood_set):
-    """The shipped model's own detector (fitted by scripts/fit_trust.py) on the demo's unseen ISIC 2016 images
+    """The shipped model's own detector (fitted by scripts/ship_model.py through fit_trust) on the demo's unseen ISIC 2016 images
     (never in its training) and on non-dermoscopy images."""
     model = load_model()
     if model.meta.ood_detector is None:

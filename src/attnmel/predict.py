@@ -31,6 +31,7 @@ from attnmel.evaluation.report import HtmlReport
 from attnmel.inference import InferenceSettings, LoadedModel, Prediction, load_model
 from attnmel.inference.prediction import decode_input
 from attnmel.io import atomic_write_bytes, atomic_write_text
+from attnmel.models.maps import FLAT_EPSILON
 from attnmel.outputs import OutputSet, check_output_dir
 from attnmel.visualize.figures import png_bytes
 from attnmel.visualize.image import ImageFigure
@@ -177,7 +178,9 @@ def write_outputs(outcome: PredictResult, loaded: LoadedModel, outputs: OutputSe
     rows = []
     for result, name in zip(outcome.results, figure_names([r.image for r in outcome.results]), strict=True):
         prediction = result.prediction
-        rows.append({"image": result.image.stem, **prediction.probabilities, "predicted": prediction.predicted_class,
+        withheld = prediction.withheld is not None  # no probability, class or set for a flagged image
+        rows.append({"image": result.image.stem, **({} if withheld else prediction.probabilities),
+                     "predicted": None if withheld else prediction.predicted_class,
                      "flat_maps": ";".join(result.flat_layers), "file": str(result.image), **_trust_columns(prediction)})
         if figures:
             image = ImageFigure.of(prediction).draw()
@@ -190,14 +193,15 @@ def write_outputs(outcome: PredictResult, loaded: LoadedModel, outputs: OutputSe
     outputs.commit(images=len(outcome.results))
 
 
-TRUST_COLUMNS = ("threshold", "threshold_rule", "ood_score", "out_of_distribution", "prediction_set",
-                 "attention_warning")
+TRUST_COLUMNS = ("threshold", "threshold_rule", "ood_score", "out_of_distribution", "prediction_set", "refer",
+                 "refer_reasons", "withheld", "attention_warning", "trust_mode", "trust_note")
 
 
 def _trust_columns(prediction: Prediction) -> dict[str, object]:
     values = {key: getattr(prediction, key) for key in TRUST_COLUMNS}
     if values["prediction_set"] is not None:
-        values["prediction_set"] = "|".join(values["prediction_set"])
+        values["prediction_set"] = None if prediction.withheld else "|".join(values["prediction_set"])
+    values["refer_reasons"] = "; ".join(prediction.refer_reasons)
     return values
 
 
@@ -205,11 +209,14 @@ def trust_flags(prediction: Prediction) -> list[str]:
     """The warnings a reader must see before the probability."""
     flags = []
     if prediction.out_of_distribution:
-        flags.append("OUT OF DISTRIBUTION: not like the images the model was trained on; do not use this answer")
-    if prediction.prediction_set is not None and len(prediction.prediction_set) > 1:
-        flags.append("uncertain: refer")
+        flags.append("OUT OF DISTRIBUTION: not like the images the model was fitted on; no probability or class "
+                     "is given")
+    elif prediction.refer:
+        flags.append("refer: " + "; ".join(prediction.refer_reasons))
     if prediction.attention_warning:
         flags.append(f"attention: {prediction.attention_warning}")
+    if prediction.trust_note:
+        flags.append(prediction.trust_note)
     return flags
 
 
@@ -223,8 +230,10 @@ def write_report(outcome: PredictResult, loaded: LoadedModel, path: Path) -> Pat
         f"{meta.positive_class}; threshold {outcome.results[0].prediction.threshold} "
         f"({outcome.results[0].prediction.threshold_rule}). "
         + ("" if meta.ood_detector is not None else "No out-of-distribution check: the checkpoint carries no detector. ")
-        + "An image flagged out of distribution gets no probability in this table. A map is flagged flat when its values span less than {FLAT_EPSILON} "
-        "(relative to their size for unbounded maps): it is drawn as one colour, not stretched."
+        + "An image flagged out of distribution gets no probability or class here, in its figure or in "
+        "predictions.csv; an answer marked refer is to be judged by a person. A map is flagged flat when its values "
+        f"span less than {FLAT_EPSILON} (relative to their size for unbounded maps): it is drawn as one colour, not "
+        "stretched."
     )
     names = Counter(result.image.name for result in outcome.results)
     rows = []
@@ -232,7 +241,8 @@ def write_report(outcome: PredictResult, loaded: LoadedModel, path: Path) -> Pat
         p = result.prediction
         shown = str(result.image) if names[result.image.name] > 1 else result.image.name  # two of one name: paths
         flags = "; ".join(trust_flags(p) + (["flat: " + ", ".join(result.flat_layers)] if result.flat_layers else []))
-        rows.append([shown, None if p.out_of_distribution else p.probability, p.predicted_class, flags,
+        rows.append([shown, None if p.withheld else p.probability,
+                     "not answered" if p.withheld else p.predicted_class, flags,
                      result.figure if result.figure is not None else None])
     rows += [[path_.name, None, "not read", reason, None] for path_, reason in outcome.skipped]
     report.table(["image", f"P({meta.positive_class})", "predicted", "flags", "figure"], rows)

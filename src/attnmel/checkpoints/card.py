@@ -39,6 +39,9 @@ DATA_CITATIONS = {
 }
 METRIC_ORDER = ["roc_auc", "average_precision", "accuracy", "balanced_accuracy", "sensitivity", "specificity",
                 "precision", "sensitivity_at_90_specificity", "threshold", "n", "n_positive"]
+#: metrics that depend on the decision threshold: recorded at 0.5 by training, so shown at the stored
+#: operating point when there is one, and at 0.5 only beside it, labelled
+THRESHOLD_METRICS = ("accuracy", "balanced_accuracy", "sensitivity", "specificity", "precision")
 
 
 def _positive_metrics(meta: CheckpointMeta) -> dict[str, Any]:
@@ -110,22 +113,39 @@ def when_not_to_trust(meta: CheckpointMeta) -> list[str]:
         items.append("No operating point stored: the decision threshold is 0.5, not chosen for any sensitivity.")
     ood = meta.ood_detector
     if ood is not None:
-        items.append(f"Images unlike the training images are flagged `out_of_distribution` ({ood.method} on the "
-                     f"model's pooled features, fitted on {ood.fitted_on}; threshold {ood.threshold:.4g} flags "
-                     f"{ood.flagged_share:.1%} of {ood.threshold_on}). A flagged answer is not to be used: the page "
-                     "shows a warning instead of the probability.")
+        items.append(f"Images unlike the fitting images are flagged `out_of_distribution` ({ood.method}; statistics "
+                     f"from {ood.fitted_on}; {ood.rule or 'threshold on ' + ood.threshold_on}: it flags "
+                     f"{ood.flagged_share:.1%} of {ood.threshold_on}). A flagged answer gives no probability, class or "
+                     "prediction set at any door (`withheld` says why).")
     else:
         items.append("No out-of-distribution check: this checkpoint carries no fitted detector, so a photo that is "
                      "not dermoscopy still gets a probability.")
-    if meta.conformal is not None:
-        items.append(f"Prediction sets (split conformal, alpha {meta.conformal.alpha:g}, calibrated on "
-                     f"{meta.conformal.data}, {meta.conformal.images} images): an answer whose set holds both classes "
-                     "is uncertain: refer. The coverage guarantee holds for images like the calibration images only.")
+    sets = meta.conformal
+    if sets is not None:
+        items.append(f"Prediction sets: {sets.describe()}. An answer is referred (`refer`, with its reasons) when its "
+                     "set holds both classes or none, or when its predicted class (the decision threshold) lies outside "
+                     "it. The coverage guarantee holds for images like the calibration images only.")
+        if sets.kind == "marginal":
+            items.append("These sets are marginal (fitted before class-conditional sets): a rarer class, melanoma "
+                         "above all, may be covered far less than the nominal rate; refit them with `attnmel calibrate "
+                         "--fit sets`.")
+    modes = ", ".join(_mode_words(mode) for mode in meta.trust_modes)
+    items.append("These fields are those of plain answers (one network, one view)"
+                 + (f"; fields were also fitted for {modes}." if modes else
+                    "; answers computed another way (TTA, an ensemble) have no fitted fields and say so (`trust_note`) "
+                    "instead of borrowing these."))
     items.append("An answer carries an `attention_warning` when an attention map is flat or puts most of its "
                  "attention outside the disc inscribed in the model's view (borders, rulers, dark corners).")
     figures = (meta.release or {}).get("trust_figures") or {}
     items += [f"Measured: {key.replace('_', ' ')}: {_release_value(value)}" for key, value in figures.items()]
     return items
+
+
+def _mode_words(mode: str) -> str:
+    if mode == "tta":
+        return "TTA answers"
+    members = len(mode.split(":", 1)[1].split(",")) + 1
+    return f"an ensemble of {members}" + (" with TTA" if mode.startswith("ensemble-tta") else "")
 
 
 def map_layers(architecture: Architecture) -> list[str]:
@@ -193,10 +213,18 @@ class TrainingSection:
 class MetricsSection:
     split: str
     epoch: int | None
-    #: metric -> value of the positive class, in ``METRIC_ORDER``
+    #: metric -> value of the positive class, in ``METRIC_ORDER``: those that need no threshold, and the
+    #: threshold's ones too when the model answers at the threshold they were recorded at
     positive_class: dict[str, Any]
     #: metric -> recorded interval (``Interval.to_dict()``)
     intervals: dict[str, dict[str, Any]]
+    #: the rates at the threshold the model answers with (the stored operating point), on the data it was
+    #: chosen on: threshold, rule, data, images, positives, sensitivity, specificity (with intervals),
+    #: accuracy, balanced accuracy, precision; None without an operating point
+    at_operating_point: dict[str, Any] | None = None
+    #: the recorded threshold metrics at 0.5 when the model answers at another threshold: beside the
+    #: operating point's only, labelled as not the model's answers
+    at_threshold_half: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -261,13 +289,40 @@ def model_card(meta: CheckpointMeta) -> ModelCard:
                              _attention_text(layers, arch.normalize)),
         training=TrainingSection(training.run, training.epoch, training.seed, training.backbone_weights,
                                  json_safe(training.prior), json_safe(training.data), json_safe(training.started_from)),
-        metrics=MetricsSection("validation", training.epoch, metrics, json_safe(_positive_intervals(meta))),
+        metrics=_metrics_section(meta, metrics),
         limitations=_limitations(meta, metrics, gates),
         when_not_to_trust=when_not_to_trust(meta),
         citation=_citations(meta),
         legacy=json_safe(meta.legacy) or None,
         release=json_safe(meta.release) or None,
     )
+
+
+def _metrics_section(meta: CheckpointMeta, metrics: dict[str, Any]) -> MetricsSection:
+    """The recorded metrics split by what a user reads them as: threshold-free ones, the rates at the
+    stored operating point (the answers the model gives), and the recorded 0.5 ones beside it."""
+    intervals = json_safe(_positive_intervals(meta))
+    point = meta.operating_point
+    if point is None:
+        return MetricsSection("validation", meta.training.epoch, metrics, intervals)
+    free = {k: v for k, v in metrics.items() if k not in (*THRESHOLD_METRICS, "threshold")}
+    half = {k: metrics[k] for k in ("threshold", *THRESHOLD_METRICS) if k in metrics}
+    return MetricsSection("validation", meta.training.epoch, free, intervals, json_safe(operating_rates(point)),
+                          half if len(half) > 1 else None)
+
+
+def operating_rates(point: Any) -> dict[str, Any]:
+    """An ``OperatingPoint``'s rates, and the accuracy, balanced accuracy and precision they imply."""
+    positives, negatives = point.positives, point.images - point.positives
+    true_pos, true_neg = point.sensitivity * positives, point.specificity * negatives
+    called = true_pos + (negatives - true_neg)
+    return {"threshold": point.threshold, "rule": point.describe(), "data": point.data, "images": point.images,
+            "positives": positives, "sensitivity": point.sensitivity,
+            "sensitivity_interval": list(point.sensitivity_interval), "specificity": point.specificity,
+            "specificity_interval": list(point.specificity_interval),
+            "accuracy": (true_pos + true_neg) / max(point.images, 1),
+            "balanced_accuracy": (point.sensitivity + point.specificity) / 2,
+            "precision": true_pos / called if called else None}
 
 
 def _positive_intervals(meta: CheckpointMeta) -> dict[str, dict[str, Any]]:
@@ -352,15 +407,7 @@ def render_markdown(card: ModelCard) -> str:
     prior = training.attention_prior
     if prior:
         lines.append(f"- attention prior: {prior.get('roi')} region, Dice weights {prior.get('weights')}")
-    lines += ["", "## Metrics", ""]
-    metrics = card.metrics.positive_class
-    if metrics:
-        lines += [f"Validation split, epoch {card.metrics.epoch} (positive class, threshold "
-                  f"{_fmt(metrics.get('threshold'))}):", "", "| metric | value |", "|---|---|"]
-        lines += [f"| {k.replace('_', ' ')} | {_fmt(v)}{_interval_text(card.metrics.intervals.get(k))} |"
-                  for k, v in metrics.items() if k != "threshold"]
-    else:
-        lines.append("No validation metrics recorded.")
+    lines += ["", "## Metrics", ""] + _metrics_lines(card.metrics)
     if card.release:
         lines += ["", "## Release", ""]
         lines += [f"- **{key.replace('_', ' ')}**: {_release_value(value)}" for key, value in card.release.items()]
@@ -368,6 +415,37 @@ def render_markdown(card: ModelCard) -> str:
     lines += ["", "## Limitations", ""] + [f"- {item}" for item in card.limitations]
     lines += ["", "## Citation", ""] + [f"- {item}" for item in card.citation]
     return "\n".join(lines) + "\n"
+
+
+def _metrics_lines(section: MetricsSection) -> list[str]:
+    """The metrics a reader takes for the model's answers: at the operating point it answers with; the
+    recorded 0.5 ones only beside them, labelled."""
+    lines = []
+    metrics, point = section.positive_class, section.at_operating_point
+    if metrics:
+        head = (f"Validation split, epoch {section.epoch} (positive class"
+                + (", metrics that need no threshold):" if point is not None
+                   else f", threshold {_fmt(metrics.get('threshold'))}, the one the model answers with):"))
+        lines += [head, "", "| metric | value |", "|---|---|"]
+        lines += [f"| {k.replace('_', ' ')} | {_fmt(v)}{_interval_text(section.intervals.get(k))} |"
+                  for k, v in metrics.items() if k != "threshold"]
+    else:
+        lines.append("No validation metrics recorded.")
+    if point is not None:
+        lines += ["", f"At the operating point the model answers with: threshold {point['threshold']:.4f}, chosen by "
+                  f"{point['rule']} ({point['images']} images, {point['positives']} positive; 95% Wilson intervals):",
+                  "", "| metric | value |", "|---|---|",
+                  f"| sensitivity | {point['sensitivity']:.4f} [{point['sensitivity_interval'][0]:.2f}, "
+                  f"{point['sensitivity_interval'][1]:.2f}] |",
+                  f"| specificity | {point['specificity']:.4f} [{point['specificity_interval'][0]:.2f}, "
+                  f"{point['specificity_interval'][1]:.2f}] |"]
+        lines += [f"| {k.replace('_', ' ')} | {_fmt(point.get(k))} |" for k in ("accuracy", "balanced_accuracy", "precision")]
+    half = section.at_threshold_half
+    if half:
+        lines += ["", f"Beside it only: the same validation metrics at threshold {_fmt(half.get('threshold'))}, which the "
+                  "model does not answer with: " + ", ".join(f"{k.replace('_', ' ')} {_fmt(v)}" for k, v in half.items()
+                                                              if k != "threshold") + "."]
+    return lines
 
 
 def _training_data_lines(data: dict[str, Any] | None) -> list[str]:

@@ -18,7 +18,14 @@ from typing import Any
 
 import torch
 
-from attnmel.checkpoints.trust import ConformalSets, OodDetector, OperatingPoint
+from attnmel.checkpoints.trust import (
+    TRUST_KINDS,
+    ConformalSets,
+    OodDetector,
+    OperatingPoint,
+    TrustFields,
+    check_mode,
+)
 from attnmel.data.transforms import Preprocessing
 from attnmel.errors import CheckpointError
 from attnmel.models.registry import Architecture
@@ -83,6 +90,9 @@ class CheckpointMeta:
     ood_detector: OodDetector | None = None
     #: split conformal prediction sets (None: no sets)
     conformal: ConformalSets | None = None
+    #: the three fields above are those of plain answers (one network, one view); the fields fitted for
+    #: other modes (``attnmel.checkpoints.trust.trust_mode``: TTA, an ensemble) by mode
+    trust_modes: dict[str, TrustFields] = field(default_factory=dict)
     attnmel_version: str = field(default_factory=attnmel_version)
     format_version: int = FORMAT_VERSION
 
@@ -97,6 +107,20 @@ class CheckpointMeta:
     @property
     def softmax_temperature(self) -> float:
         return 1.0 if self.temperature is None else self.temperature
+
+    def trust_for(self, mode: str) -> TrustFields | None:
+        """The fields fitted for ``mode`` (None: none were fitted for it). Plain answers have the
+        checkpoint's own fields, whatever of them it carries."""
+        if mode == "plain":
+            return TrustFields(self.operating_point, self.ood_detector, self.conformal)
+        return self.trust_modes.get(mode)
+
+    def with_trust(self, mode: str, fields: TrustFields) -> CheckpointMeta:
+        """A copy whose ``mode`` answers use ``fields``."""
+        if mode == "plain":
+            return self.replace(operating_point=fields.operating_point, ood_detector=fields.ood_detector,
+                                conformal=fields.conformal)
+        return self.replace(trust_modes={**self.trust_modes, check_mode(mode): fields})
 
     def replace(self, **changes: Any) -> CheckpointMeta:
         return dataclasses.replace(self, **changes)
@@ -117,9 +141,11 @@ class CheckpointMeta:
         for key in ("temperature", "calibration", "legacy", "release"):
             if getattr(self, key) is not None:
                 out[key] = getattr(self, key)
-        for key in _TRUST_FIELDS:
+        for key in TRUST_KINDS:
             if getattr(self, key) is not None:
                 out[key] = getattr(self, key).to_dict()
+        if self.trust_modes:
+            out["trust_modes"] = {mode: fields.to_dict() for mode, fields in self.trust_modes.items()}
         return out
 
     @classmethod
@@ -152,7 +178,8 @@ class CheckpointMeta:
         for name in ("calibration", "legacy", "release"):
             read(name, lambda v: _mapping(v, optional=True))
         trust = {name: read(name, lambda v, kind=kind: None if v is None else kind.from_dict(v))
-                 for name, kind in _TRUST_FIELDS.items()}
+                 for name, kind in TRUST_KINDS.items()}
+        trust["trust_modes"] = read("trust_modes", _trust_modes) or {}
         if architecture is not None and class_names is not None and len(class_names) != architecture.num_classes:
             problems.append(f"{source}: metadata field 'class_names': {len(class_names)} names for a model with "
                             f"{architecture.num_classes} outputs")
@@ -205,20 +232,48 @@ class CheckpointMeta:
                                       "meaningful answers. Use an earlier checkpoint of the run.")
 
     def _check_trust(self, state: dict[str, torch.Tensor], source: str | Path) -> None:
-        """The OOD statistics must describe this model's pooled features (the classifier's input);
-        a threshold or prediction sets need the classes they speak of."""
-        if self.ood_detector is not None:
-            weight = state.get("classifier.weight", state.get("classifier.0.weight"))
-            if weight is not None and weight.ndim == 2 and weight.shape[1] != self.ood_detector.feature_dim:
+        """The OOD statistics of one-network modes must describe this model's pooled features (the
+        classifier's input; an ensemble's are checked when it is assembled); a threshold or prediction
+        sets need the classes they speak of."""
+        weight = state.get("classifier.weight", state.get("classifier.0.weight"))
+        pooled = int(weight.shape[1]) if weight is not None and weight.ndim == 2 else None
+        modes = {"plain": self.trust_for("plain"), **self.trust_modes}
+        for mode, fields in modes.items():
+            where = _field_name(mode, "ood_detector")
+            dim = None if fields.ood_detector is None else fields.ood_detector.feature_dim
+            if pooled is not None and dim is not None and mode in ("plain", "tta") and dim != pooled:
                 raise CheckpointError(
-                    f"{source}: metadata field 'ood_detector' describes {self.ood_detector.feature_dim} features but "
-                    f"the model pools {weight.shape[1]}; refit it (scripts/fit_trust.py) or restore the original file.")
-        if self.operating_point is not None and len(self.class_names) != 2:
-            raise CheckpointError(f"{source}: metadata field 'operating_point' is a two-class threshold but the model "
-                                  f"has {len(self.class_names)} classes; restore the original file.")
+                    f"{source}: metadata field '{where}' describes {dim} features but the model pools {pooled}; "
+                    "refit it (attnmel calibrate --fit detector) or restore the original file.")
+            if fields.operating_point is not None and len(self.class_names) != 2:
+                raise CheckpointError(f"{source}: metadata field '{_field_name(mode, 'operating_point')}' is a "
+                                      f"two-class threshold but the model has {len(self.class_names)} classes; "
+                                      "restore the original file.")
+            sets = fields.conformal
+            if sets is not None and sets.per_class is not None and set(sets.per_class) != set(self.class_names):
+                raise CheckpointError(f"{source}: metadata field '{_field_name(mode, 'conformal')}' has quantiles for "
+                                      f"{sorted(sets.per_class)}, not the classes {list(self.class_names)}; restore "
+                                      "the original file.")
 
 
-_TRUST_FIELDS = {"operating_point": OperatingPoint, "ood_detector": OodDetector, "conformal": ConformalSets}
+def _field_name(mode: str, key: str) -> str:
+    return key if mode == "plain" else f"trust_modes.{mode}.{key}"
+
+
+def _trust_modes(value: Any) -> dict[str, TrustFields]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ValueError(f"{value!r} is not a JSON object of mode -> fields")
+    out = {}
+    for mode, fields in value.items():
+        if mode == "plain":
+            raise ValueError("plain answers use the top-level fields, not trust_modes.plain")
+        try:
+            out[check_mode(mode)] = TrustFields.from_dict(fields)
+        except ValueError as exc:
+            raise ValueError(f"{str(mode)[:40]}: {exc}") from None
+    return out
 
 
 def _sentence(exc: Exception) -> str:

@@ -7,7 +7,7 @@ validated metadata (``CheckpointMeta``: architecture, preprocessing, class names
 The registry lives with the checkpoints, not the models, because an entry is a checkpoint file.
 
 The entries are data, ``attnmel/weights/registry.json`` (tag, file, sha256, card, description, and
-the default tag), written by ``scripts/ship_model.py`` and ``scripts/fit_trust.py`` through
+the default tag), written by ``scripts/ship_model.py`` through
 ``register``: shipping a model never edits Python source.
 """
 

@@ -21,7 +21,7 @@ COMMANDS = {
     "data": "inspect datasets: integrity check, statistics, decode-once cache",
     "train": "train a model (a paper row preset or your YAML)",
     "evaluate": "metrics, curves and ISIC-format predictions for a split (default: the shipped model)",
-    "calibrate": "fit a softmax temperature on validation and store it in the checkpoint",
+    "calibrate": "refit temperature, threshold, prediction sets and OOD detector on your data into a new checkpoint",
     "predict": "probabilities and attention figures for images (default: the shipped model)",
     "yardstick": "judge a training recipe on several sites at once: grouped cross-validation and held-out lesions",
     "compare": "two models on the same images: each metric's difference with its interval and p-value",
@@ -79,7 +79,6 @@ _NO_SET = ("this run's outputs are incomplete and carry no output manifest, so c
 #: what Ctrl-C leaves behind, by command: only training has epochs to resume from
 INTERRUPTED = {"train": "completed epochs are kept (resume with --resume)",
                "yardstick": "finished folds and epochs are kept (run the same command again to go on)", "evaluate": _NO_SET, "predict": _NO_SET,
-               "yardstick": "judge a training recipe on several sites at once: grouped cross-validation and held-out lesions",
     "compare": _NO_SET, "export": _NO_SET}
 
 

@@ -46,9 +46,12 @@ def _predict(args: argparse.Namespace) -> int:
         first = outcome.results[0].prediction
         print(f"threshold {first.threshold} ({first.threshold_rule})" if first.threshold is not None else "arg-max decision")
     for result in outcome.results:
-        probabilities = "  ".join(f"{name} {p:.3f}" for name, p in result.probabilities.items())
         flat = f"  (flat map: {', '.join(result.flat_layers)})" if result.flat_layers else ""
         flags = "".join(f"  [{flag}]" for flag in trust_flags(result.prediction))
+        if result.prediction.withheld:  # a flagged image: no probability, no class
+            print(f"{result.image.name}: not answered{flat}{flags}")
+            continue
+        probabilities = "  ".join(f"{name} {p:.3f}" for name, p in result.probabilities.items())
         print(f"{result.image.name}: {probabilities}  -> {result.predicted_class}{flat}{flags}")
     skipped = f"; skipped {len(outcome.skipped)} unreadable file(s), listed in the report" if outcome.skipped else ""
     print(f"wrote predictions.csv, {sum(r.figure is not None for r in outcome.results)} figure(s) and report.html "

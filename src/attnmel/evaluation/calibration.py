@@ -1,13 +1,15 @@
-"""``attnmel calibrate``: refit a checkpoint's temperature, decision threshold and prediction sets
-on labelled data (e.g. a user's own site), writing a NEW checkpoint.
+"""``attnmel calibrate``: refit a checkpoint's temperature, decision threshold, prediction sets and
+OOD detector on labelled data (e.g. a user's own site), writing a NEW checkpoint.
 
 Temperature scaling divides the logits by one scalar T > 0 fitted by minimising the negative
 log-likelihood (``attnmel.metrics.calibration.fit_temperature``); it makes the probabilities honest
 without changing their order. The operating point is then chosen on the same data at the new
-temperature by a stated rule (``attnmel.evaluation.operating_point``), and the split conformal
-sets are refitted (``attnmel.evaluation.trust``); the OOD detector, fitted on the training images,
-is kept. Data that cannot identify these (one class, fewer than ``MIN_IMAGES`` images or
-``MIN_PER_CLASS`` of a class) is refused, saying why.
+temperature by a stated rule (``attnmel.evaluation.operating_point``), and the class-conditional
+split conformal sets are refitted; the OOD detector is kept, or refitted from training-like images
+given with ``CalibrationFit.detector_data`` (its thresholds from the calibration data). Each of them
+can be refitted alone (``CalibrationFit.fit``); all go through ``attnmel.evaluation.trust.fit_trust``.
+Data that cannot identify these (one class, fewer than ``MIN_IMAGES`` images or ``MIN_PER_CLASS`` of
+a class) is refused, saying why.
 
 The result is written to ``output`` or beside the input (``<name>-calibrated.safetensors``; in the
 current folder for the shipped model): never over the input, never inside the installed package, and
@@ -24,7 +26,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from attnmel.checkpoints.format import (
@@ -35,22 +36,26 @@ from attnmel.checkpoints.format import (
     read_metadata,
 )
 from attnmel.checkpoints.loader import resolve_source
-from attnmel.checkpoints.trust import ConformalSets, OperatingPoint, ThresholdRule
+from attnmel.checkpoints.meta import CheckpointMeta
+from attnmel.checkpoints.trust import ConformalSets, OodDetector, OperatingPoint, ThresholdRule, TrustFields
 from attnmel.errors import CheckpointError, ConfigError
-from attnmel.evaluation.operating_point import (
-    DEFAULT_RULE,
-    DEFAULT_TARGET_SENSITIVITY,
-    choose_operating_point,
-)
+from attnmel.evaluation.operating_point import DEFAULT_RULE, DEFAULT_TARGET_SENSITIVITY
 from attnmel.evaluation.split_predictions import predict_split
-from attnmel.evaluation.trust import DEFAULT_ALPHA, fit_conformal, refuse_degenerate
+from attnmel.evaluation.trust import (
+    DEFAULT_ALPHA,
+    DetectorData,
+    Fit,
+    FittingData,
+    TrustOptions,
+    detector_data,
+    fit_trust,
+)
 from attnmel.inference import DataSplit, InferenceSettings, probabilities_from_logits
 from attnmel.metrics.calibration import (
     DEFAULT_BINS,
     TEMPERATURE_BOUNDS,
     CalibrationReport,
     calibration_report,
-    fit_temperature,
 )
 from attnmel.outputs import check_output_file
 
@@ -76,6 +81,11 @@ class CalibrationResult:
     conformal: ConformalSets | None = None
     data: str = ""
     notes: list[str] = field(default_factory=list)
+    ood_detector: OodDetector | None = None
+    #: what was refitted (the rest kept as it was)
+    fitted: tuple[str, ...] = ()
+    #: the mode of answering the fields are for (plain, tta)
+    mode: str = "plain"
 
     @property
     def at_bound(self) -> bool:
@@ -97,6 +107,12 @@ class CalibrationResult:
             "output": None if self.output is None else str(self.output),
             "operating_point": None if self.operating_point is None else self.operating_point.to_dict(),
             "conformal": None if self.conformal is None else self.conformal.to_dict(),
+            "ood_detector": None if self.ood_detector is None else {
+                "fitted_on": self.ood_detector.fitted_on, "threshold_on": self.ood_detector.threshold_on,
+                "flagged_share": self.ood_detector.flagged_share, "rule": self.ood_detector.rule},
+            "fitted": list(self.fitted),
+            "mode": self.mode,
+            "notes": list(self.notes),
         }
 
 
@@ -153,8 +169,8 @@ def _inside(path: Path, folder: Path) -> bool:
 
 @dataclass(frozen=True)
 class CalibrationFit:
-    """What ``calibrate`` fits besides the temperature: the operating point's rule and the conformal
-    sets' error rate."""
+    """What ``calibrate`` fits (``fit``: by default the temperature, the operating point and the sets,
+    and the OOD detector too when ``detector_data`` is given) and by which rules."""
 
     n_bins: int = DEFAULT_BINS
     rule: ThresholdRule = DEFAULT_RULE
@@ -163,6 +179,18 @@ class CalibrationFit:
     #: the threshold of the "fixed" rule
     fixed: float = 0.5
     alpha: float = DEFAULT_ALPHA
+    #: what to refit (None: temperature, threshold and sets, plus the detector when ``detector_data`` is given)
+    fit: tuple[Fit, ...] | None = None
+    #: training-like images the OOD detector learns (its thresholds come from the calibration data)
+    detector_data: tuple[DataSplit, ...] = ()
+
+    def options(self) -> TrustOptions:
+        fit = self.fit if self.fit is not None else \
+            ("temperature", "threshold", "sets", *(("detector",) if self.detector_data else ()))
+        if "detector" in fit and not self.detector_data:
+            raise ConfigError("--fit detector needs training-like images: give them with --detector-data DATASET "
+                              "(its --detector-split, default train).")
+        return TrustOptions(fit=tuple(fit), rule=self.rule, target=self.target, fixed=self.fixed, alpha=self.alpha)
 
 
 def calibrate_checkpoint(
@@ -173,51 +201,77 @@ def calibrate_checkpoint(
     write: bool = True,
     output: str | Path | None = None,
 ) -> CalibrationResult:
-    """Fit temperature, operating point and conformal sets of ``checkpoint`` on ``source`` and (unless
-    ``write=False``) write them with the same weights to a new checkpoint (``calibrated_output``), never
-    over the input.
+    """Refit what ``fit`` names (``attnmel.evaluation.trust.fit_trust``) of ``checkpoint`` on ``source``
+    and (unless ``write=False``) write them with the same weights to a new checkpoint
+    (``calibrated_output``), never over the input.
 
-    The logits are read without any stored temperature (``settings.use_temperature`` is ignored). With
-    ``settings.tta`` the temperature is fitted to the 8-view average, as ``evaluate --tta`` will use it.
+    The fields are those of the mode the answers are computed in: with ``settings.tta`` the 8-view
+    average's (the temperature fitted to it, as ``evaluate --tta`` will use it), stored as the TTA
+    mode's fields; otherwise the plain ones. The logits are read without any stored temperature. A new
+    temperature makes the other modes' thresholds and sets stale: they are dropped (their detectors,
+    which read features, are kept), and the result says so.
     """
+    options = fit.options()
     path = resolve_source(checkpoint) if checkpoint is not None else None
     if write and path is not None and is_pickle_checkpoint(path):
         raise CheckpointError(f"{path}: a pickle cannot store a calibration; convert it once with `attnmel export "
                               "--format safetensors --trust-pickle`, or pass --dry-run.")
     if write and path is not None:  # a refused --output is said before the images are read
         calibrated_output(path, output)
-    run = predict_split(checkpoint, source, settings.replace(use_temperature=False), keep=("logits",), desc="logits")
+    detecting = "detector" in options.fit
+    run = predict_split(checkpoint, source, settings.replace(use_temperature=False),
+                        keep=("logits", *(("features",) if detecting else ())), desc="logits")
     split, tta, index, samples, predictions = source.split, settings.tta, run.index, run.samples, run.predictions
-    source_path, meta = run.loaded.sources[0], run.loaded.meta
+    loaded = run.loaded
+    source_path, meta = loaded.sources[0], loaded.meta
     destination = calibrated_output(source_path, output) if write else None
     logits, labels = torch.from_numpy(predictions.logits), predictions.labels
-    refuse_degenerate(labels, list(meta.class_names), f"{index.root} ({split})")
     previous = meta.softmax_temperature
-    temperature = fit_temperature(logits, labels)
-
-    def probabilities(t: float) -> np.ndarray:
-        return probabilities_from_logits(logits, t).mean(dim=0).numpy()
+    mode = loaded.trust_mode(tta)
+    described = f"{Path(index.root).name} {split}"
+    data = FittingData(labels, probabilities_from_logits(logits, previous).mean(dim=0).double().numpy(), described,
+                       predictions.logits,
+                       DetectorData.of(predictions, described) if detecting else None)
+    train = detector_data(loaded, fit.detector_data, settings.replace(use_temperature=False)) if detecting else None
+    fitted = fit_trust(data, meta.class_names, meta.positive_class, options=options, detector_train=train,
+                       current=mode.usable)
+    temperature = fitted.temperature if fitted.temperature is not None else previous
 
     def report(t: float) -> CalibrationReport:
-        return calibration_report(labels, probabilities(t), meta.class_names, meta.score_columns, fit.n_bins)
+        return calibration_report(labels, probabilities_from_logits(logits, t).mean(dim=0).numpy(), meta.class_names,
+                                  meta.score_columns, fit.n_bins)
 
-    described = f"{Path(index.root).name} {split}"
-    fitted = probabilities(temperature)
-    point = None
-    if len(meta.class_names) == 2:
-        point = choose_operating_point(labels == meta.positive_index, fitted[:, meta.positive_index], rule=fit.rule,
-                                       target=fit.target, fixed=fit.fixed, data=described)
+    fields = fitted.fields
     result = CalibrationResult(source_path, split, len(samples), tta, previous, temperature, report(previous),
-                               report(temperature), write, destination, point,
-                               fit_conformal(labels, fitted, fit.alpha, described), str(index.root))
-    if meta.ood_detector is not None:
-        result.notes.append("the OOD detector (fitted on the training images) is kept as it was")
+                               report(temperature), write, destination, fields.operating_point, fields.conformal,
+                               str(index.root), list(fitted.notes), fields.ood_detector, options.fit, mode.shown)
+    updated = meta.with_trust(mode.key, fields)
+    if not math.isclose(temperature, previous, rel_tol=1e-9):
+        updated, dropped = _drop_stale(updated, mode.key)
+        if dropped:
+            result.notes.append(f"the temperature changed, so the thresholds and sets fitted for {', '.join(dropped)} "
+                                "answers no longer hold: they are dropped (their detectors are kept); refit them with "
+                                "calibrate in that mode")
     if write:
-        copy_with_metadata(source_path, destination, temperature=temperature, operating_point=point,
-                           conformal=result.conformal, calibration={
+        copy_with_metadata(source_path, destination, operating_point=updated.operating_point,
+                           temperature=temperature if fitted.temperature is not None else meta.temperature,
+                           conformal=updated.conformal, ood_detector=updated.ood_detector,
+                           trust_modes=updated.trust_modes, calibration={
             "method": "temperature scaling: NLL minimised by bounded scalar search over log T",
             "data": str(index.root), "source": source_path.name,
             **{k: v for k, v in result.to_dict().items()
-               if k not in ("checkpoint", "written", "output", "operating_point", "conformal")},
+               if k not in ("checkpoint", "written", "output", "operating_point", "conformal", "ood_detector")},
         })
     return result
+
+
+def _drop_stale(meta: CheckpointMeta, fitted: str) -> tuple[CheckpointMeta, list[str]]:
+    """``meta`` without the thresholds and sets of every mode but ``fitted`` (fitted at another temperature)."""
+    dropped = []
+    for mode in ["plain", *meta.trust_modes]:
+        fields = meta.trust_for(mode)
+        if mode == fitted or fields is None or (fields.operating_point is None and fields.conformal is None):
+            continue
+        meta = meta.with_trust(mode, TrustFields(None, fields.ood_detector, None))
+        dropped.append(mode)
+    return meta, dropped

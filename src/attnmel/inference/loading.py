@@ -25,6 +25,7 @@ from attnmel.arguments import check_arguments
 from attnmel.checkpoints.legacy import LegacyAssumptions
 from attnmel.checkpoints.loader import _load_network
 from attnmel.checkpoints.meta import CheckpointMeta
+from attnmel.checkpoints.trust import trust_mode
 from attnmel.data.masks import RoiSpec
 from attnmel.data.records import Sample
 from attnmel.data.transforms import Preprocessing, denormalize
@@ -33,7 +34,8 @@ from attnmel.errors import CheckpointError, ConfigError
 from attnmel.inference.prediction import ImageInput, Prediction, RawAnswer, decode_input, view_box
 from attnmel.inference.runner import NonFiniteOutputError, Predictions, Predictor, eval_loader, run_inference
 from attnmel.inference.settings import InferenceSettings
-from attnmel.inference.trust import feature_tap, trust_signals
+from attnmel.inference.trust import ModeFields, feature_tap, refer_reasons, trust_signals
+from attnmel.io import file_sha256
 from attnmel.models import with_maps
 from attnmel.models.maps import MapKind, map_kind
 
@@ -54,6 +56,7 @@ class LoadedModel:
     #: each member's trained network as its checkpoint builds it (the predictor runs them, GAP models
     #: behind their class activation map)
     networks: list[nn.Module] = field(default_factory=list)
+    _hashes: list[str] = field(default_factory=list, repr=False)
 
     @property
     def network(self) -> nn.Module:
@@ -93,17 +96,36 @@ class LoadedModel:
             for path, meta, temperature in zip(self.sources, self.metadata, self.predictor.temperatures, strict=True)
         ]
 
-    def decision_threshold(self, override: float | None = None) -> tuple[float | None, str]:
-        """(threshold, the rule that made it): ``override`` when given, else the checkpoint's stored
-        operating point, else 0.5; (None, "arg-max") for more than two classes."""
+    def trust_mode(self, tta: bool | None = None) -> ModeFields:
+        """The trust fields fitted for answers computed this way (``tta`` None: the predictor's own
+        setting): plain, TTA, or this ensemble (its other members named by sha256), never another mode's."""
+        tta = self.predictor.tta if tta is None else tta
+        others = self._member_hashes()
+        shown = ("tta" if tta else "plain") if not others else \
+            f"ensemble of {len(self.sources)}" + (" with tta" if tta else "")
+        key = trust_mode(tta, others)
+        return ModeFields(key, shown, self.meta.trust_for(key))
+
+    def _member_hashes(self) -> list[str]:
+        """The sha256 of every member after the first (read once; none for one network)."""
+        if len(self.sources) > 1 and not self._hashes:
+            self._hashes = [file_sha256(path) for path in self.sources[1:]]
+        return list(self._hashes)
+
+    def decision_threshold(self, override: float | None = None, tta: bool | None = None) -> tuple[float | None, str]:
+        """(threshold, the rule that made it): ``override`` when given, else the operating point fitted for
+        this mode of answering (``trust_mode``), else 0.5; (None, "arg-max") for more than two classes."""
         if len(self.class_names) != 2:
             return None, "arg-max"
         if override is not None:
             check_arguments(threshold=override)
             return float(override), f"given threshold {override:g}"
-        point = self.meta.operating_point
+        mode = self.trust_mode(tta)
+        point = mode.usable.operating_point
         if point is not None:
             return point.threshold, point.describe()
+        if mode.fields is None:
+            return 0.5, f"default 0.5 (no operating point fitted for {mode.shown} answers)"
         return 0.5, "default 0.5 (no operating point stored in the checkpoint)"
 
     def predict(
@@ -120,7 +142,7 @@ class LoadedModel:
         operating point, else 0.5). Each answer carries its OOD score and flag, its conformal
         prediction set and its attention warning, as far as the checkpoint has them fitted."""
         check_arguments(threshold=threshold, batch_size=batch_size, tta=tta)
-        value, rule = self.decision_threshold(threshold)
+        value, rule = self.decision_threshold(threshold, tta)
         single = not isinstance(inputs, list | tuple)
         items = [inputs] if single else list(inputs)
         results: list[Prediction] = []
@@ -133,13 +155,15 @@ class LoadedModel:
 
     def run_batch(self, batch: torch.Tensor, tta: bool | None = None) -> list[RawAnswer]:
         """The raw answer for each image of a prepared batch (N, 3, S, S): what the HTTP service batches
-        across requests. The OOD score reuses the pooled features of this very forward pass."""
-        with feature_tap(self.predictor.models) as captured:
+        across requests. The OOD score reuses the pooled features of this very forward pass; the signals
+        are those fitted for this mode (``trust_mode``)."""
+        with feature_tap(self.predictor.models) as tapped:
             probabilities, attention = self.predictor(batch, tta)
         probabilities = probabilities.cpu().numpy()
         maps = {name: amap[:, 0].float().cpu().numpy() for name, amap in attention.items()}
-        features = captured[0].cpu().numpy() if captured else None
-        signals = trust_signals(self.meta, probabilities, features, maps, self.map_kinds)
+        statistics = tapped.statistics(self.preprocessing.mean, self.preprocessing.std)
+        signals = trust_signals(self.trust_mode(tta), self.class_names, probabilities, tapped.features(), statistics,
+                                maps, self.map_kinds)
         return [(probabilities[i], {name: m[i] for name, m in maps.items()}, signals[i])
                 for i in range(len(probabilities))]
 
@@ -168,6 +192,8 @@ class LoadedModel:
             threshold_rule=threshold_rule if two_classes else "arg-max",
             map_kinds=self.map_kinds,
             **(signals.to_dict() if signals is not None else {}),
+            refer_reasons=refer_reasons(names[index], signals.prediction_set if signals is not None else None,
+                                        signals.out_of_distribution if signals is not None else None),
         )
 
     def check_answers(self) -> None:
@@ -201,6 +227,7 @@ class LoadedModel:
             self.predictor, loader, self.device, keep_attention="attention" in keep, keep_masks=roi is not None,
             keep_logits="logits" in keep, views_of=self.preprocessing if "views" in keep else None,
             progress=settings.progress, desc=desc, keep_features="features" in keep,
+            statistics_of=self.preprocessing if "features" in keep else None,
         )
 
 

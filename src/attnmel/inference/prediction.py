@@ -21,7 +21,7 @@ from PIL import Image
 
 from attnmel.data.images import as_model_rgb, read_image
 from attnmel.data.transforms import Preprocessing, as_image_tensor
-from attnmel.inference.trust import NO_OOD_CHECK, TrustSignals
+from attnmel.inference.trust import NO_OOD_CHECK, WITHHELD, TrustSignals
 from attnmel.models.maps import FLAT_EPSILON, MapKind, is_flat, upsample_map
 
 ImageInput = str | Path | Image.Image | np.ndarray | torch.Tensor
@@ -57,6 +57,24 @@ class Prediction:
     prediction_set: list[str] | None = None
     #: why the attention maps should not be trusted (flat, or mostly outside where a lesion could be)
     attention_warning: str | None = None
+    #: how the answer was computed (plain, tta, ensemble of N) and, where no trust fields were fitted
+    #: for that mode, what the answer therefore lacks
+    trust_mode: str = "plain"
+    trust_note: str | None = None
+    #: why the answer must be referred to a person (``attnmel.inference.trust.refer_reasons``); empty: it need not be
+    refer_reasons: list[str] = field(default_factory=list)
+
+    @property
+    def refer(self) -> bool:
+        """True when the answer is not to be taken as it is: out of distribution, an uncertain or empty
+        prediction set, or a predicted class outside the set."""
+        return bool(self.refer_reasons)
+
+    @property
+    def withheld(self) -> str | None:
+        """Why every door shows no probability, class or set for this answer (an image flagged out of
+        distribution), or None. The library's object keeps the numbers, for evaluation."""
+        return WITHHELD if self.out_of_distribution else None
 
     @property
     def probability(self) -> float:
@@ -86,7 +104,8 @@ class Prediction:
     def to_dict(self, values: bool = False) -> dict[str, Any]:
         """JSON-ready answer: per map its shape, kind, range and whether it is flat, and with ``values``
         the map itself (6 significant digits: enough for display, half the JSON). The HTTP service
-        answers with this plus its pictures."""
+        answers with this plus its pictures. An answer flagged out of distribution has ``probabilities``,
+        ``predicted_class`` and ``prediction_set`` null, and ``withheld`` says why."""
         attention = {}
         for name, amap in self.raw_attention.items():
             entry = {"shape": list(amap.shape), "kind": self.kind(name), "min": float(amap.min()),
@@ -94,18 +113,24 @@ class Prediction:
             if values:
                 entry["raw"] = [[float(f"{value:.6g}") for value in row] for row in amap.tolist()]
             attention[name] = entry
+        withheld = self.withheld
         return {
             "source": self.source,
-            "probabilities": self.probabilities,
-            "predicted_class": self.predicted_class,
+            "probabilities": None if withheld else self.probabilities,
+            "predicted_class": None if withheld else self.predicted_class,
+            "withheld": withheld,
             "positive_class": self.positive_class,
             "threshold": self.threshold,
             "threshold_rule": self.threshold_rule,
             "ood_score": self.ood_score,
             "out_of_distribution": self.out_of_distribution,
-            "prediction_set": self.prediction_set,
+            "prediction_set": None if withheld else self.prediction_set,
+            "refer": self.refer,
+            "refer_reasons": list(self.refer_reasons),
             "attention_warning": self.attention_warning,
-            "ood_note": NO_OOD_CHECK if self.ood_score is None else None,
+            "ood_note": NO_OOD_CHECK if self.ood_score is None and self.trust_note is None else None,
+            "trust_mode": self.trust_mode,
+            "trust_note": self.trust_note,
             "image_size": list(self.image_size),
             "view_box": [round(v, 2) for v in self.view_box],
             "flat_epsilon": FLAT_EPSILON,

@@ -124,8 +124,10 @@ class Predictions:
     views: np.ndarray | None = None
     #: images left out because they did not decode (``data.skip_bad``), one message each
     skipped: list[str] = field(default_factory=list)
-    #: the pooled features the first model's classifier received (N, D), when requested
+    #: the pooled features the classifiers received (N, D; ``attnmel.inference.trust.Tapped.features``), when requested
     features: np.ndarray | None = None
+    #: ``attnmel.inference.trust.image_statistics`` of the views (N, K), with the features
+    image_statistics: np.ndarray | None = None
 
 
 def eval_loader(
@@ -152,9 +154,11 @@ def run_inference(
     progress: bool = False,
     desc: str = "eval",
     keep_features: bool = False,
+    statistics_of: Preprocessing | None = None,
 ) -> Predictions:
     """Probabilities (and optionally attention maps, region masks, raw logits, and with ``views_of`` the
-    uint8 views the model saw, undoing that preprocessing's normalisation) for every sample of ``loader``."""
+    uint8 views the model saw, undoing that preprocessing's normalisation; with ``keep_features`` the pooled
+    features, and with ``statistics_of`` too the views' pixel statistics) for every sample of ``loader``."""
     predictor = model if isinstance(model, Predictor) else Predictor([model])
     ids: list[str] = []
     labels: list[np.ndarray] = []
@@ -166,14 +170,17 @@ def run_inference(
     views: list[np.ndarray] = []
     skipped: list[str] = []
     features: list[np.ndarray] = []
+    statistics: list[np.ndarray] = []
     for batch in progress_bar(loader, desc=desc, show=progress, leave=False, unit="batch"):
         skipped += batch.get("skipped", [])
         if "image" not in batch:
             continue
-        with feature_tap(predictor.models if keep_features else []) as captured:
+        with feature_tap(predictor.models if keep_features else []) as tapped:
             batch_probabilities, batch_attention, batch_logits = predictor.forward(batch["image"].to(device, non_blocking=True))
-        if captured:
-            features.append(captured[0].cpu().numpy())
+        if tapped.calls:
+            features.append(tapped.features())
+            if statistics_of is not None:
+                statistics.append(tapped.statistics(statistics_of.mean, statistics_of.std))
         probabilities.append(batch_probabilities.cpu().numpy())
         if keep_logits:
             logits.append(batch_logits.cpu().numpy())
@@ -198,4 +205,5 @@ def run_inference(
         views=np.concatenate(views) if views else None,
         skipped=skipped,
         features=np.concatenate(features) if features else None,
+        image_statistics=np.concatenate(statistics) if statistics else None,
     )

@@ -30,8 +30,9 @@ class ImageFigure:
     #: what each map's values are (a layer missing here is drawn as a score)
     kinds: Mapping[str, MapKind]
     positive_class: str
-    probability: float
-    predicted_class: str
+    #: None for an answer flagged out of distribution: the figure then shows no probability or class
+    probability: float | None
+    predicted_class: str | None
     truth: str | None = None
     #: the lesion at the view's size, outlined when given
     lesion_mask: np.ndarray | None = None
@@ -40,14 +41,21 @@ class ImageFigure:
 
     @classmethod
     def of(cls, prediction: Prediction, **details: Any) -> ImageFigure:
-        """The figure of a ``Prediction``, its extra maps (e.g. Grad-CAM) included."""
+        """The figure of a ``Prediction``, its extra maps (e.g. Grad-CAM) included; an answer flagged out of
+        distribution shows neither its probability nor its class."""
+        withheld = prediction.withheld is not None
         return cls(Path(prediction.source).name, prediction.view, {**prediction.raw_attention, **prediction.extras},
-                   prediction.map_kinds, prediction.positive_class, prediction.probability,
-                   prediction.predicted_class, **details)
+                   prediction.map_kinds, prediction.positive_class, None if withheld else prediction.probability,
+                   None if withheld else prediction.predicted_class, **details)
+
+    @property
+    def title(self) -> str:
+        """The figure's title: the answer, or that there is none (an image flagged out of distribution)."""
+        answer = ("not answered: out of distribution" if self.probability is None else
+                  f"P({self.positive_class}) {self.probability:.3f}, predicted {self.predicted_class}")
+        return f"{self.name}: {answer}" + (f"; truth: {self.truth}" if self.truth is not None else "")
 
     def draw(self) -> Image.Image:
         jaccard = self.jaccard or {}
         panels = [Panel(name, values, self.kinds.get(name, "score"), jaccard.get(name)) for name, values in self.maps.items()]
-        title = (f"{self.name}: P({self.positive_class}) {self.probability:.3f}, predicted {self.predicted_class}"
-                 + (f"; truth: {self.truth}" if self.truth is not None else ""))
-        return attention_figure(self.view, panels, title=title, lesion_mask=self.lesion_mask)
+        return attention_figure(self.view, panels, title=self.title, lesion_mask=self.lesion_mask)

@@ -54,40 +54,39 @@
     for (const heat of maps.querySelectorAll("img.heat")) heat.style.opacity = String(value / 100);
   }
 
-  function positiveClass(probabilities) {
-    if ("melanoma" in probabilities) return "melanoma";
-    return Object.keys(probabilities).reduce((a, b) => (probabilities[a] >= probabilities[b] ? a : b));
-  }
-
   function renderResult(body, fileName) {
-    const probabilities = body.probabilities;
-    const positive = positiveClass(probabilities);
-    const p = probabilities[positive];
-    const outOfDistribution = body.out_of_distribution === true;
-    // an image unlike the training images gets a plain warning instead of the bold probability
-    $("probability").hidden = outOfDistribution;
-    $("probability-meter").hidden = outOfDistribution;
-    $("ood-warning").hidden = !outOfDistribution;
-    $("ood-warning").textContent = outOfDistribution
-      ? "Not answered: " + fileName + " does not look like the dermoscopy images this model was trained on " +
-        "(out-of-distribution score " + body.ood_score.toFixed(2) + "). Do not use its probability."
+    // an image unlike the fitting images gets no probability, class or set anywhere on the page:
+    // the server sends them as null and says why in body.withheld
+    const withheld = body.withheld || (body.out_of_distribution === true ? "out of distribution" : null);
+    const probabilities = withheld ? null : body.probabilities;
+    const positive = body.positive_class;
+    $("probability").hidden = Boolean(withheld);
+    $("probability-meter").hidden = Boolean(withheld);
+    $("probability-table").hidden = Boolean(withheld);
+    $("ood-warning").hidden = !withheld;
+    $("ood-warning").textContent = withheld
+      ? "Not answered: " + fileName + " does not look like the dermoscopy images this model was fitted on " +
+        "(out-of-distribution score " + formatNumber(body.ood_score) + ", flagged above 1). No probability or " +
+        "class is given for it."
       : "";
-    $("probability").textContent =
-      "P(" + positive + ") = " + p.toFixed(3) + " for " + fileName + " (predicted class: " + body.predicted_class + ")";
-    $("probability-meter").value = p;
+    $("probability").textContent = withheld ? "" :
+      "P(" + positive + ") = " + probabilities[positive].toFixed(3) + " for " + fileName + " (predicted class: " +
+      body.predicted_class + ")";
+    $("probability-meter").value = withheld ? 0 : probabilities[positive];
     const notes = [];
+    if (!withheld && body.refer) notes.push("Refer: " + body.refer_reasons.join("; ") + ".");
     if (body.threshold !== null && body.threshold !== undefined) {
       notes.push("Threshold " + body.threshold.toFixed(3) + " (" + body.threshold_rule + ").");
     }
-    if (body.prediction_set && body.prediction_set.length > 1) notes.push("Uncertain: refer (prediction set {" +
-      body.prediction_set.join(", ") + "}).");
+    if (!withheld && body.prediction_set) notes.push("Prediction set {" + body.prediction_set.join(", ") + "}.");
     if (body.attention_warning) notes.push("Attention check: " + body.attention_warning + ".");
+    if (body.trust_note) notes.push(body.trust_note + ".");
     if (body.ood_note) notes.push(body.ood_note + ".");
     $("trust-notes").textContent = notes.join(" ");
     $("trust-notes").hidden = notes.length === 0;
     const rows = $("probability-table").querySelector("tbody");
     rows.replaceChildren();
-    for (const [name, value] of Object.entries(probabilities)) {
+    for (const [name, value] of Object.entries(probabilities || {})) {
       const row = element("tr");
       row.append(element("th", name), element("td", value.toFixed(4)));
       row.firstChild.setAttribute("scope", "row");
@@ -129,7 +128,10 @@
     }
     applyOpacity();
     results.hidden = false;
-    statusLine.textContent = "Result ready: P(" + positive + ") = " + p.toFixed(3) + ".";
+    statusLine.textContent = withheld
+      ? "Result ready: not answered (out of distribution)."
+      : "Result ready: P(" + positive + ") = " + probabilities[positive].toFixed(3) +
+        (body.refer ? "; refer." : ".");
   }
 
   async function analyse(file) {
@@ -184,23 +186,45 @@
     add("attnmel version", model.attnmel_version);
     root.append(facts);
     root.append(element("h4", "Intended use"), element("p", card.intended_use.primary));
-    const metrics = (card.metrics || {}).positive_class || {};
+    const section = card.metrics || {};
+    const metrics = section.positive_class || {};
+    const point = section.at_operating_point;
     root.append(element("h4", "Validation metrics"));
-    if (Object.keys(metrics).length) {
+    const metricsTable = (caption, entries) => {
       const table = element("table", null, "metrics");
-      table.append(element("caption", "Validation split, epoch " + formatNumber(card.metrics.epoch)));
+      table.append(element("caption", caption));
       const body = element("tbody");
-      for (const [name, value] of Object.entries(metrics)) {
+      for (const [name, value] of entries) {
         const row = element("tr");
         const head = element("th", name.replaceAll("_", " "));
         head.setAttribute("scope", "row");
-        row.append(head, element("td", formatNumber(value)));
+        row.append(head, element("td", value));
         body.append(row);
       }
       table.append(body);
       root.append(table);
+    };
+    if (Object.keys(metrics).length) {
+      metricsTable("Validation split, epoch " + formatNumber(section.epoch) +
+        (point ? ", metrics that need no threshold" : ""),
+        Object.entries(metrics).filter(([name]) => name !== "threshold").map(([k, v]) => [k, formatNumber(v)]));
     } else {
       root.append(element("p", "No validation metrics recorded."));
+    }
+    if (point) {
+      const rate = (value, interval) => formatNumber(value) + " [" + interval[0].toFixed(2) + ", " + interval[1].toFixed(2) + "]";
+      metricsTable("At the threshold the model answers with: " + point.threshold.toFixed(4) + " (" + point.rule + "; " +
+        point.images + " images, " + point.positives + " positive)", [
+        ["sensitivity", rate(point.sensitivity, point.sensitivity_interval)],
+        ["specificity", rate(point.specificity, point.specificity_interval)],
+        ["accuracy", formatNumber(point.accuracy)], ["balanced accuracy", formatNumber(point.balanced_accuracy)],
+        ["precision", formatNumber(point.precision)]]);
+    }
+    const half = section.at_threshold_half;
+    if (half) {
+      root.append(element("p", "Beside it only, at threshold " + formatNumber(half.threshold) +
+        ", which the model does not answer with: " + Object.entries(half).filter(([k]) => k !== "threshold")
+          .map(([k, v]) => k.replaceAll("_", " ") + " " + formatNumber(v)).join(", ") + ".", "small"));
     }
     const data = (card.training || {}).data;
     if (data) {
