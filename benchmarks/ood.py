@@ -34,7 +34,7 @@ from PIL import Image, ImageDraw
 
 from attnmel.config import load_config
 from attnmel.data.readers import read_dataset
-from attnmel.data.splits import data_sources, held_out_images
+from attnmel.data.sources import data_sources, held_out_images
 from attnmel.evaluation.operating_point import wilson_interval
 from attnmel.evaluation.trust import DetectorData, fit_ood
 from attnmel.inference import InferenceSettings, load_model

@@ -17,7 +17,8 @@ import pytest
 from attnmel.cli import main
 from attnmel.config import load_config
 from attnmel.data.images import read_image
-from attnmel.data.splits import SplitSpec, prepare_data
+from attnmel.data.sources import SplitSpec
+from attnmel.data.splits import prepare_data
 from attnmel.errors import DataError
 from attnmel.training.loop import train
 

@@ -11,7 +11,8 @@ import pytest
 from PIL import Image
 
 from attnmel.cli import main
-from attnmel.data.integrity import PHASH_BITS, _popcount, check_datasets, close_pairs
+from attnmel.data.integrity import check_datasets
+from attnmel.data.leaks import PHASH_BITS, _popcount, close_pairs
 
 from .conftest import write_csv
 from .layouts import make_isic2018, make_isic2019, make_isic2020

@@ -16,7 +16,8 @@ from attnmel.checkpoints.format import read_metadata
 from attnmel.config import load_config
 from attnmel.data.masks import RoiSpec
 from attnmel.data.sampling import epoch_indices, epoch_size
-from attnmel.data.splits import SplitRecord, SplitSpec, data_sources, prepare_data
+from attnmel.data.sources import SplitSpec, data_sources
+from attnmel.data.splits import SplitRecord, prepare_data
 from attnmel.errors import CheckpointError, ConfigError, DataError, TrainingError
 from attnmel.training.loop import train
 

@@ -16,14 +16,9 @@ from attnmel.cli import main
 from attnmel.config import load_config
 from attnmel.data.groups import group_labels
 from attnmel.data.records import TASKS, DatasetIndex, Sample
-from attnmel.data.splits import (
-    SplitRecord,
-    SplitSpec,
-    fraction_split,
-    grouped_split,
-    prepare_data,
-    stratified_split,
-)
+from attnmel.data.sources import SplitSpec
+from attnmel.data.split_methods import fraction_split, grouped_split, stratified_split
+from attnmel.data.splits import SplitRecord, prepare_data
 from attnmel.errors import ConfigError, DataError
 from attnmel.evaluation.folds import read_fold_splits
 

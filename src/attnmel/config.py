@@ -27,7 +27,7 @@ from attnmel.data.pipelines import Pipeline
 from attnmel.data.readers import Layout
 from attnmel.data.records import TASKS, GroupBy, SplitMode
 from attnmel.data.sampling import Sampler
-from attnmel.data.splits import SplitSpec
+from attnmel.data.sources import SplitSpec
 from attnmel.data.transforms import MAX_INPUT, MIN_INPUT, Preprocessing, Robustness, resolve_normalization
 from attnmel.errors import ConfigError
 from attnmel.metrics.classification import SelectMetric
@@ -133,7 +133,7 @@ class DataConfig:
         return None if self.roi is None else RoiSpec(self.roi, tuple(self.dermo_features))
 
     def split_spec(self, seed: int) -> SplitSpec:
-        """Which images a run reads and how it picks validation (``data.splits.prepare_data``)."""
+        """Which images a run reads and how it picks validation (``attnmel.data.splits.prepare_data``)."""
         return SplitSpec(task=self.task, layout=self.layout, train_split=self.train_split, val_split=self.val_split,
                          val_fraction=self.val_fraction, split=self.split, group_by=self.group_by, folds=self.folds,
                          fold=self.fold, seed=seed, skip_bad=self.skip_bad, roi=self.roi_spec(),

@@ -40,7 +40,8 @@ from attnmel.checkpoints.format import BEST_FILE
 from attnmel.config import Config, load_config
 from attnmel.data.masks import RoiSpec
 from attnmel.data.records import Sample, get_task
-from attnmel.data.splits import SPLIT_FILE, DataSource, SplitRecord, data_sources, held_out_images
+from attnmel.data.sources import DataSource, data_sources, held_out_images
+from attnmel.data.splits import SPLIT_FILE, SplitRecord
 from attnmel.errors import ConfigError, DataError
 from attnmel.evaluation.attention_quality import score_predictions
 from attnmel.evaluation.operating_point import (
@@ -166,8 +167,7 @@ class YardstickResult:
                  + f"; trained on {', '.join(self.training)}; {self.folds}-fold cross-validation grouped by "
                  f"photograph over {self.pool} of {self.training[0]}; every fold keeps its last epoch.", ""]
         if self.missing:
-            lines += [f"**Partial**: folds still to run (seed, fold): {self.missing}; each seed's rows cover its "
-                      "finished folds only (out of fold: their images; held out: their models).", ""]
+            lines += [f"**Partial**: folds still to run (seed, fold): {self.missing}.", ""]
         lines += ["| seed | site (images, melanomas) | ROC AUC [95% CI] | per fold | folds averaged | "
                   "sensitivity / specificity at the stored rule | stride-16 Jaccard |",
                   "|---|---|---|---|---|---|---|"]
@@ -252,7 +252,7 @@ def run_yardstick(
                 missing.append((seed, fold))
                 continue
             scored.append(_fold_scores(run, training[0], pool, site_images, held_out, log))
-        if len(scored) >= 2:  # a partial seed is scored on its finished folds, and the table says so
+        if len(scored) == folds:
             per_seed[seed] = _seed_sites(training[0].name, scored, [s.name for s in site_sources])
     result = YardstickResult(str(recipe), list(overrides), [s.name for s in training], folds, list(seeds), pool,
                              per_seed, missing)

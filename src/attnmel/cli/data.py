@@ -7,7 +7,8 @@ import json
 import sys
 
 from attnmel.cli.options import Parser, add_workers, non_negative_int, positive_int
-from attnmel.data.integrity import DEFAULT_MIN_SIZE, DEFAULT_PHASH_DISTANCE
+from attnmel.data.integrity import DEFAULT_MIN_SIZE
+from attnmel.data.leaks import DEFAULT_PHASH_DISTANCE
 from attnmel.data.masks import DEFAULT_DERMO_FEATURES, ROI_KINDS
 from attnmel.data.readers import LAYOUTS
 from attnmel.data.records import TASKS

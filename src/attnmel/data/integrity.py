@@ -12,39 +12,34 @@ Lesions and patients (``lesion_id``, ``patient_id``) with images on both sides o
 partition, or in one dataset's training split and another's evaluation split, are a ``leak`` just
 as the same pixels are; so are duplicates the dataset lists itself (ISIC 2020) in two splits.
 
-Duplicates and leakage are found by two hashes of the decoded pixels: a content hash (identical
-pixels, whatever the container or metadata) and a perceptual hash (``imagehash.phash`` with 256
-bits, for re-encoded, resized or colour-processed copies). Two images are called near-identical
-when their perceptual hashes differ in at most ``phash_distance`` bits (default 38): on ISIC
-2016 + 2017 every pair up to 38 is the same photograph (re-encoded or colour-corrected copies
-under another ID), and the first pair of different lesions appears at 40.
+Duplicates and leaks are found by the one leak detector a training run also uses
+(``attnmel.data.leaks``: the same pixels, near-identical pixels by perceptual hash, one lesion or
+patient); this module places every split of every dataset for it (``_leak_pair``: which splits must
+be disjoint) and reports what it finds, with the duplicates that are not leaks.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import imagehash
 import numpy as np
 
 from attnmel.data.images import binarize_mask, check_mask_size, read_image, read_mask_levels
+from attnmel.data.leaks import DEFAULT_PHASH_DISTANCE, Match, Placed, find_matches, hash_pixels
 from attnmel.data.readers import read_dataset
-from attnmel.data.records import GROUP_COLUMNS, DatasetIndex, Sample
+from attnmel.data.records import GROUP_COLUMNS, DatasetIndex
 from attnmel.errors import DataError
 from attnmel.io import progress_bar
 
 SEVERITIES = ("error", "warning", "info")
 TRAINING_SPLITS = frozenset({"train", "training"})
 DEFAULT_MIN_SIZE = 224
-DEFAULT_PHASH_DISTANCE = 38
-PHASH_BITS = 16  # hash_size: 16 x 16 = 256 bits
 
 #: kind -> (severity, what a group of such findings is, for the text report)
 KINDS: dict[str, tuple[str, str]] = {
@@ -155,15 +150,11 @@ class IntegrityReport:
         return "\n".join(lines)
 
 
-@dataclass
-class _Entry:
-    """One sample as seen by the checks: where it is, and what its pixels hash to."""
+@dataclass(eq=False)
+class _Entry(Placed):
+    """One sample as the checks place it (its dataset, its split), with what decoding it found."""
 
-    dataset: int
-    sample: Sample
-    size: tuple[int, int] | None = None
-    content: bytes | None = None
-    phash: np.ndarray | None = None  # PHASH_BITS**2 bits as uint64 words
+    dataset: int = 0
     findings: list[Finding] = field(default_factory=list)
     masks: int = 0
 
@@ -190,7 +181,8 @@ def check_datasets(
     for index in indexes:
         report.findings += [finding(p.kind, f"{p.path}: {p.message}" if p.path else p.message, [p.path])
                             for p in index.problems]
-    entries = [_Entry(i, s) for i, index in enumerate(indexes) for split in index.splits.values() for s in split]
+    entries = [_Entry(s, s.split, dataset=i) for i, index in enumerate(indexes) for split in index.splits.values()
+               for s in split]
     names = _dataset_names(indexes)
     if decode:
         workers = workers or min(8, os.cpu_count() or 1)
@@ -201,12 +193,19 @@ def check_datasets(
                 report.masks_checked += entry.masks
         report.images_checked = len(entries)
         report.findings += _small_images(entries, names, min_size)
-        report.findings += _duplicates(entries, names, phash_distance)
+    matches = find_matches(entries, _leak_pair, pixels=decode, phash_distance=phash_distance)
+    if decode:
+        report.findings += _duplicates(matches, names)
     report.findings += _label_conflicts(entries, names, indexes[0].task.class_names)
-    report.findings += _group_leaks(entries, names)
+    report.findings += _group_leaks(matches, names)
     report.findings += _listed_duplicates(indexes, entries, names)
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _entries(placed: Iterable[Placed]) -> list[_Entry]:
+    """The check's own entries among what the detector hands back (all of them)."""
+    return [entry for entry in placed if isinstance(entry, _Entry)]
 
 
 def _dataset_names(indexes: list[DatasetIndex]) -> list[str]:
@@ -229,7 +228,7 @@ def _inspect(entry: _Entry) -> _Entry:
     except DataError as exc:
         entry.findings.append(finding("unreadable_image", str(exc), [sample.image_path]))
         return entry
-    _hash_pixels(entry, image)
+    hash_pixels(entry, image)
     masks = [(sample.mask_path, True), *((p, False) for p in sample.attribute_paths.values())]
     for path, is_lesion in masks:
         if path is None:
@@ -256,64 +255,6 @@ def _inspect(entry: _Entry) -> _Entry:
     return entry
 
 
-def _hash_pixels(entry: _Entry, image) -> None:
-    entry.size = image.size
-    entry.content = hashlib.blake2b(f"{image.size}".encode() + image.tobytes(), digest_size=16).digest()
-    bits = imagehash.phash(image, hash_size=PHASH_BITS).hash.reshape(-1)
-    entry.phash = np.packbits(bits).view(np.uint64)
-
-
-def _hash_only(entry: _Entry) -> _Entry:
-    try:
-        _hash_pixels(entry, read_image(entry.sample.image_path))
-    except DataError as exc:
-        entry.findings.append(finding("unreadable_image", str(exc), [entry.sample.image_path]))
-    return entry
-
-
-def duplicate_pairs(
-    train: Sequence[Sample],
-    evaluated: Mapping[str, Sequence[Sample]],
-    *,
-    phash_distance: int = DEFAULT_PHASH_DISTANCE,
-    workers: int | None = None,
-) -> list[tuple[Sample, Sample, str]]:
-    """(training image, evaluated image, how) for every pair with the same or near-identical pixels,
-    by the same two hashes as ``check_datasets``: what a run refuses before its first step."""
-    sides = list(evaluated)
-    entries = [_Entry(0, s) for s in train] + [
-        _Entry(1 + k, s) for k, side in enumerate(sides) for s in evaluated[side]]
-    with ThreadPoolExecutor(workers or min(8, os.cpu_count() or 1)) as pool:
-        entries = [e for e in pool.map(_hash_only, entries) if e.content is not None]
-    groups: dict[bytes, list[_Entry]] = defaultdict(list)
-    for entry in entries:
-        groups[entry.content].append(entry)
-    unique = list(groups.values())
-    out: list[tuple[Sample, Sample, str]] = []
-
-    def pairs(left: list[_Entry], right: list[_Entry], how: str) -> None:
-        """Each training entry of one side against each judged entry of the other."""
-        for trained, judged in ((left, right), (right, left)) if left is not right else ((left, left),):
-            out.extend((a.sample, b.sample, f"{how} in {sides[b.dataset - 1]}")
-                       for a in trained if a.dataset == 0 for b in judged if b.dataset > 0)
-
-    for group in unique:
-        pairs(group, group, "same pixels")
-    hashes = (np.stack([g[0].phash for g in unique])  # type: ignore[misc]  # a hashed entry has its phash
-              if unique else np.zeros((0, PHASH_BITS**2 // 64), np.uint64))
-    for i, j, distance in close_pairs(hashes, phash_distance):
-        pairs(unique[i], unique[j], f"near-identical (perceptual distance {distance}/{PHASH_BITS**2})")
-    return out
-
-
-def near_identical_pairs(samples: Sequence[Sample], *, phash_distance: int = DEFAULT_PHASH_DISTANCE,
-                         workers: int | None = None) -> list[tuple[str, str]]:
-    """Image-ID pairs among ``samples`` with the same or near-identical pixels (the hashes of
-    ``check_datasets``): photographs a grouped split keeps on one side."""
-    found = duplicate_pairs(samples, {"pool": samples}, phash_distance=phash_distance, workers=workers)
-    return sorted({(min(a.image_id, b.image_id), max(a.image_id, b.image_id)) for a, b, _ in found if a.image_id != b.image_id})
-
-
 def _small_images(entries: list[_Entry], names: list[str], min_size: int) -> list[Finding]:
     """One finding per split: a reduced copy of a dataset makes every image small, and one line says so."""
     small: dict[tuple[int, str], list[_Entry]] = defaultdict(list)
@@ -338,69 +279,34 @@ def _small_images(entries: list[_Entry], names: list[str], min_size: int) -> lis
 # --------------------------------------------------------------------------------------------- across files
 
 
-def _leak_pair(a: _Entry, b: _Entry) -> bool:
+def _leak_pair(a: Placed, b: Placed) -> bool:
     """Splits of one dataset must be disjoint; across datasets, training vs evaluation is a leak."""
+    assert isinstance(a, _Entry) and isinstance(b, _Entry)  # the detector hands back what it was given
     if a.dataset == b.dataset:
         return a.sample.split != b.sample.split
     return (a.sample.split in TRAINING_SPLITS) != (b.sample.split in TRAINING_SPLITS)
 
 
-def _any_leak(left: list[_Entry], right: list[_Entry]) -> bool:
-    return any(_leak_pair(a, b) for a in left for b in right)
-
-
-def _duplicates(entries: list[_Entry], names: list[str], max_distance: int) -> list[Finding]:
-    groups: dict[bytes, list[_Entry]] = defaultdict(list)
-    for entry in entries:
-        if entry.content is not None:
-            groups[entry.content].append(entry)
+def _duplicates(matches: list[Match], names: list[str]) -> list[Finding]:
+    """The detector's photographs: a leak where the splits must be disjoint, else a duplicate within a
+    dataset or an image two datasets share; near-identical ones as a leak warning or for information."""
     out = []
-    for group in groups.values():
-        if len(group) < 2:
-            continue
-        where = " = ".join(_where(e, names) for e in group)
-        paths = [e.sample.image_path for e in group]
-        if _any_leak(group, group):
-            kind = "leak"
-        else:
-            kind = "duplicate_image" if len({e.dataset for e in group}) < len(group) else "shared_image"
-        out.append(finding(kind, f"same pixels: {where}", paths))
-    unique = list(groups.values())
-    hashes = (np.stack([g[0].phash for g in unique])  # type: ignore[misc]  # a hashed entry has its phash
-              if unique else np.zeros((0, PHASH_BITS**2 // 64), np.uint64))
-    for i, j, distance in close_pairs(hashes, max_distance):
-        left, right = unique[i], unique[j]
-        kind = "similar_leak" if _any_leak(left, right) else "similar_image"
-        where = f"{', '.join(_where(e, names) for e in left)} ~ {', '.join(_where(e, names) for e in right)}"
-        out.append(finding(kind, f"{where} (perceptual distance {distance}/{PHASH_BITS**2}); probably the same "
-                                 "photograph re-encoded or colour-processed", [e.sample.image_path for e in left + right]))
+    for match in matches:
+        paths = [e.sample.image_path for e in match.members]
+        if match.kind == "same pixels":
+            group = _entries(match.members)
+            if match.leak:
+                kind = "leak"
+            else:
+                kind = "duplicate_image" if len({e.dataset for e in group}) < len(group) else "shared_image"
+            out.append(finding(kind, f"same pixels: {' = '.join(_where(e, names) for e in group)}", paths))
+        elif match.kind == "near-identical":
+            left, right = (_entries(part) for part in match.parts)
+            where = f"{', '.join(_where(e, names) for e in left)} ~ {', '.join(_where(e, names) for e in right)}"
+            out.append(finding("similar_leak" if match.leak else "similar_image",
+                               f"{where} (perceptual distance {match.detail}); probably the same photograph "
+                               "re-encoded or colour-processed", paths))
     return out
-
-
-def close_pairs(hashes: np.ndarray, max_distance: int, block: int = 512) -> list[tuple[int, int, int]]:
-    """(i, j, Hamming distance) for i < j within ``max_distance``; ``hashes`` is (n, words) uint64.
-
-    Blocked so that memory stays at block x n distances; numpy's popcount does the counting.
-    """
-    out = []
-    n = len(hashes)
-    for start in range(0, n, block):
-        chunk = hashes[start : start + block]
-        distance = np.zeros((len(chunk), n), dtype=np.uint16)
-        for word in range(hashes.shape[1]):
-            distance += _popcount(chunk[:, word][:, None] ^ hashes[:, word][None, :])
-        rows, cols = np.nonzero(distance <= max_distance)
-        for r, c in zip(rows.tolist(), cols.tolist(), strict=True):
-            if start + r < c:
-                out.append((start + r, c, int(distance[r, c])))
-    return out
-
-
-def _popcount(words: np.ndarray) -> np.ndarray:
-    if hasattr(np, "bitwise_count"):  # numpy >= 2
-        return np.bitwise_count(words).astype(np.uint16)
-    bits = np.unpackbits(words.view(np.uint8).reshape(*words.shape, 8), axis=-1)
-    return bits.sum(axis=-1, dtype=np.uint16)
 
 
 def _label_conflicts(entries: list[_Entry], names: list[str], class_names: Sequence[str]) -> list[Finding]:
@@ -432,21 +338,16 @@ def _label_conflicts(entries: list[_Entry], names: list[str], class_names: Seque
     return out
 
 
-def _group_leaks(entries: list[_Entry], names: list[str]) -> list[Finding]:
+def _group_leaks(matches: list[Match], names: list[str]) -> list[Finding]:
     """One finding per lesion or patient whose images are on both sides of a split (``_leak_pair``)."""
     out = []
-    for column in GROUP_COLUMNS:
-        members: dict[str, list[_Entry]] = defaultdict(list)
-        for entry in entries:
-            value = entry.sample.groups.get(column)
-            if value is not None:
-                members[value].append(entry)
-        for value, group in members.items():
-            if len(group) > 1 and _any_leak(group, group):
-                sides = sorted({f"{names[e.dataset]}/{e.sample.split}" for e in group})
-                shown = ", ".join(_where(e, names) for e in group[:6]) + (", ..." if len(group) > 6 else "")
-                out.append(finding("leak", f"{column} {value} has images in {' and '.join(sides)}: {shown}",
-                                   [e.sample.image_path for e in group]))
+    for match in matches:
+        if match.kind in GROUP_COLUMNS and match.leak:
+            group = _entries(match.members)
+            sides = sorted({f"{names[e.dataset]}/{e.sample.split}" for e in group})
+            shown = ", ".join(_where(e, names) for e in group[:6]) + (", ..." if len(group) > 6 else "")
+            out.append(finding("leak", f"{match.kind} {match.detail} has images in {' and '.join(sides)}: {shown}",
+                               [e.sample.image_path for e in group]))
     return out
 
 

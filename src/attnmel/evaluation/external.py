@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from attnmel.data.readers import read_dataset
-from attnmel.data.splits import data_sources
+from attnmel.data.sources import data_sources
 from attnmel.errors import ConfigError, DataError
 from attnmel.evaluation.evaluate import EvaluationOptions, EvaluationResult, evaluate_checkpoint
 from attnmel.evaluation.report import HtmlReport

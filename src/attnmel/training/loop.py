@@ -480,7 +480,7 @@ def train(
     log: Callable[[str], None] = print,
 ) -> TrainResult:
     """Train (or resume) a run; ``config`` is a ``Config``, a YAML path or a preset name; ``data`` one
-    dataset or several (``data.splits.data_sources``), validation coming from the first.
+    dataset or several (``data.sources.data_sources``), validation coming from the first.
 
     Under ``torchrun`` every process calls this; they form one run (``training.distributed``)."""
     if not isinstance(config, Config):
