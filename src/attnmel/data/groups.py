@@ -1,9 +1,9 @@
 """Which images belong together: one lesion, one patient, or photographs a dataset lists as duplicates.
 
 Several photographs of one lesion (HAM10000, ISIC 2019) or of one patient (ISIC 2020) on both
-sides of a split inflate every validation metric. Grouped splits keep each group on one side,
-and ``attnmel data check`` reports groups that straddle a dataset's own splits. No torch here:
-``data check`` uses it.
+sides of a split inflate every validation metric. Grouped splits keep each group on one side, and
+the leak detector (``attnmel.data.leaks``) finds groups on two sides, for a run and for
+``attnmel data check``. No torch here: ``data check`` uses it.
 """
 
 from __future__ import annotations
@@ -44,13 +44,3 @@ def ungrouped(samples: Sequence[Sample], group_by: str) -> int:
     """How many samples carry no ``group_by`` value (each is then a group of its own)."""
     return sum(group_by not in sample.groups for sample in samples)
 
-
-def straddling(sides: dict[str, Sequence[Sample]], group_by: str) -> dict[str, dict[str, list[str]]]:
-    """Group values found on more than one side: value -> side -> image IDs."""
-    where: dict[str, dict[str, list[str]]] = {}
-    for side, samples in sides.items():
-        for sample in samples:
-            value = sample.groups.get(group_by)
-            if value is not None:
-                where.setdefault(value, {}).setdefault(side, []).append(sample.image_id)
-    return {value: found for value, found in where.items() if len(found) > 1}
