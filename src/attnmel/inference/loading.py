@@ -60,7 +60,7 @@ class LoadedModel:
 
     @property
     def network(self) -> nn.Module:
-        """The first member's trained network, in eval mode on ``device`` (what export and fine-tuning use)."""
+        """The first member's trained network, in eval mode on ``device``: what ``attnmel export`` writes."""
         return self.networks[0]
 
     @property
