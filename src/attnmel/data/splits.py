@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from attnmel.data.fingerprints import fingerprint
+from attnmel.data.fingerprints import fingerprint, learned_fingerprints
 from attnmel.data.groups import group_labels, ungrouped
 from attnmel.data.leaks import near_identical_pairs, official_leaks, refuse_leaks
 from attnmel.data.masks import RoiSpec, has_region
@@ -53,8 +53,11 @@ class SplitRecord:
     """Which images a run trained and validated on, and how they were chosen (``split.json``).
 
     Images of a dataset other than the first are listed as ``name/image_id``. ``fingerprints``
-    hashes every side's IDs with the bytes of their files, so a resumed run can tell it is reading
-    the data it started with."""
+    hashes every side's IDs with the bytes of their files, and ``learned`` what else of each image
+    changes what a run learns or selects on (``LEARNED``: its label, the dataset it came from, the
+    masks the attention prior reads), so a resumed run can tell it is reading the data it started
+    with, relabelled ground truth included. A record from before ``learned`` has none: what it
+    cannot tell is said, not taken as the same (``training.loop.check_same_data``)."""
 
     #: what was done: official, fraction or grouped ("auto" resolved)
     mode: str
@@ -132,6 +135,13 @@ class SplitRecord:
                 out.append(f"{side}: {len(added)} images added and {len(removed)} removed (e.g. {example})")
             else:
                 out.append(f"{side}: the same image IDs, but the content of some files changed")
+        for side in sorted(set(self.learned) & set(other.learned)):
+            if self.fingerprints.get(side) != other.fingerprints.get(side):
+                continue  # said above
+            mine, theirs = self.learned[side], other.learned[side]
+            changed = [what for what in sorted(set(mine) | set(theirs)) if mine.get(what) != theirs.get(what)]
+            if changed:
+                out.append(f"{side}: the same images, but their {' and '.join(changed)} changed")
         return out
 
 
@@ -284,5 +294,7 @@ def _split_record(mode: str, index: DatasetIndex, spec: SplitSpec, sources: list
         datasets=shares, held_out=tuple(key(s) for s in held_out),
         fingerprints={side: fingerprint(samples, key) for side, samples in
                       (("train", train), ("val", val), ("held_out", held_out)) if samples},
+        learned={side: learned_fingerprints(samples, key, spec.roi) for side, samples in
+                 (("train", train), ("val", val), ("held_out", held_out)) if samples},
     )
 

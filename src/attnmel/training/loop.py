@@ -49,7 +49,7 @@ from attnmel.training.ema import create_ema
 from attnmel.training.logs import RunLog, flat_hyperparameters
 from attnmel.training.losses import attention_prior_loss, classification_loss, consistency_loss, pixel_noise
 from attnmel.training.optim import build_optimizer, build_scheduler
-from attnmel.training.resume import STATE_FILE, resumable_config
+from attnmel.training.resume import CONFIG_FILE, STATE_FILE, resumable_config
 from attnmel.visualize.figures import Panel, attention_figure
 
 #: the validation metrics logged per epoch (besides the NLL)
@@ -112,7 +112,7 @@ class Trainer:
         # a resumed run checks again: what data.leaks=drop left out must be left out the same way
         self.data = prepare_data(data, config.data.split_spec(config.train.seed))
         if self.resume_state is not None:
-            check_same_data(self.output_dir, self.data.split)
+            check_same_data(self.output_dir, self.data.split, self.log)
         self.task = self.data.index.task
         self.fast = fast_path(self.device, config.train.amp, config.train.channels_last)
 
@@ -374,7 +374,7 @@ class Trainer:
         main = self.dist.is_main
         if main:
             self.output_dir.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(self.output_dir / "config.yaml", cfg.to_yaml())
+            atomic_write_text(self.output_dir / CONFIG_FILE, cfg.to_yaml())
             if self.resume_state is None:  # a resumed run keeps the record it started with (check_same_data)
                 self.data.split.write(self.output_dir / SPLIT_FILE)
         self.log(self.fast.note)
@@ -492,15 +492,20 @@ def train(
         trainer.dist.close()
 
 
-def check_same_data(output_dir: Path, now: SplitRecord) -> None:
+def check_same_data(output_dir: Path, now: SplitRecord, log: Callable[[str], None] = print) -> None:
     """A run is bound to the images it started with: resuming on other data (another --data, files
-    changed, another split) would choose its best epoch across different validation sets."""
+    changed or relabelled, another split) would choose its best epoch across different validation sets.
+    A record older than a check is not taken as passing it: what it cannot tell is said in one line."""
     started = SplitRecord.read(output_dir / SPLIT_FILE)
     if started.fingerprints:
         differences = started.differences(now)
     else:  # written before fingerprints: the image lists are what can be compared
         differences = [f"{side}: other images" for side in ("train", "val")
                        if set(getattr(started, side)) != set(getattr(now, side))]
+    if not started.learned and not differences:
+        log(f"note: {output_dir / SPLIT_FILE} is from an attnmel that fingerprinted image IDs and bytes only, so "
+            "whether labels, dataset names or prior masks changed since the run started is unknown (not checked); "
+            "start a new run to have them checked")
     if differences:
         raise CheckpointError(f"{output_dir}: cannot resume on other data than the run started with ("
                               f"{'; '.join(differences)}); give the --data it was started with (see its split.json), "

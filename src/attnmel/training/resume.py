@@ -14,10 +14,12 @@ from typing import Any
 
 from attnmel.arguments import check_path_name
 from attnmel.checkpoints.format import training_state_config
-from attnmel.config import Config, apply_overrides, config_from_dict, load_config
+from attnmel.config import Config, apply_overrides, config_from_dict, load_config, resolve_config_path
 from attnmel.errors import ConfigError
 
 STATE_FILE = "last-state.safetensors"
+#: the config a run writes into its folder (the resolved one: presets and --set applied)
+CONFIG_FILE = "config.yaml"
 #: what a resumed run may change: its length, and how fast this machine runs it (a later session may
 #: have more cores), never what it learns from or how
 RESUME_MAY_CHANGE = (("train", "epochs"), ("train", "threads"), ("data", "num_workers"), ("data", "pipeline"),
@@ -61,11 +63,15 @@ def run_to_start(config: str | None, output_dir: str | Path | None, overrides: l
         raise ConfigError("--config is required (a YAML file or a preset such as isic2017/attnmel); "
                           "to resume, give --output RUN --resume.")
     fold = f"-fold{resolved.data.fold}" if resolved.data.folds else ""
-    if output_dir:
-        return resolved, Path(output_dir)
-    check_path_name(resolved.name, f"{config}: name (the run's folder runs/<name> without --output)",
-                    "set name to a plain name (letters, digits, - _ .), or give --output")
-    return resolved, Path("runs") / f"{resolved.name}{fold}"
+    if not output_dir:
+        check_path_name(resolved.name, f"{config}: name (the run's folder runs/<name> without --output)",
+                        "set name to a plain name (letters, digits, - _ .), or give --output")
+    output = Path(output_dir) if output_dir else Path("runs") / f"{resolved.name}{fold}"
+    written = output / CONFIG_FILE
+    if config and not resume and written.exists() and written.resolve() == resolve_config_path(config).resolve():
+        raise ConfigError(f"--config {config} is the {CONFIG_FILE} a new run writes into {output}, so the run would "
+                          "write over what it reads; name another --output, or move the config out of it.")
+    return resolved, output
 
 
 def resumable_config(requested: Config, saved_payload: dict[str, Any], output_dir: Path) -> Config:
