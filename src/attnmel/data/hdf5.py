@@ -60,18 +60,52 @@ def entry_keys(path: Path) -> list[str]:
         _OPEN.pop((os.getpid(), path), None)
 
 
+#: the largest entry read: an encoded image of ``MAX_PIXELS`` is far smaller; a larger entry is no image,
+#: and reading it whole would take that much memory
+MAX_ENTRY_BYTES = 512 * 2**20
+_FIX = "use the release's image file (one encoded JPEG per ID), or re-download it."
+
+
 def read_entry(path: Path) -> bytes:
-    """The encoded bytes stored at ``<file>/<key>`` (as bytes, an opaque scalar or a uint8 array)."""
+    """The encoded bytes stored at ``<file>/<key>``: a dataset held in the file itself (no link to another
+    object or file) that is a scalar (bytes, a string or an opaque value) or a 1-D uint8 array. Anything
+    else (a group, a link, floats, a 2-D array of decoded pixels, an unreadable or oversized entry) is a
+    ``DataError`` naming the entry, so ``data check`` lists it and training refuses it in one line."""
     entry = hdf5_entry(path)
     if entry is None:
         raise DataError(path, "not an entry of an HDF5 file.", "name it as <file>.hdf5/<key>.")
     container, key = entry
-    handle = open_hdf5(container)
-    if key not in handle:
-        raise DataError(path, f"{container.name} has no entry {key!r}.", "check the image ID or re-download the file.")
-    value = handle[key][()]
+    handle = open_hdf5(container)  # says in one line when h5py is missing
+    import h5py
+
+    try:
+        link = handle.get(key, getlink=True)
+        if link is None:
+            raise DataError(path, f"{container.name} has no entry {key!r}.", "check the image ID or re-download the file.")
+        if not isinstance(link, h5py.HardLink):
+            raise DataError(path, f"entry is an HDF5 {type(link).__name__} to {getattr(link, 'path', '?')!r}, not an "
+                                  "image stored in the file.", _FIX)
+        node = handle[key]
+        if not isinstance(node, h5py.Dataset):
+            raise DataError(path, f"entry is an HDF5 {type(node).__name__.lower()}, not a dataset holding an encoded "
+                                  "image.", _FIX)
+        dtype, shape = node.dtype, node.shape
+        scalar = shape == () and (dtype.kind in "SOV" or h5py.check_string_dtype(dtype) is not None)
+        if not scalar and not (len(shape) == 1 and dtype == np.uint8):
+            raise DataError(path, f"entry holds {dtype} data of shape {shape}"
+                                  + (" (decoded pixels?)" if len(shape) > 1 else "") + ", not an encoded image.", _FIX)
+        if not scalar and shape[0] * dtype.itemsize > MAX_ENTRY_BYTES:
+            raise DataError(path, f"entry holds {shape[0] / 2**20:.0f} MiB, more than any encoded image "
+                                  f"({MAX_ENTRY_BYTES / 2**20:.0f} MiB at most).", _FIX)
+        value = node[()]
+    except DataError:
+        raise
+    except (OSError, KeyError, TypeError, ValueError, RuntimeError) as exc:  # h5py's errors for a broken file
+        raise DataError(path, f"cannot read this entry ({type(exc).__name__}: {exc}).", _FIX) from None
     if isinstance(value, bytes):
         return value
+    if isinstance(value, str):
+        return value.encode("utf-8", "surrogateescape")
     if isinstance(value, np.void):
         return value.tobytes()
     array = np.asarray(value)
@@ -79,5 +113,4 @@ def read_entry(path: Path) -> bytes:
         return array.tobytes()
     if array.dtype.kind == "S" and array.ndim == 0:
         return array.item()
-    raise DataError(path, f"entry holds {array.dtype} data of shape {array.shape}, not an encoded image.",
-                    "use the release's image file (one encoded JPEG per ID).")
+    raise DataError(path, f"entry holds {array.dtype} data of shape {array.shape}, not an encoded image.", _FIX)
