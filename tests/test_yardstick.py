@@ -126,8 +126,13 @@ def test_the_yardstick_trains_scores_resumes_and_compares_recipes_on_the_same_le
     assert not any(line.startswith(("seed 0 fold", "scoring")) for line in logged)
     assert again.to_dict() == with_ham.to_dict()
 
-    isic_only = run_yardstick("demo", [isic], tmp_path / "isic-only", **common)
+    isic_only = run_yardstick("demo", [isic], tmp_path / "isic-only", **{**common, "folds": 3})
     assert isic_only.sites[0][1].images == site.images
+    # a fold lost (or not trained yet): the table covers the finished folds and says which is missing
+    (tmp_path / "isic-only" / "seed0" / "fold2" / "best.safetensors").unlink()
+    partial = run_yardstick("demo", [isic], tmp_path / "isic-only", train_missing=False, **{**common, "folds": 3})
+    assert partial.missing == [(0, 2)] and len(partial.sites[0][0].per_fold_auc) == 2
+    assert "**Partial**" in (tmp_path / "isic-only" / "yardstick.md").read_text()
     scored = json.loads((tmp_path / "isic-only" / "seed0" / "fold0" / SCORES_FILE).read_text())["sites"]["ham10000"]
     assert sorted(scored["image_ids"]) == sorted(
         json.loads((tmp_path / "with-ham" / "seed0" / "fold0" / SCORES_FILE).read_text())["sites"]["ham10000"]["image_ids"])

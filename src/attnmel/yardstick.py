@@ -167,7 +167,8 @@ class YardstickResult:
                  + f"; trained on {', '.join(self.training)}; {self.folds}-fold cross-validation grouped by "
                  f"photograph over {self.pool} of {self.training[0]}; every fold keeps its last epoch.", ""]
         if self.missing:
-            lines += [f"**Partial**: folds still to run (seed, fold): {self.missing}.", ""]
+            lines += [f"**Partial**: folds still to run (seed, fold): {self.missing}; each seed's rows cover its "
+                      "finished folds only (out of fold: their images; held out: their models).", ""]
         lines += ["| seed | site (images, melanomas) | ROC AUC [95% CI] | per fold | folds averaged | "
                   "sensitivity / specificity at the stored rule | stride-16 Jaccard |",
                   "|---|---|---|---|---|---|---|"]
@@ -252,7 +253,7 @@ def run_yardstick(
                 missing.append((seed, fold))
                 continue
             scored.append(_fold_scores(run, training[0], pool, site_images, held_out, log))
-        if len(scored) == folds:
+        if len(scored) >= 2:  # a partial seed is scored on its finished folds, and the table says so
             per_seed[seed] = _seed_sites(training[0].name, scored, [s.name for s in site_sources])
     result = YardstickResult(str(recipe), list(overrides), [s.name for s in training], folds, list(seeds), pool,
                              per_seed, missing)
