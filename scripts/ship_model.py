@@ -135,11 +135,13 @@ def out_of_fold(folder: Path, seed: int, positive_index: int) -> FittingData:
                                    positive_index, f"isic2017 train+val, out of fold ({len(files)} folds)")
 
 
-def held_out_samples(loaded: LoadedModel, run: Path, data: Path, ham10000: Path) -> list:
-    """In-distribution images the run never trained on: ISIC 2017 val and the HAM10000 lesions it held out."""
+def held_out_samples(loaded: LoadedModel, run: Path, data: Path, ham10000: Path) -> dict[str, list]:
+    """In-distribution images the run never trained on, by set: ISIC 2017 val and the HAM10000 lesions it
+    held out (the detector's thresholds hold for each)."""
     held = {key.split("/", 1)[1] for key in SplitRecord.read(run / SPLIT_FILE).held_out if key.startswith("ham10000/")}
-    return read_dataset(data, loaded.task).split("val") + \
-        [s for s in read_dataset(ham10000, loaded.task).split("train") if s.image_id in held]
+    return {"isic2017 val": read_dataset(data, loaded.task).split("val"),
+            "held-out ham10000 lesions": [s for s in read_dataset(ham10000, loaded.task).split("train")
+                                          if s.image_id in held]}
 
 
 def fit_trust_fields(args: argparse.Namespace, run: Path) -> tuple[TrustFit, TrustFit]:
@@ -153,7 +155,9 @@ def fit_trust_fields(args: argparse.Namespace, run: Path) -> tuple[TrustFit, Tru
     names, positive = plain_model.class_names, plain_model.meta.positive_class
     index = names.index(positive)
     held = held_out_samples(plain_model, run, args.data, args.ham10000)
-    train_samples = [s for path in (args.data, args.ham10000) for s in read_dataset(path, plain_model.task).split("train")]
+    kept_out = {s.image_path for samples in held.values() for s in samples}  # thresholds only, never statistics
+    train_samples = [s for path in (args.data, args.ham10000) for s in read_dataset(path, plain_model.task).split("train")
+                     if s.image_path not in kept_out]
     rng = np.random.default_rng(0)
     some = [train_samples[i] for i in sorted(rng.choice(len(train_samples), min(args.tta_detector_images,
                                                                                len(train_samples)), replace=False))]
@@ -162,8 +166,8 @@ def fit_trust_fields(args: argparse.Namespace, run: Path) -> tuple[TrustFit, Tru
         return loaded.infer(samples, settings, keep=keep, desc="trust")
 
     train = DetectorData.of(answers(plain_model, train_samples, ("features",)), "isic2017 train + ham10000 train")
-    held_plain = answers(plain_model, held)
-    held_detector = DetectorData.of(held_plain, "isic2017 val + held-out ham10000 lesions")
+    held_detector = DetectorData.join([DetectorData.of(answers(plain_model, samples), name)
+                                       for name, samples in held.items() if samples])
     fitting = out_of_fold(args.out_of_fold, args.seeds[0], index) if args.out_of_fold else \
         FittingData.from_predictions(answers(plain_model, read_dataset(args.data, plain_model.task).split("val")),
                                      "isic2017 val")
@@ -171,11 +175,11 @@ def fit_trust_fields(args: argparse.Namespace, run: Path) -> tuple[TrustFit, Tru
     plain = fit_trust(fitting, names, positive, options=TrustOptions(fit=FITS), detector_train=train)
     # TTA: the 8-view answers at the fitted temperature
     val_tta = answers(tta_model, read_dataset(args.data, plain_model.task).split("val"))
-    held_tta = answers(tta_model, held)
     temperature = plain.temperature or 1.0
     probabilities = probabilities_from_logits(torch.from_numpy(val_tta.logits), temperature).mean(dim=0).double().numpy()
     tta_fitting = FittingData(val_tta.labels, probabilities, "isic2017 val, 8-view TTA", None,
-                              DetectorData.of(held_tta, "isic2017 val + held-out ham10000 lesions, 8-view TTA"))
+                              DetectorData.join([DetectorData.of(answers(tta_model, samples), f"{name}, 8-view TTA")
+                                                 for name, samples in held.items() if samples]))
     tta_train = DetectorData.of(answers(tta_model, some, ("features",)), f"{len(some)} training images, 8-view TTA")
     tta = fit_trust(tta_fitting, names, positive, options=TrustOptions(fit=("threshold", "sets", "detector")),
                     detector_train=tta_train)

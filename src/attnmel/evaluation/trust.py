@@ -105,12 +105,14 @@ def fit_conformal(labels: np.ndarray, probabilities: np.ndarray, class_names: Se
 @dataclass(frozen=True)
 class DetectorData:
     """What the OOD detector reads of some images: pooled features (N, D), image statistics (N, K),
-    and their labels (None: unlabelled, one mean per part)."""
+    their labels (None: unlabelled, one mean per part), and which set each image comes from (``join``
+    records it: thresholds hold for each set, not only for the largest)."""
 
     features: np.ndarray | None
     statistics: np.ndarray | None
     labels: np.ndarray | None
     description: str
+    groups: np.ndarray | None = None
 
     @classmethod
     def of(cls, predictions: Predictions, description: str, labelled: bool = True) -> DetectorData:
@@ -122,8 +124,10 @@ class DetectorData:
         def stack(name: str) -> np.ndarray | None:
             values = [getattr(part, name) for part in parts]
             return None if any(v is None for v in values) else np.concatenate(values)
+        groups = np.concatenate([part.groups if part.groups is not None else np.full(len(part), part.description)
+                                 for part in parts]) if parts else None
         return cls(stack("features"), stack("statistics"), stack("labels"),
-                   " + ".join(part.description for part in parts))
+                   " + ".join(part.description for part in parts), groups)
 
     def values(self, name: OodInput) -> np.ndarray:
         value = self.features if name == "features" else self.statistics
@@ -139,7 +143,8 @@ class DetectorData:
 def fit_ood_part(name: OodInput, train: DetectorData, held: DetectorData, allowed: float,
                  components: int = DEFAULT_COMPONENTS) -> OodPart:
     """One PPCA part fitted on ``train`` (one mean per class when labelled, the spread around them
-    shared), its threshold the smallest score that flags at most ``allowed`` of each class of ``held``."""
+    shared), its threshold the smallest score that flags at most ``allowed`` of each class of each set
+    of ``held``."""
     x = transform_features(train.values(name), _TRANSFORMS[name])
     groups = [np.ones(len(x), bool)] if train.labels is None else \
         [train.labels == c for c in np.unique(train.labels)]
@@ -151,9 +156,10 @@ def fit_ood_part(name: OodInput, train: DetectorData, held: DetectorData, allowe
     residual = max(float(variances[k:].sum() / max(x.shape[1] - k, 1)), 1e-12)
     part = OodPart(name, means, vt[:k], np.maximum(variances[:k], 1e-12), residual, 1.0, _TRANSFORMS[name])
     scores = part.score(held.values(name))
-    classes = [np.ones(len(scores), bool)] if held.labels is None else \
-        [held.labels == c for c in np.unique(held.labels)]
-    threshold = max(_quantile_threshold(scores[c], allowed) for c in classes)
+    keys = np.array([f"{g}|{y}" for g, y in zip(
+        held.groups if held.groups is not None else np.zeros(len(scores)),
+        held.labels if held.labels is not None else np.zeros(len(scores)), strict=True)])
+    threshold = max(_quantile_threshold(scores[keys == key], allowed) for key in np.unique(keys))
     return OodPart(name, means, vt[:k], part.variances, residual, threshold, _TRANSFORMS[name])
 
 
@@ -174,8 +180,9 @@ def fit_ood(train: DetectorData, held: DetectorData, *, inputs: Sequence[OodInpu
     parts = tuple(fit_ood_part(name, train, held, allowed, components) for name in inputs)
     detector = OodDetector(parts, train.description, held.description, 0.0)
     share = float((detector.score(held.features, held.statistics) > 1.0).mean())
-    rule = (f"each part flags at most {allowed:.1%} of each class of {held.description}"
-            if held.labels is not None else f"each part flags at most {allowed:.1%} of {held.description}")
+    sets = "each of " if held.groups is not None and len(np.unique(held.groups)) > 1 else ""
+    rule = (f"each part flags at most {allowed:.1%} of each class of {sets}{held.description}"
+            if held.labels is not None else f"each part flags at most {allowed:.1%} of {sets}{held.description}")
     return OodDetector(parts, train.description, held.description, share, rule)
 
 
