@@ -19,6 +19,7 @@ and 4.1 on class-conditional coverage).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -60,8 +61,8 @@ from attnmel.metrics.calibration import fit_temperature
 DEFAULT_ALPHA = 0.1
 #: the largest share of each class of the held-out in-distribution images the OOD thresholds may flag
 MAX_FLAGGED = 0.05
-#: principal directions kept by each detector part (benchmarks/trust.py compares 8-64)
-DEFAULT_COMPONENTS = 32
+#: principal directions kept by each detector part (benchmarks/ood.py chose 16 of 16 and 32)
+DEFAULT_COMPONENTS = 16
 #: what the detector reads (benchmarks/ood.py chose both on its selection part)
 DEFAULT_INPUTS: tuple[OodInput, ...] = ("features", "image-statistics")
 #: the least labelled data calibrate fits a temperature, a threshold and sets on: with fewer, a
@@ -170,12 +171,17 @@ def _quantile_threshold(scores: np.ndarray, allowed: float) -> float:
 
 
 def fit_ood(train: DetectorData, held: DetectorData, *, inputs: Sequence[OodInput] = DEFAULT_INPUTS,
-            components: int = DEFAULT_COMPONENTS, max_flagged: float = MAX_FLAGGED) -> OodDetector:
-    """The detector of ``inputs`` learnt from ``train`` (training-like images); each part's threshold
-    flags at most ``max_flagged / len(inputs)`` of each class of ``held`` (held-out in-distribution
-    images), so together they flag at most about ``max_flagged`` of each class."""
+            components: int = DEFAULT_COMPONENTS, max_flagged: float = MAX_FLAGGED,
+            class_means: bool = False) -> OodDetector:
+    """The detector of ``inputs`` learnt from ``train`` (training-like images; with ``class_means`` one
+    mean per class of its labels, else one mean: benchmarks/ood.py found no difference and keeps the
+    simpler); each part's threshold flags at most ``max_flagged / len(inputs)`` of each class of each
+    set of ``held`` (held-out in-distribution images), so together they flag at most about
+    ``max_flagged`` of each."""
     if not inputs:
         raise ConfigError("the OOD detector needs at least one input (features, image-statistics).")
+    if not class_means:
+        train = dataclasses.replace(train, labels=None)
     allowed = max_flagged / len(inputs)
     parts = tuple(fit_ood_part(name, train, held, allowed, components) for name in inputs)
     detector = OodDetector(parts, train.description, held.description, 0.0)
