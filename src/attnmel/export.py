@@ -38,7 +38,7 @@ from attnmel.errors import AttnmelError, CheckpointError
 from attnmel.inference import load_model
 from attnmel.io import atomic_path, atomic_write_text, json_safe
 from attnmel.models import with_maps
-from attnmel.outputs import OutputSet, check_output_dir
+from attnmel.outputs import OutputSet, check_output_dir, training_run_file
 
 FORMATS = ("onnx", "safetensors")
 ONNX_OPSET = 18
@@ -204,6 +204,10 @@ def export_model(
     target = check_output_dir(output_dir) / f"{source.stem}.{fmt}"
     if target.resolve() == source.resolve():
         raise CheckpointError(f"{target}: the export would overwrite its source; choose another --output.")
+    run = training_run_file(output_dir)
+    if run is not None and output_dir.resolve() != source.parent.resolve():
+        raise CheckpointError(f"--output {output_dir}: is another training run's folder (it holds {run.name}), whose "
+                              "checkpoints an export never touches; choose another --output (e.g. a new folder).")
     # what an export of this stem may have left here, less the checkpoint being read (exported in its own folder)
     read = {source.resolve(), source.with_suffix(".json").resolve()}
     known = tuple(name for name in (f"{source.stem}.{ext}" for ext in (*FORMATS, "md", "json"))

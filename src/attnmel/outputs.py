@@ -15,6 +15,10 @@ figure outside ``figures/``), the previous manifest's run id too before it names
 and a file this run is about to write over that the previous run did not write (a user's own
 ``metrics.json``, one edited since, or any file when there is no manifest) is moved aside first.
 The stale folder is always a new one, so nothing already set aside is written over either.
+
+A command that writes one file into a folder of the user's (``attnmel report`` and its figure, ``attnmel
+data stats``) opens ``OutputSet.for_file``: the same rule, with a manifest of that file's own beside it.
+A command never writes into a training run's folder it was not asked to (``training_run_file``).
 """
 
 from __future__ import annotations
@@ -74,12 +78,26 @@ class OutputSet:
     previous: dict[str, Any] = field(default_factory=dict)
     #: files found where this run writes that no earlier run of this command wrote: moved aside first
     protected: list[str] = field(default_factory=list)
+    #: the manifest's name: ``MANIFEST`` for a folder the command owns; ``file_manifest(name)`` for one
+    #: file (and its companions) that a command writes into a folder of the user's (``OutputSet.for_file``)
+    manifest: str = MANIFEST
     _aside: Path | None = field(default=None, repr=False)
+
+    @classmethod
+    def for_file(cls, path: str | Path, command: str, companions: Sequence[str] = (),
+                 log: Callable[[str], None] | None = print) -> OutputSet:
+        """The set of one output file named by ``--output`` (and ``companions``, names beside it such as
+        its figure), in a folder that holds other things: its manifest is its own, so a re-run replaces
+        only what an earlier run of ``command`` wrote there, and a user's file of the same name is moved
+        aside first."""
+        path = check_output_file(path)
+        names = (path.name, *companions)
+        return cls(path.parent, command, known=names, log=log, manifest=file_manifest(path.name))
 
     def __post_init__(self) -> None:
         self.folder = check_output_dir(self.folder)
         self.folder.mkdir(parents=True, exist_ok=True)
-        manifest = self.folder / MANIFEST
+        manifest = self.folder / self.manifest
         if manifest.is_file():
             try:
                 self.previous = json.loads(manifest.read_text(encoding="utf-8"))
@@ -118,7 +136,7 @@ class OutputSet:
         if bad is not None:
             raise ConfigError(f"{self.folder}: cannot write {name!r} into it: {bad[0]!r} {bad[1]}. Fix: give the "
                               "file a plain name (an image ID or dataset name without path separators).")
-        if name == MANIFEST or parts[0].startswith(STALE_PREFIX):
+        if name in (MANIFEST, self.manifest) or parts[0].startswith(STALE_PREFIX):
             raise ConfigError(f"{self.folder}: cannot write {name!r} into it: the name is the folder's output manifest "
                               f"or a folder of stale files ({STALE_PREFIX}*). Fix: choose another name.")
         return name
@@ -128,7 +146,7 @@ class OutputSet:
         self._move_stale()
         entries = [{"path": name, "bytes": (self.folder / name).stat().st_size,
                     "sha256": file_sha256(self.folder / name)} for name in self.files]
-        manifest = self.folder / MANIFEST
+        manifest = self.folder / self.manifest
         atomic_write_json(manifest, {"run_id": self.run_id, "command": self.command,
                                      "written": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                                      **details, "files": entries})
@@ -216,6 +234,21 @@ class OutputSet:
             self._set_aside(name)
         if self.log is not None:
             self.log(f"moved {_listed(stale)} an earlier run wrote and this one did not to {self._aside}")
+
+
+def file_manifest(name: str) -> str:
+    """The manifest of a single output file ``name`` (``OutputSet.for_file``), hidden beside it."""
+    return f".{name}.{MANIFEST}"
+
+
+#: what a training run writes first into its folder: a folder holding one of them is a training run's
+#: (``attnmel.training.resume.STATE_FILE``, ``attnmel.data.splits.SPLIT_FILE``; named here, below both)
+TRAINING_RUN_FILES = ("last-state.safetensors", "split.json")
+
+
+def training_run_file(folder: str | Path) -> Path | None:
+    """The file that makes ``folder`` a training run's (its state or split record), or None."""
+    return next((Path(folder) / name for name in TRAINING_RUN_FILES if (Path(folder) / name).is_file()), None)
 
 
 def _listed(names: Sequence[str]) -> str:

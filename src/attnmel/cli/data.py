@@ -42,7 +42,8 @@ def register(data: argparse.ArgumentParser) -> None:
     stats.add_argument("--layout", choices=LAYOUTS)
     stats.add_argument("--resize", type=positive_int, default=256)
     stats.add_argument("--crop-ratio", type=float, default=0.8)
-    stats.add_argument("--output", help="write the statistics JSON here (usable as data.normalization)")
+    stats.add_argument("--output", help="write the statistics JSON here (usable as data.normalization); a file there that no "
+                       "earlier attnmel data stats wrote is moved aside to stale-*/ first")
     stats.set_defaults(handler=_stats)
 
     cache = commands.add_parser("cache", help="decode every image once and keep the paper's geometry on disk")
@@ -74,14 +75,16 @@ def _stats(args: argparse.Namespace) -> int:
     from attnmel.data.readers import read_dataset
     from attnmel.data.stats import normalization_stats
     from attnmel.io import atomic_write_json
-    from attnmel.outputs import check_output_file
+    from attnmel.outputs import OutputSet, check_output_file
 
     if args.output:
         check_output_file(args.output)
     index = read_dataset(args.path, layout=args.layout)
     stats = normalization_stats(index.split(args.split), args.resize, args.crop_ratio)
     if args.output:
-        atomic_write_json(args.output, stats)
+        outputs = OutputSet.for_file(args.output, "data stats")
+        atomic_write_json(outputs.path(outputs.known[0]), stats)
+        outputs.commit()
         print(f"wrote {args.output}")
     print(json.dumps(stats, indent=2))
     return 0

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 
 def register(parser: argparse.ArgumentParser) -> None:
@@ -11,7 +10,8 @@ def register(parser: argparse.ArgumentParser) -> None:
                         help="folders written by `attnmel evaluate` (or their metrics.json), or run folders "
                              "(every eval-*/ inside is used)")
     parser.add_argument("--output", default="attnmel-report.html",
-                        help="HTML report to write (default: %(default)s); the figure goes beside it as .png")
+                        help="HTML report to write (default: %(default)s); the figure goes beside it as .png. A file there that no "
+                             "earlier attnmel report wrote is moved aside to stale-*/ first")
     parser.set_defaults(handler=_report)
 
 
@@ -19,7 +19,7 @@ def _report(args: argparse.Namespace) -> int:
     from attnmel.errors import ConfigError
     from attnmel.evaluation.external import is_external_validation
     from attnmel.evaluation.paper_comparison import compare_with_paper, find_evaluations
-    from attnmel.outputs import check_output_file
+    from attnmel.outputs import OutputSet, check_output_file
 
     if any(is_external_validation(path) for path in args.paths):
         return _external(args)
@@ -33,8 +33,10 @@ def _report(args: argparse.Namespace) -> int:
                           "reads; name another file.")
     comparison = compare_with_paper(evaluations)
     print(comparison.to_markdown())
-    figure = comparison.figure(Path(args.output).with_suffix(".png"))
-    path = comparison.to_html(figure=figure).write(args.output)
+    outputs = OutputSet.for_file(output, "report", companions=(output.with_suffix(".png").name,))
+    figure = comparison.figure(outputs.path(output.with_suffix(".png").name))
+    path = comparison.to_html(figure=figure).write(outputs.path(output.name))
+    outputs.commit()
     print(f"\nwrote {path} and {figure}")
     return 0
 
@@ -43,7 +45,7 @@ def _external(args: argparse.Namespace) -> int:
     """Several models' external-validation tables side by side (rows: datasets)."""
     from attnmel.errors import ConfigError
     from attnmel.evaluation.external import auc_figure, is_external_validation, read_table, side_by_side
-    from attnmel.outputs import check_output_file, read_manifest
+    from attnmel.outputs import OutputSet, check_output_file, read_manifest
 
     if not all(is_external_validation(path) for path in args.paths):
         raise ConfigError("give either external-validation folders (evaluate with several --data) or evaluation "
@@ -60,7 +62,10 @@ def _external(args: argparse.Namespace) -> int:
                               "reads; name another file.")
     markdown, report = side_by_side(tables)
     print(markdown)
-    figure = auc_figure(tables, Path(args.output).with_suffix(".png"))
-    path = report.figures([(figure, "ROC AUC per dataset and model, with 95% intervals")], layout="stack").write(args.output)
+    outputs = OutputSet.for_file(output, "report", companions=(output.with_suffix(".png").name,))
+    figure = auc_figure(tables, outputs.path(output.with_suffix(".png").name))
+    path = report.figures([(figure, "ROC AUC per dataset and model, with 95% intervals")], layout="stack").write(
+        outputs.path(output.name))
+    outputs.commit()
     print(f"\nwrote {path} and {figure}")
     return 0
