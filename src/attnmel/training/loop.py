@@ -49,7 +49,7 @@ from attnmel.training.ema import create_ema
 from attnmel.training.logs import RunLog, flat_hyperparameters
 from attnmel.training.losses import attention_prior_loss, classification_loss, consistency_loss, pixel_noise
 from attnmel.training.optim import build_optimizer, build_scheduler
-from attnmel.training.resume import CONFIG_FILE, STATE_FILE, resumable_config
+from attnmel.training.resume import CONFIG_FILE, STATE_FILE, check_new_run_folder, resumable_config
 from attnmel.visualize.figures import Panel, attention_figure
 
 #: the validation metrics logged per epoch (besides the NLL)
@@ -104,6 +104,8 @@ class Trainer:
             raise CheckpointError(
                 f"{self.output_dir}: already holds a training run; pass --resume to continue it or choose another --output."
             )
+        elif self.dist.is_main:  # before any process writes (the others would see rank 0's config.yaml)
+            check_new_run_folder(self.output_dir)
         self.config = config
         configure_torch(config.train.threads, config.train.deterministic)
         self.device = self.dist.device(config.train.device)

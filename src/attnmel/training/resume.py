@@ -15,7 +15,9 @@ from typing import Any
 from attnmel.arguments import check_path_name
 from attnmel.checkpoints.format import training_state_config
 from attnmel.config import Config, apply_overrides, config_from_dict, load_config, resolve_config_path
-from attnmel.errors import ConfigError
+from attnmel.data.splits import SPLIT_FILE, SplitRecord
+from attnmel.errors import AttnmelError, ConfigError
+from attnmel.outputs import check_output_dir
 
 STATE_FILE = "last-state.safetensors"
 #: the config a run writes into its folder (the resolved one: presets and --set applied)
@@ -72,6 +74,27 @@ def run_to_start(config: str | None, output_dir: str | Path | None, overrides: l
         raise ConfigError(f"--config {config} is the {CONFIG_FILE} a new run writes into {output}, so the run would "
                           "write over what it reads; name another --output, or move the config out of it.")
     return resolved, output
+
+
+def check_new_run_folder(output_dir: str | Path) -> None:
+    """A new run writes only into a new or empty folder, or over an earlier run that stopped before its
+    first checkpoint (its ``split.json`` says so): never over a user's own files that share a name with
+    what a run writes (``metrics.csv``, ``config.yaml``, ...). A run that has a checkpoint is refused
+    separately (``--resume``)."""
+    folder = check_output_dir(output_dir)
+    if not folder.is_dir():
+        return
+    found = sorted(entry.name for entry in folder.iterdir())
+    if not found:
+        return
+    try:
+        SplitRecord.read(folder / SPLIT_FILE)
+        return  # an earlier run's folder: starting it again replaces only what that run wrote
+    except (AttnmelError, OSError):
+        pass
+    shown = ", ".join(found[:3]) + (f" and {len(found) - 3} more" if len(found) > 3 else "")
+    raise ConfigError(f"--output {folder}: holds files that no attnmel training run wrote ({shown}), which a new run "
+                      "could write over; give a new or empty folder as --output (or --resume to continue a run).")
 
 
 def resumable_config(requested: Config, saved_payload: dict[str, Any], output_dir: Path) -> Config:
