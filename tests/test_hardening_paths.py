@@ -5,7 +5,9 @@ Each test is one KIND of defect tried with several cases: names that become part
 (dataset names, run ids, image IDs, config names) pass one rule (``attnmel.arguments.path_name``);
 an output set never destroys a file it did not write; calibrate writes the file it was given and
 only over its own earlier output; a folder whose re-run failed is not reported; a resumed run
-refuses data whose labels, masks or dataset names changed; a malformed HDF5 entry is one line.
+refuses data whose labels, masks or dataset names changed; a malformed HDF5 entry is one line; a file
+written into a folder of the user's (report, data stats) replaces only its own earlier output; a new
+training run refuses a folder of files no run wrote; export never writes into another training run.
 """
 
 from __future__ import annotations
@@ -20,9 +22,11 @@ from PIL import Image
 
 from attnmel.arguments import check_path_name, path_name
 from attnmel.cli import main
+from attnmel.data.splits import SPLIT_FILE
 from attnmel.errors import ConfigError, DataError
 from attnmel.io import atomic_write_text, file_sha256
-from attnmel.outputs import MANIFEST, OutputSet, read_manifest
+from attnmel.outputs import MANIFEST, TRAINING_RUN_FILES, OutputSet, read_manifest
+from attnmel.training.resume import STATE_FILE
 
 from .conftest import SAMPLE, make_isic2017_subset, tiny, write_csv
 
@@ -553,3 +557,121 @@ def test_a_malformed_hdf5_entry_is_one_finding_not_a_traceback(case, tmp_path, c
     assert main(["train", "--config", "isic2017/attnmel", "--data", str(root), "--output", str(tmp_path / "run"),
                  *[a for o in overrides for a in ("--set", o)]]) == 2  # the pre-flight names it before training
     assert bad in _one_line(capsys.readouterr().err)
+
+
+# ------------------------------------------------------------------ one output file in a folder of the user's
+
+
+def _one_file_command(kind: str, tiny_checkpoint: Path, tmp_path: Path, output: Path) -> list[str]:
+    if kind == "data stats":
+        return ["data", "stats", str(_tiny_data(tiny_checkpoint)), "--output", str(output)]
+    evaluation = tmp_path / "eval"
+    if not (evaluation / MANIFEST).is_file():
+        assert main(["evaluate", "--checkpoint", str(tiny_checkpoint), "--data", str(_tiny_data(tiny_checkpoint)),
+                     "--split", "val", "--no-ci", "--output", str(evaluation)]) == 0
+    return ["report", str(evaluation), "--output", str(output)]
+
+
+@pytest.mark.parametrize("kind, taken", [("report", "out.html"), ("report", "out.png"), ("report", "a link"),
+                                         ("data stats", "out.json"), ("data stats", "a link")])
+def test_a_file_written_beside_the_users_own_never_replaces_one_it_did_not_write(kind, taken, tiny_checkpoint,
+                                                                                 tmp_path, capsys):
+    """report and data stats write into a folder of the user's (the report's figure beside it): a file of
+    that name which no earlier run of the command wrote is set aside, its own earlier output replaced."""
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    output = mine / ("out.json" if kind == "data stats" else "out.html")
+    victim = tmp_path / "victim.txt"
+    victim.write_bytes(b"the user's file a link points at")
+    if taken == "a link":
+        output.symlink_to(victim)
+    else:
+        (mine / taken).write_bytes(b"the user's own " + taken.encode())
+    (mine / "notes.txt").write_text("unrelated")
+    argv = _one_file_command(kind, tiny_checkpoint, tmp_path, output)
+    capsys.readouterr()
+    assert main(argv) == 0
+    assert f"no earlier attnmel {kind} wrote here" in capsys.readouterr().out
+    [aside] = mine.glob("stale-*")
+    if taken == "a link":
+        assert (aside / output.name).is_symlink() and victim.read_bytes() == b"the user's file a link points at"
+    else:
+        assert (aside / taken).read_bytes() == b"the user's own " + taken.encode()
+    assert output.is_file() and not output.is_symlink() and (mine / "notes.txt").read_text() == "unrelated"
+    # a re-run replaces its own output in place; another output in the same folder leaves it alone
+    assert main(argv) == 0 and len(list(mine.glob("stale-*"))) == 1
+    first = _tree(mine)
+    second = mine / f"second{output.suffix}"
+    assert main(_one_file_command(kind, tiny_checkpoint, tmp_path, second)) == 0
+    assert second.is_file() and {k: v for k, v in _tree(mine).items() if k in first} == first
+    # an output edited since is the user's now: set aside again, not replaced
+    output.write_bytes(b"edited by the user")
+    assert main(argv) == 0
+    assert [p.read_bytes() for p in mine.glob(f"stale-*/{output.name}")].count(b"edited by the user") == 1
+
+
+# ------------------------------------------------------------------ a new training run into a folder of files
+
+
+@pytest.mark.parametrize("files", [{"metrics.csv": "epoch,loss\n"}, {"config.yaml": "mine: 1\n"},
+                                   {"notes.txt": "x"}, {"sub/data.csv": "a\n"}, {"split.json": "not a record"},
+                                   {"attnmel-outputs.json": "{}", "metrics.json": "{}"}])
+def test_a_new_run_refuses_a_folder_of_files_no_training_run_wrote(files, tmp_path, capsys):
+    folder = tmp_path / "project"
+    for name, text in files.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text(text)
+    before = _tree(folder)
+    data = make_isic2017_subset(tmp_path / "d", n_train=4, n_val=2)
+    argv = ["train", "--config", "isic2017/attnmel", "--data", str(data), "--output", str(folder), "--no-progress",
+            *[a for o in tiny() for a in ("--set", o)]]
+    assert main(argv) == 2
+    err = _one_line(capsys.readouterr().err)
+    assert str(folder) in err and "no attnmel training run wrote" in err and "new or empty folder" in err
+    assert _tree(folder) == before
+
+
+def test_a_new_run_starts_in_an_empty_folder_or_over_a_run_that_stopped_before_its_first_checkpoint(tmp_path):
+    """The yardstick (and a user) start a fold again when it stopped before writing last-state."""
+    from attnmel.config import load_config
+    from attnmel.training.loop import train
+
+    data = make_isic2017_subset(tmp_path / "d", n_train=4, n_val=2)
+    run = tmp_path / "run"
+    run.mkdir()
+    train(load_config("isic2017/attnmel", tiny()), data, run, progress=False, log=lambda *_: None)
+    for name in ("last-state.safetensors", "best.safetensors", "best.json"):  # as if stopped in epoch 1
+        (run / name).unlink()
+    result = train(load_config("isic2017/attnmel", tiny()), data, run, progress=False, log=lambda *_: None)
+    assert result.best_checkpoint.is_file() and (run / "last-state.safetensors").is_file()
+
+
+# ------------------------------------------------------------------ export never touches another run's checkpoint
+
+
+@pytest.mark.parametrize("other", ["a whole run", "last-state.safetensors", "split.json"])
+@pytest.mark.parametrize("fmt", ["safetensors", "onnx"])
+def test_export_into_another_training_runs_folder_is_refused(other, fmt, tiny_checkpoint, tmp_path, capsys):
+    folder = tmp_path / "runs" / "other"
+    if other == "a whole run":
+        shutil.copytree(tiny_checkpoint.parent, folder)
+    else:
+        folder.mkdir(parents=True)
+        for name in ("best.safetensors", "best.json", other):
+            (folder / name).write_bytes(b"the other run's " + name.encode())
+    before = _tree(folder)
+    assert set(TRAINING_RUN_FILES) == {STATE_FILE, SPLIT_FILE}  # named below both layers: the same names
+    assert main(["export", "--checkpoint", str(tiny_checkpoint), "--format", fmt, "--output", str(folder)]) == 2
+    err = _one_line(capsys.readouterr().err)
+    assert str(folder) in err and "training run" in err and "--output" in err
+    assert _tree(folder) == before
+
+
+def test_export_into_the_run_it_exports_writes_beside_its_checkpoint(tiny_checkpoint, tmp_path, capsys):
+    run = tmp_path / "mine"
+    shutil.copytree(tiny_checkpoint.parent, run)
+    before = _tree(run)
+    assert main(["export", "--checkpoint", str(run / "best.safetensors"), "--output", str(run)]) == 0
+    assert {name: data for name, data in _tree(run).items() if name in before} == before
+    assert sorted(read_manifest(run, ("export",)).files) == ["best.md", "best.onnx"]
+    capsys.readouterr()
