@@ -371,7 +371,7 @@ def main() -> None:
                 rows.append(f"| noise: {kind} ({seen}) | {mine.sum()} | {cell(int(flags[mine].sum()), int(mine.sum()))} | | "
                             f"{shipped_rate({k: v[mine] for k, v in arrays.items()})} |")
     print("### Report (on what the choice did not see)\n\n" + "\n".join(rows) + "\n")
-    grey = image_arrays(loaded, [noise_images(4, 7, ("grey-random",))[1][1].resize((300, 300))])
+    grey = image_arrays(loaded, [noise("grey-random", (300, 300), np.random.default_rng(0))])
     parts = chosen.part_scores(grey["features"], grey["statistics"])
     print("### Why 300 x 300 grey noise passed the checkpoint's detector\n")
     if shipped is not None:
