@@ -207,12 +207,13 @@ def cached(cache: Path, name: str, make) -> dict[str, np.ndarray]:
     return arrays
 
 
-def dermoscopy_sets(loaded, shared: Path, cache: Path, ham_train: int) -> dict[str, dict[str, np.ndarray]]:
+def dermoscopy_sets(loaded, shared: Path, cache: Path, ham_train: int,
+                    share: float = 0.1) -> dict[str, dict[str, np.ndarray]]:
     data = shared / "data"
     isic2017 = read_dataset(data / "isic2017", loaded.task)
     ham_source = data_sources([data / "ham10000"])[0]
     spec = load_config("isic2017/attnmel-shipped").data.split_spec(0)
-    held = held_out_images(ham_source, dataclasses.replace(spec, held_out=(("ham10000", 0.1),), layout=None))
+    held = held_out_images(ham_source, dataclasses.replace(spec, held_out=(("ham10000", share),), layout=None))
     held_ids = {sample.image_id for sample in held}
     ham = [s for s in read_dataset(data / "ham10000", loaded.task).split("train") if s.image_id not in held_ids]
     rng = np.random.default_rng(0)
@@ -285,11 +286,13 @@ def main() -> None:
     parser.add_argument("--splits", type=int, default=20, help="random halves the report averages over")
     parser.add_argument("--noise", type=int, default=500, help="generated noise images reported (a fifth more chosen on)")
     parser.add_argument("--per-photo", type=int, default=9, help="views of each photograph: itself and its crops")
+    parser.add_argument("--held-out-share", type=float, default=0.1,
+                        help="the share of HAM10000 lesions the model held out of training (the shipped preset's: 0.1)")
     args = parser.parse_args()
     torch.set_num_threads(2)
     loaded = load_model(args.checkpoint, SETTINGS)
     cache = args.cache / file_sha256(loaded.sources[0])[:12]
-    sets = dermoscopy_sets(loaded, args.shared, cache, args.ham_train)
+    sets = dermoscopy_sets(loaded, args.shared, cache, args.ham_train, args.held_out_share)
     sets.update(ood_sets(loaded, cache, args.noise, args.per_photo))
     train_sets = [sets["isic2017-train"], sets["ham10000-train"]]
     names = loaded.class_names

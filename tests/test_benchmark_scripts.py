@@ -206,7 +206,7 @@ def _ood(inputs: Inputs, tmp: Path) -> Run:
 
     make_ham10000(shared / "data" / "ham10000", HAM_ROWS)
     return Run(["--shared", str(shared), "--checkpoint", str(inputs.checkpoint), "--cache", str(tmp / "cache"),
-                "--splits", "2", "--noise", "35", "--per-photo", "2", "--ham-train", "20"],
+                "--splits", "2", "--noise", "35", "--per-photo", "2", "--ham-train", "20", "--held-out-share", "0.5"],
                table="| set | images |", rows=8)
 
 
