@@ -19,6 +19,7 @@ import torch
 from attnmel.cli import main
 from attnmel.export import onnx_view, onnx_view_source
 from attnmel.inference import load_model
+
 from .checkpoint_helpers import make_checkpoint
 
 TOLERANCE = 1e-4
