@@ -53,6 +53,8 @@ def _load_network(
     to assume where a pickle holds no attnmel metadata.
     """
     path = resolve_source(source)
+    if path.is_dir():  # a run folder: the file it answers with (ensemble keys hash members' files)
+        path = checkpoint_paths(path)[0]
     if is_pickle_checkpoint(path):
         if not trust_pickle:
             raise refuse_pickle(path)
