@@ -39,6 +39,7 @@ from sklearn.metrics import roc_auc_score
 from attnmel.checkpoints.format import BEST_FILE
 from attnmel.config import Config, load_config
 from attnmel.data.masks import RoiSpec
+from attnmel.data.readers import read_dataset
 from attnmel.data.records import Sample, get_task
 from attnmel.data.sources import DataSource, data_sources, held_out_images
 from attnmel.data.splits import SPLIT_FILE, SplitRecord
@@ -232,7 +233,7 @@ def run_yardstick(
     training = data_sources(data)
     site_sources = data_sources(sites) if sites else []
     trained_names = {source.name for source in training}
-    if site_sources and site_sources[0].name == training[0].name or training[0].name in {s.name for s in site_sources}:
+    if training[0].name in {source.name for source in site_sources}:
         raise ConfigError(f"{training[0].name} is cross-validated already; --site names the other datasets.")
     held_out = {source.name: held_out_share for source in site_sources if source.name in trained_names}
     runs = Path(runs)
@@ -299,8 +300,6 @@ def _fold_scores(run: Path, primary: DataSource, pool: str, site_images: dict[st
         if name in held_out and trained_held != {s.image_id for s in samples}:
             raise DataError(run / SPLIT_FILE, f"the run held out other {name} images than the yardstick scores.",
                             "start the yardstick in a new --runs folder.")
-    from attnmel.data.readers import read_dataset
-
     loaded = load_model(run, _RAW)
     index = read_dataset(primary.path, loaded.task)
     by_id = {sample.image_id: sample for sample in index.split(pool)}
