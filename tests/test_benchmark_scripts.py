@@ -178,15 +178,22 @@ def _train_speed(inputs: Inputs, tmp: Path) -> Run:
                line=r"^\| 160x120 JPEG \| \(b\) attnmel \|")
 
 
-@case("benchmarks/trust.py", slow=True)
-def _trust(inputs: Inputs, tmp: Path) -> Run:
+def _shared_folder(tmp: Path) -> Path:
+    """A ``--shared`` folder as the trust benchmarks read it: the bundled ISIC 2017 and unseen ISIC 2016
+    samples, and a tiny HAM10000."""
+    from .layouts import HAM_ROWS, make_ham10000
+
     shared = tmp / "shared"
     (shared / "data").mkdir(parents=True)
     (shared / "data" / "isic2017").symlink_to(SAMPLE)
     (shared / "data" / "isic2016").symlink_to(UNSEEN)
-    from .layouts import HAM_ROWS, make_ham10000
-
     make_ham10000(shared / "data" / "ham10000", HAM_ROWS)
+    return shared
+
+
+@case("benchmarks/trust.py", slow=True)
+def _trust(inputs: Inputs, tmp: Path) -> Run:
+    shared = _shared_folder(tmp)
     figures = tmp / "figures.json"
 
     def wrote_figures() -> None:
@@ -198,13 +205,7 @@ def _trust(inputs: Inputs, tmp: Path) -> Run:
 
 @case("benchmarks/ood.py", slow=True)
 def _ood(inputs: Inputs, tmp: Path) -> Run:
-    shared = tmp / "shared"
-    (shared / "data").mkdir(parents=True)
-    (shared / "data" / "isic2017").symlink_to(SAMPLE)
-    (shared / "data" / "isic2016").symlink_to(UNSEEN)
-    from .layouts import HAM_ROWS, make_ham10000
-
-    make_ham10000(shared / "data" / "ham10000", HAM_ROWS)
+    shared = _shared_folder(tmp)
     return Run(["--shared", str(shared), "--checkpoint", str(inputs.checkpoint), "--cache", str(tmp / "cache"),
                 "--splits", "2", "--noise", "35", "--per-photo", "2", "--ham-train", "20", "--held-out-share", "0.5"],
                table="| set | images |", rows=8)
