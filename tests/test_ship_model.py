@@ -1,8 +1,10 @@
-"""scripts/ship_model.py end to end on two tiny sites: seeds trained and reused, the best chosen on
-val, an fp16 file with its operating point, held-out check, release record, card and registry entry."""
+"""scripts/ship_model.py end to end on two tiny sites: the recipe's yardstick read (another recipe's or an
+unfinished one refused), one run trained and reused, its last epoch kept, trust fitted on the out-of-fold
+answers, an fp16 file with its operating point, held-out check, release record, card and registry entry."""
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -14,6 +16,7 @@ import attnmel
 from attnmel.checkpoints.format import read_metadata
 from attnmel.checkpoints.pretrained import REGISTRY_FILE, Registry
 from attnmel.io import file_sha256
+from attnmel.yardstick import RESULT_FILE, run_yardstick
 
 from .conftest import TINY_CONFIG, benchmark_script
 from .layouts import make_two_sites
@@ -29,18 +32,25 @@ def test_ship_model_trains_chooses_and_packages(ship_model, tmp_path, capsys):
     isic, ham = make_two_sites(tmp_path, n_val=20)  # calibration needs 20 images, 5 of each class
     weights = tmp_path / "mnv2-features.pth"
     torch.save({f"features.{k}": v for k, v in torchvision.models.mobilenet_v2().features.state_dict().items()}, weights)
-    tiny = [f"--set={key}={value}" for key, value in TINY_CONFIG.items() if key != "model.weights"]
+    tiny = [f"{key}={value}" for key, value in TINY_CONFIG.items() if key != "model.weights"]
+    yardstick = tmp_path / "yardstick"
+    run_yardstick(ship_model.PRESET, [isic, ham], yardstick, sites=[ham], overrides=[*tiny, f"model.weights={weights}"],
+                  folds=2, held_out_share=0.3, log=lambda _: None)
     args = ["--data", str(isic), "--ham10000", str(ham), "--weights", str(weights), "--runs", str(tmp_path / "runs"),
             "--output", str(tmp_path / "out"), "--tag", "tiny-shipped", "--description", "a tiny test model",
-            "--seeds", "0", "1", *tiny,
+            "--yardstick", str(yardstick), *(f"--set={value}" for value in tiny),
             "--set=data.held_out={ham10000: 0.3}"]
 
+    # a yardstick of another recipe is refused before any training, in one line
+    with pytest.raises(SystemExit, match="judged .*data.image_size"):
+        ship_model.main([*args, "--set=data.image_size=96", "--train-only"])
+    assert not (tmp_path / "runs").exists()
+
     assert ship_model.main([*args, "--train-only"]) == 0
-    trained = {seed: (tmp_path / "runs" / f"seed{seed}" / "last-state.safetensors").stat().st_mtime_ns for seed in (0, 1)}
+    trained = (tmp_path / "runs" / "seed0" / "last-state.safetensors").stat().st_mtime_ns
     assert ship_model.main(args) == 0
-    # finished seeds are reused, not trained again
-    assert trained == {seed: (tmp_path / "runs" / f"seed{seed}" / "last-state.safetensors").stat().st_mtime_ns
-                       for seed in (0, 1)}
+    # a finished run is reused, not trained again
+    assert trained == (tmp_path / "runs" / "seed0" / "last-state.safetensors").stat().st_mtime_ns
 
     target = tmp_path / "out" / "tiny-shipped.safetensors"
     with safe_open(str(target), framework="pt") as handle:
@@ -50,17 +60,18 @@ def test_ship_model_trains_chooses_and_packages(ship_model, tmp_path, capsys):
     meta = read_metadata(target)
     release = meta.release
     selection = release["selection"]
-    assert selection["seeds"] == [0, 1] and selection["chosen_seed"] in (0, 1)
-    aucs = selection["val_roc_auc_per_seed"]
-    assert aucs[str(selection["chosen_seed"])] == max(aucs.values())
-    assert meta.training.seed == selection["chosen_seed"]
-    assert meta.operating_point is not None and meta.operating_point.data.endswith("val")
+    assert selection["seed"] == 0 and meta.training.seed == 0 and "yardstick" in selection["rule"]
+    assert meta.training.epoch == 1  # the last epoch, as in every fold of the yardstick
+    sites = release["yardstick"]["sites"]
+    assert any(name.startswith("isic2017, out of fold (30 images") for name in sites) and "ham10000" in str(sites)
+    # temperature, threshold and sets fitted on the yardstick's out-of-fold answers, not on val
+    assert meta.operating_point is not None and "out of fold" in meta.operating_point.data
     held = release["held_out_ham10000"]
     assert held["images"] > 0 and held["threshold"] == pytest.approx(meta.operating_point.threshold)
     assert release["fp16_file_on_val"]["probability_difference_to_fp32"]["max"] < 0.05
-    assert "--seeds 0 1" in release["retrain"] and "test" in release["test_split"]
+    assert "--yardstick" in release["retrain"] and "test" in release["test_split"]
     card = target.with_suffix(".md").read_text()
-    assert "HAM10000" in card and "CC BY-NC-SA 4.0" in card
+    assert "HAM10000" in card and "CC BY-NC-SA 4.0" in card and "out of fold (30 images" in card
     assert not target.with_suffix(".json").exists()
     registry = Registry.read(tmp_path / "out" / REGISTRY_FILE)  # the entry is data beside the file, no source edited
     assert registry.default == "tiny-shipped" and registry.weights["tiny-shipped"].verify() == target
@@ -70,3 +81,13 @@ def test_ship_model_trains_chooses_and_packages(ship_model, tmp_path, capsys):
     answer = attnmel.load_model(target).predict(isic / "ISIC-2017_Validation_Data" / next(
         p.name for p in (isic / "ISIC-2017_Validation_Data").glob("*.jpg")))
     assert 0 <= answer.probability <= 1 and answer.threshold == pytest.approx(meta.operating_point.threshold)
+
+
+def test_an_unfinished_yardstick_is_refused_in_one_line(ship_model, tmp_path):
+    (tmp_path / RESULT_FILE).write_text(json.dumps({"recipe": ship_model.PRESET, "overrides": [], "missing": [[0, 2]]}))
+    common = ["--data", "isic", "--ham10000", "ham", "--weights", "w.pth", "--output", str(tmp_path / "out"),
+              "--description", "x"]
+    with pytest.raises(SystemExit, match=r"\[\[0, 2\]\] are not finished"):
+        ship_model.main([*common, "--yardstick", str(tmp_path)])
+    with pytest.raises(SystemExit, match="no yardstick.json"):
+        ship_model.main([*common, "--yardstick", str(tmp_path / "none")])
