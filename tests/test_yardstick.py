@@ -16,9 +16,9 @@ from attnmel.data.sources import SplitSpec
 from attnmel.data.splits import SplitRecord, prepare_data
 from attnmel.errors import ConfigError, DataError
 from attnmel.training.loop import train
-from attnmel.yardstick import SCORES_FILE, SiteScores, _seed_sites, run_yardstick
+from attnmel.yardstick import SCORES_FILE, SiteScores, _seed_sites, compare_recipes, run_yardstick
 
-from .conftest import make_isic2017_subset, tiny
+from .conftest import benchmark_script, make_isic2017_subset, tiny
 from .layouts import make_two_sites
 
 #: a tiny recipe: the demo preset at 64 px, one epoch
@@ -102,7 +102,7 @@ def test_held_out_sites_score_each_fold_model_and_their_average():
 
 
 @pytest.mark.slow
-def test_the_yardstick_trains_scores_resumes_and_compares_recipes_on_the_same_lesions(tmp_path):
+def test_the_yardstick_trains_scores_resumes_and_compares_recipes_on_the_same_lesions(tmp_path, capsys):
     isic, ham = make_two_sites(tmp_path / "data")
     logged: list[str] = []
     common = dict(sites=[ham], overrides=TINY, folds=2, held_out_share=0.3, log=logged.append)
@@ -137,6 +137,20 @@ def test_the_yardstick_trains_scores_resumes_and_compares_recipes_on_the_same_le
     assert sorted(scored["image_ids"]) == sorted(
         json.loads((tmp_path / "with-ham" / "seed0" / "fold0" / SCORES_FILE).read_text())["sites"]["ham10000"]["image_ids"])
 
+    # the two recipes side by side, paired on the same images (benchmarks/yardstick.py prints it)
+    comparison = compare_recipes([tmp_path / "with-ham", tmp_path / "isic-only"], names=["with HAM", "ISIC only"])
+    oof, held = comparison.differences["ISIC only"]
+    assert (oof.site, oof.kind, oof.images) == ("isic2017", "out of fold", 16)
+    assert held.site == "ham10000" and held.images == site.images
+    assert oof.difference.estimate == pytest.approx(oof.auc - oof.baseline_auc)
+    assert oof.baseline_auc == pytest.approx(pool.roc_auc)
+    loading = benchmark_script("yardstick")
+    try:
+        assert next(loading).main([str(tmp_path / "with-ham"), str(tmp_path / "isic-only")]) == 0
+    finally:
+        loading.close()
+    assert "| isic-only | isic2017, out of fold (16," in capsys.readouterr().out
+
 
 @pytest.mark.parametrize(("argv", "message"), [
     (["--folds", "1"], "--folds"),
@@ -162,3 +176,10 @@ def test_yardstick_config_errors_name_the_option(tmp_path):
     isic = make_isic2017_subset(tmp_path / "isic2017", n_train=4, n_val=2)
     with pytest.raises(ConfigError, match="folds"):
         run_yardstick("demo", [isic], tmp_path / "runs", folds=1)
+
+
+def test_a_comparison_needs_two_finished_yardsticks(tmp_path):
+    with pytest.raises(ConfigError, match="at least two"):
+        compare_recipes([tmp_path])
+    with pytest.raises(DataError, match="no scored folds"):
+        compare_recipes([tmp_path / "a", tmp_path / "b"])

@@ -52,7 +52,7 @@ from attnmel.evaluation.operating_point import (
 )
 from attnmel.inference import InferenceSettings, load_model
 from attnmel.io import atomic_write_json, atomic_write_text, file_sha256
-from attnmel.metrics.intervals import Interval, delong_interval
+from attnmel.metrics.intervals import Interval, delong_interval, delong_test
 from attnmel.training.loop import train
 from attnmel.training.resume import STATE_FILE
 
@@ -364,3 +364,94 @@ def _seed_sites(primary: str, scored: list[tuple[SiteScores, dict[str, SiteScore
             Rates.over_folds(truth, [np.asarray(f.scores) for f in folds], stored),
             float(np.mean(jaccards)) if jaccards else None))
     return sites
+
+
+@dataclass(frozen=True)
+class SiteDifference:
+    """One recipe against the baseline on one site's images: paired, since both answered every image."""
+
+    site: str
+    kind: str  # "out of fold" or "held out (folds averaged)"
+    images: int
+    positives: int
+    baseline_auc: float
+    auc: float
+    #: AUC(recipe) - AUC(baseline) with its paired DeLong interval and two-sided p-value
+    difference: Interval
+    p_value: float
+
+
+@dataclass(frozen=True)
+class RecipeComparison:
+    """Recipes judged by their yardsticks on the same images, each against the first (the baseline)."""
+
+    seed: int
+    names: list[str]
+    #: recipe name -> its differences to the baseline, one per site
+    differences: dict[str, list[SiteDifference]]
+
+    def to_markdown(self) -> str:
+        baseline = self.names[0]
+        lines = [f"Seed {self.seed}; each recipe against `{baseline}` on the same images (paired DeLong). Out of "
+                 "fold: every pooled image answered by the fold model that never saw it; held out: the fold "
+                 "models averaged.", "",
+                 f"| recipe | site (images, melanomas) | ROC AUC | {baseline} | difference [95% CI] | p |",
+                 "|---|---|---|---|---|---|"]
+        for name, rows in self.differences.items():
+            for row in rows:
+                lines.append(f"| {name} | {row.site}, {row.kind} ({row.images}, {row.positives}) | {row.auc:.3f} | "
+                             f"{row.baseline_auc:.3f} | {row.difference.estimate:+.3f} [{row.difference.low:+.3f}, "
+                             f"{row.difference.high:+.3f}] | {row.p_value:.3f} |")
+        return "\n".join(lines) + "\n"
+
+
+def _pooled_scores(runs: Path, seed: int) -> tuple[dict[str, tuple[int, float]], dict[str, dict[str, tuple[int, float]]]]:
+    """A finished yardstick's cached answers of one seed: out of fold by image, and each held-out site's
+    fold models averaged by image."""
+    files = sorted((runs / f"seed{seed}").glob(f"fold*/{SCORES_FILE}"))
+    if len(files) < 2:
+        raise DataError(runs, f"no scored folds of seed {seed} (fold*/{SCORES_FILE}).",
+                        "run attnmel yardstick there first, or give a seed it ran.")
+    out_of_fold: dict[str, tuple[int, float]] = {}
+    per_site: dict[str, dict[str, list[tuple[int, float]]]] = {}
+    for path in files:
+        payload = json.loads(path.read_text(encoding="utf-8"))
+        fold = SiteScores(**payload["out_of_fold"])
+        out_of_fold.update(zip(fold.image_ids, zip(fold.labels, fold.scores, strict=True), strict=True))
+        for name, raw in payload["sites"].items():
+            site = SiteScores(**raw)
+            for image_id, label, score in zip(site.image_ids, site.labels, site.scores, strict=True):
+                per_site.setdefault(name, {}).setdefault(image_id, []).append((label, score))
+    averaged = {name: {image_id: (answers[0][0], float(np.mean([s for _, s in answers])))
+                       for image_id, answers in images.items()} for name, images in per_site.items()}
+    return out_of_fold, averaged
+
+
+def _paired(site: str, kind: str, base: dict[str, tuple[int, float]], other: dict[str, tuple[int, float]]) -> SiteDifference:
+    common = sorted(set(base) & set(other))
+    labels = [base[i][0] for i in common]
+    test = delong_test(labels, [base[i][1] for i in common], [other[i][1] for i in common])
+    return SiteDifference(site, kind, len(common), int(sum(labels)), test.auc_a, test.auc_b, test.difference, test.p_value)
+
+
+def compare_recipes(runs: Sequence[str | Path], seed: int = 0, names: Sequence[str] | None = None) -> RecipeComparison:
+    """Each yardstick in ``runs`` against the first, site by site on the images both answered: the
+    evidence for a recipe decision. The pairing is by image, not by fold: both recipes answered every
+    pooled image out of fold and every held-out lesion."""
+    folders = [Path(r) for r in runs]
+    if len(folders) < 2:
+        raise ConfigError("compare at least two yardstick --runs folders: the first is the baseline.")
+    labels = list(names) if names else [folder.name for folder in folders]
+    if len(labels) != len(folders) or len(set(labels)) != len(labels):
+        raise ConfigError(f"one distinct name per yardstick folder, not {labels}.")
+    base_oof, base_sites = _pooled_scores(folders[0], seed)
+    result_file = folders[0] / RESULT_FILE
+    primary = json.loads(result_file.read_text(encoding="utf-8"))["training"][0] if result_file.is_file() else "pooled"
+    differences = {}
+    for label, folder in zip(labels[1:], folders[1:], strict=True):
+        oof, sites = _pooled_scores(folder, seed)
+        rows = [_paired(primary, "out of fold", base_oof, oof)]
+        rows += [_paired(name, "held out (folds averaged)", base_sites[name], sites[name])
+                 for name in base_sites if name in sites]
+        differences[label] = rows
+    return RecipeComparison(seed, labels, differences)
