@@ -33,10 +33,12 @@ Nothing here is tuned on a test split: ISIC 2017 test is held out for independen
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import platform
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -45,7 +47,7 @@ from sklearn.metrics import roc_auc_score
 from attnmel.checkpoints.card import model_card, render_markdown
 from attnmel.checkpoints.format import save_model_checkpoint
 from attnmel.checkpoints.pretrained import REGISTRY_FILE, Registry, register
-from attnmel.config import load_config
+from attnmel.config import Config, load_config
 from attnmel.data.readers import read_dataset
 from attnmel.data.splits import SPLIT_FILE, SplitRecord
 from attnmel.errors import CheckpointError
@@ -64,10 +66,13 @@ LICENCE = ("The weights derive from ISIC 2017 challenge data (CC BY-NC 4.0) and 
            "Tschandl et al. 2018; share-alike: derived works keep that licence): research use, non-commercial, "
            "with attribution to the ISIC Archive; not a medical device.")
 
-#: ``--set`` keys that say where files live or how fast a run goes, not what is learned: a yardstick run
-#: with other values of these judged the same recipe
-OPERATIONAL_KEYS = frozenset({"model.weights", "train.threads", "data.num_workers", "data.cache", "data.cache_dir",
-                              "data.held_out", "train.device"})
+#: config values that are not the recipe: names, where files live, how fast a run goes, and what each
+#: fold of the yardstick sets for itself (``attnmel.yardstick.fold_config``)
+NOT_RECIPE = frozenset({
+    "name", "description", "model.weights", "train.threads", "train.device", "data.num_workers", "data.cache",
+    "data.cache_dir", "data.held_out", "data.train_split", "data.val_split", "data.split", "data.group_by",
+    "data.folds", "data.fold", "train.seed", "train.keep_epoch",
+})
 
 #: how the runs are scored: without a stored temperature (the choice is made on raw probabilities), quietly
 RAW = InferenceSettings(use_temperature=False, progress=False)
@@ -78,15 +83,19 @@ def completed_epochs(run: Path) -> int:
     return sum(1 for _ in metrics.open()) - 1 if metrics.is_file() else 0
 
 
-def recipe_overrides(values: list[str]) -> dict[str, str]:
-    """``key -> value`` of the ``--set`` values that change what is learned (``OPERATIONAL_KEYS`` left out)."""
-    pairs = dict(value.split("=", 1) for value in values)
-    return {key.strip(): value.strip() for key, value in pairs.items() if key.strip() not in OPERATIONAL_KEYS}
+def recipe_values(config: Config) -> dict[str, Any]:
+    """``section.key -> value`` of what the recipe learns with (``NOT_RECIPE`` left out)."""
+    flat: dict[str, Any] = {}
+    for key, value in dataclasses.asdict(config).items():
+        items = value.items() if isinstance(value, dict) else [(None, value)]
+        flat.update({f"{key}.{inner}" if inner else key: v for inner, v in items})
+    return {key: value for key, value in flat.items() if key not in NOT_RECIPE}
 
 
-def read_yardstick(folder: Path, overrides: list[str], finished: bool = True) -> dict:
+def read_yardstick(folder: Path, shipping: Config, finished: bool = True) -> dict:
     """The yardstick of this very recipe (``<folder>/yardstick.json``; ``finished``: every fold scored), or a
-    one-line exit."""
+    one-line exit. The recipe is compared as its folds resolved it (their ``config.yaml``), so a preset
+    edited since, or the same values given by ``--set``, is judged by what was trained."""
     path = folder / RESULT_FILE
     if not path.is_file():
         raise SystemExit(f"--yardstick {folder}: no {RESULT_FILE}; run `attnmel yardstick --config {PRESET} ...` "
@@ -95,10 +104,15 @@ def read_yardstick(folder: Path, overrides: list[str], finished: bool = True) ->
     if finished and result.get("missing"):
         raise SystemExit(f"--yardstick {folder}: folds (seed, fold) {result['missing']} are not finished; "
                          "run attnmel yardstick there again to finish them.")
-    judged, shipping = recipe_overrides(result.get("overrides", [])), recipe_overrides(overrides)
-    if result.get("recipe") != PRESET or judged != shipping:
-        raise SystemExit(f"--yardstick {folder} judged {result.get('recipe')!r} with {judged or 'no changes'}, "
-                         f"not {PRESET!r} with {shipping or 'no changes'}: give the same --set values or that recipe's yardstick.")
+    fold_config = next(iter(sorted(folder.glob("seed*/fold*/config.yaml"))), None)
+    if fold_config is None:
+        raise SystemExit(f"--yardstick {folder}: no seed*/fold*/config.yaml; give the folder attnmel yardstick wrote.")
+    judged, shipping_values = recipe_values(load_config(fold_config)), recipe_values(shipping)
+    differ = sorted(key for key in judged.keys() | shipping_values.keys() if judged.get(key) != shipping_values.get(key))
+    if differ:
+        shown = "; ".join(f"{key}: {judged.get(key)!r} judged, {shipping_values.get(key)!r} to ship" for key in differ)
+        raise SystemExit(f"--yardstick {folder} judged another recipe ({shown}): give the same --set values or "
+                         "that recipe's yardstick.")
     return result
 
 
@@ -116,11 +130,15 @@ def yardstick_summary(result: dict) -> dict:
             "training": result["training"], "sites": sites, "worst_site": worst}
 
 
-def train_run(args: argparse.Namespace) -> Path:
-    """The recipe trained once, its last epoch kept, resumed where a previous session left it."""
+def recipe_config(args: argparse.Namespace) -> Config:
+    """The recipe as it ships: the preset, ``--set``, and the last epoch kept, as in every fold."""
+    return load_config(PRESET, [f"model.weights={args.weights}", f"train.seed={args.seed}", *args.set,
+                                "train.keep_epoch=last"])
+
+
+def train_run(args: argparse.Namespace, config: Config) -> Path:
+    """The recipe trained once, resumed where a previous session left it."""
     run = args.runs / f"seed{args.seed}"
-    config = load_config(PRESET, [f"model.weights={args.weights}", f"train.seed={args.seed}", *args.set,
-                                  "train.keep_epoch=last"])
     if completed_epochs(run) < config.train.epochs:
         train(config, args.train_data, run, resume=(run / STATE_FILE).is_file(), progress=False)
     return run
@@ -271,9 +289,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(exc))
     if args.description is None and args.tag not in listed:
         parser.error(f"--tag {args.tag!r} is new in {args.output / REGISTRY_FILE}; give --description (one line).")
-    yardstick = read_yardstick(args.yardstick, args.set, finished=not args.train_only)
+    config = recipe_config(args)
+    yardstick = read_yardstick(args.yardstick, config, finished=not args.train_only)
     args.train_data = {"isic2017": args.data, "ham10000": args.ham10000}
-    run = train_run(args)
+    run = train_run(args, config)
     if args.train_only:
         return 0
     measured, probabilities = measure(run, args.data)

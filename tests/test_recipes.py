@@ -30,7 +30,8 @@ def test_the_shipped_preset_is_the_recipe_at_its_own_size_budget_prior_data_and_
     changed = {f"{section}.{key}" for section, values in shipped.items() if isinstance(values, dict)
                for key, value in values.items() if recipe[section][key] != value}
     assert changed == {"data.resize", "data.image_size", "train.epochs", "loss.prior_weights", "data.held_out",
-                       "data.leaks", "data.jpeg_quality", "train.batchnorm_statistics"}
+                       "data.leaks", "data.jpeg_quality", "train.batchnorm_statistics", "data.dataset_weights",
+                       "train.keep_epoch"}
 
 
 def test_recipe_and_baseline_share_initialisation_optimiser_and_budget():
