@@ -8,8 +8,9 @@
         --yardstick /work/runs/yardstick/shipped
 
 1. reads the recipe's finished yardstick (``--yardstick``: ``yardstick.json``, no fold missing) and
-   refuses a yardstick of another recipe: the preset ``isic2017/attnmel-shipped`` with the same
-   ``--set`` values, bar where files live and how many threads ran;
+   refuses a yardstick of another recipe: the preset ``isic2017/attnmel-shipped`` with ``--set``
+   must resolve to the values its folds trained with, bar where files live, how fast it ran and
+   what each fold sets for itself;
 2. trains that recipe once (``--seed``) on ISIC 2017 train + HAM10000 (the yardstick's share of its
    lesions held out) and keeps the last epoch, as every fold of the yardstick did: no seed, epoch or
    model is picked on ISIC 2017 val's 150 images, which only report beside the yardstick and set the
