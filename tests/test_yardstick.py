@@ -3,6 +3,7 @@ one command that trains, resumes and scores every fold on the pooled images and 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -183,3 +184,17 @@ def test_a_comparison_needs_two_finished_yardsticks(tmp_path):
         compare_recipes([tmp_path])
     with pytest.raises(DataError, match="no scored folds"):
         compare_recipes([tmp_path / "a", tmp_path / "b"])
+
+
+def test_cached_scores_read_back_with_images_without_a_mask(tmp_path):
+    """JSON has no NaN: an image without a mask is cached as null Jaccard, and a resumed yardstick scores it
+    as it did before the cache (it once stopped there with a TypeError)."""
+    from attnmel.io import atomic_write_json
+
+    fresh = [SiteScores(["a", "b", "c"], [1, 0, 0], [0.9, 0.2, 0.4], [0.5, float("nan"), 0.7]),
+             SiteScores(["d", "e"], [1, 0], [0.8, 0.1], [0.6, 0.4])]
+    atomic_write_json(tmp_path / "scores.json", [dataclasses.asdict(s) for s in fresh])
+    cached = [SiteScores(**raw) for raw in json.loads((tmp_path / "scores.json").read_text())]
+    assert cached[0].jaccard[1] is None
+    before, after = (_seed_sites("pool", [(s, {}) for s in scores], [])[0] for scores in (fresh, cached))
+    assert after.jaccard == pytest.approx(before.jaccard) == pytest.approx(np.mean([0.5, 0.7, 0.6, 0.4]))

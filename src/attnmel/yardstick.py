@@ -76,8 +76,8 @@ class SiteScores:
     labels: list[int]
     #: P(positive class), raw
     scores: list[float]
-    #: stride-16 Jaccard per image (NaN without a mask); empty when the site has no masks
-    jaccard: list[float] = field(default_factory=list)
+    #: stride-16 Jaccard per image (NaN without a mask, null once cached); empty when the site has no masks
+    jaccard: list[float | None] = field(default_factory=list)
 
     @property
     def positive(self) -> np.ndarray:
@@ -330,8 +330,9 @@ def _score(loaded, samples: list[Sample]) -> SiteScores:
                       [float(v) for v in predictions.probabilities[:, positive]], jaccard)
 
 
-def _mean_jaccard(values: Sequence[float]) -> float | None:
-    finite = [v for v in values if not math.isnan(v)]
+def _mean_jaccard(values: Sequence[float | None]) -> float | None:
+    """The mean over images with a mask: NaN when computed, null when read back from the JSON cache."""
+    finite = [v for v in values if v is not None and not math.isnan(v)]
     return float(np.mean(finite)) if finite else None
 
 
