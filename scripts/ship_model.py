@@ -43,7 +43,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from sklearn.metrics import roc_auc_score
 
 from attnmel.checkpoints.card import model_card, render_markdown
 from attnmel.checkpoints.format import save_model_checkpoint
@@ -51,12 +50,14 @@ from attnmel.checkpoints.pretrained import REGISTRY_FILE, Registry, register
 from attnmel.config import Config, load_config
 from attnmel.data.readers import read_dataset
 from attnmel.data.splits import SPLIT_FILE, SplitRecord
+from attnmel.demo import unseen_data_path
 from attnmel.errors import CheckpointError
 from attnmel.evaluation.evaluate import EvaluationOptions, evaluate_checkpoint
 from attnmel.evaluation.operating_point import wilson_interval
 from attnmel.evaluation.trust import FITS, DetectorData, FittingData, TrustFit, TrustOptions, fit_trust
 from attnmel.inference import DataSplit, InferenceSettings, LoadedModel, load_model, probabilities_from_logits
 from attnmel.io import atomic_write_text, file_sha256
+from attnmel.metrics.intervals import delong_interval
 from attnmel.models.maps import FLAT_EPSILON
 from attnmel.training.loop import train
 from attnmel.training.resume import STATE_FILE
@@ -169,20 +170,24 @@ def measure(run: Path, data: Path) -> tuple[dict, np.ndarray]:
     return out, probabilities
 
 
-def held_out_check(checkpoint: Path, run: Path, ham10000: Path) -> dict:
-    """ROC AUC, and sensitivity and specificity at the stored threshold, on the HAM10000 lesions the run
-    held out: the per-dataset figures of the other training site."""
+def held_out_ham10000(run: Path, ham10000: Path, task: str) -> list:
+    """The HAM10000 lesions the run held out of training."""
     held = {key.split("/", 1)[1] for key in SplitRecord.read(run / SPLIT_FILE).held_out if key.startswith("ham10000/")}
+    return [s for s in read_dataset(ham10000, task).split("train") if s.image_id in held]
+
+
+def site_check(checkpoint: Path, samples: list) -> dict:
+    """ROC AUC with its DeLong interval, and sensitivity and specificity at the stored threshold, on images
+    the model never trained on: reported in the card, never used for a choice."""
     loaded = load_model(checkpoint, InferenceSettings(progress=False))
-    samples = [s for s in read_dataset(ham10000, loaded.task).split("train") if s.image_id in held]
     predictions = loaded.infer(samples, InferenceSettings(progress=False))
     threshold, rule = loaded.decision_threshold()
     positive = loaded.meta.positive_index
     truth, called = predictions.labels == positive, predictions.probabilities[:, positive] > threshold
     found, negatives_kept = int((truth & called).sum()), int((~truth & ~called).sum())
-    return {"images": len(samples), "melanoma": int(truth.sum()),
-            "roc_auc": float(roc_auc_score(truth, predictions.probabilities[:, positive])),
-            "threshold": threshold, "rule": rule,
+    auc = delong_interval(truth.astype(int), predictions.probabilities[:, positive])
+    return {"images": len(samples), "melanoma": int(truth.sum()), "roc_auc": auc.estimate,
+            "roc_auc_interval": [auc.low, auc.high], "threshold": threshold, "rule": rule,
             "sensitivity": found / max(int(truth.sum()), 1), "sensitivity_interval": wilson_interval(found, int(truth.sum())),
             "specificity": negatives_kept / max(int((~truth).sum()), 1),
             "specificity_interval": wilson_interval(negatives_kept, int((~truth).sum()))}
@@ -204,10 +209,8 @@ def out_of_fold(folder: Path, positive_index: int) -> FittingData:
 def held_out_samples(loaded: LoadedModel, run: Path, data: Path, ham10000: Path) -> dict[str, list]:
     """In-distribution images the run never trained on, by set: ISIC 2017 val and the HAM10000 lesions it
     held out (the detector's thresholds hold for each)."""
-    held = {key.split("/", 1)[1] for key in SplitRecord.read(run / SPLIT_FILE).held_out if key.startswith("ham10000/")}
     return {"isic2017 val": read_dataset(data, loaded.task).split("val"),
-            "held-out ham10000 lesions": [s for s in read_dataset(ham10000, loaded.task).split("train")
-                                          if s.image_id in held]}
+            "held-out ham10000 lesions": held_out_ham10000(run, ham10000, loaded.task)}
 
 
 def fit_trust_fields(args: argparse.Namespace, run: Path) -> tuple[TrustFit, TrustFit]:
@@ -337,7 +340,9 @@ def main(argv: list[str] | None = None) -> int:
         "probability_difference_to_fp32": {"median": float(np.median(difference)), "max": float(difference.max())},
     }
     # the same fp16 tensors again, now with a release record that says how this very file scores
-    release["held_out_ham10000"] = held_out_check(target, run, args.ham10000)
+    release["held_out_ham10000"] = site_check(target, held_out_ham10000(run, args.ham10000, meta.task))
+    # the bundled ISIC 2016 images that appear nowhere in ISIC 2017: the demo's, out of every choice
+    release["unseen_isic2016"] = site_check(target, read_dataset(unseen_data_path(), meta.task).split("test"))
     meta = meta.replace(release={**release, "fp16_file_on_val": fp16})
     save_model_checkpoint(target, model, meta)
     target.with_suffix(".json").unlink()

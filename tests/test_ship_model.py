@@ -72,6 +72,10 @@ def test_ship_model_trains_chooses_and_packages(ship_model, tmp_path, capsys):
     assert "--yardstick" in release["retrain"] and "test" in release["test_split"]
     card = target.with_suffix(".md").read_text()
     assert "HAM10000" in card and "CC BY-NC-SA 4.0" in card and "out of fold (30 images" in card
+    # several sites before the one split: the yardstick's, and the unseen ISIC 2016 images with an interval
+    assert card.index("Judged on several sites") < card.index("Validation split")
+    unseen = release["unseen_isic2016"]
+    assert unseen["images"] == 60 and 0 <= unseen["roc_auc"] <= 1 and "isic2016, unseen by ISIC 2017 (60 images" in card
     assert not target.with_suffix(".json").exists()
     registry = Registry.read(tmp_path / "out" / REGISTRY_FILE)  # the entry is data beside the file, no source edited
     assert registry.default == "tiny-shipped" and registry.weights["tiny-shipped"].verify() == target

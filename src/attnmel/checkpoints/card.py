@@ -407,7 +407,7 @@ def render_markdown(card: ModelCard) -> str:
     prior = training.attention_prior
     if prior:
         lines.append(f"- attention prior: {prior.get('roi')} region, Dice weights {prior.get('weights')}")
-    lines += ["", "## Metrics", ""] + _metrics_lines(card.metrics)
+    lines += ["", "## Metrics", ""] + _site_lines(card.release or {}) + _metrics_lines(card.metrics)
     if card.release:
         lines += ["", "## Release", ""]
         lines += [f"- **{key.replace('_', ' ')}**: {_release_value(value)}" for key, value in card.release.items()]
@@ -415,6 +415,28 @@ def render_markdown(card: ModelCard) -> str:
     lines += ["", "## Limitations", ""] + [f"- {item}" for item in card.limitations]
     lines += ["", "## Citation", ""] + [f"- {item}" for item in card.citation]
     return "\n".join(lines) + "\n"
+
+
+#: release keys of one model's check on images it never trained on -> how the card names the site
+SITE_CHECKS = {"held_out_ham10000": "ham10000, held-out lesions", "unseen_isic2016": "isic2016, unseen by ISIC 2017"}
+
+
+def _site_lines(release: dict[str, Any]) -> list[str]:
+    """Several sites before any one split: the recipe's yardstick (``release['yardstick']``, per seed) and
+    this very file on images it never trained on; empty for a checkpoint without them."""
+    rows = [f"| {site} | {value} | the recipe, {seed}, fold models (`attnmel yardstick`) |"
+            for site, seeds in (release.get("yardstick") or {}).get("sites", {}).items() for seed, value in seeds.items()]
+    for key, name in SITE_CHECKS.items():
+        check = release.get(key)
+        if check and check.get("roc_auc_interval"):
+            low, high = check["roc_auc_interval"]
+            shown = "" if low is None or high is None else f" [{low:.3f}, {high:.3f}]"
+            rows.append(f"| {name} ({check['images']} images, {check['melanoma']} melanomas) | ROC AUC "
+                        f"{check['roc_auc']:.3f}{shown} | this file |")
+    if not rows:
+        return []
+    return ["Judged on several sites (95% DeLong intervals); the validation split below only stands beside them:", "",
+            "| site | ROC AUC [95% CI] | what was scored |", "|---|---|---|", *rows, ""]
 
 
 def _metrics_lines(section: MetricsSection) -> list[str]:
