@@ -34,7 +34,6 @@ Nothing here is tuned on a test split: ISIC 2017 test is held out for independen
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import platform
 import sys
@@ -61,7 +60,7 @@ from attnmel.metrics.intervals import delong_interval
 from attnmel.models.maps import FLAT_EPSILON
 from attnmel.training.loop import train
 from attnmel.training.resume import STATE_FILE
-from attnmel.yardstick import RESULT_FILE, SCORES_FILE, SiteScores
+from attnmel.yardstick import RESULT_FILE, SCORES_FILE, read_fold_scores, scored_folds
 
 PRESET = "isic2017/attnmel-shipped"
 LICENCE = ("The weights derive from ISIC 2017 challenge data (CC BY-NC 4.0) and HAM10000 (CC BY-NC-SA 4.0, "
@@ -88,7 +87,7 @@ def completed_epochs(run: Path) -> int:
 def recipe_values(config: Config) -> dict[str, Any]:
     """``section.key -> value`` of what the recipe learns with (``NOT_RECIPE`` left out)."""
     flat: dict[str, Any] = {}
-    for key, value in dataclasses.asdict(config).items():
+    for key, value in config.to_dict().items():
         items = value.items() if isinstance(value, dict) else [(None, value)]
         flat.update({f"{key}.{inner}" if inner else key: v for inner, v in items})
     return {key: value for key, value in flat.items() if key not in NOT_RECIPE}
@@ -196,10 +195,10 @@ def site_check(checkpoint: Path, samples: list) -> dict:
 def out_of_fold(folder: Path, positive_index: int) -> FittingData:
     """The yardstick's out-of-fold answers, every seed's (``<folder>/seed*/fold*/yardstick-scores.json``):
     every pooled image predicted by each fold model that never saw it, raw P(positive)."""
-    files = sorted(folder.glob(f"seed*/fold*/{SCORES_FILE}"))
+    files = scored_folds(folder)
     if not files:
         raise SystemExit(f"--yardstick {folder}: no seed*/fold*/{SCORES_FILE}; run attnmel yardstick there first.")
-    folds = [SiteScores(**json.loads(path.read_text(encoding="utf-8"))["out_of_fold"]) for path in files]
+    folds = [read_fold_scores(path)[1] for path in files]
     labels = [label for fold in folds for label in fold.labels]  # 1: positive
     scores = [score for fold in folds for score in fold.scores]
     return FittingData.from_scores([positive_index if y else 1 - positive_index for y in labels], scores,

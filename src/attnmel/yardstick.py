@@ -280,6 +280,19 @@ def _site_images(source: DataSource, recipe: str | Path, overrides: Sequence[str
     return held_out_images(source, spec)
 
 
+def read_fold_scores(path: Path) -> tuple[dict[str, Any], SiteScores, dict[str, SiteScores]]:
+    """A fold's cached scores (``yardstick-scores.json``): its cache key, out-of-fold scores, and the held-out
+    sites' scores; the one reader of the file."""
+    payload = json.loads(path.read_text(encoding="utf-8"))
+    return (payload.get("key"), SiteScores(**payload["out_of_fold"]),
+            {name: SiteScores(**scores) for name, scores in payload["sites"].items()})
+
+
+def scored_folds(runs: Path, seed: int | None = None) -> list[Path]:
+    """The cached score files of one seed's finished folds (every seed's with ``seed`` None)."""
+    return sorted(runs.glob(f"{'seed*' if seed is None else f'seed{seed}'}/fold*/{SCORES_FILE}"))
+
+
 def _fold_scores(run: Path, primary: DataSource, pool: str, site_images: dict[str, list[Sample]],
                  held_out: dict[str, float], log: Callable[[str], None]) -> tuple[SiteScores, dict[str, SiteScores]]:
     """(out-of-fold scores, held-out site scores) of one fold run, computed once and cached beside it."""
@@ -290,9 +303,9 @@ def _fold_scores(run: Path, primary: DataSource, pool: str, site_images: dict[st
     cache = run / SCORES_FILE
     if cache.is_file():
         try:
-            payload = json.loads(cache.read_text(encoding="utf-8"))
-            if payload.get("key") == key:
-                return SiteScores(**payload["out_of_fold"]), {n: SiteScores(**s) for n, s in payload["sites"].items()}
+            cached_key, out_of_fold, sites = read_fold_scores(cache)
+            if cached_key == key:
+                return out_of_fold, sites
         except (ValueError, TypeError, KeyError):
             pass  # a cache this version cannot read is recomputed
     for name, samples in site_images.items():
@@ -409,18 +422,16 @@ class RecipeComparison:
 def _pooled_scores(runs: Path, seed: int) -> tuple[dict[str, tuple[int, float]], dict[str, dict[str, tuple[int, float]]]]:
     """A finished yardstick's cached answers of one seed: out of fold by image, and each held-out site's
     fold models averaged by image."""
-    files = sorted((runs / f"seed{seed}").glob(f"fold*/{SCORES_FILE}"))
+    files = scored_folds(runs, seed)
     if len(files) < 2:
         raise DataError(runs, f"no scored folds of seed {seed} (fold*/{SCORES_FILE}).",
                         "run attnmel yardstick there first, or give a seed it ran.")
     out_of_fold: dict[str, tuple[int, float]] = {}
     per_site: dict[str, dict[str, list[tuple[int, float]]]] = {}
     for path in files:
-        payload = json.loads(path.read_text(encoding="utf-8"))
-        fold = SiteScores(**payload["out_of_fold"])
+        _, fold, sites = read_fold_scores(path)
         out_of_fold.update(zip(fold.image_ids, zip(fold.labels, fold.scores, strict=True), strict=True))
-        for name, raw in payload["sites"].items():
-            site = SiteScores(**raw)
+        for name, site in sites.items():
             for image_id, label, score in zip(site.image_ids, site.labels, site.scores, strict=True):
                 per_site.setdefault(name, {}).setdefault(image_id, []).append((label, score))
     averaged = {name: {image_id: (answers[0][0], float(np.mean([s for _, s in answers])))
