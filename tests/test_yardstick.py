@@ -17,7 +17,14 @@ from attnmel.data.sources import SplitSpec
 from attnmel.data.splits import SplitRecord, prepare_data
 from attnmel.errors import ConfigError, DataError
 from attnmel.training.loop import train
-from attnmel.yardstick import SCORES_FILE, SiteScores, _seed_sites, compare_recipes, run_yardstick
+from attnmel.yardstick import (
+    SCORES_FILE,
+    SiteScores,
+    _seed_sites,
+    compare_recipes,
+    read_strata,
+    run_yardstick,
+)
 
 from .conftest import benchmark_script, make_isic2017_subset, tiny
 from .layouts import make_two_sites
@@ -198,3 +205,55 @@ def test_cached_scores_read_back_with_images_without_a_mask(tmp_path):
     assert cached[0].jaccard[1] is None
     before, after = (_seed_sites("pool", [(s, {}) for s in scores], [])[0] for scores in (fresh, cached))
     assert after.jaccard == pytest.approx(before.jaccard) == pytest.approx(np.mean([0.5, 0.7, 0.6, 0.4]))
+
+
+def _scored_yardstick(folder, oof_scores, site_scores):
+    """A finished yardstick's score files, written by hand: two folds, one held-out site ("ham")."""
+    from attnmel.io import atomic_write_json
+
+    ids = sorted(oof_scores)
+    for fold, part in enumerate((ids[::2], ids[1::2])):
+        out_of_fold = SiteScores(part, [oof_scores[i][0] for i in part], [oof_scores[i][1] for i in part])
+        site_ids = sorted(site_scores)
+        site = SiteScores(site_ids, [site_scores[i][0] for i in site_ids], [site_scores[i][1] for i in site_ids])
+        atomic_write_json(folder / "seed0" / f"fold{fold}" / SCORES_FILE,
+                          {"key": None, "out_of_fold": dataclasses.asdict(out_of_fold),
+                           "sites": {"ham": dataclasses.asdict(site)}})
+
+
+def test_a_sites_negatives_split_by_a_metadata_column_show_where_a_recipe_gains(tmp_path, capsys):
+    """Recipe B separates the melanomas from the follow-up nevi better and from the biopsied ones not at all:
+    the whole site says B is better, the subgroup rows say where."""
+    pool = {f"p{i}": (i % 2, 0.1 + 0.8 * (i % 2) + 0.01 * i) for i in range(8)}
+    melanomas = {f"m{i}": (1, 0.6 + 0.05 * i) for i in range(4)}
+    biopsied = {f"h{i}": (0, 0.45 + 0.1 * i) for i in range(4)}     # 0.45 .. 0.75: overlaps the melanomas
+    follow_up = {f"f{i}": (0, 0.55 + 0.05 * i) for i in range(4)}    # 0.55 .. 0.70 in A
+    a_site = {**melanomas, **biopsied, **follow_up}
+    b_site = {**melanomas, **biopsied, **{k: (0, score - 0.5) for k, (_, score) in follow_up.items()}}
+    _scored_yardstick(tmp_path / "a", pool, a_site)
+    _scored_yardstick(tmp_path / "b", pool, b_site)
+    metadata = tmp_path / "meta.csv"
+    metadata.write_text("image_id,dx_type\n" + "".join(f"{k},histo\n" for k in [*melanomas, *biopsied])
+                        + "".join(f"{k},follow_up\n" for k in follow_up))
+    strata = {"ham": read_strata(metadata, "dx_type")}
+    rows = {(row.site, row.stratum): row for row in compare_recipes([tmp_path / "a", tmp_path / "b"],
+                                                                    strata=strata).differences["b"]}
+    whole, follow, histo = rows["ham", None], rows["ham", "follow_up"], rows["ham", "histo"]
+    assert whole.difference.estimate > 0.1
+    assert (follow.images, follow.positives) == (8, 4) and follow.auc == 1.0 and follow.baseline_auc < 0.7
+    assert (histo.images, histo.positives) == (8, 4) and histo.difference.estimate == pytest.approx(0.0)
+
+    loading = benchmark_script("yardstick")
+    try:
+        module = next(loading)
+        assert module.main([str(tmp_path / "a"), str(tmp_path / "b"), "--negatives-by", f"ham={metadata}:dx_type"]) == 0
+        assert "ham: melanomas against its follow_up others, held out (folds averaged) (8, 4)" in capsys.readouterr().out
+        for bad, message in ((f"ham={metadata}", "SITE=CSV:COLUMN"), (f"ham={metadata}:dx", "no column 'dx'"),
+                             (f"ham={tmp_path / 'none.csv'}:dx_type", "does not exist"),
+                             (f"isic={metadata}:dx_type", "no site 'isic'")):
+            with pytest.raises(SystemExit) as stopped:
+                module.main([str(tmp_path / "a"), str(tmp_path / "b"), "--negatives-by", bad])
+            err = capsys.readouterr().err.strip()
+            assert stopped.value.code == 2 and message in err and "\n" not in err, err
+    finally:
+        loading.close()

@@ -24,11 +24,12 @@ cached beside it, so the yardstick goes on across sessions where it stopped.
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import json
 import math
 import statistics
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -393,6 +394,8 @@ class SiteDifference:
     #: AUC(recipe) - AUC(baseline) with its paired DeLong interval and two-sided p-value
     difference: Interval
     p_value: float
+    #: a subgroup row: every melanoma of the site against only its other images of this stratum
+    stratum: str | None = None
 
 
 @dataclass(frozen=True)
@@ -413,7 +416,8 @@ class RecipeComparison:
                  "|---|---|---|---|---|---|"]
         for name, rows in self.differences.items():
             for row in rows:
-                lines.append(f"| {name} | {row.site}, {row.kind} ({row.images}, {row.positives}) | {row.auc:.3f} | "
+                site = row.site if row.stratum is None else f"{row.site}: melanomas against its {row.stratum} others"
+                lines.append(f"| {name} | {site}, {row.kind} ({row.images}, {row.positives}) | {row.auc:.3f} | "
                              f"{row.baseline_auc:.3f} | {row.difference.estimate:+.3f} [{row.difference.low:+.3f}, "
                              f"{row.difference.high:+.3f}] | {row.p_value:.3f} |")
         return "\n".join(lines) + "\n"
@@ -439,31 +443,74 @@ def _pooled_scores(runs: Path, seed: int) -> tuple[dict[str, tuple[int, float]],
     return out_of_fold, averaged
 
 
-def _paired(site: str, kind: str, base: dict[str, tuple[int, float]], other: dict[str, tuple[int, float]]) -> SiteDifference:
+def _paired(site: str, kind: str, base: dict[str, tuple[int, float]], other: dict[str, tuple[int, float]],
+            stratum: str | None = None) -> SiteDifference:
     common = sorted(set(base) & set(other))
     labels = [base[i][0] for i in common]
     test = delong_test(labels, [base[i][1] for i in common], [other[i][1] for i in common])
-    return SiteDifference(site, kind, len(common), int(sum(labels)), test.auc_a, test.auc_b, test.difference, test.p_value)
+    return SiteDifference(site, kind, len(common), int(sum(labels)), test.auc_a, test.auc_b, test.difference,
+                          test.p_value, stratum)
 
 
-def compare_recipes(runs: Sequence[str | Path], seed: int = 0, names: Sequence[str] | None = None) -> RecipeComparison:
+def _by_stratum(site: str, kind: str, base: dict[str, tuple[int, float]], other: dict[str, tuple[int, float]],
+                strata: Mapping[str, str]) -> list[SiteDifference]:
+    """One row per stratum of the site's negatives: every positive against only that stratum's negatives."""
+    common = set(base) & set(other)
+    values = sorted({strata[i] for i in common if base[i][0] == 0 and i in strata})
+    rows = []
+    for value in values:
+        kept = {i for i in common if base[i][0] == 1 or strata.get(i) == value}
+        if any(base[i][0] == 1 for i in kept):
+            rows.append(_paired(site, kind, {i: base[i] for i in kept}, {i: other[i] for i in kept}, value))
+    return rows
+
+
+def read_strata(path: str | Path, column: str, id_column: str = "image_id") -> dict[str, str]:
+    """Image id -> its value in ``column`` of a metadata CSV: the subgroups a site's negatives are split
+    by. HAM10000's ``dx_type`` says how each diagnosis was confirmed, and its follow-up series is nearly
+    all nevi: a recipe that gains only against those has learnt how they were photographed."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(path, "the metadata CSV does not exist.", "give the CSV that lists the site's images.")
+    with path.open(newline="", encoding="utf-8-sig") as handle:
+        reader = csv.DictReader(handle)
+        header = reader.fieldnames or []
+        for wanted in (id_column, column):
+            if wanted not in header:
+                raise DataError(path, f"has no column {wanted!r} (it has {', '.join(header) or 'none'}).",
+                                "name one of its columns.")
+        return {row[id_column]: row[column] for row in reader if row.get(id_column)}
+
+
+def compare_recipes(runs: Sequence[str | Path], seed: int = 0, names: Sequence[str] | None = None,
+                    strata: Mapping[str, Mapping[str, str]] | None = None) -> RecipeComparison:
     """Each yardstick in ``runs`` against the first, site by site on the images both answered: the
     evidence for a recipe decision. The pairing is by image, not by fold: both recipes answered every
-    pooled image out of fold and every held-out lesion."""
+    pooled image out of fold and every held-out lesion. ``strata`` (site name -> image id -> subgroup,
+    e.g. from :func:`read_strata`) adds a row per subgroup of that site's negatives."""
     folders = [Path(r) for r in runs]
     if len(folders) < 2:
         raise ConfigError("compare at least two yardstick --runs folders: the first is the baseline.")
     labels = list(names) if names else [folder.name for folder in folders]
     if len(labels) != len(folders) or len(set(labels)) != len(labels):
         raise ConfigError(f"one distinct name per yardstick folder, not {labels}.")
+    strata = dict(strata or {})
     base_oof, base_sites = _pooled_scores(folders[0], seed)
     result_file = folders[0] / RESULT_FILE
     primary = json.loads(result_file.read_text(encoding="utf-8"))["training"][0] if result_file.is_file() else "pooled"
+    unknown = sorted(set(strata) - {primary} - set(base_sites))
+    if unknown:
+        raise ConfigError(f"no site {unknown[0]!r} in {folders[0]}: its sites are "
+                          f"{', '.join([primary, *base_sites])}; split one of those.")
     differences = {}
     for label, folder in zip(labels[1:], folders[1:], strict=True):
         oof, sites = _pooled_scores(folder, seed)
         rows = [_paired(primary, "out of fold", base_oof, oof)]
-        rows += [_paired(name, "held out (folds averaged)", base_sites[name], sites[name])
-                 for name in base_sites if name in sites]
+        rows += _by_stratum(primary, "out of fold", base_oof, oof, strata[primary]) if primary in strata else []
+        for name in base_sites:
+            if name in sites:
+                held = "held out (folds averaged)"
+                rows.append(_paired(name, held, base_sites[name], sites[name]))
+                rows += _by_stratum(name, held, base_sites[name], sites[name], strata[name]) if name in strata else []
         differences[label] = rows
     return RecipeComparison(seed, labels, differences)
