@@ -46,6 +46,7 @@ from attnmel.config import load_config
 from attnmel.data.cache import GeometryCache
 from attnmel.data.readers import read_dataset
 from attnmel.data.transforms import NORMALIZATION_PRESETS
+from attnmel.devices import bf16_supported
 from attnmel.models import model_entry
 from attnmel.models.backbones import get_backbone_spec
 from attnmel.training.loop import Trainer
@@ -262,7 +263,14 @@ def profile_attnmel(data: Path, args, device: torch.device, work: Path, steps: i
 
 # --------------------------------------------------------------------------- the CPU fast path
 
-PRECISION_VARIANTS = (("fp32, NCHW", False, False), ("bf16 autocast + channels_last (fast path)", True, True))
+#: (name, bf16 autocast, channels_last): fp32 NCHW first (the baseline), the fast path last, and each of its
+#: two parts alone, so the table says which part carries the gain on this CPU
+PRECISION_VARIANTS = (
+    ("fp32, NCHW", False, False),
+    ("fp32, channels_last", False, True),
+    ("bf16 autocast, NCHW", True, False),
+    ("bf16 autocast + channels_last (fast path)", True, True),
+)
 
 
 def random_backbone_weights(preset: str, folder: Path) -> Path:
@@ -287,27 +295,37 @@ def precision_trainer(data: Path, args, amp: bool, channels_last: bool, weights:
 
 
 def precision_rows(data: Path, args, work: Path) -> list[dict]:
-    """Images/s of whole training steps (loading, forward, backward, optimiser) for each variant,
-    ``--rounds`` times in alternation so that a noisy machine hits both alike."""
+    """Images/s of each variant, ``--rounds`` times in alternation so that a noisy machine hits all alike:
+    whole training steps (loading, forward, backward, optimiser), and the model's step alone on the same
+    batches already loaded. Where the whole step is much slower than the model's alone, the loader bounds it."""
     weights = random_backbone_weights(args.preset, work)
     trainers = {name: precision_trainer(data, args, amp, cl, weights, work / f"run-{amp}-{cl}")
                 for name, amp, cl in PRECISION_VARIANTS}
-    rates: dict[str, list[float]] = {name: [] for name in trainers}
+    whole: dict[str, list[float]] = {name: [] for name in trainers}
+    model_only: dict[str, list[float]] = {name: [] for name in trainers}
     for round_index in range(args.rounds):
         for name, trainer in trainers.items():
             trainer.training_mode()
             batches = iter(trainer._train_loader(round_index, 0))
             for step in range(args.warmup_batches):
                 trainer._step(next(batches), round_index, step)
-            started, seen = time.perf_counter(), 0
+            started, seen, loaded = time.perf_counter(), 0, []
             for step in range(args.timed_batches):
                 batch = next(batches)
                 trainer._step(batch, round_index, step)
                 seen += len(batch["label"])
-            rates[name].append(seen / (time.perf_counter() - started))
-    base = statistics.median(rates[PRECISION_VARIANTS[0][0]])
+                loaded.append(batch)
+            whole[name].append(seen / (time.perf_counter() - started))
+            started = time.perf_counter()
+            for step, batch in enumerate(loaded):
+                trainer._step(batch, round_index, step)
+            model_only[name].append(seen / (time.perf_counter() - started))
+    base = statistics.median(whole[PRECISION_VARIANTS[0][0]])
+    base_model = statistics.median(model_only[PRECISION_VARIANTS[0][0]])
     return [{"variant": name, "median": statistics.median(values), "low": min(values), "high": max(values),
-             "ratio": statistics.median(values) / base} for name, values in rates.items()]
+             "ratio": statistics.median(values) / base, "model_only": statistics.median(model_only[name]),
+             "model_only_ratio": statistics.median(model_only[name]) / base_model}
+            for name, values in whole.items()]
 
 
 def precision_main(args) -> int:
@@ -325,10 +343,14 @@ def precision_main(args) -> int:
           f"{args.warmup_batches} warm-up")
     print(f"command: python benchmarks/train_speed.py {' '.join(sys.argv[1:])}")
     print()
-    print("| path | images/s (median) | min - max over rounds | x fp32 |")
-    print("|---|---|---|---|")
+    print(f"native bf16 here: {'yes' if bf16_supported(torch.device('cpu')) else 'no (emulated: the default path is fp32)'}")
+    print()
+    print("| path | whole steps, images/s (median) | min - max over rounds | x fp32 | model step alone, images/s | "
+          "x fp32 | whole / model alone |")
+    print("|---|---|---|---|---|---|---|")
     for row in rows:
-        print(f"| {row['variant']} | {row['median']:.1f} | {row['low']:.1f} - {row['high']:.1f} | {row['ratio']:.2f} |")
+        print(f"| {row['variant']} | {row['median']:.1f} | {row['low']:.1f} - {row['high']:.1f} | {row['ratio']:.2f} | "
+              f"{row['model_only']:.1f} | {row['model_only_ratio']:.2f} | {row['median'] / row['model_only']:.2f} |")
     return 0
 
 
@@ -415,7 +437,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--work-dir", help="where the generated images and the cache go (default: a temporary folder)")
     parser.add_argument("--precision", action="store_true",
                         help="instead: the shipped model's preset on --data as it trains, fp32 NCHW against bf16 "
-                             "autocast + channels_last (the CPU fast path)")
+                             "autocast, channels_last and both (the CPU fast path), whole steps and model alone")
     parser.add_argument("--preset", default="isic2017/attnmel-shipped", help="with --precision: the preset to time")
     parser.add_argument("--rounds", type=int, default=3, help="with --precision: alternating rounds per variant")
     parser.add_argument("--timed-batches", type=int, default=8, help="with --precision: timed batches per round")

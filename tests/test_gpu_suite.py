@@ -254,7 +254,8 @@ def test_precision_rows_time_the_shipped_preset_on_one_dataset(train_speed, tmp_
                               warmup_batches=0, timed_batches=1)
     rows = train_speed.precision_rows(SAMPLE, args, tmp_path)
     assert [row["variant"] for row in rows] == [name for name, _, _ in train_speed.PRECISION_VARIANTS]
-    assert all(row["median"] > 0 for row in rows) and rows[0]["ratio"] == 1.0
+    assert all(row["median"] > 0 and row["model_only"] > 0 for row in rows)
+    assert rows[0]["ratio"] == 1.0 and rows[0]["model_only_ratio"] == 1.0
 
 
 # --------------------------------------------------------------------------- the whole suite, as CI runs it
