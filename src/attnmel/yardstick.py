@@ -496,8 +496,9 @@ def compare_recipes(runs: Sequence[str | Path], seed: int = 0, names: Sequence[s
         raise ConfigError(f"one distinct name per yardstick folder, not {labels}.")
     strata = dict(strata or {})
     base_oof, base_sites = _pooled_scores(folders[0], seed)
-    result_file = folders[0] / RESULT_FILE
-    primary = json.loads(result_file.read_text(encoding="utf-8"))["training"][0] if result_file.is_file() else "pooled"
+    # the cross-validated dataset's name, from whichever yardstick has written its table (a partial one may not)
+    result_files = [folder / RESULT_FILE for folder in folders if (folder / RESULT_FILE).is_file()]
+    primary = json.loads(result_files[0].read_text(encoding="utf-8"))["training"][0] if result_files else "pooled"
     unknown = sorted(set(strata) - {primary} - set(base_sites))
     if unknown:
         raise ConfigError(f"no site {unknown[0]!r} in {folders[0]}: its sites are "
