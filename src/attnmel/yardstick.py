@@ -468,7 +468,7 @@ def _by_stratum(site: str, kind: str, base: dict[str, tuple[int, float]], other:
 def read_strata(path: str | Path, column: str, id_column: str = "image_id") -> dict[str, str]:
     """Image id -> its value in ``column`` of a metadata CSV: the subgroups a site's negatives are split
     by. HAM10000's ``dx_type`` says how each diagnosis was confirmed, and its follow-up series is nearly
-    all nevi: a recipe that gains only against those has learnt how they were photographed."""
+    all nevi: a gain against those alone may come from how they were photographed, not from the lesions."""
     path = Path(path)
     if not path.is_file():
         raise DataError(path, "the metadata CSV does not exist.", "give the CSV that lists the site's images.")
