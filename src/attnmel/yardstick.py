@@ -443,6 +443,10 @@ def _pooled_scores(runs: Path, seed: int) -> tuple[dict[str, tuple[int, float]],
     return out_of_fold, averaged
 
 
+#: how a held-out site's row of a comparison is scored
+HELD_OUT_AVERAGED = "held out (folds averaged)"
+
+
 def _paired(site: str, kind: str, base: dict[str, tuple[int, float]], other: dict[str, tuple[int, float]],
             stratum: str | None = None) -> SiteDifference:
     common = sorted(set(base) & set(other))
@@ -453,8 +457,11 @@ def _paired(site: str, kind: str, base: dict[str, tuple[int, float]], other: dic
 
 
 def _by_stratum(site: str, kind: str, base: dict[str, tuple[int, float]], other: dict[str, tuple[int, float]],
-                strata: Mapping[str, str]) -> list[SiteDifference]:
-    """One row per stratum of the site's negatives: every positive against only that stratum's negatives."""
+                strata: Mapping[str, str] | None) -> list[SiteDifference]:
+    """One row per stratum of the site's negatives: every positive against only that stratum's negatives
+    (none where the site is not split)."""
+    if strata is None:
+        return []
     common = set(base) & set(other)
     values = sorted({strata[i] for i in common if base[i][0] == 0 and i in strata})
     rows = []
@@ -507,11 +514,9 @@ def compare_recipes(runs: Sequence[str | Path], seed: int = 0, names: Sequence[s
     for label, folder in zip(labels[1:], folders[1:], strict=True):
         oof, sites = _pooled_scores(folder, seed)
         rows = [_paired(primary, "out of fold", base_oof, oof)]
-        rows += _by_stratum(primary, "out of fold", base_oof, oof, strata[primary]) if primary in strata else []
-        for name in base_sites:
-            if name in sites:
-                held = "held out (folds averaged)"
-                rows.append(_paired(name, held, base_sites[name], sites[name]))
-                rows += _by_stratum(name, held, base_sites[name], sites[name], strata[name]) if name in strata else []
+        rows += _by_stratum(primary, "out of fold", base_oof, oof, strata.get(primary))
+        for name in (name for name in base_sites if name in sites):
+            rows.append(_paired(name, HELD_OUT_AVERAGED, base_sites[name], sites[name]))
+            rows += _by_stratum(name, HELD_OUT_AVERAGED, base_sites[name], sites[name], strata.get(name))
         differences[label] = rows
     return RecipeComparison(seed, labels, differences)
