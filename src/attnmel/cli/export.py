@@ -9,7 +9,7 @@ from attnmel.cli.options import add_checkpoint, add_trust_pickle, checkpoints_or
 #: the library's choices and defaults (``attnmel.export``, ``attnmel.data.transforms``; a test keeps them equal)
 FORMATS = ("onnx", "safetensors")
 ONNX_OPSET = 18
-NORMALIZATION_PRESETS = ("isic2017", "isic2016", "imagenet")
+NORMALIZATION_PRESETS = ("isic2017", "isic2016", "imagenet", "inception")
 
 
 def register(parser: argparse.ArgumentParser) -> None:

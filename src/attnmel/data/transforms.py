@@ -30,11 +30,13 @@ from attnmel.data.images import centre_square_box
 from attnmel.errors import ConfigError
 
 #: Per-channel mean and std in [0, 1]. isic2017/isic2016: the constants of the original AttnMel
-#: code, computed (as ``attnmel data stats`` does) from each challenge's training split.
+#: code, computed (as ``attnmel data stats`` does) from each challenge's training split. inception
+#: (timm's name): inputs scaled to [-1, 1], as weights trained in TensorFlow (EfficientNet-Lite) expect.
 NORMALIZATION_PRESETS: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
     "isic2017": ((0.6820, 0.5312, 0.4736), (0.0840, 0.1140, 0.1282)),
     "isic2016": ((0.7012, 0.5517, 0.4875), (0.0942, 0.1331, 0.1521)),
     "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+    "inception": ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
 }
 
 
