@@ -120,7 +120,7 @@ def read_yardstick(folder: Path, shipping: Config, finished: bool = True) -> dic
 
 def yardstick_summary(result: dict) -> dict:
     """What the card quotes: each site's ROC AUC and interval per seed, and the worst site."""
-    sites = {}
+    sites: dict[str, dict[str, str]] = {}
     for seed, rows in result["sites"].items():
         for row in rows:
             low, high = row["interval"].get("low"), row["interval"].get("high")
