@@ -86,11 +86,14 @@ def completed_epochs(run: Path) -> int:
 
 
 def recipe_values(config: Config) -> dict[str, Any]:
-    """``section.key -> value`` of what the recipe learns with (``NOT_RECIPE`` left out)."""
+    """``section.key -> value`` of what the recipe learns with (``NOT_RECIPE`` left out); the normalisation as
+    its mean and std, however it was spelt (a preset name or the values)."""
     flat: dict[str, Any] = {}
     for key, value in config.to_dict().items():
         items = value.items() if isinstance(value, dict) else [(None, value)]
         flat.update({f"{key}.{inner}" if inner else key: v for inner, v in items})
+    preprocessing = config.data.preprocessing()
+    flat["data.normalization"] = {"mean": list(preprocessing.mean), "std": list(preprocessing.std)}
     return {key: value for key, value in flat.items() if key not in NOT_RECIPE}
 
 

@@ -106,3 +106,13 @@ def test_initial_weights_come_from_a_file_or_the_backbones_wheel(ship_model, tmp
     assert ship_model.initial_weights("mobilenet_v2", str(path))["sha256"] == file_sha256(path)
     with pytest.raises(SystemExit, match="--weights imagenet: no such file; give MobileNetV2's ImageNet state dict.$"):
         ship_model.initial_weights("mobilenet_v2", "imagenet")
+
+
+def test_a_recipe_is_compared_by_its_normalisation_values_not_their_spelling(ship_model):
+    from attnmel.config import load_config
+
+    by_name = ship_model.recipe_values(load_config(ship_model.PRESET, ["data.normalization=inception"]))
+    by_values = ship_model.recipe_values(load_config(ship_model.PRESET, [
+        "data.normalization={mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5]}"]))
+    assert by_name == by_values
+    assert ship_model.recipe_values(load_config(ship_model.PRESET)) != by_name
