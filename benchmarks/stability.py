@@ -2,6 +2,11 @@
 
     python benchmarks/stability.py                                   # the shipped model, ISIC 2017 val
     python benchmarks/stability.py --checkpoint runs/x --draws 3     # any checkpoint or run folder
+    python benchmarks/stability.py --yardstick RUNS_A --yardstick RUNS_B   # every fold model of two recipes
+
+The yardstick judges accuracy at several sites but not steadiness; ``--yardstick`` measures every
+finished fold model of each recipe, so two recipes are compared on steadiness as well (the rule in
+the docs' yardstick page).
 
 Over every image of a split (default: ISIC 2017 val, /work/shared/data/isic2017), each decoded as
 every door decodes it, the model answers the image and two perturbations of it:
@@ -96,9 +101,27 @@ def split_images(data: Path, split: str) -> list[Path]:
     return [sample.image_path for sample in read_dataset(data).split(split)]
 
 
+def models_to_measure(checkpoints: list[str], yardsticks: list[Path]) -> list[str | None]:
+    """``--checkpoint`` values, then every finished fold model of each ``--yardstick`` folder; None: the
+    shipped model."""
+    from attnmel.yardstick import SCORES_FILE, scored_folds
+
+    found: list[str | None] = list(checkpoints)
+    for folder in yardsticks:
+        folds = [str(path.parent) for path in scored_folds(folder)]
+        if not folds:
+            raise SystemExit(f"--yardstick {folder}: no finished fold model (seed*/fold*/{SCORES_FILE}); run "
+                             "attnmel yardstick there first.")
+        found += folds
+    return found or [None]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--checkpoint", help="checkpoint, run folder or pretrained tag (default: the shipped model)")
+    parser.add_argument("--checkpoint", action="append", default=[],
+                        help="checkpoint, run folder or pretrained tag (repeatable; default: the shipped model)")
+    parser.add_argument("--yardstick", action="append", default=[], type=Path,
+                        help="an attnmel yardstick --runs folder: every finished fold model of it (repeatable)")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--split", default="val")
     parser.add_argument("--draws", type=int, default=1, help="noise draws per image")
@@ -108,18 +131,21 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     import attnmel
 
-    model = attnmel.load_model(args.checkpoint, device="cpu")
     paths = split_images(args.data, args.split)[: args.limit]
-    threshold, rule = model.decision_threshold()
-    rows = measure(model, paths, args.draws, args.seed, threshold=0.5 if threshold is None else threshold,
-                   tta=args.tta)
-    print(f"{args.checkpoint or 'the shipped model'} on {args.data.name} {args.split} ({len(paths)} images"
-          f"{', TTA' if args.tta else ''}); class flips at {rule}\n")
-    print("| perturbation | images | max abs dP | p95 abs dP | class flips | abs d log-odds / sd |")
-    print("|---|---:|---:|---:|---:|---:|")
-    for row in rows:
-        print(f"| {row.perturbation} | {row.images} | {row.max_abs_dp:.3f} | {row.p95_abs_dp:.3f} | {row.flipped:.1%} "
-              f"| {row.relative_change:.3f} |")
+    table = []
+    for checkpoint in models_to_measure(args.checkpoint, args.yardstick):
+        model = attnmel.load_model(checkpoint, device="cpu")
+        threshold, rule = model.decision_threshold()
+        name = checkpoint or "the shipped model"
+        print(f"{name} on {args.data.name} {args.split} ({len(paths)} images{', TTA' if args.tta else ''}); "
+              f"class flips at {rule}")
+        table += [(name, row) for row in measure(model, paths, args.draws, args.seed,
+                                                 threshold=0.5 if threshold is None else threshold, tta=args.tta)]
+    print("\n| model | perturbation | images | max abs dP | p95 abs dP | class flips | abs d log-odds / sd |")
+    print("|---|---|---:|---:|---:|---:|---:|")
+    for name, row in table:
+        print(f"| {name} | {row.perturbation} | {row.images} | {row.max_abs_dp:.3f} | {row.p95_abs_dp:.3f} "
+              f"| {row.flipped:.1%} | {row.relative_change:.3f} |")
     return 0
 
 

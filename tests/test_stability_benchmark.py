@@ -32,11 +32,32 @@ def test_the_table_for_any_checkpoint(stability, tiny_checkpoint, capsys):
     assert stability.main(["--checkpoint", str(tiny_checkpoint), "--data", str(data), "--limit", "4"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert "class flips at default 0.5 (no operating point stored in the checkpoint)" in lines[0]
-    assert "| perturbation | images | max abs dP | p95 abs dP | class flips | abs d log-odds / sd |" in lines
+    assert "| model | perturbation | images | max abs dP | p95 abs dP | class flips | abs d log-odds / sd |" in lines
     rows = [line.split("|")[1:-1] for line in lines if line.startswith("| ") and "images |" not in line]
-    assert [r[0].strip() for r in rows] == ["+-1 grey level (x1)", "+1 / -1 everywhere", "JPEG q90"]
-    for _, images, largest, p95, _, relative in rows:
+    assert [r[1].strip() for r in rows] == ["+-1 grey level (x1)", "+1 / -1 everywhere", "JPEG q90"]
+    for name, _, images, largest, p95, _, relative in rows:
+        assert name.strip() == str(tiny_checkpoint)
         assert int(images) == 4 and 0 <= float(p95) <= float(largest) <= 1 and float(relative) >= 0
+
+
+def test_every_fold_model_of_a_yardstick_is_measured(stability, tiny_checkpoint, tmp_path, capsys):
+    """Each finished fold (its scores cached) is one model of the table; an unfinished fold is not."""
+    import shutil
+
+    from attnmel.yardstick import SCORES_FILE
+
+    runs = tmp_path / "yardstick"
+    for fold in ("fold0", "fold1", "fold2"):
+        shutil.copytree(tiny_checkpoint.parent, runs / "seed0" / fold)
+    for fold in ("fold0", "fold1"):
+        (runs / "seed0" / fold / SCORES_FILE).write_text("{}")
+    data = tiny_checkpoint.parents[1] / "data"
+    assert stability.main(["--yardstick", str(runs), "--data", str(data), "--limit", "2"]) == 0
+    rows = [line.split("|")[1:-1] for line in capsys.readouterr().out.splitlines()
+            if line.startswith("| ") and "images |" not in line]
+    assert [r[0].strip() for r in rows] == [str(runs / "seed0" / f) for f in ("fold0", "fold1") for _ in range(3)]
+    with pytest.raises(SystemExit, match="no finished fold model"):
+        stability.main(["--yardstick", str(tmp_path / "empty"), "--data", str(data)])
 
 
 class _LogOddsModel:
