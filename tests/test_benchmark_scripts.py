@@ -167,7 +167,7 @@ def _serve_stalled(inputs: Inputs, tmp: Path) -> Run:
 @case("benchmarks/stability.py")
 def _stability(inputs: Inputs, tmp: Path) -> Run:
     return Run(["--checkpoint", str(inputs.checkpoint), "--data", str(inputs.isic2017), "--split", "val", "--limit", "4"],
-               table="| perturbation | images |", rows=3)
+               table="| model | perturbation | images |", rows=3)
 
 
 @case("benchmarks/train_speed.py", slow=True)
