@@ -69,10 +69,20 @@ def jpeg_again(image: np.ndarray, quality: int = 90) -> np.ndarray:
 def measure(model, paths: list[Path], draws: int = 1, seed: int = 0, threshold: float = 0.5,
             batch_size: int = 32, tta: bool = False) -> list[Stability]:
     """|dP(positive class)| per perturbation over ``paths`` for a loaded model (``attnmel.load_model``)."""
+    return measure_images(model, decode(paths), draws, seed, threshold, batch_size, tta)
+
+
+def decode(paths: list[Path]) -> list[np.ndarray]:
+    """The images as every door decodes them."""
     from attnmel.data.images import read_image
 
+    return [np.asarray(read_image(path)) for path in paths]
+
+
+def measure_images(model, images: list[np.ndarray], draws: int = 1, seed: int = 0, threshold: float = 0.5,
+                   batch_size: int = 32, tta: bool = False) -> list[Stability]:
+    """``measure`` on decoded images; every model measured with the same seed sees the same noise."""
     rng = np.random.default_rng(seed)
-    images = [np.asarray(read_image(path)) for path in paths]
 
     def probabilities(batch: list[np.ndarray]) -> np.ndarray:
         answers = model.predict(batch, batch_size=batch_size, **({"tta": True} if tta else {}))
@@ -132,6 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     import attnmel
 
     paths = split_images(args.data, args.split)[: args.limit]
+    images = decode(paths)  # once, for every model
     table = []
     for checkpoint in models_to_measure(args.checkpoint, args.yardstick):
         model = attnmel.load_model(checkpoint, device="cpu")
@@ -139,8 +150,9 @@ def main(argv: list[str] | None = None) -> int:
         name = checkpoint or "the shipped model"
         print(f"{name} on {args.data.name} {args.split} ({len(paths)} images{', TTA' if args.tta else ''}); "
               f"class flips at {rule}")
-        table += [(name, row) for row in measure(model, paths, args.draws, args.seed,
-                                                 threshold=0.5 if threshold is None else threshold, tta=args.tta)]
+        table += [(name, row) for row in measure_images(model, images, args.draws, args.seed,
+                                                        threshold=0.5 if threshold is None else threshold,
+                                                        tta=args.tta)]
     print("\n| model | perturbation | images | max abs dP | p95 abs dP | class flips | abs d log-odds / sd |")
     print("|---|---|---:|---:|---:|---:|---:|")
     for name, row in table:
