@@ -10,12 +10,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from attnmel.checkpoints.card import model_card, render_markdown
 from attnmel.checkpoints.format import read_metadata
 from attnmel.cli import main
 from attnmel.data.readers import read_dataset
 from attnmel.data.sources import SplitSpec
 from attnmel.data.splits import SplitRecord, prepare_data
-from attnmel.errors import ConfigError, DataError
+from attnmel.errors import CheckpointError, ConfigError, DataError
 from attnmel.training.loop import train
 from attnmel.yardstick import (
     SCORES_FILE,
@@ -79,7 +80,25 @@ def test_keep_epoch_last_keeps_the_last_epoch_whatever_validation_says(tmp_path,
     result = train("demo", isic, tmp_path / "run", overrides=tiny("train.epochs=3", f"train.keep_epoch={keep}"),
                    progress=False, log=lambda _: None)
     assert result.best_epoch == kept
-    assert read_metadata(result.best_checkpoint).training.epoch == kept
+    meta = read_metadata(result.best_checkpoint)
+    assert (meta.training.epoch, meta.training.kept_epoch) == (kept, keep)
+    # the card says whether validation chose the epoch, so whether its figures are optimistic
+    card = render_markdown(model_card(meta))
+    assert f"- kept epoch: {keep}" in card
+    assert ("used to pick the best epoch" in card) == (keep == "best")
+    assert ("nothing was chosen on the validation split" in card) == (keep == "last")
+
+
+def test_a_kept_epoch_that_is_neither_best_nor_last_is_refused(tmp_path):
+    from attnmel.checkpoints.meta import CheckpointMeta
+
+    isic = make_isic2017_subset(tmp_path / "isic2017", n_train=4, n_val=2)
+    result = train("demo", isic, tmp_path / "run", overrides=tiny("train.epochs=1"), progress=False,
+                   log=lambda _: None)
+    payload = read_metadata(result.best_checkpoint).to_dict()
+    payload["training"]["kept_epoch"] = "median"
+    with pytest.raises(CheckpointError, match="'training': kept_epoch 'median' is not one of best, last"):
+        CheckpointMeta.from_dict(payload, "model.safetensors")
 
 
 def _scores(labels, scores):

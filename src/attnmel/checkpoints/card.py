@@ -64,8 +64,12 @@ def _limitations(meta: CheckpointMeta, metrics: dict[str, Any], layers: list[str
     notes.append("ISIC dermoscopy archives come from a few referral centres and mostly lightly pigmented skin; "
                  "performance on other populations, devices and acquisition protocols is unknown.")
     if metrics:
-        notes.append("Validation metrics come from the split used to pick the best epoch, so they are optimistic; "
-                     "report held-out test metrics (`attnmel evaluate --split test`).")
+        if meta.training.kept_epoch == "last":
+            notes.append("The run kept its last epoch, so nothing was chosen on the validation split; it is still "
+                         "one split of one site: report held-out test metrics (`attnmel evaluate --split test`).")
+        else:
+            notes.append("Validation metrics come from the split used to pick the best epoch, so they are optimistic; "
+                         "report held-out test metrics (`attnmel evaluate --split test`).")
         n = metrics.get("n")
         sentence = _interval_sentence(metrics, _positive_intervals(meta))
         if sentence:
@@ -199,6 +203,8 @@ class OutputSection:
 class TrainingSection:
     run: str | None
     epoch: int | None
+    #: "best" (by val ROC AUC) or "last" (chosen on nothing); None where the checkpoint does not say
+    kept_epoch: str | None
     seed: int | None
     backbone_weights: str | None
     #: {"roi", "weights"} of the Dice attention prior, as the checkpoint records it
@@ -287,7 +293,8 @@ def model_card(meta: CheckpointMeta) -> ModelCard:
         )),
         output=OutputSection(f"softmax of the logits{temperature}, one per class name",
                              _attention_text(layers, arch.normalize)),
-        training=TrainingSection(training.run, training.epoch, training.seed, training.backbone_weights,
+        training=TrainingSection(training.run, training.epoch, training.kept_epoch, training.seed,
+                                 training.backbone_weights,
                                  json_safe(training.prior), json_safe(training.data), json_safe(training.started_from)),
         metrics=_metrics_section(meta, metrics),
         limitations=_limitations(meta, metrics, gates),
@@ -397,7 +404,7 @@ def render_markdown(card: ModelCard) -> str:
         lines += [f"- mean: {pre.get('mean')}", f"- std: {pre.get('std')}"]
     lines += [f"- probabilities: {card.output.probabilities}", f"- attention: {card.output.attention}", ""]
     lines += ["## Training data", ""] + _training_data_lines(training.data)
-    for key in ("run", "epoch", "seed", "backbone_weights"):
+    for key in ("run", "epoch", "kept_epoch", "seed", "backbone_weights"):
         if getattr(training, key) is not None:
             lines.append(f"- {key.replace('_', ' ')}: {getattr(training, key)}")
     start = training.started_from

@@ -14,7 +14,7 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 import torch
 
@@ -39,6 +39,10 @@ def attnmel_version() -> str:
     return __version__
 
 
+#: which epoch a run kept (``train.keep_epoch``): its best by val ROC AUC, or its last, chosen on nothing
+KeptEpoch = Literal["best", "last"]
+
+
 @dataclass(frozen=True)
 class TrainingRecord:
     """How the model was trained (``None`` where unknown, e.g. a converted pickle)."""
@@ -46,6 +50,8 @@ class TrainingRecord:
     run: str | None = None
     paper_row: str | None = None
     epoch: int | None = None
+    #: how ``epoch`` was chosen: whether its validation metrics are optimistic depends on it
+    kept_epoch: KeptEpoch | None = None
     seed: int | None = None
     ema_decay: float | None = None
     backbone_weights: str | None = None
@@ -62,6 +68,9 @@ class TrainingRecord:
     @classmethod
     def from_dict(cls, payload: dict[str, Any] | None) -> TrainingRecord:
         payload = payload or {}
+        kept = payload.get("kept_epoch")
+        if kept is not None and kept not in get_args(KeptEpoch):
+            raise ValueError(f"kept_epoch {kept!r} is not one of {', '.join(get_args(KeptEpoch))}")
         return cls(**{f.name: payload.get(f.name) for f in dataclasses.fields(cls)})
 
 

@@ -209,6 +209,7 @@ class Trainer:
                 run=self.config.name,
                 paper_row=self.config.paper_row,
                 epoch=epoch,
+                kept_epoch=train.keep_epoch,
                 seed=train.seed,
                 ema_decay=train.ema_decay,
                 backbone_weights=self.config.model.weights,
