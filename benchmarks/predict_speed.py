@@ -7,6 +7,8 @@ Rows, all on the same images at the shipped model's input size and the same thre
 - plain torchvision MobileNetV2 (random weights; speed does not depend on them), forward only, on
   images already preprocessed: the floor a MobileNetV2 user would compare with; and the same in
   channels_last, the memory layout attnmel runs its models in;
+- a plain GAP + linear classifier on the model's own trunk (its backbone and input low-pass, random
+  weights) in channels_last, forward only: what the attention heads and maps cost on top of it;
 - the same with decoding and preprocessing each image (what answering a file costs anywhere);
 - ``model.predict(paths)``: decoding, the model's own preprocessing, AttnMel-CNN with its
   attention maps, results in the image's coordinates (in-process, after one warm-up call);
@@ -69,6 +71,10 @@ def main(argv: list[str] | None = None) -> int:
         model, metadata=[meta.replace(ood_detector=None, conformal=None) for meta in model.metadata])
     plain = torchvision.models.mobilenet_v2(weights=None).eval()
     plain_channels_last = copy.deepcopy(plain).to(memory_format=torch.channels_last)
+    architecture = model.metadata[0].architecture
+    trunk = {key: architecture.options[key] for key in ("backbone", "input_blur") if key in architecture.options}
+    same_trunk = attnmel.create_model("gap", architecture.num_classes, weights=None, **trunk).eval()
+    same_trunk = same_trunk.to(memory_format=torch.channels_last)
 
     def preprocessed():
         return [pre(decode_input(p)[0]) for p in paths]
@@ -83,10 +89,13 @@ def main(argv: list[str] | None = None) -> int:
     model.predict([str(p) for p in paths[:4]])  # warm-up
     forward(tensors[:4])
     forward(tensors[:4], plain_channels_last)
+    forward(tensors[:4], same_trunk)
     rows = [
         ("torchvision MobileNetV2, forward only (preprocessed)", best_of(args.repeats, lambda: forward(tensors))),
         ("torchvision MobileNetV2 in channels_last, forward only",
          best_of(args.repeats, lambda: forward(tensors, plain_channels_last))),
+        (f"GAP + linear on the model's trunk ({', '.join(f'{k} {v}' for k, v in trunk.items())}), channels_last, "
+         "forward only", best_of(args.repeats, lambda: forward(tensors, same_trunk))),
         ("torchvision MobileNetV2, decode + preprocess + forward",
          best_of(args.repeats, lambda: forward(preprocessed()))),
         ("attnmel model.predict(paths) (AttnMel-CNN + maps)",
