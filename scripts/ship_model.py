@@ -1,11 +1,9 @@
 """Train and package the model that ships inside attnmel, as the yardstick judged its recipe: one command.
 
     attnmel yardstick --config isic2017/attnmel-shipped --data ../shared/data/isic2017 \
-        --data ../shared/data/ham10000 --site ../shared/data/ham10000 --runs /work/runs/yardstick/shipped \
-        --set model.weights=../shared/weights/mobilenet_v2_imagenet_features.pth
+        --data ../shared/data/ham10000 --site ../shared/data/ham10000 --runs /work/runs/yardstick/shipped
     python scripts/ship_model.py --data ../shared/data/isic2017 --ham10000 ../shared/data/ham10000 \
-        --weights ../shared/weights/mobilenet_v2_imagenet_features.pth --runs /work/runs/shipped \
-        --yardstick /work/runs/yardstick/shipped
+        --weights imagenet --runs /work/runs/shipped --yardstick /work/runs/yardstick/shipped
 
 1. reads the recipe's finished yardstick (``--yardstick``: ``yardstick.json``, no fold missing) and
    refuses a yardstick of another recipe: the preset ``isic2017/attnmel-shipped`` with ``--set``
@@ -34,6 +32,7 @@ Nothing here is tuned on a test split: ISIC 2017 test is held out for independen
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import platform
 import sys
@@ -295,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="the seed of the one run that ships (default 0)")
     parser.add_argument("--runs", type=Path, default=Path("runs/shipped"),
                         help="where the run goes (outside the work tree keeps it across sessions)")
-    parser.add_argument("--tag", default="isic2017-attnmel-mnv2-lesion")
+    parser.add_argument("--tag", default="isic2017-attnmel-lite0-lesion")
     parser.add_argument("--output", type=Path, default=Path("src/attnmel/weights"),
                         help="where the weights, the card and registry.json go")
     parser.add_argument("--description", help="one line for the registry (default: the entry's present one)")
@@ -343,7 +342,9 @@ def main(argv: list[str] | None = None) -> int:
                    + " ".join(f"--set {s}" for s in args.set) + f" --seed {args.seed} --yardstick YARDSTICK_RUNS",
         "test_split": "not used: ISIC 2017 test is held out for independent scoring",
     }
-    meta = meta.replace(temperature=plain.temperature, calibration={
+    # recipe_config keeps the last epoch; a run trained before checkpoints recorded that gets it here
+    training = dataclasses.replace(meta.training, kept_epoch="last")
+    meta = meta.replace(training=training, temperature=plain.temperature, calibration={
         "method": "temperature scaling (NLL) by attnmel.evaluation.trust.fit_trust",
         "data": plain.fields.conformal.data, "images": int(len(plain.probabilities))},
         release=release).with_trust("plain", plain.fields).with_trust("tta", tta.fields)

@@ -25,13 +25,13 @@ def test_options_beyond_the_paper_are_off_in_the_paper_presets(preset):
     assert (config.optim.backbone_lr_scale, config.loss.label_smoothing) == (1.0, 0.0)
 
 
-def test_the_shipped_preset_is_the_recipe_at_its_own_size_budget_prior_data_and_robustness():
+def test_the_shipped_preset_is_the_recipe_at_its_own_backbone_size_budget_prior_data_and_robustness():
     recipe, shipped = load_config(RECIPES[0]).to_dict(), load_config(SHIPPED).to_dict()
     changed = {f"{section}.{key}" for section, values in shipped.items() if isinstance(values, dict)
                for key, value in values.items() if recipe[section][key] != value}
     assert changed == {"data.resize", "data.image_size", "train.epochs", "loss.prior_weights", "data.held_out",
                        "data.leaks", "data.jpeg_quality", "train.batchnorm_statistics", "data.dataset_weights",
-                       "train.keep_epoch"}
+                       "train.keep_epoch", "model.backbone", "data.normalization", "model.input_blur"}
 
 
 def test_recipe_and_baseline_share_initialisation_optimiser_and_budget():

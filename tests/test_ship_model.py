@@ -115,4 +115,5 @@ def test_a_recipe_is_compared_by_its_normalisation_values_not_their_spelling(shi
     by_values = ship_model.recipe_values(load_config(ship_model.PRESET, [
         "data.normalization={mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5]}"]))
     assert by_name == by_values
-    assert ship_model.recipe_values(load_config(ship_model.PRESET)) != by_name
+    assert ship_model.recipe_values(load_config(ship_model.PRESET)) == by_name  # the preset's own spelling
+    assert ship_model.recipe_values(load_config(ship_model.PRESET, ["data.normalization=imagenet"])) != by_name

@@ -22,9 +22,9 @@ UNSEEN = unseen_data_path() / "ISBI2016_ISIC_Part3_Test_Data"
 #: was shipped. fp16 weights run in fp32; seeded float results differ slightly between CPU kinds, far
 #: less than the tolerance.
 RECORDED = {
-    "ISIC_0000115.jpg": (0.009270, {"stage3": 0.652485, "stage4": 0.621729}),
-    "ISIC_0000117.jpg": (0.591076, {"stage3": 0.533695, "stage4": 0.535455}),
-    "ISIC_0000170.jpg": (0.858726, {"stage3": 0.652018, "stage4": 0.623306}),
+    "ISIC_0000115.jpg": (0.198978, {"stage3": 0.703234, "stage4": 0.616503}),
+    "ISIC_0000117.jpg": (0.693683, {"stage3": 0.570378, "stage4": 0.564168}),
+    "ISIC_0000170.jpg": (0.788874, {"stage3": 0.701335, "stage4": 0.755662}),
 }
 TOLERANCE = 1e-4
 
@@ -36,7 +36,7 @@ def model():
 
 def test_the_shipped_file_is_small_fp16_and_its_sha256_matches():
     weights = get_pretrained()
-    assert weights.tag == DEFAULT_TAG and weights.path.stat().st_size <= 8 * 1024 * 1024
+    assert weights.tag == DEFAULT_TAG and weights.path.stat().st_size <= 10 * 1024 * 1024
     assert weights.verify() == weights.path and file_sha256(weights.path) == weights.sha256
     with safe_open(str(weights.path), framework="pt") as handle:
         dtypes = {str(handle.get_tensor(key).dtype) for key in handle.keys()}
