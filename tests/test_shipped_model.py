@@ -98,6 +98,8 @@ def test_the_model_card_names_its_data_metrics_licence_and_limitations():
         assert words in card, words
     meta = get_pretrained().meta
     assert meta.training.data["layout"] == "isic2017" and meta.release["tag"] == DEFAULT_TAG
+    # one run's last epoch, as in every fold of the yardstick: the card does not call val a selection split
+    assert meta.training.kept_epoch == "last" and "used to pick the best epoch" not in card
 
 
 def test_the_card_names_both_training_sets_their_licences_and_per_dataset_figures():

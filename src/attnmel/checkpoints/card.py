@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from attnmel.checkpoints.meta import CheckpointMeta
+from attnmel.checkpoints.meta import CheckpointMeta, KeptEpoch
 from attnmel.io import json_safe
 from attnmel.models import Architecture, model_entry, with_maps
 
@@ -203,8 +203,8 @@ class OutputSection:
 class TrainingSection:
     run: str | None
     epoch: int | None
-    #: "best" (by val ROC AUC) or "last" (chosen on nothing); None where the checkpoint does not say
-    kept_epoch: str | None
+    #: None where the checkpoint does not say
+    kept_epoch: KeptEpoch | None
     seed: int | None
     backbone_weights: str | None
     #: {"roi", "weights"} of the Dice attention prior, as the checkpoint records it
