@@ -352,8 +352,8 @@ def ship(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
                    + " ".join(f"--set {s}" for s in args.set) + f" --seed {args.seed} --yardstick YARDSTICK_RUNS",
         "test_split": "not used: ISIC 2017 test is held out for independent scoring",
     }
-    # recipe_config keeps the last epoch; a run trained before checkpoints recorded that gets it here
-    training = dataclasses.replace(meta.training, kept_epoch="last")
+    # a run trained before checkpoints recorded the kept epoch gets the recipe's here
+    training = dataclasses.replace(meta.training, kept_epoch=config.train.keep_epoch)
     meta = meta.replace(training=training, temperature=plain.temperature, calibration={
         "method": "temperature scaling (NLL) by attnmel.evaluation.trust.fit_trust",
         "data": plain.fields.conformal.data, "images": int(len(plain.probabilities))},

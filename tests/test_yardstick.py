@@ -89,13 +89,11 @@ def test_keep_epoch_last_keeps_the_last_epoch_whatever_validation_says(tmp_path,
     assert ("nothing was chosen on the validation split" in card) == (keep == "last")
 
 
-def test_a_kept_epoch_that_is_neither_best_nor_last_is_refused(tmp_path):
+def test_a_kept_epoch_that_is_neither_best_nor_last_is_refused():
     from attnmel.checkpoints.meta import CheckpointMeta
+    from attnmel.checkpoints.pretrained import get_pretrained
 
-    isic = make_isic2017_subset(tmp_path / "isic2017", n_train=4, n_val=2)
-    result = train("demo", isic, tmp_path / "run", overrides=tiny("train.epochs=1"), progress=False,
-                   log=lambda _: None)
-    payload = read_metadata(result.best_checkpoint).to_dict()
+    payload = get_pretrained().meta.to_dict()
     payload["training"]["kept_epoch"] = "median"
     with pytest.raises(CheckpointError, match="'training': kept_epoch 'median' is not one of best, last"):
         CheckpointMeta.from_dict(payload, "model.safetensors")
